@@ -1,0 +1,224 @@
+//! The envelope and its wire form: the handshake and length-prefixed frames.
+//!
+//! Everything here is pure encoding and decoding over byte slices, so it can
+//! be tested and fuzzed without sockets.
+
+use std::sync::Arc;
+
+/// A payload, shared without copying between the queues of a broadcast.
+pub type Payload = Arc<[u8]>;
+
+/// A message and its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// On send: the destination id or BROADCAST; on receive: the sender's id.
+    pub pid: i64,
+    /// Opaque to the library; for duplicate detection above it.
+    pub msg_id: i64,
+    /// Opaque tag saying how `data` is encoded (0 bytes, 1 UTF-8, 2 JSON, ...).
+    pub kind: u32,
+    /// The payload.
+    pub data: Payload,
+}
+
+impl Envelope {
+    /// Builds an envelope, copying the payload once.
+    pub fn new(pid: i64, msg_id: i64, kind: u32, data: &[u8]) -> Envelope {
+        Envelope {
+            pid,
+            msg_id,
+            kind,
+            data: Arc::from(data),
+        }
+    }
+}
+
+/// The four bytes that open every connection.
+pub const MAGIC: [u8; 4] = *b"CLST";
+/// The protocol version this build speaks.
+pub const VERSION: u16 = 1;
+/// Size of the hello a connecting node sends.
+pub const HELLO_LEN: usize = 24;
+/// Size of the answer to a hello.
+pub const WELCOME_LEN: usize = 16;
+/// Size of a frame header.
+pub const HEADER_LEN: usize = 16;
+
+/// The first message on a connection: who is calling whom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The connecting node's id.
+    pub from: i64,
+    /// The id the connecting node believes it is talking to.
+    pub to: i64,
+}
+
+/// How the listening side answers a hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Verdict {
+    /// Accepted: frames may follow.
+    Accepted = 0,
+    /// The caller's id is not in the listener's config.
+    UnknownSender = 1,
+    /// The caller addressed another id than the listener's own.
+    WrongTarget = 2,
+}
+
+/// Why bytes from the wire were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// The connection does not start with [`MAGIC`].
+    BadMagic,
+    /// The peer speaks a protocol version this build does not.
+    BadVersion(u16),
+    /// The answer to a hello carries an unknown verdict.
+    BadVerdict(u16),
+    /// A frame announces a payload larger than the limit.
+    TooLarge(u64),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::BadMagic => write!(f, "bad protocol magic"),
+            WireError::BadVersion(v) => write!(f, "unsupported protocol version {v}"),
+            WireError::BadVerdict(v) => write!(f, "unknown handshake verdict {v}"),
+            WireError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the limit"),
+        }
+    }
+}
+
+fn check_magic(b: &[u8]) -> Result<(), WireError> {
+    if b[0..4] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let version = u16::from_le_bytes([b[4], b[5]]);
+    if version != VERSION {
+        return Err(WireError::BadVersion(version));
+    }
+    Ok(())
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_le_bytes(a)
+}
+
+impl Hello {
+    /// The hello's wire form.
+    pub fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..16].copy_from_slice(&self.from.to_le_bytes());
+        b[16..24].copy_from_slice(&self.to.to_le_bytes());
+        b
+    }
+
+    /// Parses a hello.
+    pub fn decode(b: &[u8; HELLO_LEN]) -> Result<Hello, WireError> {
+        check_magic(b)?;
+        Ok(Hello {
+            from: i64_at(b, 8),
+            to: i64_at(b, 16),
+        })
+    }
+}
+
+/// The listener's answer: its verdict and its own id.
+pub fn encode_welcome(verdict: Verdict, own_id: i64) -> [u8; WELCOME_LEN] {
+    let mut b = [0u8; WELCOME_LEN];
+    b[0..4].copy_from_slice(&MAGIC);
+    b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    b[6..8].copy_from_slice(&(verdict as u16).to_le_bytes());
+    b[8..16].copy_from_slice(&own_id.to_le_bytes());
+    b
+}
+
+/// Parses the listener's answer into its verdict and id.
+pub fn decode_welcome(b: &[u8; WELCOME_LEN]) -> Result<(Verdict, i64), WireError> {
+    check_magic(b)?;
+    let verdict = match u16::from_le_bytes([b[6], b[7]]) {
+        0 => Verdict::Accepted,
+        1 => Verdict::UnknownSender,
+        2 => Verdict::WrongTarget,
+        v => return Err(WireError::BadVerdict(v)),
+    };
+    Ok((verdict, i64_at(b, 8)))
+}
+
+/// A frame header: the payload's length, kind and message id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Payload length in bytes.
+    pub len: u32,
+    /// The envelope's kind tag.
+    pub kind: u32,
+    /// The envelope's message id.
+    pub msg_id: i64,
+}
+
+impl Header {
+    /// Writes the header of `env` into `out`.
+    pub fn encode(env: &Envelope) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&(env.data.len() as u32).to_le_bytes());
+        b[4..8].copy_from_slice(&env.kind.to_le_bytes());
+        b[8..16].copy_from_slice(&env.msg_id.to_le_bytes());
+        b
+    }
+
+    /// Parses a header, refusing payloads above `max_len`.
+    pub fn decode(b: &[u8; HEADER_LEN], max_len: usize) -> Result<Header, WireError> {
+        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if len as u64 > max_len as u64 {
+            return Err(WireError::TooLarge(len as u64));
+        }
+        Ok(Header {
+            len,
+            kind: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            msg_id: i64_at(b, 8),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trip() {
+        let h = Hello { from: 7, to: -3 };
+        assert_eq!(Hello::decode(&h.encode()), Ok(h));
+        let mut bad = h.encode();
+        bad[0] = b'X';
+        assert_eq!(Hello::decode(&bad), Err(WireError::BadMagic));
+        let mut v2 = h.encode();
+        v2[4] = 9;
+        assert_eq!(Hello::decode(&v2), Err(WireError::BadVersion(9)));
+    }
+
+    #[test]
+    fn welcome_round_trip() {
+        let w = encode_welcome(Verdict::UnknownSender, 42);
+        assert_eq!(decode_welcome(&w), Ok((Verdict::UnknownSender, 42)));
+        let mut bad = w;
+        bad[6] = 77;
+        assert_eq!(decode_welcome(&bad), Err(WireError::BadVerdict(77)));
+    }
+
+    #[test]
+    fn header_round_trip_and_limit() {
+        let env = Envelope::new(1, -5, 2, b"hello");
+        let h = Header::decode(&Header::encode(&env), 5).unwrap();
+        assert_eq!((h.len, h.kind, h.msg_id), (5, 2, -5));
+        assert_eq!(
+            Header::decode(&Header::encode(&env), 4),
+            Err(WireError::TooLarge(5))
+        );
+        let huge = [0xffu8; HEADER_LEN];
+        assert!(Header::decode(&huge, 1 << 20).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The C ABI: a thin layer with no logic of its own. Every function returns a
+//! status code (see [`status`]), catches panics, checks its pointers, and
+//! writes the detailed message into an optional `cluster_error_t`.
+
+pub mod node;
+pub mod status;
+
+use crate::error::{Error, Result, Status};
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Bytes of message an error can carry, including the terminating NUL.
+pub const CLUSTER_ERROR_MESSAGE_LEN: usize = 256;
+
+/// The detailed result of a call, written by every function that takes one.
+/// May live in the caller's memory (stack, Go heap): the library keeps no
+/// pointer to it after the call returns.
+#[repr(C)]
+pub struct ClusterError {
+    /// The same status code the function returned.
+    pub code: c_int,
+    /// A NUL-terminated message naming the problem; empty on success.
+    pub message: [c_char; CLUSTER_ERROR_MESSAGE_LEN],
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Writes `result` into `err` (if not NULL) and the thread's last error, and
+/// returns its status code.
+fn report(result: Result<()>, err: *mut ClusterError) -> c_int {
+    let (code, msg) = match &result {
+        Ok(()) => (Status::Ok as c_int, ""),
+        Err(e) => (e.status as c_int, e.message.as_str()),
+    };
+    if !err.is_null() {
+        // SAFETY: the caller passes NULL or a valid, writable cluster_error_t.
+        let err = unsafe { &mut *err };
+        err.code = code;
+        let n = msg.len().min(CLUSTER_ERROR_MESSAGE_LEN - 1);
+        for (dst, src) in err.message.iter_mut().zip(msg.as_bytes()[..n].iter()) {
+            *dst = *src as c_char;
+        }
+        err.message[n] = 0;
+    }
+    if code != 0 {
+        let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+        LAST_ERROR.with(|l| *l.borrow_mut() = c);
+    }
+    code
+}
+
+/// Runs `f` behind the panic boundary and reports its result.
+pub(crate) fn call(err: *mut ClusterError, f: impl FnOnce() -> Result<()>) -> c_int {
+    let result = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::new(Status::Panic, format!("internal error: {what}")))
+    });
+    report(result, err)
+}
+
+/// Turns a pointer argument into a reference, or a NULL-argument error that
+/// names it.
+pub(crate) fn arg<'a, T>(p: *const T, name: &str) -> Result<&'a T> {
+    // SAFETY: the caller passes NULL or a pointer to a live T (the contract
+    // written on every function).
+    unsafe { p.as_ref() }.ok_or_else(|| Error::new(Status::NullArg, format!("{name} is NULL")))
+}
+
+/// Like [`arg`] for an out-parameter.
+pub(crate) fn out<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T> {
+    // SAFETY: as for `arg`, and the memory is writable.
+    unsafe { p.as_mut() }.ok_or_else(|| Error::new(Status::NullArg, format!("{name} is NULL")))
+}
+
+/// Reads a C string argument as UTF-8.
+pub(crate) fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
+    if p.is_null() {
+        return Err(Error::new(Status::NullArg, format!("{name} is NULL")));
+    }
+    // SAFETY: non-NULL and, by contract, NUL-terminated.
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| Error::new(Status::InvalidArg, format!("{name} is not valid UTF-8")))
+}
+
+/// The stable name of a status code, e.g. `"CLUSTER_E_TIMEOUT"`, or
+/// `"CLUSTER_E_UNKNOWN"` for a number that is not a status. The string is
+/// static: never free it. Any thread; never blocks.
+#[no_mangle]
+pub extern "C" fn cluster_strerror(code: c_int) -> *const c_char {
+    match Status::from_code(code) {
+        Some(s) => s.c_name().as_ptr(),
+        None => c"CLUSTER_E_UNKNOWN".as_ptr(),
+    }
+}
+
+/// The message of the last failed call on this OS thread. Valid until the
+/// next failing call on the same thread; owned by the library, never free it.
+/// A convenience for C: callers that may move between threads (Go) must use
+/// the `cluster_error_t` out-parameter instead.
+#[no_mangle]
+pub extern "C" fn cluster_last_error() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+/// The library's version, e.g. `"0.1.0"`. Static; never free it.
+#[no_mangle]
+pub extern "C" fn cluster_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

@@ -1,0 +1,365 @@
+//! C functions on a node handle, real or mock.
+
+use super::{arg, call, str_arg, ClusterError};
+use crate::envelope::Envelope;
+use crate::error::{Error, Result, Status};
+use crate::inbox::timeout_from_ms;
+use crate::node::Node;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::Arc;
+
+/// An opaque node handle: a real TCP node or a mock server.
+pub struct ClusterNode {
+    pub(crate) node: Node,
+}
+
+/// An envelope as C sees it. On send it is read (and its bytes copied); on
+/// receive the library fills it and the caller owns `data` until it calls
+/// `cluster_envelope_free`.
+#[repr(C)]
+pub struct ClusterEnvelope {
+    /// On send: destination id or CLUSTER_BROADCAST. On receive: sender's id.
+    pub pid: i64,
+    /// Opaque to the library.
+    pub msg_id: i64,
+    /// How the payload is encoded: 0 bytes, 1 UTF-8, 2 JSON, higher for one
+    /// language's own encodings.
+    pub kind: u32,
+    /// The payload; may be NULL when `len` is 0.
+    pub data: *const u8,
+    /// Payload length in bytes.
+    pub len: usize,
+    /// Private: set by receive, cleared by free. Zero it in envelopes you build.
+    pub _owner: *const c_void,
+}
+
+/// The id that addresses every peer but the sender.
+pub const CLUSTER_BROADCAST: i64 = -1;
+
+pub(crate) fn node_arg<'a>(node: *const ClusterNode) -> Result<&'a Node> {
+    arg(node, "node").map(|n| &n.node)
+}
+
+fn to_envelope(e: &ClusterEnvelope) -> Result<Envelope> {
+    let data: &[u8] = if e.len == 0 {
+        &[]
+    } else if e.data.is_null() {
+        return Err(Error::new(
+            Status::NullArg,
+            "envelope data is NULL but len > 0",
+        ));
+    } else {
+        // SAFETY: by contract `data` points to `len` readable bytes.
+        unsafe { std::slice::from_raw_parts(e.data, e.len) }
+    };
+    Ok(Envelope::new(e.pid, e.msg_id, e.kind, data))
+}
+
+fn fill(out: &mut ClusterEnvelope, env: Envelope) {
+    let len = env.data.len();
+    let data = Arc::into_raw(env.data) as *const u8;
+    *out = ClusterEnvelope {
+        pid: env.pid,
+        msg_id: env.msg_id,
+        kind: env.kind,
+        data,
+        len,
+        _owner: data.cast(),
+    };
+}
+
+/// Wraps a node in a new handle and stores it in `*out`.
+pub(crate) fn give_node(node: Node, out: *mut *mut ClusterNode) -> Result<()> {
+    let slot = super::out(out, "out")?;
+    *slot = Box::into_raw(Box::new(ClusterNode { node }));
+    Ok(())
+}
+
+/// Starts a real TCP node with id `id`. `config` is JSON text (starting with
+/// `{`) or the path of a JSON file; it is read during the call and not kept.
+/// On success `*out` receives a handle the caller owns: release it with
+/// `cluster_free`. The node listens on its configured address before this
+/// returns. Errors: CLUSTER_E_CONFIG (message names the field),
+/// CLUSTER_E_ADDR_IN_USE, CLUSTER_E_IO, CLUSTER_E_NULL_ARG. Any thread.
+#[no_mangle]
+pub extern "C" fn cluster_new(
+    id: i64,
+    config: *const c_char,
+    out: *mut *mut ClusterNode,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let cfg = str_arg(config, "config")?;
+        give_node(Node::new(id, cfg)?, out)
+    })
+}
+
+/// Sends `env` to `env->pid`: a peer id, one's own id (delivered to one's own
+/// inbox) or CLUSTER_BROADCAST (every peer but oneself). The payload is copied
+/// before the call returns; `env` stays the caller's. If a live peer's queue
+/// is full, waits up to `timeout_ms` (0 = not at all, negative = forever); a
+/// peer that is down never makes the caller wait. Errors: CLUSTER_E_UNKNOWN_PEER,
+/// CLUSTER_E_TOO_LARGE, CLUSTER_E_FULL (dropped and counted), CLUSTER_E_CLOSED.
+/// A broadcast returns CLUSTER_OK even if some peers' queues dropped it
+/// (their drops are counted in the stats). Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_send(
+    node: *const ClusterNode,
+    env: *const ClusterEnvelope,
+    timeout_ms: i64,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let node = node_arg(node)?;
+        let env = to_envelope(arg(env, "env")?)?;
+        node.send(env, timeout_from_ms(timeout_ms))
+    })
+}
+
+/// Sends `n` envelopes in order, as `cluster_send` would one by one, stopping
+/// at the first error; `*sent` (may be NULL) receives how many were sent.
+/// The caller keeps ownership of `envs`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_send_batch(
+    node: *const ClusterNode,
+    envs: *const ClusterEnvelope,
+    n: usize,
+    timeout_ms: i64,
+    sent: *mut usize,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let node = node_arg(node)?;
+        if !sent.is_null() {
+            // SAFETY: non-NULL out-parameter, writable by contract.
+            unsafe { *sent = 0 };
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        arg(envs, "envs")?;
+        // SAFETY: by contract `envs` points to `n` envelopes.
+        let envs = unsafe { std::slice::from_raw_parts(envs, n) };
+        let timeout = timeout_from_ms(timeout_ms);
+        for (i, e) in envs.iter().enumerate() {
+            node.send(to_envelope(e)?, timeout)?;
+            if !sent.is_null() {
+                // SAFETY: as above.
+                unsafe { *sent = i + 1 };
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Receives the next envelope into `*out`, waiting up to `timeout_ms`
+/// (0 = not at all, negative = forever). `out->pid` is the sender's id. On
+/// success the caller owns `out->data` and must release it with
+/// `cluster_envelope_free`; on error `*out` is zeroed and owns nothing.
+/// Errors: CLUSTER_E_TIMEOUT, CLUSTER_E_CLOSED (at once when another thread
+/// closes the node). Thread-safe: several threads may receive at once.
+#[no_mangle]
+pub extern "C" fn cluster_recv(
+    node: *const ClusterNode,
+    out: *mut ClusterEnvelope,
+    timeout_ms: i64,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let node = node_arg(node)?;
+        let slot = super::out(out, "out")?;
+        *slot = ClusterEnvelope::EMPTY;
+        fill(slot, node.recv(timeout_from_ms(timeout_ms))?);
+        Ok(())
+    })
+}
+
+/// Receives up to `cap` envelopes into `out[0..*n]`: waits up to `timeout_ms`
+/// for the first, then takes what is already there. The caller owns each
+/// received payload (release with `cluster_envelopes_free(out, *n)`).
+/// Errors as `cluster_recv`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_recv_batch(
+    node: *const ClusterNode,
+    out: *mut ClusterEnvelope,
+    cap: usize,
+    n: *mut usize,
+    timeout_ms: i64,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let node = node_arg(node)?;
+        let count = super::out(n, "n")?;
+        *count = 0;
+        if cap == 0 {
+            return Err(Error::new(Status::InvalidArg, "cap is 0"));
+        }
+        super::out(out, "out")?;
+        let mut got = Vec::with_capacity(cap.min(4096));
+        node.recv_batch(cap, timeout_from_ms(timeout_ms), &mut got)?;
+        // SAFETY: by contract `out` has room for `cap` envelopes.
+        let slots = unsafe { std::slice::from_raw_parts_mut(out, cap) };
+        for (slot, env) in slots.iter_mut().zip(got) {
+            fill(slot, env);
+            *count += 1;
+        }
+        Ok(())
+    })
+}
+
+impl ClusterEnvelope {
+    const EMPTY: ClusterEnvelope = ClusterEnvelope {
+        pid: 0,
+        msg_id: 0,
+        kind: 0,
+        data: std::ptr::null(),
+        len: 0,
+        _owner: std::ptr::null(),
+    };
+}
+
+/// Releases the payload of an envelope filled by `cluster_recv` and zeroes
+/// its `data`, `len` and `_owner`. NULL, an envelope already freed and an
+/// envelope built by the caller (`_owner` NULL) are ignored. Any thread.
+#[no_mangle]
+pub extern "C" fn cluster_envelope_free(env: *mut ClusterEnvelope) {
+    cluster_envelopes_free(env, 1)
+}
+
+/// `cluster_envelope_free` on each of `envs[0..n]`.
+#[no_mangle]
+pub extern "C" fn cluster_envelopes_free(envs: *mut ClusterEnvelope, n: usize) {
+    if envs.is_null() {
+        return;
+    }
+    // SAFETY: by contract `envs` points to `n` envelopes.
+    let envs = unsafe { std::slice::from_raw_parts_mut(envs, n) };
+    for e in envs {
+        if !e._owner.is_null() && e._owner == e.data.cast() {
+            let raw = std::ptr::slice_from_raw_parts(e.data, e.len);
+            // SAFETY: `data`/`len` came from `Arc::into_raw` in `fill`, and
+            // `_owner` proves it was not freed yet.
+            drop(unsafe { Arc::from_raw(raw) });
+        }
+        e.data = std::ptr::null();
+        e.len = 0;
+        e._owner = std::ptr::null();
+    }
+}
+
+/// Closes the node: stops accepting sends, flushes queued messages within the
+/// configured linger, wakes every blocked call (they return CLUSTER_E_CLOSED),
+/// stops its threads and releases its port before returning, so a new node
+/// can bind the same address at once. Idempotent; any thread, even while
+/// others are blocked on the handle. The handle stays valid until `cluster_free`.
+#[no_mangle]
+pub extern "C" fn cluster_close(node: *const ClusterNode, err: *mut ClusterError) -> c_int {
+    call(err, || {
+        node_arg(node)?.close();
+        Ok(())
+    })
+}
+
+/// Closes (if needed) and releases the handle. Call it once, after every
+/// other call on the handle has returned. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn cluster_free(node: *mut ClusterNode) {
+    if node.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: created by Box::into_raw in `give_node`, freed once.
+        let node = unsafe { Box::from_raw(node) };
+        node.node.close();
+    }));
+}
+
+/// Stores the node's own id in `*out`. Thread-safe; never blocks.
+#[no_mangle]
+pub extern "C" fn cluster_pid(
+    node: *const ClusterNode,
+    out: *mut i64,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let pid = node_arg(node)?.pid();
+        *super::out(out, "out")? = pid;
+        Ok(())
+    })
+}
+
+/// Writes the ids of the other members into `out[0..cap]` and their number
+/// into `*len`. With `cap` too small (or `out` NULL and `cap` 0) it writes
+/// what fits and returns CLUSTER_E_BUFFER_TOO_SMALL with `*len` the size
+/// needed. Thread-safe; never blocks.
+#[no_mangle]
+pub extern "C" fn cluster_peers(
+    node: *const ClusterNode,
+    out: *mut i64,
+    cap: usize,
+    len: *mut usize,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let peers = node_arg(node)?.peers();
+        *super::out(len, "len")? = peers.len();
+        if cap > 0 {
+            super::out(out, "out")?;
+            // SAFETY: by contract `out` has room for `cap` ids.
+            let slots = unsafe { std::slice::from_raw_parts_mut(out, cap) };
+            for (s, p) in slots.iter_mut().zip(&peers) {
+                *s = *p;
+            }
+        }
+        if cap < peers.len() {
+            return Err(Error::new(
+                Status::BufferTooSmall,
+                format!("{} peers do not fit in {cap}", peers.len()),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// 1 if the node is closed, 0 if open, CLUSTER_E_NULL_ARG for NULL.
+#[no_mangle]
+pub extern "C" fn cluster_is_closed(node: *const ClusterNode) -> c_int {
+    match node_arg(node) {
+        Ok(n) => n.is_closed() as c_int,
+        Err(e) => e.status as c_int,
+    }
+}
+
+/// Stores the node's counters as a JSON object in `*out`: sent, received,
+/// delivered, bytes, drops by cause, reconnects, and per peer the queue depth
+/// and connection state. The caller owns the string: release it with
+/// `cluster_string_free`. Works on a closed node too. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_stats(
+    node: *const ClusterNode,
+    out: *mut *mut c_char,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let json = node_arg(node)?.stats().to_string();
+        give_string(json, out)
+    })
+}
+
+/// Stores a new C string in `*out`.
+pub(crate) fn give_string(s: String, out: *mut *mut c_char) -> Result<()> {
+    let slot = super::out(out, "out")?;
+    *slot = CString::new(s)
+        .map_err(|_| Error::new(Status::InvalidArg, "string holds NUL"))?
+        .into_raw();
+    Ok(())
+}
+
+/// Releases a string returned by the library. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn cluster_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: created by CString::into_raw in this library.
+        drop(unsafe { CString::from_raw(s) });
+    }
+}

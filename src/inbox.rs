@@ -1,0 +1,188 @@
+//! The bounded inbox and the shutdown signal that wakes every blocked call.
+
+use crate::envelope::Envelope;
+use crate::error::{Error, Result};
+use crossbeam_channel::{bounded, never, select, Receiver, Sender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a blocking call may wait: `None` is forever, zero is not at all.
+pub type Timeout = Option<Duration>;
+
+/// Converts the C convention (negative forever, 0 no wait, n ms) to [`Timeout`].
+pub fn timeout_from_ms(ms: i64) -> Timeout {
+    if ms < 0 {
+        None
+    } else {
+        Some(Duration::from_millis(ms as u64))
+    }
+}
+
+/// The deadline of a timeout that starts now.
+pub fn deadline(timeout: Timeout) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+/// A one-shot signal: once fired, every receiver of [`Shutdown::waiter`] wakes.
+#[derive(Debug)]
+pub struct Shutdown {
+    fired: AtomicBool,
+    tx: Mutex<Option<Sender<()>>>,
+    rx: Receiver<()>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (tx, rx) = bounded(0);
+        Shutdown {
+            fired: AtomicBool::new(false),
+            tx: Mutex::new(Some(tx)),
+            rx,
+        }
+    }
+}
+
+impl Shutdown {
+    /// Fires the signal; returns false if it had fired already.
+    pub fn fire(&self) -> bool {
+        let first = !self.fired.swap(true, Ordering::AcqRel);
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        first
+    }
+
+    /// Whether the signal has fired.
+    pub fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// A channel that becomes ready (disconnected) when the signal fires.
+    pub fn waiter(&self) -> &Receiver<()> {
+        &self.rx
+    }
+
+    /// Sleeps for `d` or until the signal fires; true if it fired.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let _ = self.rx.recv_timeout(d);
+        self.is_fired()
+    }
+}
+
+/// Why a push into a bounded queue failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// Still full when the timeout ran out.
+    Full,
+    /// The owner shut down.
+    Closed,
+}
+
+/// Pushes into a bounded channel, waiting up to `timeout` for room, and giving
+/// up at once when `shutdown` fires.
+pub fn push<T>(
+    tx: &Sender<T>,
+    item: T,
+    timeout: Timeout,
+    shutdown: &Shutdown,
+) -> std::result::Result<(), PushError> {
+    let item = match tx.try_send(item) {
+        Ok(()) => return Ok(()),
+        Err(TrySendError::Disconnected(_)) => return Err(PushError::Closed),
+        Err(TrySendError::Full(item)) => item,
+    };
+    if timeout == Some(Duration::ZERO) {
+        return Err(PushError::Full);
+    }
+    if shutdown.is_fired() {
+        return Err(PushError::Closed);
+    }
+    let timer = match timeout {
+        Some(t) => crossbeam_channel::after(t),
+        None => never(),
+    };
+    select! {
+        send(tx, item) -> r => r.map_err(|_| PushError::Closed),
+        recv(shutdown.waiter()) -> _ => Err(PushError::Closed),
+        recv(timer) -> _ => Err(PushError::Full),
+    }
+}
+
+/// A node's bounded inbox.
+#[derive(Debug)]
+pub struct Inbox {
+    tx: Sender<Envelope>,
+    rx: Receiver<Envelope>,
+}
+
+impl Inbox {
+    /// An inbox holding at most `capacity` envelopes.
+    pub fn new(capacity: usize) -> Inbox {
+        let (tx, rx) = bounded(capacity);
+        Inbox { tx, rx }
+    }
+
+    /// The sending side, for the threads that fill the inbox.
+    pub fn sender(&self) -> &Sender<Envelope> {
+        &self.tx
+    }
+
+    /// Envelopes waiting to be received.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether no envelope is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// Takes the next envelope, waiting up to `timeout`; fails with `Closed`
+    /// as soon as `shutdown` fires.
+    pub fn recv(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
+        if shutdown.is_fired() {
+            return Err(Error::closed());
+        }
+        if let Ok(env) = self.rx.try_recv() {
+            return Ok(env);
+        }
+        if timeout == Some(Duration::ZERO) {
+            return Err(Error::timeout());
+        }
+        let timer = match timeout {
+            Some(t) => crossbeam_channel::after(t),
+            None => never(),
+        };
+        select! {
+            recv(self.rx) -> r => r.map_err(|_| Error::closed()),
+            recv(shutdown.waiter()) -> _ => Err(Error::closed()),
+            recv(timer) -> _ => Err(Error::timeout()),
+        }
+    }
+
+    /// Takes up to `max` envelopes: waits up to `timeout` for the first, then
+    /// takes what is already there without waiting.
+    pub fn recv_batch(
+        &self,
+        max: usize,
+        timeout: Timeout,
+        shutdown: &Shutdown,
+        out: &mut Vec<Envelope>,
+    ) -> Result<()> {
+        if max == 0 {
+            return Ok(());
+        }
+        out.push(self.recv(timeout, shutdown)?);
+        while out.len() < max {
+            match self.rx.try_recv() {
+                Ok(env) => out.push(env),
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Discards every waiting envelope; returns how many there were.
+    pub fn drain(&self) -> usize {
+        self.rx.try_iter().count()
+    }
+}

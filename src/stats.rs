@@ -1,0 +1,137 @@
+//! Counters every node keeps, readable as JSON.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A monotonically increasing counter.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Serialize for Counter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.get())
+    }
+}
+
+/// Messages that were not delivered, by cause.
+#[derive(Default, Debug, Serialize)]
+pub struct Drops {
+    /// A bounded queue (a peer's outbound queue, or the inbox for messages to
+    /// oneself) was full.
+    pub queue_full: Counter,
+    /// Written into a connection that then broke: possibly not delivered.
+    pub conn_lost: Counter,
+    /// Still queued when the node closed and the linger ran out.
+    pub closed: Counter,
+    /// Dropped on purpose by the fault model (mock or fault controls).
+    pub fault: Counter,
+}
+
+impl Drops {
+    /// The sum over every cause.
+    pub fn total(&self) -> u64 {
+        self.queue_full.get() + self.conn_lost.get() + self.closed.get() + self.fault.get()
+    }
+}
+
+/// Counters for one destination peer.
+#[derive(Debug, Serialize)]
+pub struct PeerStats {
+    /// The peer's id.
+    pub id: i64,
+    /// Whether a connection to the peer is up (always true on the mock).
+    pub connected: AtomicBoolJson,
+    /// Messages accepted into this peer's queue.
+    pub sent: Counter,
+    /// Messages handed to the peer's connection (TCP) or inbox (mock).
+    pub written: Counter,
+    /// Payload bytes handed to the connection.
+    pub written_bytes: Counter,
+    /// Messages to this peer that were dropped, by cause.
+    pub dropped: Drops,
+    /// Connections made to this peer after the first.
+    pub reconnects: Counter,
+    /// Messages waiting in this peer's queue (filled in when read).
+    pub queue_depth: Counter,
+}
+
+impl PeerStats {
+    /// Fresh counters for peer `id`.
+    pub fn new(id: i64) -> PeerStats {
+        PeerStats {
+            id,
+            connected: AtomicBoolJson::default(),
+            sent: Counter::default(),
+            written: Counter::default(),
+            written_bytes: Counter::default(),
+            dropped: Drops::default(),
+            reconnects: Counter::default(),
+            queue_depth: Counter::default(),
+        }
+    }
+}
+
+/// An atomic flag that serializes as a JSON boolean.
+#[derive(Default, Debug)]
+pub struct AtomicBoolJson(pub AtomicBool);
+
+impl AtomicBoolJson {
+    /// Sets the flag.
+    pub fn set(&self, v: bool) {
+        self.0.store(v, Ordering::Release);
+    }
+
+    /// Reads the flag.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Serialize for AtomicBoolJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(self.get())
+    }
+}
+
+/// Node-wide counters.
+#[derive(Default, Debug, Serialize)]
+pub struct NodeStats {
+    /// Messages accepted by `send`, one per destination (a broadcast to four
+    /// peers counts four).
+    pub sent: Counter,
+    /// Payload bytes accepted by `send`, per destination.
+    pub sent_bytes: Counter,
+    /// Messages put into this node's inbox.
+    pub received: Counter,
+    /// Payload bytes put into this node's inbox.
+    pub received_bytes: Counter,
+    /// Messages taken out of the inbox by `recv`.
+    pub delivered: Counter,
+    /// Sent messages that were dropped, by cause.
+    pub dropped: Drops,
+    /// Incoming connections accepted after a valid handshake.
+    pub accepted: Counter,
+    /// Incoming connections refused: bad handshake, unknown id, too many pending.
+    pub rejected: Counter,
+    /// Incoming connections dropped for a bad frame (oversized, malformed).
+    pub bad_frames: Counter,
+}

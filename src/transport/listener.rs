@@ -1,0 +1,177 @@
+//! The accept thread and one reader thread per incoming connection.
+
+use super::Shared;
+use crate::envelope::{encode_welcome, Envelope, Header, Hello, Verdict, HEADER_LEN, HELLO_LEN};
+use crate::inbox::push;
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A caller must finish its hello within this time or be dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections still in their handshake beyond this number are refused.
+const MAX_PENDING: usize = 64;
+/// Read buffer of an incoming connection.
+const READ_BUFFER: usize = 64 << 10;
+
+pub(crate) struct Acceptor {
+    pub shared: Arc<Shared>,
+    pub listener: Arc<TcpListener>,
+    pub readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// What the readers share: the count of pending handshakes and the current
+/// connection of each peer.
+#[derive(Default)]
+struct Registry {
+    pending: AtomicUsize,
+    by_peer: Mutex<HashMap<i64, u64>>,
+}
+
+impl Acceptor {
+    pub fn run(self) {
+        let registry = Arc::new(Registry::default());
+        loop {
+            let accepted = self.listener.accept();
+            if self.shared.shutdown.is_fired() {
+                return;
+            }
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    // Out of descriptors or a transient error: back off a
+                    // little instead of spinning.
+                    if self.shared.shutdown.sleep(Duration::from_millis(10)) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if registry.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
+                registry.pending.fetch_sub(1, Ordering::AcqRel);
+                self.shared.stats.rejected.inc();
+                continue;
+            }
+            let reader = Reader {
+                shared: self.shared.clone(),
+                registry: registry.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("cluster-r{}", self.shared.id))
+                .spawn(move || reader.serve(stream));
+            let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            readers.retain(|h| !h.is_finished());
+            match spawned {
+                Ok(h) => readers.push(h),
+                Err(_) => {
+                    registry.pending.fetch_sub(1, Ordering::AcqRel);
+                    self.shared.stats.rejected.inc();
+                }
+            }
+        }
+    }
+}
+
+struct Reader {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+}
+
+impl Reader {
+    fn serve(self, stream: TcpStream) {
+        let Some(token) = self.shared.sockets.add(&stream) else {
+            self.registry.pending.fetch_sub(1, Ordering::AcqRel);
+            return;
+        };
+        let from = self.handshake(&stream);
+        self.registry.pending.fetch_sub(1, Ordering::AcqRel);
+        if let Some(from) = from {
+            self.shared.stats.accepted.inc();
+            // A peer has one connection to us; a new one means the old is dead.
+            let old = self
+                .registry
+                .by_peer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(from, token);
+            if let Some(old) = old {
+                self.shared.sockets.cut(old);
+            }
+            self.read_frames(&stream, from);
+            let mut by_peer = self
+                .registry
+                .by_peer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if by_peer.get(&from) == Some(&token) {
+                by_peer.remove(&from);
+            }
+        } else {
+            self.shared.stats.rejected.inc();
+        }
+        self.shared.sockets.remove(token);
+    }
+
+    /// Reads and answers the hello; the caller's id if it is let in.
+    fn handshake(&self, stream: &TcpStream) -> Option<i64> {
+        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
+        stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
+        let mut b = [0u8; HELLO_LEN];
+        (&*stream).read_exact(&mut b).ok()?;
+        let hello = Hello::decode(&b).ok()?;
+        let me = self.shared.id;
+        let verdict = if hello.to != me {
+            Verdict::WrongTarget
+        } else if hello.from == me || self.shared.config.peer(hello.from).is_none() {
+            Verdict::UnknownSender
+        } else {
+            Verdict::Accepted
+        };
+        (&*stream).write_all(&encode_welcome(verdict, me)).ok()?;
+        if verdict != Verdict::Accepted {
+            return None;
+        }
+        stream.set_read_timeout(None).ok()?;
+        stream.set_write_timeout(None).ok()?;
+        Some(hello.from)
+    }
+
+    /// Moves frames into the inbox until the connection ends or misbehaves.
+    fn read_frames(&self, stream: &TcpStream, from: i64) {
+        let s = &self.shared;
+        let max = s.config.max_message_size;
+        let mut r = BufReader::with_capacity(READ_BUFFER, stream);
+        let mut h = [0u8; HEADER_LEN];
+        loop {
+            if r.read_exact(&mut h).is_err() {
+                return;
+            }
+            let Ok(header) = Header::decode(&h, max) else {
+                s.stats.bad_frames.inc();
+                return;
+            };
+            let data = Arc::<[u8]>::new_zeroed_slice(header.len as usize);
+            // SAFETY: zeroed bytes are valid u8 values.
+            let mut data = unsafe { data.assume_init() };
+            let buf = Arc::get_mut(&mut data).expect("fresh Arc is unique");
+            if r.read_exact(buf).is_err() {
+                return;
+            }
+            let env = Envelope {
+                pid: from,
+                msg_id: header.msg_id,
+                kind: header.kind,
+                data,
+            };
+            if push(s.inbox.sender(), env, None, &s.shutdown).is_err() {
+                return;
+            }
+            s.stats.received.inc();
+            s.stats.received_bytes.add(header.len as u64);
+        }
+    }
+}

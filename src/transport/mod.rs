@@ -1,0 +1,325 @@
+//! The real network: one TCP listener, and per peer one bounded queue, one
+//! connection and one writer thread.
+
+mod listener;
+mod sockets;
+mod writer;
+
+use crate::config::{Config, Peer, BROADCAST};
+use crate::envelope::Envelope;
+use crate::error::{Error, Result, Status};
+use crate::inbox::{push, Inbox, PushError, Shutdown, Timeout};
+use crate::node::Transport;
+use crate::stats::{NodeStats, PeerStats};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use sockets::Sockets;
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// State shared by the node and its threads.
+pub(crate) struct Shared {
+    pub id: i64,
+    pub config: Config,
+    pub stats: NodeStats,
+    pub inbox: Inbox,
+    pub shutdown: Shutdown,
+    pub sockets: Sockets,
+}
+
+/// The sending side of one peer.
+struct Link {
+    id: i64,
+    tx: Sender<Envelope>,
+    rx: Receiver<Envelope>,
+    stats: Arc<PeerStats>,
+}
+
+/// A node of a real TCP cluster.
+pub struct TcpNode {
+    shared: Arc<Shared>,
+    links: Vec<Link>,
+    index: HashMap<i64, usize>,
+    listener: Mutex<Option<Arc<TcpListener>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    writers_done: Receiver<()>,
+    close_lock: Mutex<bool>,
+}
+
+impl TcpNode {
+    /// Binds the node's address and starts its threads.
+    pub fn start(id: i64, config: Config) -> Result<TcpNode> {
+        let me = config.peer(id).cloned().ok_or_else(|| {
+            Error::config(format!(
+                "own id {id} is not in the config (ids: {:?})",
+                config.ids()
+            ))
+        })?;
+        let listener = Arc::new(bind(&me)?);
+        let shared = Arc::new(Shared {
+            id,
+            inbox: Inbox::new(config.inbox_size),
+            stats: NodeStats::default(),
+            shutdown: Shutdown::default(),
+            sockets: Sockets::default(),
+            config,
+        });
+        let (done_tx, writers_done) = bounded::<()>(0);
+        let mut links = Vec::new();
+        let mut threads = Vec::new();
+        for peer in shared.config.peers.iter().filter(|p| p.id != id) {
+            let (tx, rx) = bounded(shared.config.outbox_size);
+            let stats = Arc::new(PeerStats::new(peer.id));
+            let w = writer::Writer {
+                shared: shared.clone(),
+                peer: peer.clone(),
+                rx: rx.clone(),
+                stats: stats.clone(),
+                _done: done_tx.clone(),
+            };
+            threads.push(spawn(format!("cluster-w{}", peer.id), move || w.run())?);
+            links.push(Link {
+                id: peer.id,
+                tx,
+                rx,
+                stats,
+            });
+        }
+        drop(done_tx);
+        let readers = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = listener::Acceptor {
+            shared: shared.clone(),
+            listener: listener.clone(),
+            readers: readers.clone(),
+        };
+        threads.push(spawn(format!("cluster-a{id}"), move || acceptor.run())?);
+        let index = links.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
+        Ok(TcpNode {
+            shared,
+            links,
+            index,
+            listener: Mutex::new(Some(listener)),
+            threads: Mutex::new(threads),
+            readers,
+            writers_done,
+            close_lock: Mutex::new(false),
+        })
+    }
+
+    fn enqueue(&self, link: &Link, env: Envelope, timeout: Timeout) -> Result<()> {
+        let len = env.data.len() as u64;
+        // A peer that is down never makes the caller wait: its queue keeps
+        // what fits and the rest is dropped and counted.
+        let wait = if link.stats.connected.get() {
+            timeout
+        } else {
+            Some(std::time::Duration::ZERO)
+        };
+        match push(&link.tx, env, wait, &self.shared.shutdown) {
+            Ok(()) => {
+                link.stats.sent.inc();
+                self.shared.stats.sent.inc();
+                self.shared.stats.sent_bytes.add(len);
+                Ok(())
+            }
+            Err(PushError::Full) => {
+                link.stats.dropped.queue_full.inc();
+                self.shared.stats.dropped.queue_full.inc();
+                Err(Error::new(
+                    Status::Full,
+                    format!("queue to peer {} is full: message dropped", link.id),
+                ))
+            }
+            Err(PushError::Closed) => Err(Error::closed()),
+        }
+    }
+
+    fn deliver_to_self(&self, mut env: Envelope, timeout: Timeout) -> Result<()> {
+        let s = &self.shared;
+        env.pid = s.id;
+        let len = env.data.len() as u64;
+        match push(s.inbox.sender(), env, timeout, &s.shutdown) {
+            Ok(()) => {
+                s.stats.sent.inc();
+                s.stats.sent_bytes.add(len);
+                s.stats.received.inc();
+                s.stats.received_bytes.add(len);
+                Ok(())
+            }
+            Err(PushError::Full) => {
+                s.stats.dropped.queue_full.inc();
+                Err(Error::new(
+                    Status::Full,
+                    "own inbox is full: message dropped",
+                ))
+            }
+            Err(PushError::Closed) => Err(Error::closed()),
+        }
+    }
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .map_err(Error::from)
+}
+
+/// Binds the node's listen address with SO_REUSEADDR, so a restarted node can
+/// take its port back at once.
+fn bind(me: &Peer) -> Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = me.listen;
+    let fail = |e: std::io::Error| {
+        let mut err = Error::from(e);
+        err.message = format!(
+            "cannot listen on {addr} (Id {}, \"Address\" {:?}): {}",
+            me.id, me.address, err.message
+        );
+        err
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(1024).map_err(fail)?;
+    Ok(socket.into())
+}
+
+impl Transport for TcpNode {
+    fn pid(&self) -> i64 {
+        self.shared.id
+    }
+
+    fn peers(&self) -> Vec<i64> {
+        self.links.iter().map(|l| l.id).collect()
+    }
+
+    fn send(&self, env: Envelope, timeout: Timeout) -> Result<()> {
+        if self.shared.shutdown.is_fired() {
+            return Err(Error::closed());
+        }
+        let max = self.shared.config.max_message_size;
+        if env.data.len() > max {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "payload of {} bytes exceeds MaxMessageSize {max}",
+                    env.data.len()
+                ),
+            ));
+        }
+        if env.pid == BROADCAST {
+            // Every peer gets its chance even if one queue is full; the
+            // payload is shared, not copied.
+            for link in &self.links {
+                match self.enqueue(link, env.clone(), timeout) {
+                    Err(e) if e.status == Status::Closed => return Err(e),
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        if env.pid == self.shared.id {
+            return self.deliver_to_self(env, timeout);
+        }
+        match self.index.get(&env.pid) {
+            Some(&i) => self.enqueue(&self.links[i], env, timeout),
+            None => Err(Error::unknown_peer(env.pid)),
+        }
+    }
+
+    fn recv(&self, timeout: Timeout) -> Result<Envelope> {
+        let env = self.shared.inbox.recv(timeout, &self.shared.shutdown)?;
+        self.shared.stats.delivered.inc();
+        Ok(env)
+    }
+
+    fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {
+        let before = out.len();
+        self.shared
+            .inbox
+            .recv_batch(max, timeout, &self.shared.shutdown, out)?;
+        self.shared.stats.delivered.add((out.len() - before) as u64);
+        Ok(())
+    }
+
+    fn close(&self) {
+        let mut closed = self.close_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if *closed {
+            return;
+        }
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(l) = &listener {
+            sockets::shutdown_fd(l);
+        }
+        self.shared.shutdown.fire();
+        // Writers flush within the linger; then every socket is cut.
+        let linger = self.shared.config.close_linger;
+        let _ = self
+            .writers_done
+            .recv_deadline(std::time::Instant::now() + linger);
+        self.shared.sockets.shutdown_all();
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = t.join();
+        }
+        let readers: Vec<_> = self
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for t in readers {
+            let _ = t.join();
+        }
+        drop(listener);
+        self.shared.inbox.drain();
+        *closed = true;
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.shutdown.is_fired()
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let s = &self.shared;
+        let mut v = serde_json::to_value(&s.stats).unwrap_or_default();
+        let peers: Vec<serde_json::Value> = self
+            .links
+            .iter()
+            .map(|l| {
+                let mut p = serde_json::to_value(&*l.stats).unwrap_or_default();
+                p["queue_depth"] = l.rx.len().into();
+                p
+            })
+            .collect();
+        v["pid"] = s.id.into();
+        v["transport"] = "tcp".into();
+        v["closed"] = s.shutdown.is_fired().into();
+        v["inbox_depth"] = s.inbox.len().into();
+        v["reconnects"] = self
+            .links
+            .iter()
+            .map(|l| l.stats.reconnects.get())
+            .sum::<u64>()
+            .into();
+        v["peers"] = peers.into();
+        v
+    }
+}
+
+impl Drop for TcpNode {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,67 @@
+//! The registry of a node's live sockets, so `close` can cut every one.
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Live sockets by token. Once cut, it refuses new ones.
+#[derive(Default)]
+pub(crate) struct Sockets {
+    next: AtomicU64,
+    map: Mutex<(bool, HashMap<u64, TcpStream>)>,
+}
+
+impl Sockets {
+    /// Registers a clone of `s`; `None` once the node is shutting down.
+    pub fn add(&self, s: &TcpStream) -> Option<u64> {
+        let clone = s.try_clone().ok()?;
+        let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 {
+            return None;
+        }
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        g.1.insert(token, clone);
+        Some(token)
+    }
+
+    /// Forgets the socket of `token`.
+    pub fn remove(&self, token: u64) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .remove(&token);
+    }
+
+    /// Shuts the socket of `token` down, waking its blocked reads and writes.
+    pub fn cut(&self, token: u64) {
+        if let Some(s) = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .remove(&token)
+        {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Shuts every socket down and refuses new ones.
+    pub fn shutdown_all(&self) {
+        let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = true;
+        for (_, s) in g.1.drain() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Wakes a thread blocked in `accept` on `fd` (Linux returns EINVAL to it).
+pub(crate) fn shutdown_fd(fd: &impl AsRawFd) {
+    // SAFETY: shutdown(2) on a descriptor we own; it only changes its state.
+    unsafe {
+        libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
+    }
+}

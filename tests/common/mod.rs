@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests: free loopback ports, clusters,
+//! and waiting on a condition with a deadline.
+#![allow(dead_code)]
+
+use cluster::{Envelope, Node, Status};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A config for ids 1..=n on free loopback ports, with extra settings.
+pub fn config(n: usize, extra: &str) -> String {
+    let peers: Vec<String> = (1..=n)
+        .map(|i| format!(r#"{{"Id":{i},"Address":"127.0.0.1:{}"}}"#, free_port()))
+        .collect();
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!(r#"{{"Peers":[{}]{extra}}}"#, peers.join(","))
+}
+
+/// Starts nodes 1..=n of a fresh config, retrying with new ports if another
+/// test took one of them meanwhile.
+pub fn cluster(n: usize, extra: &str) -> (Vec<Node>, String) {
+    for _ in 0..20 {
+        let cfg = config(n, extra);
+        let started: Result<Vec<Node>, _> = (1..=n as i64).map(|i| Node::new(i, &cfg)).collect();
+        match started {
+            Ok(nodes) => return (nodes, cfg),
+            Err(e) if e.status == Status::AddrInUse => continue,
+            Err(e) => panic!("cannot start cluster: {e}"),
+        }
+    }
+    panic!("no free ports after 20 tries");
+}
+
+/// Waits until `f` holds, failing the test after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Receives one envelope within ten seconds.
+pub fn recv(node: &Node) -> Envelope {
+    node.recv(Some(Duration::from_secs(10)))
+        .unwrap_or_else(|e| panic!("node {} received nothing: {e}", node.pid()))
+}
+
+/// Sends bytes from `node` to `to`, waiting as long as needed for room.
+pub fn send(node: &Node, to: i64, msg_id: i64, data: &[u8]) {
+    node.send(Envelope::new(to, msg_id, 0, data), None)
+        .unwrap_or_else(|e| panic!("send {} -> {to}: {e}", node.pid()));
+}
+
+/// A stat of a node, by JSON pointer (e.g. "/dropped/queue_full").
+pub fn stat(node: &Node, pointer: &str) -> u64 {
+    node.stats()
+        .pointer(pointer)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| panic!("no stat {pointer}"))
+}

@@ -1,0 +1,142 @@
+//! Two and five node clusters over real TCP: unicast, broadcast, ordering.
+
+mod common;
+use cluster::{Envelope, Status, BROADCAST};
+use common::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[test]
+fn unicast_both_ways_bytes_text_empty_and_max() {
+    let max = 1 << 20;
+    let (nodes, _) = cluster(2, &format!(r#""MaxMessageSize": {max}"#));
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let big: Vec<u8> = (0..max).map(|i| (i * 7 % 251) as u8).collect();
+    let payloads: Vec<(u32, Vec<u8>)> = vec![
+        (0, vec![0, 1, 2, 255]),
+        (1, "héllo wörld".as_bytes().to_vec()),
+        (0, vec![]),
+        (0, big),
+    ];
+    for (from, to) in [(a, b), (b, a)] {
+        for (i, (kind, p)) in payloads.iter().enumerate() {
+            from.send(Envelope::new(to.pid(), i as i64, *kind, p), None)
+                .unwrap();
+        }
+        for (i, (kind, p)) in payloads.iter().enumerate() {
+            let e = recv(to);
+            assert_eq!(e.pid, from.pid(), "pid is rewritten to the sender");
+            assert_eq!(e.msg_id, i as i64);
+            assert_eq!(e.kind, *kind);
+            assert_eq!(&e.data[..], &p[..]);
+        }
+    }
+    let too_big = vec![0u8; max + 1];
+    let e = a.send(Envelope::new(2, 0, 0, &too_big), None).unwrap_err();
+    assert_eq!(e.status, Status::TooLarge);
+}
+
+#[test]
+fn unknown_destination_and_self_send() {
+    let (nodes, _) = cluster(2, "");
+    let e = nodes[0]
+        .send(Envelope::new(99, 0, 0, b"x"), None)
+        .unwrap_err();
+    assert_eq!(e.status, Status::UnknownPeer);
+    assert!(e.message.contains("99"));
+    send(&nodes[0], 1, 5, b"me");
+    let got = recv(&nodes[0]);
+    assert_eq!((got.pid, got.msg_id, &got.data[..]), (1, 5, &b"me"[..]));
+    assert_eq!(nodes[0].peers(), vec![2]);
+    assert_eq!(nodes[1].peers(), vec![1]);
+}
+
+#[test]
+fn recv_times_out() {
+    let (nodes, _) = cluster(2, "");
+    let e = nodes[0].recv(Some(Duration::from_millis(20))).unwrap_err();
+    assert_eq!(e.status, Status::Timeout);
+    let e = nodes[0].recv(Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(e.status, Status::Timeout);
+}
+
+#[test]
+fn five_nodes_broadcast_1000_each_exactly_once_in_order() {
+    const N: usize = 5;
+    const M: i64 = 1000;
+    let (nodes, _) = cluster(N, "");
+    let receivers: Vec<_> = nodes
+        .iter()
+        .cloned()
+        .map(|node| {
+            std::thread::spawn(move || {
+                let mut next: HashMap<i64, i64> = HashMap::new();
+                for _ in 0..(N as i64 - 1) * M {
+                    let e = recv(&node);
+                    let want = next.entry(e.pid).or_insert(0);
+                    assert_eq!(e.msg_id, *want, "order from {} at {}", e.pid, node.pid());
+                    assert_eq!(&e.data[..], e.msg_id.to_le_bytes());
+                    *want += 1;
+                }
+                assert!(
+                    node.recv(Some(Duration::from_millis(100))).is_err(),
+                    "a duplicate"
+                );
+                next
+            })
+        })
+        .collect();
+    let senders: Vec<_> = nodes
+        .iter()
+        .cloned()
+        .map(|node| {
+            std::thread::spawn(move || {
+                for i in 0..M {
+                    send(&node, BROADCAST, i, &i.to_le_bytes());
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    for (i, r) in receivers.into_iter().enumerate() {
+        let got = r.join().unwrap();
+        assert_eq!(got.len(), N - 1);
+        assert!(got.values().all(|&n| n == M));
+        assert_eq!(stat(&nodes[i], "/received"), (N as u64 - 1) * M as u64);
+        assert_eq!(stat(&nodes[i], "/sent"), (N as u64 - 1) * M as u64);
+    }
+}
+
+#[test]
+fn many_threads_send_on_one_node_while_another_receives() {
+    let (nodes, _) = cluster(2, r#""InboxSize": 64, "OutboxSize": 64"#);
+    let (a, b) = (nodes[0].clone(), nodes[1].clone());
+    const THREADS: i64 = 8;
+    const EACH: i64 = 2000;
+    let reader = std::thread::spawn(move || {
+        let mut next = vec![0i64; THREADS as usize];
+        for _ in 0..THREADS * EACH {
+            let e = recv(&b);
+            let t = (e.msg_id / EACH) as usize;
+            assert_eq!(e.msg_id % EACH, next[t], "per-thread order");
+            next[t] += 1;
+        }
+    });
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    send(&a, 2, t * EACH + i, b"payload");
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    reader.join().unwrap();
+    assert_eq!(stat(&a, "/dropped/queue_full"), 0);
+}

@@ -115,3 +115,30 @@ pub extern "C" fn cluster_last_error() -> *const c_char {
 pub extern "C" fn cluster_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
+
+/// Turns a pointer and a count into a slice; NULL is an error unless `n` is 0.
+pub(crate) fn slice_arg<'a, T>(p: *const T, n: usize, name: &str) -> Result<&'a [T]> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    arg(p, name)?;
+    // SAFETY: non-NULL and, by contract, pointing to `n` readable items.
+    Ok(unsafe { std::slice::from_raw_parts(p, n) })
+}
+
+/// Like [`slice_arg`] for a writable buffer.
+pub(crate) fn slice_out<'a, T>(p: *mut T, n: usize, name: &str) -> Result<&'a mut [T]> {
+    if n == 0 {
+        return Ok(&mut []);
+    }
+    out(p, name)?;
+    // SAFETY: non-NULL and, by contract, pointing to `n` writable items.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, n) })
+}
+
+/// Writes `v` into an optional out-parameter.
+pub(crate) fn set_opt<T>(p: *mut T, v: T) {
+    if let Ok(slot) = out(p, "") {
+        *slot = v;
+    }
+}

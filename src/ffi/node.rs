@@ -1,6 +1,6 @@
 //! C functions on a node handle, real or mock.
 
-use super::{arg, call, str_arg, ClusterError};
+use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
 use crate::envelope::Envelope;
 use crate::error::{Error, Result, Status};
 use crate::inbox::timeout_from_ms;
@@ -130,23 +130,12 @@ pub extern "C" fn cluster_send_batch(
 ) -> c_int {
     call(err, || {
         let node = node_arg(node)?;
-        if !sent.is_null() {
-            // SAFETY: non-NULL out-parameter, writable by contract.
-            unsafe { *sent = 0 };
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        arg(envs, "envs")?;
-        // SAFETY: by contract `envs` points to `n` envelopes.
-        let envs = unsafe { std::slice::from_raw_parts(envs, n) };
+        set_opt(sent, 0);
+        let envs = slice_arg(envs, n, "envs")?;
         let timeout = timeout_from_ms(timeout_ms);
         for (i, e) in envs.iter().enumerate() {
             node.send(to_envelope(e)?, timeout)?;
-            if !sent.is_null() {
-                // SAFETY: as above.
-                unsafe { *sent = i + 1 };
-            }
+            set_opt(sent, i + 1);
         }
         Ok(())
     })
@@ -194,11 +183,9 @@ pub extern "C" fn cluster_recv_batch(
         if cap == 0 {
             return Err(Error::new(Status::InvalidArg, "cap is 0"));
         }
-        super::out(out, "out")?;
+        let slots = slice_out(out, cap, "out")?;
         let mut got = Vec::with_capacity(cap.min(4096));
         node.recv_batch(cap, timeout_from_ms(timeout_ms), &mut got)?;
-        // SAFETY: by contract `out` has room for `cap` envelopes.
-        let slots = unsafe { std::slice::from_raw_parts_mut(out, cap) };
         for (slot, env) in slots.iter_mut().zip(got) {
             fill(slot, env);
             *count += 1;
@@ -229,11 +216,9 @@ pub extern "C" fn cluster_envelope_free(env: *mut ClusterEnvelope) {
 /// `cluster_envelope_free` on each of `envs[0..n]`.
 #[no_mangle]
 pub extern "C" fn cluster_envelopes_free(envs: *mut ClusterEnvelope, n: usize) {
-    if envs.is_null() {
+    let Ok(envs) = slice_out(envs, n, "envs") else {
         return;
-    }
-    // SAFETY: by contract `envs` points to `n` envelopes.
-    let envs = unsafe { std::slice::from_raw_parts_mut(envs, n) };
+    };
     for e in envs {
         if !e._owner.is_null() && e._owner == e.data.cast() {
             let raw = std::ptr::slice_from_raw_parts(e.data, e.len);
@@ -303,13 +288,9 @@ pub extern "C" fn cluster_peers(
     call(err, || {
         let peers = node_arg(node)?.peers();
         *super::out(len, "len")? = peers.len();
-        if cap > 0 {
-            super::out(out, "out")?;
-            // SAFETY: by contract `out` has room for `cap` ids.
-            let slots = unsafe { std::slice::from_raw_parts_mut(out, cap) };
-            for (s, p) in slots.iter_mut().zip(&peers) {
-                *s = *p;
-            }
+        let slots = slice_out(out, cap, "out")?;
+        for (s, p) in slots.iter_mut().zip(&peers) {
+            *s = *p;
         }
         if cap < peers.len() {
             return Err(Error::new(

@@ -142,3 +142,9 @@ pub(crate) fn set_opt<T>(p: *mut T, v: T) {
         *slot = v;
     }
 }
+
+/// Takes back a handle made by `Box::into_raw`; `None` for NULL.
+pub(crate) fn take_box<T>(p: *mut T) -> Option<Box<T>> {
+    // SAFETY: by contract `p` is NULL or came from Box::into_raw, taken once.
+    (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+}

@@ -249,13 +249,10 @@ pub extern "C" fn cluster_close(node: *const ClusterNode, err: *mut ClusterError
 /// other call on the handle has returned. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn cluster_free(node: *mut ClusterNode) {
-    if node.is_null() {
-        return;
-    }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: created by Box::into_raw in `give_node`, freed once.
-        let node = unsafe { Box::from_raw(node) };
-        node.node.close();
+        if let Some(node) = super::take_box(node) {
+            node.node.close();
+        }
     }));
 }
 
@@ -339,8 +336,12 @@ pub(crate) fn give_string(s: String, out: *mut *mut c_char) -> Result<()> {
 /// Releases a string returned by the library. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn cluster_string_free(s: *mut c_char) {
+    take_string(s);
+}
+
+fn take_string(s: *mut c_char) {
     if !s.is_null() {
-        // SAFETY: created by CString::into_raw in this library.
+        // SAFETY: by contract, created by CString::into_raw in this library.
         drop(unsafe { CString::from_raw(s) });
     }
 }

@@ -60,6 +60,9 @@ pub struct PeerStats {
     pub id: i64,
     /// Whether a connection to the peer is up (always true on the mock).
     pub connected: AtomicBoolJson,
+    /// Whether the last attempt to reach the peer failed: senders do not
+    /// wait for room in a down peer's queue.
+    pub down: AtomicBoolJson,
     /// Messages accepted into this peer's queue.
     pub sent: Counter,
     /// Messages handed to the peer's connection (TCP) or inbox (mock).
@@ -80,6 +83,7 @@ impl PeerStats {
         PeerStats {
             id,
             connected: AtomicBoolJson::default(),
+            down: AtomicBoolJson::default(),
             sent: Counter::default(),
             written: Counter::default(),
             written_bytes: Counter::default(),

@@ -17,6 +17,10 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a sender waits for room before checking again that the peer is up.
+const WAIT_SLICE: Duration = Duration::from_millis(10);
 
 /// State shared by the node and its threads.
 pub(crate) struct Shared {
@@ -110,29 +114,36 @@ impl TcpNode {
 
     fn enqueue(&self, link: &Link, env: Envelope, timeout: Timeout) -> Result<()> {
         let len = env.data.len() as u64;
-        // A peer that is down never makes the caller wait: its queue keeps
-        // what fits and the rest is dropped and counted.
-        let wait = if link.stats.connected.get() {
-            timeout
-        } else {
-            Some(std::time::Duration::ZERO)
-        };
-        match push(&link.tx, env, wait, &self.shared.shutdown) {
-            Ok(()) => {
-                link.stats.sent.inc();
-                self.shared.stats.sent.inc();
-                self.shared.stats.sent_bytes.add(len);
-                Ok(())
+        let end = crate::inbox::deadline(timeout);
+        loop {
+            // A peer that is down never makes the caller wait: its queue keeps
+            // what fits and the rest is dropped and counted. Waiting is done in
+            // slices so a peer that goes down meanwhile releases the caller.
+            let wait = if link.stats.down.get() {
+                Duration::ZERO
+            } else {
+                end.map_or(WAIT_SLICE, |e| {
+                    e.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
+                })
+            };
+            match push(&link.tx, env.clone(), Some(wait), &self.shared.shutdown) {
+                Ok(()) => {
+                    link.stats.sent.inc();
+                    self.shared.stats.sent.inc();
+                    self.shared.stats.sent_bytes.add(len);
+                    return Ok(());
+                }
+                Err(PushError::Full) if !wait.is_zero() => continue,
+                Err(PushError::Full) => {
+                    link.stats.dropped.queue_full.inc();
+                    self.shared.stats.dropped.queue_full.inc();
+                    return Err(Error::new(
+                        Status::Full,
+                        format!("queue to peer {} is full: message dropped", link.id),
+                    ));
+                }
+                Err(PushError::Closed) => return Err(Error::closed()),
             }
-            Err(PushError::Full) => {
-                link.stats.dropped.queue_full.inc();
-                self.shared.stats.dropped.queue_full.inc();
-                Err(Error::new(
-                    Status::Full,
-                    format!("queue to peer {} is full: message dropped", link.id),
-                ))
-            }
-            Err(PushError::Closed) => Err(Error::closed()),
         }
     }
 
@@ -261,9 +272,7 @@ impl Transport for TcpNode {
         self.shared.shutdown.fire();
         // Writers flush within the linger; then every socket is cut.
         let linger = self.shared.config.close_linger;
-        let _ = self
-            .writers_done
-            .recv_deadline(std::time::Instant::now() + linger);
+        let _ = self.writers_done.recv_deadline(Instant::now() + linger);
         self.shared.sockets.shutdown_all();
         for t in self
             .threads

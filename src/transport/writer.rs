@@ -47,6 +47,7 @@ impl Writer {
             let stream = match self.connect() {
                 Some(s) => s,
                 None => {
+                    self.stats.down.set(true);
                     if self.shared.shutdown.sleep(rng.around(backoff)) {
                         break;
                     }
@@ -62,6 +63,7 @@ impl Writer {
                 self.stats.reconnects.inc();
             }
             connections += 1;
+            self.stats.down.set(false);
             self.stats.connected.set(true);
             let ended = self.pump(&stream, pending.take());
             self.stats.connected.set(false);

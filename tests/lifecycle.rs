@@ -1,0 +1,146 @@
+//! Close, restart, blocked callers, and peers that are down.
+
+mod common;
+use cluster::{Envelope, Node, Status, BROADCAST};
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn close_and_restart_on_the_same_address_20_times() {
+    let (nodes, cfg) = cluster(2, "");
+    let b = &nodes[1];
+    let mut a = nodes[0].clone();
+    for round in 0..20i64 {
+        // Traffic both ways so each incarnation has live connections to close.
+        send(&a, 2, round, b"ping");
+        assert_eq!(recv(b).msg_id, round);
+        send(b, 1, round, b"pong");
+        assert_eq!(recv(&a).msg_id, round);
+        a.close();
+        assert!(a.is_closed());
+        a = Node::new(1, &cfg).unwrap_or_else(|e| panic!("restart {round}: {e}"));
+    }
+    assert!(stat(b, "/peers/0/reconnects") >= 1);
+}
+
+#[test]
+fn close_wakes_a_thread_blocked_in_recv() {
+    let (nodes, _) = cluster(1, "");
+    let n = nodes[0].clone();
+    let waiter = std::thread::spawn(move || n.recv(None));
+    wait_until(Duration::from_secs(5), "the waiter to block", || {
+        !waiter.is_finished()
+    });
+    nodes[0].close();
+    let r = waiter.join().unwrap();
+    assert_eq!(r.unwrap_err().status, Status::Closed);
+    let e = nodes[0]
+        .send(Envelope::new(1, 0, 0, b"x"), None)
+        .unwrap_err();
+    assert_eq!(e.status, Status::Closed);
+    assert_eq!(
+        nodes[0].recv(Some(Duration::ZERO)).unwrap_err().status,
+        Status::Closed
+    );
+    nodes[0].close(); // idempotent
+}
+
+#[test]
+fn close_while_the_inbox_is_full_and_a_peer_pushes() {
+    let (nodes, cfg) = cluster(2, r#""InboxSize": 4, "OutboxSize": 8"#);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    // Fill b's inbox, its reader, the socket buffers and a's queue.
+    let sender = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            while a
+                .send(
+                    Envelope::new(2, sent, 0, &[0u8; 1024]),
+                    Some(Duration::from_millis(200)),
+                )
+                .is_ok()
+            {
+                sent += 1;
+            }
+            sent
+        })
+    };
+    wait_until(Duration::from_secs(10), "b's inbox to fill", || {
+        stat(b, "/inbox_depth") == 4
+    });
+    b.close();
+    let sent = sender.join().unwrap();
+    assert!(sent >= 4);
+    // b comes back at once on the same address and a reaches it again.
+    let b2 = Node::new(2, &cfg).unwrap();
+    let mut got = None;
+    wait_until(Duration::from_secs(10), "a to reach the new b", || {
+        let _ = a.send(Envelope::new(2, -1, 0, b"again"), Some(Duration::ZERO));
+        if let Ok(e) = b2.recv(Some(Duration::from_millis(20))) {
+            if e.msg_id == -1 {
+                got = Some(e);
+            }
+        }
+        got.is_some()
+    });
+}
+
+#[test]
+fn a_down_peer_does_not_slow_the_others_and_is_served_when_it_comes_up() {
+    let cfg = config(3, r#""OutboxSize": 100"#);
+    let a = Node::new(1, &cfg).unwrap();
+    let b = Node::new(2, &cfg).unwrap();
+    // Node 3 is down. Broadcasts with an unbounded timeout must not block on it.
+    for i in 0..150 {
+        a.send(Envelope::new(BROADCAST, i, 0, b"hi"), None).unwrap();
+    }
+    for i in 0..150 {
+        assert_eq!(recv(&b).msg_id, i);
+    }
+    let st = a.stats();
+    let p3 = &st["peers"][1];
+    assert_eq!(p3["id"], 3);
+    assert_eq!(p3["connected"], false);
+    assert_eq!(p3["queue_depth"], 100, "what fits is kept for the peer");
+    assert_eq!(
+        p3["dropped"]["queue_full"], 50,
+        "the rest is dropped and counted"
+    );
+    assert_eq!(st["dropped"]["queue_full"], 50);
+    assert_eq!(st["sent"], 250);
+    // Node 3 comes up and gets what was kept, in order.
+    let c = Node::new(3, &cfg).unwrap();
+    for i in 0..100 {
+        assert_eq!(recv(&c).msg_id, i);
+    }
+    wait_until(Duration::from_secs(5), "the queue to drain", || {
+        stat(&a, "/peers/1/written") == 100 && stat(&a, "/peers/1/queue_depth") == 0
+    });
+}
+
+#[test]
+fn bad_configs_and_port_in_use_are_errors() {
+    let (nodes, cfg) = cluster(1, "");
+    let e = Node::new(1, &cfg).unwrap_err();
+    assert_eq!(e.status, Status::AddrInUse, "{e}");
+    assert!(e.message.contains("Id 1"), "{e}");
+    let e = Node::new(7, &cfg).unwrap_err();
+    assert_eq!(e.status, Status::Config);
+    assert!(e.message.contains("own id 7"), "{e}");
+    let e = Node::new(1, "/no/such/file.json").unwrap_err();
+    assert!(e.message.contains("cannot read config file"), "{e}");
+    let e = Node::new(1, "{\"Peers\": [}").unwrap_err();
+    assert!(e.message.contains("line 1 column"), "{e}");
+    drop(nodes);
+}
+
+#[test]
+fn config_from_a_file() {
+    let cfg = config(1, "");
+    let path = std::env::temp_dir().join(format!("cluster-test-{}.json", free_port()));
+    std::fs::write(&path, &cfg).unwrap();
+    let n = Node::new(1, path.to_str().unwrap()).unwrap();
+    assert_eq!(n.pid(), 1);
+    std::fs::remove_file(path).unwrap();
+}

@@ -1,0 +1,150 @@
+//! Hostile input on a listening port: the node drops the bad connection,
+//! keeps serving its good peers and keeps its memory bounded.
+
+mod common;
+use cluster::envelope::{decode_welcome, Hello, Verdict, WELCOME_LEN};
+use cluster::Node;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Node 1 and 2 run; id 3 is configured but absent, so an attacker can claim it.
+fn setup() -> (Node, Node, std::net::SocketAddr) {
+    let (nodes, cfg) = cluster(2, "");
+    // Rebuild a three-member config around the two running ports.
+    let c = cluster::Config::from_json(&cfg).unwrap();
+    let three = format!(
+        r#"{{"Peers":[{{"Id":1,"Address":"{}"}},{{"Id":2,"Address":"{}"}},{{"Id":3,"Address":"127.0.0.1:{}"}}]}}"#,
+        c.peers[0].addr,
+        c.peers[1].addr,
+        free_port()
+    );
+    drop(nodes);
+    let a = Node::new(1, &three).unwrap();
+    let b = Node::new(2, &three).unwrap();
+    let addr = c.peers[0].addr;
+    (a, b, addr)
+}
+
+fn still_serving(a: &Node, b: &Node, tag: i64) {
+    send(b, 1, tag, b"still there?");
+    let e = recv(a);
+    assert_eq!((e.pid, e.msg_id), (2, tag));
+    send(a, 2, tag, b"yes");
+    assert_eq!(recv(b).msg_id, tag);
+}
+
+fn handshake(addr: std::net::SocketAddr, from: i64, to: i64) -> (TcpStream, Verdict) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&Hello { from, to }.encode()).unwrap();
+    let mut w = [0u8; WELCOME_LEN];
+    s.read_exact(&mut w).unwrap();
+    (s, decode_welcome(&w).unwrap().0)
+}
+
+fn closed_by_peer(mut s: TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 16];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn random_bytes_are_refused() {
+    let (a, b, addr) = setup();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for round in 0..20 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let junk: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let _ = s.write_all(&junk);
+        assert!(closed_by_peer(s), "round {round}");
+    }
+    wait_until(Duration::from_secs(10), "rejections counted", || {
+        stat(&a, "/rejected") >= 20
+    });
+    still_serving(&a, &b, 1);
+}
+
+#[test]
+fn unknown_id_and_wrong_target_are_refused() {
+    let (a, b, addr) = setup();
+    let (s, v) = handshake(addr, 42, 1);
+    assert_eq!(v, Verdict::UnknownSender);
+    assert!(closed_by_peer(s));
+    let (s, v) = handshake(addr, 2, 3);
+    assert_eq!(v, Verdict::WrongTarget);
+    assert!(closed_by_peer(s));
+    let (s, v) = handshake(addr, 1, 1);
+    assert_eq!(v, Verdict::UnknownSender, "a node does not accept its own id");
+    assert!(closed_by_peer(s));
+    still_serving(&a, &b, 2);
+}
+
+#[test]
+fn a_4_gib_frame_header_drops_the_connection_without_allocating() {
+    let (a, b, addr) = setup();
+    let before = rss_kib();
+    for _ in 0..5 {
+        let (mut s, v) = handshake(addr, 3, 1);
+        assert_eq!(v, Verdict::Accepted);
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        s.write_all(&h).unwrap();
+        assert!(closed_by_peer(s));
+    }
+    assert!(stat(&a, "/bad_frames") >= 5);
+    assert!(rss_kib() < before + 64 * 1024, "memory stayed bounded");
+    still_serving(&a, &b, 3);
+}
+
+#[test]
+fn half_a_frame_then_a_stall_does_not_block_the_others() {
+    let (a, b, addr) = setup();
+    let (mut s, v) = handshake(addr, 3, 1);
+    assert_eq!(v, Verdict::Accepted);
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(&1000u32.to_le_bytes());
+    s.write_all(&h).unwrap();
+    s.write_all(&[7u8; 10]).unwrap();
+    // The stalled connection holds one reader; the good peers go on.
+    still_serving(&a, &b, 4);
+    // A vanished peer mid-message: the reader sees EOF and lets go.
+    drop(s);
+    still_serving(&a, &b, 5);
+    // A garbage frame after a valid handshake and a second half frame.
+    let (mut s, _) = handshake(addr, 3, 1);
+    s.write_all(&[0xff; 64]).unwrap();
+    assert!(closed_by_peer(s));
+    still_serving(&a, &b, 6);
+    a.close();
+    b.close();
+}
+
+#[test]
+fn a_connection_flood_is_capped_and_the_node_stays_up() {
+    let (a, b, addr) = setup();
+    // Many silent connections (slowloris handshakes): beyond the cap they are
+    // refused at once; the rest time out in the handshake.
+    let conns: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+    wait_until(Duration::from_secs(10), "excess connections refused", || {
+        stat(&a, "/rejected") >= 30
+    });
+    still_serving(&a, &b, 7);
+    drop(conns);
+}

@@ -91,7 +91,11 @@ fn unknown_id_and_wrong_target_are_refused() {
     assert_eq!(v, Verdict::WrongTarget);
     assert!(closed_by_peer(s));
     let (s, v) = handshake(addr, 1, 1);
-    assert_eq!(v, Verdict::UnknownSender, "a node does not accept its own id");
+    assert_eq!(
+        v,
+        Verdict::UnknownSender,
+        "a node does not accept its own id"
+    );
     assert!(closed_by_peer(s));
     still_serving(&a, &b, 2);
 }
@@ -141,10 +145,14 @@ fn a_connection_flood_is_capped_and_the_node_stays_up() {
     let (a, b, addr) = setup();
     // Many silent connections (slowloris handshakes): beyond the cap they are
     // refused at once; the rest time out in the handshake.
-    let conns: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(addr).ok()).collect();
-    wait_until(Duration::from_secs(10), "excess connections refused", || {
-        stat(&a, "/rejected") >= 30
-    });
+    let conns: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    wait_until(
+        Duration::from_secs(10),
+        "excess connections refused",
+        || stat(&a, "/rejected") >= 30,
+    );
     still_serving(&a, &b, 7);
     drop(conns);
 }

@@ -90,6 +90,7 @@ pub extern "C" fn cluster_new(
 ) -> c_int {
     call(err, || {
         let cfg = str_arg(config, "config")?;
+        super::out(out, "out")?;
         give_node(Node::new(id, cfg)?, out)
     })
 }

@@ -161,6 +161,10 @@ impl Reader {
             if r.read_exact(buf).is_err() {
                 return;
             }
+            if s.faults.cuts_in(from) {
+                s.stats.dropped.fault.inc();
+                continue;
+            }
             let env = Envelope {
                 pid: from,
                 msg_id: header.msg_id,

@@ -44,8 +44,8 @@ impl Writer {
         let mut connections = 0u64;
         let mut pending: Option<Envelope> = None;
         while !self.shared.shutdown.is_fired() {
-            let stream = match self.connect() {
-                Some(s) => s,
+            let (stream, token) = match self.connect() {
+                Some(c) => c,
                 None => {
                     self.stats.down.set(true);
                     if self.shared.shutdown.sleep(rng.around(backoff)) {
@@ -54,9 +54,6 @@ impl Writer {
                     backoff = (backoff * 2).min(cfg.reconnect_max);
                     continue;
                 }
-            };
-            let Some(token) = self.shared.sockets.add(&stream) else {
-                break;
             };
             backoff = cfg.reconnect_min;
             if connections > 0 {
@@ -85,19 +82,31 @@ impl Writer {
     }
 
     /// Connects and handshakes; `None` if the peer is not there or refuses.
-    fn connect(&self) -> Option<TcpStream> {
+    /// The socket is registered before the handshake so `close` can cut a
+    /// handshake that stalls.
+    fn connect(&self) -> Option<(TcpStream, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
+        let token = self.shared.sockets.add(&s)?;
+        if self.handshake(&s).is_some() {
+            Some((s, token))
+        } else {
+            self.shared.sockets.remove(token);
+            None
+        }
+    }
+
+    fn handshake(&self, s: &TcpStream) -> Option<()> {
         s.set_nodelay(true).ok()?;
         s.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
         let hello = Hello {
             from: self.shared.id,
             to: self.peer.id,
         };
-        (&s).write_all(&hello.encode()).ok()?;
+        (&*s).write_all(&hello.encode()).ok()?;
         let mut w = [0u8; WELCOME_LEN];
-        (&s).read_exact(&mut w).ok()?;
+        (&*s).read_exact(&mut w).ok()?;
         match decode_welcome(&w) {
-            Ok((Verdict::Accepted, id)) if id == self.peer.id => Some(s),
+            Ok((Verdict::Accepted, id)) if id == self.peer.id => Some(()),
             _ => None,
         }
     }

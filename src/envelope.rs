@@ -51,7 +51,17 @@ pub struct Hello {
     pub from: i64,
     /// The id the connecting node believes it is talking to.
     pub to: i64,
+    /// Options of the caller, e.g. [`HELLO_AUTH`].
+    pub flags: u16,
 }
+
+/// Hello flag: the caller knows a shared secret and a challenge follows
+/// (its 16-byte nonce comes right after the hello).
+pub const HELLO_AUTH: u16 = 1;
+/// Size of a handshake nonce.
+pub const NONCE_LEN: usize = 16;
+/// Size of a handshake proof (an HMAC-SHA256).
+pub const PROOF_LEN: usize = 32;
 
 /// How the listening side answers a hello.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +73,10 @@ pub enum Verdict {
     UnknownSender = 1,
     /// The caller addressed another id than the listener's own.
     WrongTarget = 2,
+    /// The two sides disagree on the shared secret (or on having one).
+    AuthFailed = 3,
+    /// Prove you know the secret: a nonce and the listener's proof follow.
+    Challenge = 4,
 }
 
 /// Why bytes from the wire were refused.
@@ -112,6 +126,7 @@ impl Hello {
         let mut b = [0u8; HELLO_LEN];
         b[0..4].copy_from_slice(&MAGIC);
         b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[6..8].copy_from_slice(&self.flags.to_le_bytes());
         b[8..16].copy_from_slice(&self.from.to_le_bytes());
         b[16..24].copy_from_slice(&self.to.to_le_bytes());
         b
@@ -123,6 +138,7 @@ impl Hello {
         Ok(Hello {
             from: i64_at(b, 8),
             to: i64_at(b, 16),
+            flags: u16::from_le_bytes([b[6], b[7]]),
         })
     }
 }
@@ -144,6 +160,8 @@ pub fn decode_welcome(b: &[u8; WELCOME_LEN]) -> Result<(Verdict, i64), WireError
         0 => Verdict::Accepted,
         1 => Verdict::UnknownSender,
         2 => Verdict::WrongTarget,
+        3 => Verdict::AuthFailed,
+        4 => Verdict::Challenge,
         v => return Err(WireError::BadVerdict(v)),
     };
     Ok((verdict, i64_at(b, 8)))
@@ -190,7 +208,11 @@ mod tests {
 
     #[test]
     fn hello_round_trip() {
-        let h = Hello { from: 7, to: -3 };
+        let h = Hello {
+            from: 7,
+            to: -3,
+            flags: HELLO_AUTH,
+        };
         assert_eq!(Hello::decode(&h.encode()), Ok(h));
         let mut bad = h.encode();
         bad[0] = b'X';

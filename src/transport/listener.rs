@@ -1,18 +1,16 @@
 //! The accept thread and one reader thread per incoming connection.
 
-use super::Shared;
-use crate::envelope::{encode_welcome, Envelope, Header, Hello, Verdict, HEADER_LEN, HELLO_LEN};
+use super::{handshake, Shared};
+use crate::envelope::{Envelope, Header, HEADER_LEN};
 use crate::inbox::push;
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// A caller must finish its hello within this time or be dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections still in their handshake beyond this number are refused.
 const MAX_PENDING: usize = 64;
 /// Read buffer of an incoming connection.
@@ -87,9 +85,9 @@ impl Reader {
             self.registry.pending.fetch_sub(1, Ordering::AcqRel);
             return;
         };
-        let from = self.handshake(&stream);
+        let answer = handshake::answer(&stream, &self.shared.config, self.shared.id);
         self.registry.pending.fetch_sub(1, Ordering::AcqRel);
-        if let Some(from) = from {
+        if let Ok(from) = answer {
             self.shared.stats.accepted.inc();
             // A peer has one connection to us; a new one means the old is dead.
             let old = self
@@ -112,32 +110,11 @@ impl Reader {
             }
         } else {
             self.shared.stats.rejected.inc();
+            if answer == Err(handshake::Refusal::Auth) {
+                self.shared.stats.auth_failed.inc();
+            }
         }
         self.shared.sockets.remove(token);
-    }
-
-    /// Reads and answers the hello; the caller's id if it is let in.
-    fn handshake(&self, stream: &TcpStream) -> Option<i64> {
-        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-        stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-        let mut b = [0u8; HELLO_LEN];
-        (&*stream).read_exact(&mut b).ok()?;
-        let hello = Hello::decode(&b).ok()?;
-        let me = self.shared.id;
-        let verdict = if hello.to != me {
-            Verdict::WrongTarget
-        } else if hello.from == me || self.shared.config.peer(hello.from).is_none() {
-            Verdict::UnknownSender
-        } else {
-            Verdict::Accepted
-        };
-        (&*stream).write_all(&encode_welcome(verdict, me)).ok()?;
-        if verdict != Verdict::Accepted {
-            return None;
-        }
-        stream.set_read_timeout(None).ok()?;
-        stream.set_write_timeout(None).ok()?;
-        Some(hello.from)
     }
 
     /// Moves frames into the inbox until the connection ends or misbehaves.

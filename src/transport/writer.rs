@@ -2,12 +2,12 @@
 //! batches (one flush when the queue runs dry), reconnecting with capped,
 //! jittered backoff.
 
-use super::Shared;
+use super::{handshake, Shared};
 use crate::config::Peer;
-use crate::envelope::{decode_welcome, Envelope, Header, Hello, Verdict, WELCOME_LEN};
+use crate::envelope::{Envelope, Header};
 use crate::stats::PeerStats;
 use crossbeam_channel::{select, Receiver, Sender};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 /// Longest wait for a TCP connect to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Longest wait for the peer's answer to our hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Size of the write buffer; a batch flushes when it fills or the queue is dry.
 const WRITE_BUFFER: usize = 256 << 10;
 
@@ -87,27 +85,11 @@ impl Writer {
     fn connect(&self) -> Option<(TcpStream, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
         let token = self.shared.sockets.add(&s)?;
-        if self.handshake(&s).is_some() {
+        if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
             Some((s, token))
         } else {
             self.shared.sockets.remove(token);
             None
-        }
-    }
-
-    fn handshake(&self, s: &TcpStream) -> Option<()> {
-        s.set_nodelay(true).ok()?;
-        s.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-        let hello = Hello {
-            from: self.shared.id,
-            to: self.peer.id,
-        };
-        (&*s).write_all(&hello.encode()).ok()?;
-        let mut w = [0u8; WELCOME_LEN];
-        (&*s).read_exact(&mut w).ok()?;
-        match decode_welcome(&w) {
-            Ok((Verdict::Accepted, id)) if id == self.peer.id => Some(()),
-            _ => None,
         }
     }
 

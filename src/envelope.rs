@@ -202,6 +202,62 @@ impl Header {
     }
 }
 
+/// Why a [`FrameReader`] stopped.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The stream failed or ended in the middle of a frame.
+    Io(std::io::Error),
+    /// The bytes are not a valid frame; the connection should be dropped.
+    Wire(WireError),
+}
+
+/// Splits a byte stream into envelopes: a 16-byte [`Header`] then the
+/// payload. Never allocates more than the limit for one payload.
+pub struct FrameReader<R> {
+    inner: std::io::BufReader<R>,
+    max_len: usize,
+}
+
+impl<R: std::io::Read> FrameReader<R> {
+    /// Reads frames of at most `max_len` payload bytes from `inner`, through
+    /// a buffer of `buffer` bytes.
+    pub fn new(inner: R, max_len: usize, buffer: usize) -> FrameReader<R> {
+        FrameReader {
+            inner: std::io::BufReader::with_capacity(buffer, inner),
+            max_len,
+        }
+    }
+
+    /// The next envelope, its `pid` set to `from`; `Ok(None)` at a clean end
+    /// of stream (between frames).
+    pub fn next_frame(&mut self, from: i64) -> Result<Option<Envelope>, FrameError> {
+        use std::io::Read;
+        let mut h = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match self.inner.read(&mut h[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
+        let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
+        let data = Arc::<[u8]>::new_zeroed_slice(header.len as usize);
+        // SAFETY: zeroed bytes are valid u8 values.
+        let mut data = unsafe { data.assume_init() };
+        let buf = Arc::get_mut(&mut data).expect("a fresh Arc is unique");
+        self.inner.read_exact(buf).map_err(FrameError::Io)?;
+        Ok(Some(Envelope {
+            pid: from,
+            msg_id: header.msg_id,
+            kind: header.kind,
+            data,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +285,30 @@ mod tests {
         let mut bad = w;
         bad[6] = 77;
         assert_eq!(decode_welcome(&bad), Err(WireError::BadVerdict(77)));
+    }
+
+    #[test]
+    fn frame_reader_splits_a_stream_and_stops_on_garbage() {
+        let mut wire = Vec::new();
+        for (i, p) in [&b"one"[..], b"", b"three"].iter().enumerate() {
+            let env = Envelope::new(0, i as i64, 1, p);
+            wire.extend_from_slice(&Header::encode(&env));
+            wire.extend_from_slice(p);
+        }
+        let mut r = FrameReader::new(&wire[..], 16, 64);
+        let got: Vec<Envelope> = std::iter::from_fn(|| r.next_frame(9).unwrap()).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            (got[2].pid, got[2].msg_id, &got[2].data[..]),
+            (9, 2, &b"three"[..])
+        );
+        let mut half = FrameReader::new(&wire[..HEADER_LEN + 1], 16, 64);
+        assert!(matches!(half.next_frame(9), Err(FrameError::Io(_))));
+        let mut big = FrameReader::new(&wire[..], 2, 64);
+        assert!(matches!(
+            big.next_frame(9),
+            Err(FrameError::Wire(WireError::TooLarge(3)))
+        ));
     }
 
     #[test]

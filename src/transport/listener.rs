@@ -1,10 +1,9 @@
 //! The accept thread and one reader thread per incoming connection.
 
 use super::{handshake, Shared};
-use crate::envelope::{Envelope, Header, HEADER_LEN};
+use crate::envelope::{FrameError, FrameReader};
 use crate::inbox::push;
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,35 +119,22 @@ impl Reader {
     /// Moves frames into the inbox until the connection ends or misbehaves.
     fn read_frames(&self, stream: &TcpStream, from: i64) {
         let s = &self.shared;
-        let max = s.config.max_message_size;
-        let mut r = BufReader::with_capacity(READ_BUFFER, stream);
-        let mut h = [0u8; HEADER_LEN];
+        let mut frames = FrameReader::new(stream, s.config.max_message_size, READ_BUFFER);
         loop {
-            if r.read_exact(&mut h).is_err() {
-                return;
-            }
-            let Ok(header) = Header::decode(&h, max) else {
-                s.stats.bad_frames.inc();
-                return;
+            let env = match frames.next_frame(from) {
+                Ok(Some(env)) => env,
+                Ok(None) | Err(FrameError::Io(_)) => return,
+                Err(FrameError::Wire(_)) => {
+                    s.stats.bad_frames.inc();
+                    return;
+                }
             };
-            let data = Arc::<[u8]>::new_zeroed_slice(header.len as usize);
-            // SAFETY: zeroed bytes are valid u8 values.
-            let mut data = unsafe { data.assume_init() };
-            let buf = Arc::get_mut(&mut data).expect("fresh Arc is unique");
-            if r.read_exact(buf).is_err() {
-                return;
-            }
-            let env = Envelope {
-                pid: from,
-                msg_id: header.msg_id,
-                kind: header.kind,
-                data,
-            };
+            let len = env.data.len() as u64;
             if push(s.inbox.sender(), env, None, &s.shutdown).is_err() {
                 return;
             }
             s.stats.received.inc();
-            s.stats.received_bytes.add(header.len as u64);
+            s.stats.received_bytes.add(len);
         }
     }
 }

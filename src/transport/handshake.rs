@@ -22,7 +22,7 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the listener turned a caller away.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// Garbage, a stall, or a verdict other than auth.
     Protocol,
     /// The caller failed to prove it knows the secret.
@@ -47,21 +47,27 @@ fn nonce() -> [u8; NONCE_LEN] {
     n
 }
 
-fn read<const N: usize>(s: &TcpStream) -> Option<[u8; N]> {
+fn read<const N: usize>(s: &mut impl Read) -> Option<[u8; N]> {
     let mut b = [0u8; N];
-    (&*s).read_exact(&mut b).ok()?;
+    s.read_exact(&mut b).ok()?;
     Some(b)
 }
 
-fn write(s: &TcpStream, parts: &[&[u8]]) -> Option<()> {
+fn write(s: &mut impl Write, parts: &[&[u8]]) -> Option<()> {
     let all: Vec<u8> = parts.concat();
-    (&*s).write_all(&all).ok()
+    s.write_all(&all).ok()
 }
 
 /// The caller's side: `Some(())` once `to` has let us in.
 pub(crate) fn dial(s: &TcpStream, config: &Config, from: i64, to: i64) -> Option<()> {
     s.set_nodelay(true).ok()?;
     s.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
+    dial_on(&mut &*s, config, from, to)?;
+    s.set_read_timeout(None).ok()
+}
+
+/// The caller's side over any byte stream.
+pub fn dial_on(s: &mut (impl Read + Write), config: &Config, from: i64, to: i64) -> Option<()> {
     let secret = config.secret.as_deref();
     let flags = if secret.is_some() { HELLO_AUTH } else { 0 };
     let hello = Hello { from, to, flags }.encode();
@@ -95,17 +101,32 @@ pub(crate) fn dial(s: &TcpStream, config: &Config, from: i64, to: i64) -> Option
         }
         _ => return None,
     }
-    s.set_read_timeout(None).ok()
+    Some(())
 }
 
 /// The listener's side: the caller's id once it is let in.
 pub(crate) fn answer(s: &TcpStream, config: &Config, me: i64) -> Result<i64, Refusal> {
+    let timeouts = |t| s.set_read_timeout(t).and_then(|_| s.set_write_timeout(t));
+    if timeouts(Some(HANDSHAKE_TIMEOUT)).is_err() {
+        return Err(Refusal::Protocol);
+    }
+    let r = answer_on(&mut &*s, config, me);
+    if timeouts(None).is_err() {
+        return Err(Refusal::Protocol);
+    }
+    r
+}
+
+/// The listener's side over any byte stream (the fuzzer drives it directly).
+pub fn answer_on(s: &mut (impl Read + Write), config: &Config, me: i64) -> Result<i64, Refusal> {
     answer_inner(s, config, me).unwrap_or(Err(Refusal::Protocol))
 }
 
-fn answer_inner(s: &TcpStream, config: &Config, me: i64) -> Option<Result<i64, Refusal>> {
-    s.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-    s.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
+fn answer_inner(
+    s: &mut (impl Read + Write),
+    config: &Config,
+    me: i64,
+) -> Option<Result<i64, Refusal>> {
     let hello = Hello::decode(&read::<HELLO_LEN>(s)?).ok()?;
     let wants_auth = hello.flags & HELLO_AUTH != 0;
     let verdict = if hello.to != me {
@@ -156,7 +177,5 @@ fn answer_inner(s: &TcpStream, config: &Config, me: i64) -> Option<Result<i64, R
             return Some(Err(refusal));
         }
     }
-    s.set_read_timeout(None).ok()?;
-    s.set_write_timeout(None).ok()?;
     Some(Ok(hello.from))
 }

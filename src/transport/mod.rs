@@ -1,7 +1,7 @@
 //! The real network: one TCP listener, and per peer one bounded queue, one
 //! connection and one writer thread.
 
-mod handshake;
+pub mod handshake;
 mod listener;
 mod sockets;
 mod writer;

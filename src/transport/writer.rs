@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// Longest wait for a TCP connect to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Failed connection attempts in a row after which a peer counts as down (so
+/// a cluster whose members start a few milliseconds apart loses nothing).
+const DOWN_AFTER: u32 = 3;
 /// Size of the write buffer; a batch flushes when it fills or the queue is dry.
 const WRITE_BUFFER: usize = 256 << 10;
 
@@ -38,6 +41,7 @@ impl Writer {
     pub fn run(self) {
         let cfg = &self.shared.config;
         let mut backoff = cfg.reconnect_min;
+        let mut failures = 0u32;
         let mut rng = Jitter::new(self.shared.id, self.peer.id);
         let mut connections = 0u64;
         let mut pending: Option<Envelope> = None;
@@ -45,7 +49,10 @@ impl Writer {
             let (stream, token) = match self.connect() {
                 Some(c) => c,
                 None => {
-                    self.stats.down.set(true);
+                    failures += 1;
+                    if failures >= DOWN_AFTER {
+                        self.stats.down.set(true);
+                    }
                     if self.shared.shutdown.sleep(rng.around(backoff)) {
                         break;
                     }
@@ -54,6 +61,7 @@ impl Writer {
                 }
             };
             backoff = cfg.reconnect_min;
+            failures = 0;
             if connections > 0 {
                 self.stats.reconnects.inc();
             }

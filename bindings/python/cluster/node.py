@@ -195,7 +195,8 @@ class _PerThread(threading.local):
         self.err = ffi.new("cluster_error_t *")
         self.env = ffi.new("cluster_envelope_t *")
         self.rbuf = ffi.gc(ffi.new("cluster_envelope_t *"), lib.cluster_envelope_free)
-        self.count = ffi.new("size_t *")
+        self.count = ffi.new("size_t *")  # envelopes in `batch` not yet taken
+        self.sent = ffi.new("size_t *")
         self.batch: Any = None
         self.batch_cap = 0
         self.pending: Optional[List[Envelope]] = None
@@ -374,7 +375,7 @@ class Node:
                 c.len = len(buf)
         st = self._tls
         err = st.err
-        sent = st.count
+        sent = st.sent
         rc = lib.cluster_send_batch(self._handle, arr, count, timeout_ms(timeout), sent, err)
         if rc:
             n = sent[0]

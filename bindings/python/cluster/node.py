@@ -62,8 +62,9 @@ class Envelope(NamedTuple):
     receive it is the sender, so the same envelope can be sent back as a reply.
 
     ``msg`` is ``bytes`` (kind 0), ``str`` (kind 1) or a JSON value (kind 2).
-    ``kind`` is the payload's tag; leave it ``None`` on send to have it chosen
-    from the type of ``msg``. A received payload whose kind is unknown, or
+    ``kind`` is the payload's tag. On send it counts only for a bytes ``msg``
+    (default 0); a str or JSON value gets kind 1 or 2 whatever it says, so a
+    received envelope with a new ``msg`` can be sent back as a reply. A received payload whose kind is unknown, or
     that does not decode as its kind says, is handed over as raw ``bytes``.
     """
 
@@ -198,6 +199,7 @@ class _PerThread(threading.local):
         self.count = ffi.new("size_t *")  # envelopes in `batch` not yet taken
         self.sent = ffi.new("size_t *")
         self.batch: Any = None
+        self.batch_owner: Any = None
         self.batch_cap = 0
         self.pending: Optional[List[Envelope]] = None
         self.pos = 0
@@ -359,11 +361,11 @@ class Node:
         arr = ffi.new("cluster_envelope_t[]", count)
         keep = []
         for i, item in enumerate(items):
-            if len(item) > 3 and item[3] is not None:
-                kind, data = encode(item[2], item[3])
+            msg = item[2]
+            if type(msg) is bytes and len(item) < 4:
+                kind, data = KIND_BYTES, msg
             else:
-                msg = item[2]
-                kind, data = (KIND_BYTES, msg) if type(msg) is bytes else encode(msg)
+                kind, data = encode(msg, _kind_for_send(item))
             c = arr[i]
             c.pid = item[0]
             c.msg_id = item[1]
@@ -436,7 +438,11 @@ class Node:
             if st.count[0] == 0:
                 arr = st.batch
                 if arr is None or st.batch_cap < max:
-                    arr = ffi.gc(ffi.new("cluster_envelope_t[]", max), _free_batch(max))
+                    # The gc'd array frees its payloads when dropped; index it
+                    # through a plain pointer (the gc'd copy has no length).
+                    owner = ffi.gc(ffi.new("cluster_envelope_t[]", max), _free_batch(max))
+                    arr = ffi.cast("cluster_envelope_t *", owner)
+                    st.batch_owner = owner
                     st.batch = arr
                     st.batch_cap = max
                 self._wait(lib.cluster_recv_batch, (arr, max, st.count), timeout, st.err)
@@ -576,6 +582,14 @@ class Node:
         check(fn(self._handle, *args, err), err)
 
 
+def _kind_for_send(env: Sequence[Any]) -> Optional[int]:
+    """The kind an envelope is sent with: its own for a bytes payload (so a
+    received envelope travels on unchanged), else chosen from the payload's type."""
+    if len(env) > 3 and isinstance(env[2], (bytes, bytearray, memoryview)):
+        return env[3]
+    return None
+
+
 def _flatten_ids(ids: Sequence[Any]) -> List[int]:
     """``cut(2, 3)`` and ``cut([2, 3])`` alike."""
     out: List[int] = []
@@ -613,5 +627,4 @@ class Outbox:
     def put(self, env: Envelope, timeout: Timeout = None) -> None:
         """`Node.send` of ``env``: to ``env.pid``, waiting up to ``timeout``
         seconds for room in a live peer's queue."""
-        kind = env.kind if len(env) > 3 else None
-        self._node.send(env[0], env[2], env[1], timeout, kind=kind)
+        self._node.send(env[0], env[2], env[1], timeout, kind=_kind_for_send(env))

@@ -269,7 +269,6 @@ class Node:
     def _adopt(self, handle: Any, pid: int, keep: Any = None) -> None:
         self._handle = ffi.gc(handle, _free_node(keep))
         self._pid = pid
-        self._peers = read_ids(lib.cluster_peers, self._handle)
         self._tls = _PerThread()
         self._closing = False
         self.inbox = Inbox(self)
@@ -285,8 +284,9 @@ class Node:
 
     @property
     def peers(self) -> List[int]:
-        """The ids of the other members, in config order."""
-        return list(self._peers)
+        """The ids of the other members: in config order for a real node, the
+        other open servers for a mock server."""
+        return read_ids(lib.cluster_peers, self._handle)
 
     @property
     def closed(self) -> bool:

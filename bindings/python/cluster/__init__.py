@@ -9,8 +9,7 @@ cluster, over TCP or an in-process mock network with fault injection.
 A thin layer over the C ABI of ``libcluster`` (include/cluster.h).
 """
 
-from ._ffi import ffi as _ffi
-from ._ffi import lib as _lib
+from . import _ffi
 from .errors import (
     AddrInUse,
     BufferTooSmall,
@@ -43,7 +42,7 @@ from .node import (
 MockServer = Node
 """A mock server is a `Node` (the original's ``mock.MockServer``)."""
 
-__version__: str = _ffi.string(_lib.cluster_version()).decode()
+__version__: str = _ffi.ffi.string(_ffi.lib.cluster_version()).decode()
 """The version of the loaded libcluster."""
 
 __all__ = [

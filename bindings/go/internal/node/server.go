@@ -6,6 +6,7 @@ package node
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -308,5 +309,9 @@ func (s *Server) recvLoop() {
 				return
 			}
 		}
+		// Let the reader just woken run on this P now: the next Recv
+		// may block in C, and a P held by a blocked cgo call is handed
+		// on only when sysmon notices, which costs tens of µs a message.
+		runtime.Gosched()
 	}
 }

@@ -12,6 +12,11 @@ need cargo "Rust toolchain"
 need cc "a C compiler"
 need valgrind "apt-get install valgrind"
 need pkg-config "apt-get install pkg-config"
+need cargo-fuzz "cargo install cargo-fuzz"
+rustup run nightly rustc --version >/dev/null 2>&1 || {
+    echo "test.sh: the nightly Rust toolchain is required for the fuzzers (rustup toolchain install nightly)" >&2
+    exit 1
+}
 
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -36,6 +41,13 @@ cc -std=c11 -Wall -Wextra -Werror examples/hello.c \
     $(PKG_CONFIG_PATH=. pkg-config --cflags --libs cluster) -o "$out/hello"
 "$out/hello"
 rm -rf "$out"
+
+step "fuzzers, a short run each (FUZZ_SECONDS=${FUZZ_SECONDS:=15})"
+for target in frames handshake; do
+    cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=1024 2>&1 | grep -E "^Done|ERROR|panicked" 
+    test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzzer $target found a failure (see fuzz/artifacts)" >&2; exit 1; }
+done
 
 echo
 echo "all suites passed"

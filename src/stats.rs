@@ -132,6 +132,8 @@ pub struct NodeStats {
     pub delivered: Counter,
     /// Sent messages that were dropped, by cause.
     pub dropped: Drops,
+    /// Extra copies sent by the fault model's duplicate probability.
+    pub duplicated: Counter,
     /// Incoming connections accepted after a valid handshake.
     pub accepted: Counter,
     /// Incoming connections refused: bad handshake, unknown id, too many pending.

@@ -129,6 +129,10 @@ impl Reader {
                     return;
                 }
             };
+            if s.faults.cuts_in(from) {
+                s.stats.dropped.fault.inc();
+                continue;
+            }
             let len = env.data.len() as u64;
             if push(s.inbox.sender(), env, None, &s.shutdown).is_err() {
                 return;

@@ -1,6 +1,7 @@
 //! The real network: one TCP listener, and per peer one bounded queue, one
 //! connection and one writer thread.
 
+mod faults;
 pub mod handshake;
 mod listener;
 mod sockets;
@@ -9,6 +10,7 @@ mod writer;
 use crate::config::{Config, Peer, BROADCAST};
 use crate::envelope::Envelope;
 use crate::error::{Error, Result, Status};
+use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{push, Inbox, PushError, Shutdown, Timeout};
 use crate::node::Transport;
 use crate::stats::{NodeStats, PeerStats};
@@ -31,6 +33,7 @@ pub(crate) struct Shared {
     pub inbox: Inbox,
     pub shutdown: Shutdown,
     pub sockets: Sockets,
+    pub faults: Faults,
 }
 
 /// The sending side of one peer.
@@ -51,6 +54,7 @@ pub struct TcpNode {
     readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     writers_done: Receiver<()>,
     close_lock: Mutex<bool>,
+    faults: faults::TcpFaults,
 }
 
 impl TcpNode {
@@ -69,6 +73,7 @@ impl TcpNode {
             stats: NodeStats::default(),
             shutdown: Shutdown::default(),
             sockets: Sockets::default(),
+            faults: Faults::default(),
             config,
         });
         let (done_tx, writers_done) = bounded::<()>(0);
@@ -101,6 +106,16 @@ impl TcpNode {
         };
         threads.push(spawn(format!("cluster-a{id}"), move || acceptor.run())?);
         let index = links.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
+        let queues = links.iter().map(|l| {
+            (
+                l.id,
+                faults::Queue {
+                    tx: l.tx.clone(),
+                    stats: l.stats.clone(),
+                },
+            )
+        });
+        let faults = faults::TcpFaults::new(shared.clone(), queues.collect());
         Ok(TcpNode {
             shared,
             links,
@@ -110,10 +125,18 @@ impl TcpNode {
             readers,
             writers_done,
             close_lock: Mutex::new(false),
+            faults,
         })
     }
 
     fn enqueue(&self, link: &Link, env: Envelope, timeout: Timeout) -> Result<()> {
+        let env = match self.shared.faults.is_active() {
+            true => match self.faults.filter(&link.stats, env) {
+                Some(env) => env,
+                None => return Ok(()),
+            },
+            false => env,
+        };
         let len = env.data.len() as u64;
         let end = crate::inbox::deadline(timeout);
         loop {
@@ -270,6 +293,7 @@ impl Transport for TcpNode {
         if let Some(l) = &listener {
             sockets::shutdown_fd(l);
         }
+        self.faults.stop();
         self.shared.shutdown.fire();
         // Writers flush within the linger; then every socket is cut.
         let linger = self.shared.config.close_linger;
@@ -324,7 +348,13 @@ impl Transport for TcpNode {
             .sum::<u64>()
             .into();
         v["peers"] = peers.into();
+        v["faults"] = s.faults.describe();
         v
+    }
+
+    /// Cuts must name configured peers.
+    fn fault(&self, cmd: &FaultCmd) -> Result<()> {
+        self.faults.apply(cmd)
     }
 }
 

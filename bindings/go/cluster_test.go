@@ -181,7 +181,7 @@ func TestNewErrors(t *testing.T) {
 	checkNoLeak(t)
 	cfg := freeConfig(t, 2)
 	srv := startAll(t, cfg, 1)[0]
-	dup := Config{Peers: []PeerConfig{{1, "127.0.0.1:1"}, {1, "127.0.0.1:2"}}}
+	dup := Config{Peers: []PeerConfig{{Id: 1, Address: "127.0.0.1:1"}, {Id: 1, Address: "127.0.0.1:2"}}}
 	cases := []struct {
 		id     int
 		config interface{}
@@ -190,7 +190,7 @@ func TestNewErrors(t *testing.T) {
 		{3, cfg, "own id 3"},
 		{1, cfg, "CLUSTER_E_ADDR_IN_USE"},
 		{1, dup, "duplicate"},
-		{1, Config{Peers: []PeerConfig{{1, "no port"}}}, "Address"},
+		{1, Config{Peers: []PeerConfig{{Id: 1, Address: "no port"}}}, "Address"},
 		{1, "/nonexistent/config.json", "cannot read"},
 		{1, `{"Peers": [`, "JSON"},
 		{1, 42, "int"},

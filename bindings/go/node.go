@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"github.com/cluster-dev/cluster/bindings/go/internal/config"
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
@@ -25,7 +26,7 @@ type Node struct {
 // addresses, an address in use, unreadable file, bad JSON) is an *Error
 // whose message names the problem; the process never exits.
 func New(myid int, configuration interface{}) (Server, error) {
-	text, err := configText(configuration)
+	text, err := config.Text(configuration)
 	if err != nil {
 		return nil, err
 	}
@@ -73,3 +74,32 @@ func (n *Node) Counters() Counters { return n.s.Counters() }
 // bytes, drops by cause, reconnects, per-peer queue depth and connection
 // state. ErrClosed after Close.
 func (n *Node) Stats() (string, error) { return n.s.Stats() }
+
+// Directions of Node.Cut.
+const (
+	CutOut  = node.CutOut  // this node's messages to the peers are lost
+	CutIn   = node.CutIn   // the peers' messages to this node are lost
+	CutBoth = node.CutBoth // both
+)
+
+// SetDropProbability makes each message this node sends to a peer lost
+// with probability p (0 to 1), counted as a fault drop.
+func (n *Node) SetDropProbability(p float64) error { return n.s.SetDropProbability(p) }
+
+// SetMaxMessageDelay delays each message this node sends by a random time
+// in [0, ms] milliseconds (reordering them); 0 turns it off.
+func (n *Node) SetMaxMessageDelay(ms int) error { return n.s.SetMaxMessageDelay(ms) }
+
+// SetDuplicateProbability makes each message this node sends arrive twice
+// with probability p.
+func (n *Node) SetDuplicateProbability(p float64) error { return n.s.SetDuplicateProbability(p) }
+
+// Cut loses the messages between this node and the given peers in one
+// direction (CutOut, CutIn) or both, in addition to earlier cuts.
+func (n *Node) Cut(direction int, peers ...int) error { return n.s.Cut(direction, peers...) }
+
+// HealCuts removes every cut of this node.
+func (n *Node) HealCuts() error { return n.s.HealCuts() }
+
+// SetSeed sets the seed of this node's fault decisions.
+func (n *Node) SetSeed(seed uint64) error { return n.s.SetSeed(seed) }

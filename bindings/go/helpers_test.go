@@ -1,13 +1,14 @@
 package cluster
 
 import (
-	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/config"
 )
 
 // freeConfig is a Config of n members with ids 1..n on free loopback ports.
@@ -32,12 +33,12 @@ func freeConfig(t testing.TB, n int) Config {
 // writeConfig writes cfg as a JSON file and returns its name.
 func writeConfig(t testing.TB, cfg Config) string {
 	t.Helper()
-	text, err := json.Marshal(cfg)
+	text, err := config.Text(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := filepath.Join(t.TempDir(), "cluster_test_config.json")
-	if err := os.WriteFile(name, text, 0o600); err != nil {
+	if err := os.WriteFile(name, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return name

@@ -42,30 +42,29 @@ type MockCluster struct {
 }
 
 // NewCluster makes a cluster from the same configuration as cluster.New (a
-// JSON file name, JSON text, a Config or *Config; only the ids and sizes
-// matter), every configured id started as a server, or an empty one for nil.
+// JSON file name, JSON text, a Config or *Config), every configured id
+// started as a server, or an empty one for nil. Only the ids, InboxSize and
+// OutboxSize count: addresses may be left out, as in the original.
 func NewCluster(conf interface{}) (*MockCluster, error) {
-	text, ids, mc := "", []int{}, &MockCluster{Servers: map[int]*MockServer{}}
+	cfg, mc := &config.Config{}, &MockCluster{Servers: map[int]*MockServer{}}
 	if conf != nil {
-		cfg, err := config.ToConfig(conf)
-		if err != nil {
+		var err error
+		if cfg, err = config.ToConfig(conf); err != nil {
 			return nil, err
 		}
-		if text, err = config.Text(conf); err != nil {
-			return nil, err
-		}
-		mc.inbox, mc.outbox = cfg.InboxSize, cfg.OutboxSize
-		for _, p := range cfg.Peers {
-			ids = append(ids, p.Id)
-		}
+	}
+	mc.inbox, mc.outbox = cfg.InboxSize, cfg.OutboxSize
+	text, err := config.Text(config.Config{Peers: []config.PeerConfig{}, InboxSize: cfg.InboxSize, OutboxSize: cfg.OutboxSize})
+	if err != nil {
+		return nil, err
 	}
 	h, err := ffi.NewMock(text, Seed)
 	if err != nil {
 		return nil, err
 	}
 	mc.h = h
-	for _, id := range ids {
-		if _, err := mc.AddServer(id); err != nil {
+	for _, p := range cfg.Peers {
+		if _, err := mc.AddServer(p.Id); err != nil {
 			mc.Close()
 			return nil, err
 		}

@@ -396,8 +396,20 @@ func TestNewClusterFromConfig(t *testing.T) {
 	if _, err := NewCluster(42); err == nil {
 		t.Error("NewCluster(42) succeeded")
 	}
-	if _, err := NewCluster(`{"Peers": [{"Id": 1}]}`); err == nil || !strings.Contains(err.Error(), "Address") {
+	if _, err := NewCluster(`{"Peers": [`); err == nil || !strings.Contains(err.Error(), "JSON") {
 		t.Errorf("bad config: %v", err)
+	}
+	if _, err := NewCluster(cluster.Config{InboxSize: -1}); err == nil {
+		t.Error("a negative InboxSize was accepted")
+	}
+	// The original's form: ids only, no addresses.
+	cl2, err := NewCluster(cluster.Config{Peers: []cluster.PeerConfig{{Id: 1}, {Id: 2}, {Id: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl2.Close()
+	if len(cl2.Servers) != 3 || len(cl2.Servers[3].Peers()) != 2 {
+		t.Errorf("servers %v", cl2.Servers)
 	}
 }
 

@@ -78,7 +78,7 @@ func (b *SendBatch) Add(pid, msgID int64, kind uint32, data []byte) {
 // to refused with its index, and the rest are still sent; a closed node ends
 // the send and returns its error. timeoutMs is how long to wait for room in a
 // live peer's queue (negative: until room or close).
-func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error)) error {
+func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error)) (int, error) {
 	defer b.reset()
 	for i := 0; i < b.n; i++ {
 		b.envs[i].data = (*C.uint8_t)(unsafe.Add(b.arena, b.offs[i]))
@@ -88,17 +88,17 @@ func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error
 		rc := C.cluster_send_batch(n.p, &b.envs[start], C.size_t(b.n-start), C.int64_t(timeoutMs), &sent, b.e.p)
 		runtime.KeepAlive(n)
 		if rc == C.CLUSTER_OK {
-			return nil
+			return 0, nil
 		}
 		err := b.e.check(rc)
-		if rc == C.CLUSTER_E_CLOSED {
-			return err
-		}
 		at := start + int(sent)
+		if rc == C.CLUSTER_E_CLOSED {
+			return b.n - at, err
+		}
 		refused(at, err)
 		start = at + 1
 	}
-	return nil
+	return 0, nil
 }
 
 func (b *SendBatch) reset() {

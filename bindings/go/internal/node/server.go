@@ -266,16 +266,12 @@ func (s *Server) send(b *ffi.SendBatch) bool {
 	if b.Len() == 0 {
 		return true
 	}
-	n := b.Len()
-	err := b.Send(s.h, -1, func(i int, err error) {
+	unsent, err := b.Send(s.h, -1, func(i int, err error) {
 		s.sendErrors.Add(1)
 		s.log.printf(err.Error(), "cluster: server %d: %v", s.pid, err)
 	})
-	if err != nil {
-		s.discarded.Add(uint64(n))
-		return false
-	}
-	return true
+	s.discarded.Add(uint64(unsent))
+	return err == nil
 }
 
 // recvLoop receives batches from the node (blocking inside the library

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -260,4 +261,78 @@ func TestStats(t *testing.T) {
 	if st.Delivered != 10 {
 		t.Errorf("delivered %d, want 10: %s", st.Delivered, text)
 	}
+}
+
+// Fault controls work on real TCP nodes as on mock servers.
+func TestRealNodeFaults(t *testing.T) {
+	checkNoLeak(t)
+	srvs := startAll(t, freeConfig(t, 3), 1, 2, 3)
+	n1 := srvs[0].(*Node)
+	if err := n1.Cut(CutOut, 2); err != nil {
+		t.Fatal(err)
+	}
+	n1.Outbox() <- &Envelope{Pid: 2, Msg: "lost"}
+	n1.Outbox() <- &Envelope{Pid: 3, Msg: "probe"} // sent after "lost" met the cut
+	if e := recvWithin(t, srvs[2], 10*time.Second); e.Msg != "probe" {
+		t.Fatalf("got %+v", e)
+	}
+	if err := n1.HealCuts(); err != nil {
+		t.Fatal(err)
+	}
+	n1.Outbox() <- &Envelope{Pid: 2, Msg: "after heal"}
+	if e := recvWithin(t, srvs[1], 10*time.Second); e.Msg != "after heal" {
+		t.Fatalf("got %+v; the cut message arrived", e)
+	}
+	if err := n1.SetDropProbability(1.5); err == nil {
+		t.Error("a drop probability of 1.5 was accepted")
+	}
+	if err := n1.SetDropProbability(1); err != nil {
+		t.Fatal(err)
+	}
+	n1.Outbox() <- &Envelope{Pid: 2, Msg: "dropped"}
+	n1.Outbox() <- &Envelope{Pid: 1, Msg: "to self"} // never faulted, and after "dropped"
+	recvWithin(t, n1, 10*time.Second)
+	if err := n1.SetDropProbability(0); err != nil {
+		t.Fatal(err)
+	}
+	n1.Outbox() <- &Envelope{Pid: 2, Msg: "kept"}
+	if e := recvWithin(t, srvs[1], 10*time.Second); e.Msg != "kept" {
+		t.Fatalf("got %+v; the dropped message arrived", e)
+	}
+	n1.Close()
+	if err := n1.SetMaxMessageDelay(10); err != ErrClosed {
+		t.Errorf("fault control after Close: %v", err)
+	}
+}
+
+// Closing servers in every state leaves no goroutine behind: one whose
+// sender is blocked on a peer that reads nothing, one whose Inbox is full.
+func TestNoGoroutineLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cfg := freeConfig(t, 2)
+	cfg.InboxSize, cfg.OutboxSize = 10, 10
+	a, err := New(1, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // fills b, then blocks: b reads nothing
+		for i := 0; i < 100000 && !a.IsClosed(); i++ {
+			select {
+			case a.Outbox() <- &Envelope{Pid: 2, Msg: []byte("x")}:
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	waitFor(t, 10*time.Second, "a's Outbox to back up", func() bool {
+		return len(a.Outbox()) == cap(a.Outbox()) && len(b.Inbox()) == cap(b.Inbox())
+	})
+	a.Close()
+	b.Close()
+	waitFor(t, 10*time.Second, "goroutines to end", func() bool {
+		return runtime.NumGoroutine() <= before
+	})
 }

@@ -39,6 +39,7 @@ type MockCluster struct {
 	inbox, outbox int
 	hmu           sync.RWMutex // write-held only to free h
 	freed         bool
+	closing       bool // set by Close under the Mutex: AddServer refuses
 }
 
 // NewCluster makes a cluster from the same configuration as cluster.New (a
@@ -87,6 +88,9 @@ func (mc *MockCluster) with(f func(*ffi.Mock) error) error {
 func (mc *MockCluster) AddServer(pid int) (cluster.Server, error) {
 	mc.Lock()
 	defer mc.Unlock()
+	if mc.closing {
+		return nil, node.ErrClosed
+	}
 	if _, ok := mc.Servers[pid]; ok {
 		return nil, fmt.Errorf("mock: duplicate pid %d", pid)
 	}
@@ -153,6 +157,9 @@ func (mc *MockCluster) ForAll(do func(*MockServer)) {
 // Close closes every server and the cluster; later AddServer calls fail.
 // Idempotent.
 func (mc *MockCluster) Close() {
+	mc.Lock()
+	mc.closing = true
+	mc.Unlock()
 	mc.ForAll(func(s *MockServer) { s.Close() })
 	mc.hmu.Lock()
 	defer mc.hmu.Unlock()

@@ -79,28 +79,30 @@ type Server struct {
 }
 
 // Start takes ownership of h and starts serving it. dynamicPeers makes
-// Peers ask the node each time (a mock server's peers come and go).
+// Peers ask the node each time (a mock server's peers come and go). On
+// error h is closed and released.
 func Start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Server, error) {
 	pid, err := h.Pid()
+	var peers []int
 	if err == nil {
-		var peers []int
-		if peers, err = peerList(h); err == nil {
-			s := &Server{
-				h: h, pid: int(pid), peers: peers, dynamic: dynamicPeers,
-				inbox:  make(chan *Envelope, queueSize(inboxSize)),
-				outbox: make(chan *Envelope, queueSize(outboxSize)),
-				stop:   make(chan struct{}),
-				sent:   make(chan struct{}),
-			}
-			s.wg.Add(2)
-			go s.sendLoop()
-			go s.recvLoop()
-			return s, nil
-		}
+		peers, err = peerList(h)
 	}
-	h.Close()
-	h.Free()
-	return nil, err
+	if err != nil {
+		h.Close()
+		h.Free()
+		return nil, err
+	}
+	s := &Server{
+		h: h, pid: int(pid), peers: peers, dynamic: dynamicPeers,
+		inbox:  make(chan *Envelope, queueSize(inboxSize)),
+		outbox: make(chan *Envelope, queueSize(outboxSize)),
+		stop:   make(chan struct{}),
+		sent:   make(chan struct{}),
+	}
+	s.wg.Add(2)
+	go s.sendLoop()
+	go s.recvLoop()
+	return s, nil
 }
 
 func queueSize(n int) int {
@@ -133,9 +135,8 @@ func (s *Server) Peers() []int {
 	return append([]int(nil), s.peers...)
 }
 
-// Outbox is the channel to send envelopes on. After Close its envelopes
-// are discarded (and counted); it is never closed, so a send after Close
-// does not panic.
+// Outbox is the channel to send envelopes on. It is never closed, so a
+// send after Close does not panic; what is sent after Close is never sent.
 func (s *Server) Outbox() chan *Envelope { return s.outbox }
 
 // Inbox is the channel received envelopes arrive on; Pid is the sender's.

@@ -2,21 +2,24 @@
 //! batches (one flush when the queue runs dry), reconnecting with capped,
 //! jittered backoff.
 
-use super::Shared;
+use super::acks::Acks;
+use super::{handshake, Shared};
 use crate::config::Peer;
-use crate::envelope::{decode_welcome, Envelope, Header, Hello, Verdict, WELCOME_LEN};
+use crate::envelope::{Envelope, Header};
 use crate::stats::PeerStats;
 use crossbeam_channel::{select, Receiver, Sender};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest wait for a TCP connect to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Longest wait for the peer's answer to our hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Failed connection attempts in a row after which a peer counts as down (so
+/// a cluster whose members start a few milliseconds apart loses nothing).
+const DOWN_AFTER: u32 = 3;
+/// How often an idle writer with unacknowledged frames looks for acks.
+const ACK_POLL: Duration = Duration::from_millis(20);
 /// Size of the write buffer; a batch flushes when it fills or the queue is dry.
 const WRITE_BUFFER: usize = 256 << 10;
 
@@ -40,14 +43,18 @@ impl Writer {
     pub fn run(self) {
         let cfg = &self.shared.config;
         let mut backoff = cfg.reconnect_min;
+        let mut failures = 0u32;
         let mut rng = Jitter::new(self.shared.id, self.peer.id);
         let mut connections = 0u64;
         let mut pending: Option<Envelope> = None;
         while !self.shared.shutdown.is_fired() {
-            let stream = match self.connect() {
-                Some(s) => s,
+            let (stream, token) = match self.connect() {
+                Some(c) => c,
                 None => {
-                    self.stats.down.set(true);
+                    failures += 1;
+                    if failures >= DOWN_AFTER {
+                        self.stats.down.set(true);
+                    }
                     if self.shared.shutdown.sleep(rng.around(backoff)) {
                         break;
                     }
@@ -55,10 +62,8 @@ impl Writer {
                     continue;
                 }
             };
-            let Some(token) = self.shared.sockets.add(&stream) else {
-                break;
-            };
             backoff = cfg.reconnect_min;
+            failures = 0;
             if connections > 0 {
                 self.stats.reconnects.inc();
             }
@@ -85,20 +90,16 @@ impl Writer {
     }
 
     /// Connects and handshakes; `None` if the peer is not there or refuses.
-    fn connect(&self) -> Option<TcpStream> {
+    /// The socket is registered before the handshake so `close` can cut a
+    /// handshake that stalls.
+    fn connect(&self) -> Option<(TcpStream, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
-        s.set_nodelay(true).ok()?;
-        s.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-        let hello = Hello {
-            from: self.shared.id,
-            to: self.peer.id,
-        };
-        (&s).write_all(&hello.encode()).ok()?;
-        let mut w = [0u8; WELCOME_LEN];
-        (&s).read_exact(&mut w).ok()?;
-        match decode_welcome(&w) {
-            Ok((Verdict::Accepted, id)) if id == self.peer.id => Some(s),
-            _ => None,
+        let token = self.shared.sockets.add(&s, false)?;
+        if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
+            Some((s, token))
+        } else {
+            self.shared.sockets.remove(token);
+            None
         }
     }
 
@@ -106,21 +107,39 @@ impl Writer {
     fn pump(&self, stream: &TcpStream, mut pending: Option<Envelope>) -> Ended {
         let shutdown = self.shared.shutdown.waiter();
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, stream);
+        let mut acks = Acks::default();
         loop {
+            // While frames await their ack, wake now and then to take the
+            // acks in (and notice a peer that died); otherwise sleep.
+            let patience = if acks.unacked() > 0 {
+                ACK_POLL
+            } else {
+                Duration::from_secs(3600)
+            };
             let first = match pending.take() {
                 Some(env) => env,
                 None => select! {
                     recv(self.rx) -> r => match r {
                         Ok(env) => env,
-                        Err(_) => return Ended::Shutdown,
+                        Err(_) => return self.ended(stream, acks, None, true),
                     },
-                    recv(shutdown) -> _ => return Ended::Shutdown,
+                    recv(shutdown) -> _ => return self.ended(stream, acks, None, true),
+                    default(patience) => {
+                        let alive = acks.poll(stream);
+                        self.stats.acked.add(acks.fresh());
+                        if !alive {
+                            return self.ended(stream, acks, None, false);
+                        }
+                        continue;
+                    }
                 },
             };
-            // A peer that closed while we were idle is noticed before we
-            // write into a dead connection, so the message is not lost.
-            if peer_hung_up(stream) {
-                return Ended::Broken(Some(first));
+            // Take in the acks; a peer that closed while we were idle is
+            // noticed before we write into a dead connection.
+            let alive = acks.poll(stream);
+            self.stats.acked.add(acks.fresh());
+            if !alive {
+                return self.ended(stream, acks, Some(first), false);
             }
             let mut n = 1u64;
             let mut bytes = first.data.len() as u64;
@@ -135,15 +154,34 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if ok && out.flush().is_ok() {
-                self.stats.written.add(n);
-                self.stats.written_bytes.add(bytes);
-            } else {
-                self.stats.dropped.conn_lost.add(n);
-                self.shared.stats.dropped.conn_lost.add(n);
-                return Ended::Broken(None);
+            ok = ok && out.flush().is_ok();
+            acks.written += n;
+            self.stats.written.add(n);
+            self.stats.written_bytes.add(bytes);
+            if !ok {
+                return self.ended(stream, acks, None, false);
             }
         }
+    }
+
+    /// Settles the accounts of a connection that ends: what the peer
+    /// acknowledged is delivered; on a break, the rest was lost and counted.
+    fn ended(
+        &self,
+        stream: &TcpStream,
+        mut acks: Acks,
+        env: Option<Envelope>,
+        shutdown: bool,
+    ) -> Ended {
+        acks.poll(stream);
+        self.stats.acked.add(acks.fresh());
+        if shutdown {
+            return Ended::Shutdown;
+        }
+        let lost = acks.unacked();
+        self.stats.dropped.conn_lost.add(lost);
+        self.shared.stats.dropped.conn_lost.add(lost);
+        Ended::Broken(env)
     }
 
     /// On close: writes what is queued within the linger, then says goodbye.
@@ -172,25 +210,6 @@ impl Writer {
 
 fn write_frame(out: &mut impl Write, env: &Envelope) -> bool {
     out.write_all(&Header::encode(env)).is_ok() && out.write_all(&env.data).is_ok()
-}
-
-/// True if the peer closed its end (a zero-byte peek without blocking).
-fn peer_hung_up(stream: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    // SAFETY: a one-byte peek into a local buffer on a socket we own.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n == 0
-        || (n < 0 && {
-            let e = std::io::Error::last_os_error().raw_os_error();
-            e != Some(libc::EAGAIN) && e != Some(libc::EWOULDBLOCK) && e != Some(libc::EINTR)
-        })
 }
 
 /// A tiny xorshift generator for backoff jitter; no cryptographic use.

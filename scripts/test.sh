@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust (unit, integration, C programs under
+# valgrind), the header check, lints, the C quick start, Python and Go.
+# A missing toolchain is an error, never a skipped suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || { echo "test.sh: '$1' is required but not installed ($2)" >&2; exit 1; }
+}
+need cargo "Rust toolchain"
+need cc "a C compiler"
+need valgrind "apt-get install valgrind"
+need pkg-config "apt-get install pkg-config"
+need cargo-fuzz "cargo install cargo-fuzz"
+need python3 "Python 3"
+need go "the Go toolchain"
+python3 -m pytest --version >/dev/null 2>&1 || { echo "test.sh: pytest is required (python3 -m pip install pytest)" >&2; exit 1; }
+rustup run nightly rustc --version >/dev/null 2>&1 || {
+    echo "test.sh: the nightly Rust toolchain is required for the fuzzers (rustup toolchain install nightly)" >&2
+    exit 1
+}
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "header is up to date"
+cargo build --quiet --release
+git diff --exit-code -- include/cluster.h || {
+    echo "include/cluster.h is stale: commit the regenerated header" >&2
+    exit 1
+}
+
+step "Rust and C tests"
+cargo test --quiet 2>&1 | tee /tmp/cluster-cargo-test.log | grep -E "^(test result|error|failures|---- )" || true
+test "${PIPESTATUS[0]}" -eq 0 || { cat /tmp/cluster-cargo-test.log; exit 1; }
+
+step "C quick start through pkg-config"
+out=$(mktemp -d)
+cc -std=c11 -Wall -Wextra -Werror examples/hello.c \
+    $(PKG_CONFIG_PATH=. pkg-config --cflags --libs cluster) -o "$out/hello"
+"$out/hello"
+rm -rf "$out"
+
+step "Python wrapper"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore ./bindings/python
+python3 -m pytest -q bindings/python/tests
+
+step "Go wrapper (vet, race, cgo checks) and the cross-language test"
+CLUSTER_XLANG_PYTHON=require bash bindings/go/test.sh
+
+step "fuzzers, a short run each (FUZZ_SECONDS=${FUZZ_SECONDS:=15})"
+for target in frames handshake; do
+    cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=1024 2>&1 | grep -E "^Done|ERROR|panicked" 
+    test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzzer $target found a failure (see fuzz/artifacts)" >&2; exit 1; }
+done
+
+echo
+echo "all suites passed"

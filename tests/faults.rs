@@ -496,3 +496,32 @@ fn partition_and_heal_across_processes() {
     }
     assert_eq!(node!(2).cmd("bogus")["code"], "CLUSTER_E_INVALID_ARG");
 }
+
+#[test]
+fn real_and_mock_nodes_make_the_same_seeded_decisions() {
+    /// Sends 300 messages from `a` to `b` at 50 % loss with seed 5, then a
+    /// marker without loss; returns the ids that arrived before the marker.
+    fn survivors(a: &Node, b: &Node) -> Vec<i64> {
+        a.fault(&FaultCmd::Seed(5)).unwrap();
+        a.fault(&FaultCmd::Drop(0.5)).unwrap();
+        for i in 0..300 {
+            send(a, b.pid(), i, b"coin");
+        }
+        a.fault(&FaultCmd::Drop(0.0)).unwrap();
+        send(a, b.pid(), -1, b"marker");
+        let mut got = Vec::new();
+        loop {
+            let e = recv(b);
+            if e.msg_id == -1 {
+                return got;
+            }
+            got.push(e.msg_id);
+        }
+    }
+    let (nodes, _) = cluster(2, "");
+    let real = survivors(&nodes[0], &nodes[1]);
+    let (_m, servers) = mock(2, 99, None);
+    let simulated = survivors(&servers[0], &servers[1]);
+    assert!((90..=210).contains(&real.len()), "{} of 300", real.len());
+    assert_eq!(real, simulated, "same seed, same link, same fates");
+}

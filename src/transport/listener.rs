@@ -142,6 +142,8 @@ impl Reader {
                 }
             };
             if s.faults.cuts_in(from) {
+                // Taken in and thrown away here: acknowledged and counted.
+                acks.delivered();
                 s.stats.dropped.fault.inc();
                 continue;
             }

@@ -78,7 +78,7 @@ func (n *Node) send(b *ffi.SendBatch) bool {
 	}
 	unsent, err := b.Send(n.h, -1, func(_ int, err error) {
 		n.sendErrors.Add(1)
-		n.log.printf(err.Error(), "cluster: server %d: %v", n.pid, err)
+		n.log.printf(ffi.Name(err), "cluster: server %d: %v", n.pid, err)
 	})
 	n.discarded.Add(uint64(unsent))
 	return err == nil

@@ -115,13 +115,14 @@ def decode(kind: int, data: bytes) -> Any:
     return data
 
 
-def _envelope_from(c: Any) -> Envelope:
-    """A Python envelope from a filled ``cluster_envelope_t``; does not free it."""
-    n = c.len
-    data = ffi.unpack(c.data, n) if n else b""
-    kind = c.kind
-    msg = data if kind == KIND_BYTES else decode(kind, data)
-    return _new_tuple(Envelope, (c.pid, c.msg_id, msg, kind))
+_NULL = ffi.NULL
+_from_buffer = ffi.from_buffer
+_unpack = ffi.unpack
+_send = lib.cluster_send
+_recv = lib.cluster_recv
+_recv_batch = lib.cluster_recv_batch
+_envelope_free = lib.cluster_envelope_free
+_envelopes_free = lib.cluster_envelopes_free
 
 
 def timeout_ms(timeout: Timeout) -> int:
@@ -201,6 +202,7 @@ class _PerThread(threading.local):
         self.batch: Any = None
         self.batch_owner: Any = None
         self.batch_cap = 0
+        self.one: Optional[Envelope] = None
         self.pending: Optional[List[Envelope]] = None
         self.pos = 0
         self.plen = 0
@@ -318,25 +320,25 @@ class Node:
         never makes the caller wait. Raises `UnknownPeer`, `TooLarge`,
         `Closed`, `TypeError` for a payload that cannot be encoded.
         """
-        st = self._tls
         if kind is None and type(msg) is bytes:
-            kind, data = KIND_BYTES, msg
+            kind = KIND_BYTES
+            data = msg
         else:
             kind, data = encode(msg, kind)
+        st = self._tls
         e = st.env
         e.pid = pid
         e.msg_id = msg_id
         e.kind = kind
-        n = len(data)
-        if n:
-            buf = ffi.from_buffer(data)
+        if data:
+            buf = _from_buffer(data)
             e.data = buf
-            n = len(buf)  # bytes, also for a memoryview of wider items
+            e.len = len(buf)  # in bytes, also for a memoryview of wider items
         else:
-            e.data = ffi.NULL
-        e.len = n
+            e.data = _NULL
+            e.len = 0
         err = st.err
-        rc = lib.cluster_send(self._handle, e, -1 if timeout is None else timeout_ms(timeout), err)
+        rc = _send(self._handle, e, -1 if timeout is None else timeout_ms(timeout), err)
         if rc:
             raise_error(rc, err)
 
@@ -399,25 +401,38 @@ class Node:
         it waits; Ctrl-C raises KeyboardInterrupt within about 50 ms.
         """
         # A message is first kept in C memory owned by this thread's state,
-        # then in `pending`, and is released from the one only once it is in
-        # the other; so a KeyboardInterrupt, which Python raises only after a
-        # function call, never loses it: the next receive returns it.
+        # then in `st.one` (or `st.pending` for a batch), and is released
+        # from the one only once it is in the other; so a KeyboardInterrupt,
+        # which Python raises only after a function call returns, never
+        # loses it: the next receive on this thread returns it.
         st = self._tls
+        env = st.one
+        if env is not None:
+            st.one = None
+            return env
+        if st.pending is not None or (st.batch is not None and st.count[0]):
+            return self._next_pending(st)
+        buf = st.rbuf
+        if buf._owner == _NULL:
+            err = st.err
+            ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
+            rc = _recv(self._handle, buf, ms, err)
+            if rc:
+                self._wait(_recv, (buf,), rc, ms, timeout, err)
+        n = buf.len
+        kind = buf.kind
+        data = _unpack(buf.data, n) if n else b""
+        env = _new_tuple(Envelope, (buf.pid, buf.msg_id, data if kind == 0 else decode(kind, data), kind))
+        st.one = env
+        _envelope_free(buf)
+        st.one = None
+        return env
+
+    def _next_pending(self, st: _PerThread) -> Envelope:
+        """The next envelope of a batch that an interrupted call took."""
         p = st.pending
         if p is None:
-            if st.count[0]:  # a batch an interrupted recv_many took
-                p = self._take_batch(st)
-            else:
-                buf = st.rbuf
-                if buf._owner == ffi.NULL:
-                    self._wait(lib.cluster_recv, (buf,), timeout, st.err)
-                env = _envelope_from(buf)
-                st.pending = [env]
-                st.pos = 0
-                st.plen = 1
-                lib.cluster_envelope_free(buf)
-                st.pending = None
-                return env
+            p = self._take_batch(st)
         i = st.pos
         env = p[i]
         if i + 1 >= st.plen:
@@ -433,6 +448,12 @@ class Node:
         if max < 1:
             raise ValueError(f"max must be at least 1, got {max}")
         st = self._tls
+        env = st.one
+        if env is not None:  # what an interrupted recv took
+            st.one = None
+            return [env]
+        if st.rbuf._owner != _NULL:  # an interrupted recv's message comes first
+            return [self.recv()]
         p = st.pending
         if p is None:
             if st.count[0] == 0:
@@ -445,7 +466,11 @@ class Node:
                     st.batch_owner = owner
                     st.batch = arr
                     st.batch_cap = max
-                self._wait(lib.cluster_recv_batch, (arr, max, st.count), timeout, st.err)
+                err = st.err
+                ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
+                rc = _recv_batch(self._handle, arr, max, st.count, ms, err)
+                if rc:
+                    self._wait(_recv_batch, (arr, max, st.count), rc, ms, timeout, err)
             p = self._take_batch(st)
         i = st.pos
         st.pending = None
@@ -456,36 +481,39 @@ class Node:
         """Turns the envelopes of this thread's batch buffer into `pending`."""
         arr = st.batch
         n = st.count[0]
-        out = [_envelope_from(arr[i]) for i in range(n)]
+        out = []
+        append = out.append
+        for i in range(n):
+            c = arr[i]
+            ln = c.len
+            kind = c.kind
+            data = _unpack(c.data, ln) if ln else b""
+            append(_new_tuple(Envelope, (c.pid, c.msg_id, data if kind == 0 else decode(kind, data), kind)))
         st.pending = out
         st.pos = 0
         st.plen = n
         st.count[0] = 0
-        lib.cluster_envelopes_free(arr, n)
+        _envelopes_free(arr, n)
         return out
 
-    def _wait(self, fn: Callable[..., int], args: Tuple[Any, ...], timeout: Timeout, err: Any) -> None:
-        """Calls a blocking C receive in slices of at most 50 ms until it
-        returns something other than a timeout or ``timeout`` runs out."""
+    def _wait(
+        self, fn: Callable[..., int], args: Tuple[Any, ...], rc: int, waited_ms: int, timeout: Timeout, err: Any
+    ) -> None:
+        """Goes on with a blocking C receive that returned ``rc`` after waiting
+        ``waited_ms``: calls it again in slices of at most 50 ms (Python
+        handles signals between two calls) until it returns something other
+        than a timeout or ``timeout`` runs out, and raises what it returns."""
         h = self._handle
-        if timeout is None:
-            while True:
+        if timeout is None or math.isinf(timeout):
+            while rc == _TIMEOUT:
                 rc = fn(h, *args, _SLICE_MS, err)
-                if rc != _TIMEOUT:
-                    break
         else:
-            ms = timeout_ms(timeout)
-            if ms < 0:
-                return self._wait(fn, args, None, err)
-            deadline = time.monotonic() + ms / 1000
-            while True:
-                rc = fn(h, *args, min(ms, _SLICE_MS), err)
-                if rc != _TIMEOUT:
-                    break
+            deadline = time.monotonic() + timeout - waited_ms / 1000
+            while rc == _TIMEOUT:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                ms = math.ceil(left * 1000)
+                rc = fn(h, *args, min(math.ceil(left * 1000), _SLICE_MS), err)
         if rc:
             raise_error(rc, err)
 

@@ -187,7 +187,7 @@ def take_string(fn: Callable[..., int], handle: Any) -> str:
     if rc:
         raise_error(rc, err)
     try:
-        return ffi.string(out[0]).decode("utf-8")
+        return str(ffi.string(out[0]).decode("utf-8"))
     finally:
         lib.cluster_string_free(out[0])
 
@@ -307,7 +307,7 @@ class Node:
     @property
     def closed(self) -> bool:
         """Whether the node is closed."""
-        return lib.cluster_is_closed(self._handle) == 1
+        return bool(lib.cluster_is_closed(self._handle) == 1)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -510,7 +510,7 @@ class Node:
         """Turns the envelopes of this thread's batch buffer into `pending`."""
         arr = st.batch
         n = st.count[0]
-        out = []
+        out: List[Envelope] = []
         append = out.append
         for i in range(n):
             c = arr[i]
@@ -594,7 +594,8 @@ class Node:
         """The node's counters: sent, received, delivered, bytes, drops by cause,
         reconnects, and per peer queue depth and connection state. Works on a
         closed node too."""
-        return json.loads(take_string(lib.cluster_stats, self._handle))
+        stats: Dict[str, Any] = json.loads(take_string(lib.cluster_stats, self._handle))
+        return stats
 
     # -- fault injection (real nodes and mock servers alike) -----------------
 
@@ -643,7 +644,8 @@ def _kind_for_send(env: Sequence[Any]) -> Optional[int]:
     """The kind an envelope is sent with: its own for a bytes payload (so a
     received envelope travels on unchanged), else chosen from the payload's type."""
     if len(env) > 3 and isinstance(env[2], (bytes, bytearray, memoryview)):
-        return env[3]
+        kind: Optional[int] = env[3]
+        return kind
     return None
 
 
@@ -668,7 +670,8 @@ class Inbox:
 
     def get(self, timeout: Timeout = None) -> Envelope:
         """`Node.recv`: the next envelope, waiting up to ``timeout`` seconds."""
-        return self._node.recv(timeout)
+        env: Envelope = self._node.recv(timeout)
+        return env
 
     def __iter__(self) -> Iterator[Envelope]:
         return iter(self._node)

@@ -522,3 +522,27 @@ def test_delay_and_duplicate_on_a_real_node(nodes):
         a.send(2, i, msg_id=i)
     ids = [b.recv(10).msg_id for _ in range(100)]
     assert sorted(ids) == list(range(100))
+
+
+def test_close_wakes_recv_many_and_an_infinite_timeout(nodes):
+    (a,) = nodes([1])
+    errors = []
+
+    def blocked(call):
+        try:
+            call()
+        except cluster.Closed as e:
+            errors.append(e)
+
+    ts = [
+        threading.Thread(target=blocked, args=(lambda: a.recv_many(8),)),
+        threading.Thread(target=blocked, args=(lambda: a.recv(float("inf")),)),
+        threading.Thread(target=blocked, args=(lambda: a.inbox.get(3600),)),
+    ]
+    for t in ts:
+        t.start()
+    time.sleep(0.1)  # let them block (the test holds either way)
+    a.close()
+    for t in ts:
+        t.join(10)
+    assert not any(t.is_alive() for t in ts) and len(errors) == 3

@@ -27,7 +27,7 @@ from typing import (
 )
 
 from ._ffi import ffi, lib
-from .errors import Closed, raise_error
+from .errors import Closed, ClusterError, raise_error
 
 BROADCAST: int = -1
 """The id that addresses every peer but the sender."""
@@ -50,6 +50,7 @@ CUT_BOTH: int = 3
 # between two calls) interrupts a wait within this many milliseconds.
 _SLICE_MS = 50
 _TIMEOUT = -8  # CLUSTER_E_TIMEOUT
+_NEEDS_PYTHON = 1000  # _speedups.send_many: an item needs encoding in Python
 _BUFFER_TOO_SMALL = -12
 
 Config = Union[Dict[str, Any], str, "os.PathLike[str]", bytes]
@@ -118,6 +119,21 @@ def decode(kind: int, data: bytes) -> Any:
 
 
 _NULL = ffi.NULL
+
+
+def _addr(cdata: Any) -> int:
+    """The address of C memory, for `_speedups`."""
+    return int(ffi.cast("uintptr_t", cdata))
+
+
+# The optional C hot paths (built at install when a compiler and Python's
+# headers are there); CLUSTER_PURE_PYTHON=1 turns them off.
+_sp: Any = None
+if not os.environ.get("CLUSTER_PURE_PYTHON"):
+    try:
+        from . import _speedups as _sp  # type: ignore[attr-defined, no-redef]
+    except ImportError:  # pragma: no cover - depends on the install
+        _sp = None
 _from_buffer = ffi.from_buffer
 _unpack = ffi.unpack
 _send = lib.cluster_send
@@ -202,8 +218,9 @@ class _PerThread(threading.local):
     """Buffers one thread uses with one node, so that threads never share C memory.
 
     ``rbuf`` (and ``batch``) hold a received payload until it has been turned
-    into Python objects; ``pending`` holds envelopes taken from C but not yet
-    returned. Both survive a KeyboardInterrupt, so the next receive on this
+    into Python objects; ``one[0]`` (a received envelope) and ``pend[0]`` (a
+    received batch, from index ``pos`` on) hold those objects until the call
+    returns. All survive a KeyboardInterrupt, so the next receive on this
     thread returns what the interrupted one had already taken.
     """
 
@@ -213,13 +230,17 @@ class _PerThread(threading.local):
         self.rbuf = ffi.gc(ffi.new("cluster_envelope_t *"), lib.cluster_envelope_free)
         self.count = ffi.new("size_t *")  # envelopes in `batch` not yet taken
         self.sent = ffi.new("size_t *")
+        self.err_addr = _addr(self.err)
+        self.rbuf_addr = _addr(self.rbuf)
+        self.count_addr = _addr(self.count)
+        self.sent_addr = _addr(self.sent)
         self.batch: Any = None
         self.batch_owner: Any = None
+        self.batch_addr = 0
         self.batch_cap = 0
-        self.one: Optional[Envelope] = None
-        self.pending: Optional[List[Envelope]] = None
+        self.one: List[Optional[Envelope]] = [None]
+        self.pend: List[Optional[List[Envelope]]] = [None]
         self.pos = 0
-        self.plen = 0
 
 
 def _free_batch(cap: int) -> Callable[[Any], None]:
@@ -284,6 +305,7 @@ class Node:
 
     def _adopt(self, handle: Any, pid: int, keep: Any = None) -> None:
         self._handle = ffi.gc(handle, _free_node(keep))
+        self._hint = _addr(handle)
         self._pid = pid
         self._tls = _PerThread()
         self._closing = False
@@ -340,21 +362,24 @@ class Node:
         else:
             kind, data = encode(msg, kind)
         st = self._tls
-        e = st.env
-        e.pid = pid
-        e.msg_id = msg_id
-        e.kind = kind
-        if data:
-            buf = _from_buffer(data)
-            e.data = buf
-            e.len = len(buf)  # in bytes, also for a memoryview of wider items
+        ms = -1 if timeout is None else timeout_ms(timeout)
+        if _sp is not None and type(data) is bytes:
+            rc = _sp.send(self._hint, pid, msg_id, kind, data, ms, st.err_addr)
         else:
-            e.data = _NULL
-            e.len = 0
-        err = st.err
-        rc = _send(self._handle, e, -1 if timeout is None else timeout_ms(timeout), err)
+            e = st.env
+            e.pid = pid
+            e.msg_id = msg_id
+            e.kind = kind
+            if data:
+                buf = _from_buffer(data)
+                e.data = buf
+                e.len = len(buf)  # in bytes, also for a memoryview of wider items
+            else:
+                e.data = _NULL
+                e.len = 0
+            rc = _send(self._handle, e, ms, st.err)
         if rc:
-            raise_error(rc, err)
+            raise_error(rc, st.err)
 
     def broadcast(self, msg: Any, msg_id: int = 0, timeout: Timeout = None) -> None:
         """Sends ``msg`` to every peer but this node; see `send`. Peers whose
@@ -370,13 +395,32 @@ class Node:
         by one. Each item is an `Envelope` or a ``(pid, msg_id, msg)`` tuple.
         Stops at the first error and raises it; the exception's ``sent``
         attribute says how many went out. Returns how many were sent."""
-        items = envelopes if isinstance(envelopes, (list, tuple)) else list(envelopes)
+        items = envelopes if type(envelopes) is list else list(envelopes)
         count = len(items)
         if count == 0:
             return 0
+        st = self._tls
+        ms = timeout_ms(timeout)
+        rc = _NEEDS_PYTHON
+        if _sp is not None:  # every payload bytes: the C path
+            rc = _sp.send_many(self._hint, items, ms, st.sent_addr, st.err_addr)
+        if rc == _NEEDS_PYTHON:
+            rc = self._send_many_packed(items, ms, st)
+        if rc:
+            n = st.sent[0]
+            try:
+                raise_error(rc, st.err)
+            except ClusterError as e:
+                e.sent = n  # type: ignore[attr-defined]
+                raise
+        return count
+
+    def _send_many_packed(self, items: Sequence[Any], ms: int, st: _PerThread) -> int:
+        """send_many without `_speedups`, or with payloads to encode first."""
         # The envelopes are packed with `struct` into one buffer laid out as
         # cluster_envelope_t[count], their payloads joined into another:
         # much cheaper than filling C structs field by field from Python.
+        count = len(items)
         payloads = []
         fields: List[Any] = []
         offset = 0
@@ -403,21 +447,9 @@ class Node:
             _packer(count).pack_into(raw, 0, *fields)
         except struct.error as e:
             raise TypeError(f"an envelope's pid or msg_id is not a 64-bit integer: {e}") from None
-        st = self._tls
-        err = st.err
-        sent = st.sent
-        rc = _send_batch(
-            self._handle, _from_buffer("cluster_envelope_t[]", raw), count, timeout_ms(timeout), sent, err
-        )
+        rc: int = _send_batch(self._handle, _from_buffer("cluster_envelope_t[]", raw), count, ms, st.sent, st.err)
         del keep
-        if rc:
-            n = sent[0]
-            try:
-                raise_error(rc, err)
-            except Exception as e:
-                e.sent = n  # type: ignore[attr-defined]
-                raise
-        return count
+        return rc
 
     # -- receiving ----------------------------------------------------------
 
@@ -430,42 +462,48 @@ class Node:
         it waits; Ctrl-C raises KeyboardInterrupt within about 50 ms.
         """
         # A message is first kept in C memory owned by this thread's state,
-        # then in `st.one` (or `st.pending` for a batch), and is released
-        # from the one only once it is in the other; so a KeyboardInterrupt,
+        # then in `st.one` (or `st.pend` for a batch), and is released from
+        # the one only once it is in the other; so a KeyboardInterrupt,
         # which Python raises only after a function call returns, never
         # loses it: the next receive on this thread returns it.
         st = self._tls
-        env = st.one
+        one = st.one
+        env = one[0]
         if env is not None:
-            st.one = None
+            one[0] = None
             return env
-        if st.pending is not None or (st.batch is not None and st.count[0]):
+        if st.pend[0] is not None or (st.batch is not None and st.count[0]):
             return self._next_pending(st)
+        ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
+        if _sp is not None:
+            got = _sp.recv(self._hint, st.rbuf_addr, ms, st.err_addr, one)
+            if type(got) is int:
+                got = self._wait(_sp.recv, (self._hint, st.rbuf_addr), (st.err_addr, one), got, ms, timeout, st)
+            one[0] = None
+            return got  # type: ignore[no-any-return]
         buf = st.rbuf
         if buf._owner == _NULL:
-            err = st.err
-            ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
-            rc = _recv(self._handle, buf, ms, err)
+            rc = _recv(self._handle, buf, ms, st.err)
             if rc:
-                self._wait(_recv, (buf,), rc, ms, timeout, err)
+                self._wait(_recv, (self._handle, buf), (st.err,), rc, ms, timeout, st)
         n = buf.len
         kind = buf.kind
         data = _unpack(buf.data, n) if n else b""
         env = _new_tuple(Envelope, (buf.pid, buf.msg_id, data if kind == 0 else decode(kind, data), kind))
-        st.one = env
+        one[0] = env
         _envelope_free(buf)
-        st.one = None
+        one[0] = None
         return env
 
     def _next_pending(self, st: _PerThread) -> Envelope:
         """The next envelope of a batch that an interrupted call took."""
-        p = st.pending
+        p = st.pend[0]
         if p is None:
             p = self._take_batch(st)
         i = st.pos
         env = p[i]
-        if i + 1 >= st.plen:
-            st.pending = None
+        if i + 1 >= len(p):
+            st.pend[0] = None
         else:
             st.pos = i + 1
         return env
@@ -477,37 +515,46 @@ class Node:
         if max < 1:
             raise ValueError(f"max must be at least 1, got {max}")
         st = self._tls
-        env = st.one
+        env = st.one[0]
         if env is not None:  # what an interrupted recv took
-            st.one = None
+            st.one[0] = None
             return [env]
         if st.rbuf._owner != _NULL:  # an interrupted recv's message comes first
             return [self.recv()]
-        p = st.pending
+        p = st.pend[0]
         if p is None:
-            if st.count[0] == 0:
-                arr = st.batch
-                if arr is None or st.batch_cap < max:
+            if st.count[0]:
+                p = self._take_batch(st)
+            else:
+                if st.batch is None or st.batch_cap < max:
                     # The gc'd array frees its payloads when dropped; index it
                     # through a plain pointer (the gc'd copy has no length).
                     owner = ffi.gc(ffi.new("cluster_envelope_t[]", max), _free_batch(max))
-                    arr = ffi.cast("cluster_envelope_t *", owner)
                     st.batch_owner = owner
-                    st.batch = arr
+                    st.batch = ffi.cast("cluster_envelope_t *", owner)
+                    st.batch_addr = _addr(owner)
                     st.batch_cap = max
-                err = st.err
+                st.pos = 0
                 ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
-                rc = _recv_batch(self._handle, arr, max, st.count, ms, err)
-                if rc:
-                    self._wait(_recv_batch, (arr, max, st.count), rc, ms, timeout, err)
-            p = self._take_batch(st)
+                if _sp is not None:
+                    head = (self._hint, st.batch_addr, max, st.count_addr)
+                    got = _sp.recv_many(*head, ms, st.err_addr, st.pend)
+                    if type(got) is int:
+                        got = self._wait(_sp.recv_many, head, (st.err_addr, st.pend), got, ms, timeout, st)
+                    p = got
+                else:
+                    head = (self._handle, st.batch, max, st.count)
+                    rc = _recv_batch(*head, ms, st.err)
+                    if rc:
+                        self._wait(_recv_batch, head, (st.err,), rc, ms, timeout, st)
+                    p = self._take_batch(st)
         i = st.pos
-        st.pending = None
+        st.pend[0] = None
         return p[i:] if i else p
 
     @staticmethod
     def _take_batch(st: _PerThread) -> List[Envelope]:
-        """Turns the envelopes of this thread's batch buffer into `pending`."""
+        """Turns the envelopes of this thread's batch buffer into ``st.pend[0]``."""
         arr = st.batch
         n = st.count[0]
         out: List[Envelope] = []
@@ -518,33 +565,41 @@ class Node:
             kind = c.kind
             data = _unpack(c.data, ln) if ln else b""
             append(_new_tuple(Envelope, (c.pid, c.msg_id, data if kind == 0 else decode(kind, data), kind)))
-        st.pending = out
         st.pos = 0
-        st.plen = n
+        st.pend[0] = out
         st.count[0] = 0
         _envelopes_free(arr, n)
         return out
 
     def _wait(
-        self, fn: Callable[..., int], args: Tuple[Any, ...], rc: int, waited_ms: int, timeout: Timeout, err: Any
-    ) -> None:
-        """Goes on with a blocking C receive that returned ``rc`` after waiting
-        ``waited_ms``: calls it again in slices of at most 50 ms (Python
-        handles signals between two calls) until it returns something other
-        than a timeout or ``timeout`` runs out, and raises what it returns."""
-        h = self._handle
+        self,
+        fn: Callable[..., Any],
+        head: Tuple[Any, ...],
+        tail: Tuple[Any, ...],
+        got: int,
+        waited_ms: int,
+        timeout: Timeout,
+        st: _PerThread,
+    ) -> Any:
+        """Goes on with a blocking receive that returned status ``got`` after
+        waiting ``waited_ms``: calls ``fn(*head, ms, *tail)`` again in slices
+        of at most 50 ms (Python handles signals between two calls) until it
+        returns something other than a timeout, or ``timeout`` runs out.
+        Returns what ``fn`` returned last if it is not a status (the
+        `_speedups` functions return the envelopes); raises a failed status."""
         if timeout is None or math.isinf(timeout):
-            while rc == _TIMEOUT:
-                rc = fn(h, *args, _SLICE_MS, err)
+            while got == _TIMEOUT:
+                got = fn(*head, _SLICE_MS, *tail)
         else:
             deadline = time.monotonic() + timeout - waited_ms / 1000
-            while rc == _TIMEOUT:
+            while got == _TIMEOUT:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                rc = fn(h, *args, min(math.ceil(left * 1000), _SLICE_MS), err)
-        if rc:
-            raise_error(rc, err)
+                got = fn(*head, min(math.ceil(left * 1000), _SLICE_MS), *tail)
+        if type(got) is int and got:
+            raise_error(got, st.err)
+        return got
 
     def __iter__(self) -> Iterator[Envelope]:
         """Received envelopes, one by one, until the node is closed."""
@@ -688,3 +743,15 @@ class Outbox:
         """`Node.send` of ``env``: to ``env.pid``, waiting up to ``timeout``
         seconds for room in a live peer's queue."""
         self._node.send(env[0], env[2], env[1], timeout, kind=_kind_for_send(env))
+
+
+if _sp is not None:
+    _sp.init(
+        _addr(lib.cluster_send),
+        _addr(lib.cluster_send_batch),
+        _addr(lib.cluster_recv),
+        _addr(lib.cluster_recv_batch),
+        _addr(lib.cluster_envelopes_free),
+        Envelope,
+        decode,
+    )

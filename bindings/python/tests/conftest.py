@@ -13,7 +13,23 @@ import cluster
 
 
 def pytest_report_header() -> str:
-    return f"cluster {cluster.__version__} from {cluster.__file__}"
+    fast = "with" if cluster.node._sp is not None else "WITHOUT"
+    return f"cluster {cluster.__version__} from {cluster.__file__}, {fast} _speedups"
+
+
+@pytest.fixture(autouse=True, params=["speedups", "cffi"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs every test twice: through the C hot paths (`cluster._speedups`) and
+    through cffi alone, as a machine without Python's headers would. Child
+    processes inherit the choice through CLUSTER_PURE_PYTHON."""
+    if request.param == "speedups":
+        if cluster.node._sp is None:
+            pytest.skip("cluster._speedups is not built")
+        monkeypatch.delenv("CLUSTER_PURE_PYTHON", raising=False)
+    else:
+        monkeypatch.setattr(cluster.node, "_sp", None)
+        monkeypatch.setenv("CLUSTER_PURE_PYTHON", "1")
+    return str(request.param)
 
 
 def free_ports(n: int) -> List[int]:

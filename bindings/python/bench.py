@@ -19,11 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import socket
 import statistics
 import sys
 import time
 from typing import Any, Dict, List, Tuple
+
+# Measure the installed package, not the source tree beside this script
+# (which has no compiled hot paths). Spawned children inherit this sys.path.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
 
 BATCH = 256
 
@@ -273,12 +279,17 @@ def main() -> int:
     n64, n1k, npp = int(400_000 * scale), int(200_000 * scale), int(20_000 * scale)
 
     try:
-        import zmq  # noqa: F401
+        import zmq
     except ImportError:
         print("bench.py: pyzmq is needed for the comparison: pip install pyzmq", file=sys.stderr)
         return 2
 
-    results: Dict[str, Any] = {}
+    import cluster
+
+    path = "C hot paths (_speedups)" if cluster.node._sp is not None else "cffi only"
+    print(f"cluster {cluster.__version__}, {path}; pyzmq {zmq.__version__}; {n64:,} msgs at 64 B, "
+          f"{n1k:,} at 1 KiB, {npp:,} round trips")
+    results: Dict[str, Any] = {"path": path}
     rows = []
     for size, n in ((64, n64), (1024, n1k)):
         r = {s: throughput(s, n, size) for s in ("cluster", "cluster-batched", "zmq-push", "zmq-pair")}

@@ -1,6 +1,7 @@
 //! The real network: one TCP listener, and per peer one bounded queue, one
 //! connection and one writer thread.
 
+mod acks;
 mod faults;
 pub mod handshake;
 mod listener;
@@ -295,6 +296,18 @@ impl Transport for TcpNode {
         }
         self.faults.stop();
         self.shared.shutdown.fire();
+        // Readers stop at the end of what they have and acknowledge it, so
+        // the peers know exactly what this node took in.
+        self.shared.sockets.stop_reading();
+        let readers: Vec<_> = self
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for t in readers {
+            let _ = t.join();
+        }
         // Writers flush within the linger; then every socket is cut.
         let linger = self.shared.config.close_linger;
         let _ = self.writers_done.recv_deadline(Instant::now() + linger);
@@ -307,17 +320,9 @@ impl Transport for TcpNode {
         {
             let _ = t.join();
         }
-        let readers: Vec<_> = self
-            .readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
-        for t in readers {
-            let _ = t.join();
-        }
         drop(listener);
-        self.shared.inbox.drain();
+        let left = self.shared.inbox.drain() as u64;
+        self.shared.stats.discarded.add(left);
         *closed = true;
     }
 

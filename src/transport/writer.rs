@@ -2,6 +2,7 @@
 //! batches (one flush when the queue runs dry), reconnecting with capped,
 //! jittered backoff.
 
+use super::acks::Acks;
 use super::{handshake, Shared};
 use crate::config::Peer;
 use crate::envelope::{Envelope, Header};
@@ -9,7 +10,6 @@ use crate::stats::PeerStats;
 use crossbeam_channel::{select, Receiver, Sender};
 use std::io::{BufWriter, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Failed connection attempts in a row after which a peer counts as down (so
 /// a cluster whose members start a few milliseconds apart loses nothing).
 const DOWN_AFTER: u32 = 3;
+/// How often an idle writer with unacknowledged frames looks for acks.
+const ACK_POLL: Duration = Duration::from_millis(20);
 /// Size of the write buffer; a batch flushes when it fills or the queue is dry.
 const WRITE_BUFFER: usize = 256 << 10;
 
@@ -92,7 +94,7 @@ impl Writer {
     /// handshake that stalls.
     fn connect(&self) -> Option<(TcpStream, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
-        let token = self.shared.sockets.add(&s)?;
+        let token = self.shared.sockets.add(&s, false)?;
         if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
             Some((s, token))
         } else {
@@ -105,21 +107,39 @@ impl Writer {
     fn pump(&self, stream: &TcpStream, mut pending: Option<Envelope>) -> Ended {
         let shutdown = self.shared.shutdown.waiter();
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, stream);
+        let mut acks = Acks::default();
         loop {
+            // While frames await their ack, wake now and then to take the
+            // acks in (and notice a peer that died); otherwise sleep.
+            let patience = if acks.unacked() > 0 {
+                ACK_POLL
+            } else {
+                Duration::from_secs(3600)
+            };
             let first = match pending.take() {
                 Some(env) => env,
                 None => select! {
                     recv(self.rx) -> r => match r {
                         Ok(env) => env,
-                        Err(_) => return Ended::Shutdown,
+                        Err(_) => return self.ended(stream, acks, None, true),
                     },
-                    recv(shutdown) -> _ => return Ended::Shutdown,
+                    recv(shutdown) -> _ => return self.ended(stream, acks, None, true),
+                    default(patience) => {
+                        let alive = acks.poll(stream);
+                        self.stats.acked.add(acks.fresh());
+                        if !alive {
+                            return self.ended(stream, acks, None, false);
+                        }
+                        continue;
+                    }
                 },
             };
-            // A peer that closed while we were idle is noticed before we
-            // write into a dead connection, so the message is not lost.
-            if peer_hung_up(stream) {
-                return Ended::Broken(Some(first));
+            // Take in the acks; a peer that closed while we were idle is
+            // noticed before we write into a dead connection.
+            let alive = acks.poll(stream);
+            self.stats.acked.add(acks.fresh());
+            if !alive {
+                return self.ended(stream, acks, Some(first), false);
             }
             let mut n = 1u64;
             let mut bytes = first.data.len() as u64;
@@ -134,15 +154,34 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if ok && out.flush().is_ok() {
-                self.stats.written.add(n);
-                self.stats.written_bytes.add(bytes);
-            } else {
-                self.stats.dropped.conn_lost.add(n);
-                self.shared.stats.dropped.conn_lost.add(n);
-                return Ended::Broken(None);
+            ok = ok && out.flush().is_ok();
+            acks.written += n;
+            self.stats.written.add(n);
+            self.stats.written_bytes.add(bytes);
+            if !ok {
+                return self.ended(stream, acks, None, false);
             }
         }
+    }
+
+    /// Settles the accounts of a connection that ends: what the peer
+    /// acknowledged is delivered; on a break, the rest was lost and counted.
+    fn ended(
+        &self,
+        stream: &TcpStream,
+        mut acks: Acks,
+        env: Option<Envelope>,
+        shutdown: bool,
+    ) -> Ended {
+        acks.poll(stream);
+        self.stats.acked.add(acks.fresh());
+        if shutdown {
+            return Ended::Shutdown;
+        }
+        let lost = acks.unacked();
+        self.stats.dropped.conn_lost.add(lost);
+        self.shared.stats.dropped.conn_lost.add(lost);
+        Ended::Broken(env)
     }
 
     /// On close: writes what is queued within the linger, then says goodbye.
@@ -171,25 +210,6 @@ impl Writer {
 
 fn write_frame(out: &mut impl Write, env: &Envelope) -> bool {
     out.write_all(&Header::encode(env)).is_ok() && out.write_all(&env.data).is_ok()
-}
-
-/// True if the peer closed its end (a zero-byte peek without blocking).
-fn peer_hung_up(stream: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    // SAFETY: a one-byte peek into a local buffer on a socket we own.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n == 0
-        || (n < 0 && {
-            let e = std::io::Error::last_os_error().raw_os_error();
-            e != Some(libc::EAGAIN) && e != Some(libc::EWOULDBLOCK) && e != Some(libc::EINTR)
-        })
 }
 
 /// A tiny xorshift generator for backoff jitter; no cryptographic use.

@@ -7,7 +7,7 @@ import warnings
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from ._ffi import ffi, lib
-from .node import Config, Node, check, config_text, read_ids, take_string
+from .node import Config, Node, _open_mocks, check, config_text, read_ids, take_string
 
 
 def _free_mock(mock: Any, _free: Callable[[Any], None] = lib.cluster_mock_free) -> None:
@@ -35,6 +35,7 @@ class MockCluster:
         self._handle = ffi.gc(out[0], _free_mock)
         self._closing = False
         self._nodes: Dict[int, Node] = {}
+        _open_mocks.add(self)
         for pid in read_ids(lib.cluster_mock_servers, self._handle):
             self.add_server(pid)
 
@@ -111,6 +112,7 @@ class MockCluster:
         cluster. Idempotent."""
         self._closing = True
         self._call(lib.cluster_mock_close)
+        _open_mocks.discard(self)
 
     def _call(self, fn: Callable[..., int], *args: Any) -> None:
         err = ffi.new("cluster_error_t *")

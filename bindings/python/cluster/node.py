@@ -50,6 +50,7 @@ CUT_BOTH: int = 3
 # between two calls) interrupts a wait within this many milliseconds.
 _SLICE_MS = 50
 _TIMEOUT = -8  # CLUSTER_E_TIMEOUT
+_MAX_BATCH = 65536
 _NEEDS_PYTHON = 1000  # _speedups.send_many: an item needs encoding in Python
 _BUFFER_TOO_SMALL = -12
 
@@ -260,13 +261,20 @@ def _free_node(keep: Any = None) -> Callable[[Any], None]:
 
 
 _open_nodes: "weakref.WeakSet[Node]" = weakref.WeakSet()
+_open_mocks: "weakref.WeakSet[Any]" = weakref.WeakSet()  # MockCluster objects
 
 
 @atexit.register
 def _close_open_nodes() -> None:
-    """Closes the nodes still open when the interpreter exits (flushing their queues)."""
+    """Closes the nodes and mock clusters still open when the interpreter exits
+    (real nodes flush their queues within their linger)."""
     for node in list(_open_nodes):
         node._close_quietly()
+    for mock in list(_open_mocks):
+        try:
+            mock.close()
+        except Exception:  # pragma: no cover - close reports no error in practice
+            pass
 
 
 class Node:
@@ -511,9 +519,12 @@ class Node:
     def recv_many(self, max: int = 1024, timeout: Timeout = None) -> List[Envelope]:
         """Up to ``max`` envelopes in one foreign call: waits up to ``timeout``
         for the first (as `recv`), then takes what is already there. Never
-        returns an empty list: raises `Timeout` or `Closed` instead."""
+        returns an empty list: raises `Timeout` or `Closed` instead. ``max``
+        above 65536 counts as 65536 (the buffer is kept per thread)."""
         if max < 1:
             raise ValueError(f"max must be at least 1, got {max}")
+        if max > _MAX_BATCH:
+            max = _MAX_BATCH
         st = self._tls
         env = st.one[0]
         if env is not None:  # what an interrupted recv took

@@ -546,3 +546,12 @@ def test_close_wakes_recv_many_and_an_infinite_timeout(nodes):
     for t in ts:
         t.join(10)
     assert not any(t.is_alive() for t in ts) and len(errors) == 3
+
+
+def test_recv_many_caps_a_huge_max(nodes):
+    (a,) = nodes([1])
+    a.send_many([(1, i, b"m") for i in range(3)])
+    got = []
+    while len(got) < 3:
+        got += a.recv_many(10**12, timeout=5)
+    assert [e.msg_id for e in got] == [0, 1, 2]

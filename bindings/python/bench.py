@@ -20,37 +20,19 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 # Measure the installed package, not the source tree beside this script
 # (which has no compiled hot paths). Spawned children inherit this sys.path.
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     del sys.path[0]
 
+from cluster.testing import free_ports, local_config  # noqa: E402 (after the path fix)
+
 BATCH = 256
-
-
-def free_ports(n: int) -> List[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def cluster_config() -> Dict[str, Any]:
-    p1, p2 = free_ports(2)
-    return {
-        "Peers": [{"Id": 1, "Address": f"127.0.0.1:{p1}"}, {"Id": 2, "Address": f"127.0.0.1:{p2}"}]
-    }
 
 
 def wait_connected(node: Any, peer: int) -> None:
@@ -222,7 +204,7 @@ def throughput(system: str, n: int, size: int) -> float:
     out, ready, go, bound, done = CTX.Queue(), CTX.Event(), CTX.Event(), CTX.Event(), CTX.Event()
     if system.startswith("cluster"):
         batched = system == "cluster-batched"
-        cfg = cluster_config()
+        cfg = local_config([1, 2])
         recv = CTX.Process(target=cluster_receiver, args=(cfg, n, batched, out))
         send = CTX.Process(target=cluster_sender, args=(cfg, n, size, batched, ready, go, done))
     else:
@@ -251,7 +233,7 @@ def pingpong(system: str, n: int, warm: int) -> Tuple[float, float]:
     out, ready = CTX.Queue(), CTX.Event()
     total = n + warm
     if system == "cluster":
-        cfg = cluster_config()
+        cfg = local_config([1, 2])
         pong = CTX.Process(target=cluster_pong, args=(cfg, total, ready))
         ping = CTX.Process(target=cluster_ping, args=(cfg, n, warm, out, ready))
     else:

@@ -10,21 +10,11 @@ import pytest
 
 import cluster
 from cluster import Envelope, MockCluster
-from conftest import make_config, wait_until
+from conftest import make_config, recv_all, wait_until
 
 
 def three() -> dict:
     return make_config([1, 2, 3])
-
-
-def recv_all(node: cluster.Node, quiet: float = 0.2) -> list:
-    """What the node receives until nothing arrives for ``quiet`` seconds."""
-    got = []
-    while True:
-        try:
-            got.append(node.recv(quiet))
-        except cluster.Timeout:
-            return got
 
 
 def exchange(a: cluster.Node, b: cluster.Node) -> list:

@@ -12,17 +12,7 @@ import pytest
 
 import cluster
 from cluster import BROADCAST, Envelope
-from conftest import make_config, wait_connected, wait_until
-
-
-def drain(node: cluster.Node, timeout: float = 0.2) -> list:
-    """Everything the node receives until it stays quiet for ``timeout``."""
-    got = []
-    while True:
-        try:
-            got.append(node.recv(timeout))
-        except cluster.Timeout:
-            return got
+from conftest import make_config, recv_all, wait_connected, wait_until
 
 
 # -- addressing ---------------------------------------------------------------
@@ -420,7 +410,7 @@ def test_a_slow_reader_pushes_back_and_memory_stays_bounded(nodes):
             a.send(2, payload, timeout=0.2)
             sent += 1
     assert sent < 10_000  # inbox + TCP buffers + queue, not everything
-    got = len(drain(b))
+    got = len(recv_all(b))
     assert got == sent
 
 

@@ -23,7 +23,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 # Measure the installed package, not the source tree beside this script
 # (which has no compiled hot paths). Spawned children inherit this sys.path.
@@ -272,7 +272,7 @@ def main() -> int:
     print(f"cluster {cluster.__version__}, {path}; pyzmq {zmq.__version__}; {n64:,} msgs at 64 B, "
           f"{n1k:,} at 1 KiB, {npp:,} round trips")
     results: Dict[str, Any] = {"path": path}
-    rows = []
+    rows: List[Tuple[Any, ...]] = []
     for size, n in ((64, n64), (1024, n1k)):
         r = {s: throughput(s, n, size) for s in ("cluster", "cluster-batched", "zmq-push", "zmq-pair")}
         results[f"throughput_{size}"] = r

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
@@ -35,6 +36,9 @@ class MockCluster:
         self._handle = ffi.gc(out[0], _free_mock)
         self._closing = False
         self._nodes: Dict[int, Node] = {}
+        # One Node per open server: a second handle would close the server
+        # when it is freed.
+        self._lock = threading.Lock()
         _open_mocks.add(self)
         for pid in read_ids(lib.cluster_mock_servers, self._handle):
             self.add_server(pid)
@@ -42,15 +46,16 @@ class MockCluster:
     def add_server(self, pid: int) -> Node:
         """Adds server ``pid``, or adds it again (with an empty inbox) after it
         was closed. For a server that is open already, returns its node."""
-        node = self._nodes.get(pid)
-        if node is not None and not node.closed:
+        with self._lock:
+            node = self._nodes.get(pid)
+            if node is not None and not node.closed:
+                return node
+            err = ffi.new("cluster_error_t *")
+            out = ffi.new("cluster_node_t **")
+            check(lib.cluster_mock_add_server(self._handle, pid, out, err), err)
+            node = Node._from_handle(out[0], pid, self._handle)
+            self._nodes[pid] = node
             return node
-        err = ffi.new("cluster_error_t *")
-        out = ffi.new("cluster_node_t **")
-        check(lib.cluster_mock_add_server(self._handle, pid, out, err), err)
-        node = Node._from_handle(out[0], pid, self._handle)
-        self._nodes[pid] = node
-        return node
 
     @property
     def servers(self) -> Dict[int, Node]:

@@ -68,8 +68,9 @@ class Envelope(NamedTuple):
     ``msg`` is ``bytes`` (kind 0), ``str`` (kind 1) or a JSON value (kind 2).
     ``kind`` is the payload's tag. On send it counts only for a bytes ``msg``
     (default 0); a str or JSON value gets kind 1 or 2 whatever it says, so a
-    received envelope with a new ``msg`` can be sent back as a reply. A received payload whose kind is unknown, or
-    that does not decode as its kind says, is handed over as raw ``bytes``.
+    received envelope with a new ``msg`` can be sent back as a reply. A
+    received payload whose kind is unknown, or that does not decode as its
+    kind says, is handed over as raw ``bytes``.
     """
 
     pid: int
@@ -147,7 +148,8 @@ _send_batch = lib.cluster_send_batch
 # cluster_envelope_t as `struct` packs it (pid, msg_id, kind, padding, data, len, _owner).
 _ENV_FORMAT = "qqI4xQQQ"
 _ENV_SIZE = struct.calcsize("=" + _ENV_FORMAT)
-assert _ENV_SIZE == ffi.sizeof("cluster_envelope_t"), "cluster_envelope_t layout changed"
+if _ENV_SIZE != ffi.sizeof("cluster_envelope_t"):  # pragma: no cover - a layout change
+    raise ImportError("cluster: cluster_envelope_t's layout changed; update _ENV_FORMAT")
 
 
 @functools.lru_cache(maxsize=16)

@@ -312,16 +312,7 @@ impl Transport for MockServer {
         if me.shutdown.is_fired() {
             return Err(Error::closed());
         }
-        let max = self.cluster.config.max_message_size;
-        if env.data.len() > max {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!(
-                    "payload of {} bytes exceeds MaxMessageSize {max}",
-                    env.data.len()
-                ),
-            ));
-        }
+        self.cluster.config.check_size(env.data.len())?;
         let to = env.pid;
         env.pid = me.id;
         let topo = self.cluster.snapshot();

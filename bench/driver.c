@@ -280,10 +280,12 @@ static summary_t summarize(double *v, int n) {
     summary_t s = {NAN, NAN, 0};
     double x[MAX_RUNS];
     for (int i = 0; i < n; i++)
-        if (!isnan(v[i]))
+        if (isfinite(v[i]))
             x[s.n++] = v[i];
-    if (!s.n)
+    if (!s.n) {
+        s.spread = isinf(v[0]) ? -1 : NAN; /* -1: not run */
         return s;
+    }
     qsort(x, (size_t)s.n, sizeof *x, cmp_double);
     s.med = s.n % 2 ? x[s.n / 2] : (x[s.n / 2 - 1] + x[s.n / 2]) / 2;
     s.spread = s.med ? (x[s.n - 1] - x[0]) / 2 / fabs(s.med) : 0;
@@ -307,7 +309,7 @@ static void fmt_cell(char *out, size_t cap, summary_t s) {
     char num[32];
     fmt_num(num, sizeof num, s.med);
     if (isnan(s.med))
-        snprintf(out, cap, "%s", num);
+        snprintf(out, cap, "%s", s.spread < 0 ? "-" : num);
     else
         snprintf(out, cap, "%s ±%.0f%%", num, s.spread * 100);
 }
@@ -352,10 +354,11 @@ static void print_row(const workload_t *w, int mi, summary_t s[IMPL_COUNT]) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench [--runs N] [--scale F] [--only TEXT]\n"
+    fprintf(stderr, "usage: bench [--runs N] [--scale F] [--only TEXT] [--impl NAME]\n"
                     "  --runs N    runs per workload and transport (default 5)\n"
                     "  --scale F   multiply message counts by F (default 1)\n"
-                    "  --only TEXT run only the workloads whose name contains TEXT\n");
+                    "  --only TEXT run only the workloads whose name contains TEXT\n"
+                    "  --impl NAME run only one transport: cluster, zmq or tcp (for profiling)\n");
     exit(2);
 }
 
@@ -363,6 +366,7 @@ int driver_main(int argc, char **argv) {
     int runs = 5;
     double scale = 1;
     const char *only = NULL;
+    int impl_only = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             runs = atoi(argv[++i]);
@@ -370,6 +374,8 @@ int driver_main(int argc, char **argv) {
             scale = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        else if (!strcmp(argv[i], "--impl") && i + 1 < argc && impl_parse(argv[i + 1]) >= 0)
+            impl_only = impl_parse(argv[++i]);
         else
             usage();
     }
@@ -396,10 +402,10 @@ int driver_main(int argc, char **argv) {
         for (int r = 0; r < runs; r++)
             for (int impl = 0; impl < IMPL_COUNT; impl++) {
                 double out[MAX_METRICS];
-                int rc = run_once(w, (impl_t)impl, count, out);
+                int rc = impl_only < 0 || impl == impl_only ? run_once(w, (impl_t)impl, count, out) : -2;
                 for (int m = 0; m < w->nmetrics; m++)
-                    v[m][impl][r] = rc == 0 ? out[m] : NAN;
-                if (rc != 0)
+                    v[m][impl][r] = rc == 0 ? out[m] : rc == -2 ? -INFINITY : NAN;
+                if (rc == -1)
                     fprintf(stderr, "bench: %s on %s, run %d failed\n", w->name, impl_names[impl], r + 1);
             }
         for (int m = 0; m < w->nmetrics; m++) {

@@ -28,6 +28,22 @@
 #include <stdlib.h>
 
 /*
+ Hello flag: the caller knows a shared secret and a challenge follows
+ (its 16-byte nonce comes right after the hello).
+ */
+#define HELLO_AUTH 1
+
+/*
+ Size of a handshake nonce.
+ */
+#define NONCE_LEN 16
+
+/*
+ Size of a handshake proof (an HMAC-SHA256).
+ */
+#define PROOF_LEN 32
+
+/*
  Bytes of message an error can carry, including the terminating NUL.
  */
 #define CLUSTER_ERROR_MESSAGE_LEN 256
@@ -262,8 +278,10 @@ void cluster_envelopes_free(struct cluster_envelope_t *envs, size_t n);
  Closes the node: stops accepting sends, flushes queued messages within the
  configured linger, wakes every blocked call (they return CLUSTER_E_CLOSED),
  stops its threads and releases its port before returning, so a new node
- can bind the same address at once. Idempotent; any thread, even while
- others are blocked on the handle. The handle stays valid until `cluster_free`.
+ can bind the same address at once. Blocks for at most the CloseLingerMs
+ of the config plus the time its threads take to stop. Idempotent; any
+ thread, even while others are blocked on the handle. The handle stays
+ valid until `cluster_free`.
  */
 int cluster_close(const struct cluster_node_t *node, struct cluster_error_t *err);
 

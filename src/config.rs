@@ -49,6 +49,9 @@ pub struct Config {
     pub reconnect_min: Duration,
     /// Cap of the delay between reconnect attempts.
     pub reconnect_max: Duration,
+    /// A shared secret every member must prove it knows; `None` lets in any
+    /// configured id.
+    pub secret: Option<Vec<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +73,7 @@ struct RawConfig {
     close_linger_ms: Option<i64>,
     reconnect_min_ms: Option<i64>,
     reconnect_max_ms: Option<i64>,
+    secret: Option<String>,
 }
 
 impl Config {
@@ -136,7 +140,14 @@ impl Config {
                 listen,
             });
         }
+        let secret = match raw.secret {
+            Some(s) if s.is_empty() => {
+                return Err(Error::config("\"Secret\" must not be empty"));
+            }
+            s => s.map(String::into_bytes),
+        };
         Ok(Config {
+            secret,
             peers,
             inbox_size: positive("InboxSize", raw.inbox_size, DEFAULT_QUEUE_SIZE as i64)? as usize,
             outbox_size: positive("OutboxSize", raw.outbox_size, DEFAULT_QUEUE_SIZE as i64)?

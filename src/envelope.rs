@@ -51,7 +51,17 @@ pub struct Hello {
     pub from: i64,
     /// The id the connecting node believes it is talking to.
     pub to: i64,
+    /// Options of the caller, e.g. [`HELLO_AUTH`].
+    pub flags: u16,
 }
+
+/// Hello flag: the caller knows a shared secret and a challenge follows
+/// (its 16-byte nonce comes right after the hello).
+pub const HELLO_AUTH: u16 = 1;
+/// Size of a handshake nonce.
+pub const NONCE_LEN: usize = 16;
+/// Size of a handshake proof (an HMAC-SHA256).
+pub const PROOF_LEN: usize = 32;
 
 /// How the listening side answers a hello.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +73,10 @@ pub enum Verdict {
     UnknownSender = 1,
     /// The caller addressed another id than the listener's own.
     WrongTarget = 2,
+    /// The two sides disagree on the shared secret (or on having one).
+    AuthFailed = 3,
+    /// Prove you know the secret: a nonce and the listener's proof follow.
+    Challenge = 4,
 }
 
 /// Why bytes from the wire were refused.
@@ -112,6 +126,7 @@ impl Hello {
         let mut b = [0u8; HELLO_LEN];
         b[0..4].copy_from_slice(&MAGIC);
         b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[6..8].copy_from_slice(&self.flags.to_le_bytes());
         b[8..16].copy_from_slice(&self.from.to_le_bytes());
         b[16..24].copy_from_slice(&self.to.to_le_bytes());
         b
@@ -123,6 +138,7 @@ impl Hello {
         Ok(Hello {
             from: i64_at(b, 8),
             to: i64_at(b, 16),
+            flags: u16::from_le_bytes([b[6], b[7]]),
         })
     }
 }
@@ -144,6 +160,8 @@ pub fn decode_welcome(b: &[u8; WELCOME_LEN]) -> Result<(Verdict, i64), WireError
         0 => Verdict::Accepted,
         1 => Verdict::UnknownSender,
         2 => Verdict::WrongTarget,
+        3 => Verdict::AuthFailed,
+        4 => Verdict::Challenge,
         v => return Err(WireError::BadVerdict(v)),
     };
     Ok((verdict, i64_at(b, 8)))
@@ -184,13 +202,73 @@ impl Header {
     }
 }
 
+/// Why a [`FrameReader`] stopped.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The stream failed or ended in the middle of a frame.
+    Io(std::io::Error),
+    /// The bytes are not a valid frame; the connection should be dropped.
+    Wire(WireError),
+}
+
+/// Splits a byte stream into envelopes: a 16-byte [`Header`] then the
+/// payload. Never allocates more than the limit for one payload.
+pub struct FrameReader<R> {
+    inner: std::io::BufReader<R>,
+    max_len: usize,
+}
+
+impl<R: std::io::Read> FrameReader<R> {
+    /// Reads frames of at most `max_len` payload bytes from `inner`, through
+    /// a buffer of `buffer` bytes.
+    pub fn new(inner: R, max_len: usize, buffer: usize) -> FrameReader<R> {
+        FrameReader {
+            inner: std::io::BufReader::with_capacity(buffer, inner),
+            max_len,
+        }
+    }
+
+    /// The next envelope, its `pid` set to `from`; `Ok(None)` at a clean end
+    /// of stream (between frames).
+    pub fn next_frame(&mut self, from: i64) -> Result<Option<Envelope>, FrameError> {
+        use std::io::Read;
+        let mut h = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match self.inner.read(&mut h[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
+        let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
+        let data = Arc::<[u8]>::new_zeroed_slice(header.len as usize);
+        // SAFETY: zeroed bytes are valid u8 values.
+        let mut data = unsafe { data.assume_init() };
+        let buf = Arc::get_mut(&mut data).expect("a fresh Arc is unique");
+        self.inner.read_exact(buf).map_err(FrameError::Io)?;
+        Ok(Some(Envelope {
+            pid: from,
+            msg_id: header.msg_id,
+            kind: header.kind,
+            data,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn hello_round_trip() {
-        let h = Hello { from: 7, to: -3 };
+        let h = Hello {
+            from: 7,
+            to: -3,
+            flags: HELLO_AUTH,
+        };
         assert_eq!(Hello::decode(&h.encode()), Ok(h));
         let mut bad = h.encode();
         bad[0] = b'X';
@@ -207,6 +285,30 @@ mod tests {
         let mut bad = w;
         bad[6] = 77;
         assert_eq!(decode_welcome(&bad), Err(WireError::BadVerdict(77)));
+    }
+
+    #[test]
+    fn frame_reader_splits_a_stream_and_stops_on_garbage() {
+        let mut wire = Vec::new();
+        for (i, p) in [&b"one"[..], b"", b"three"].iter().enumerate() {
+            let env = Envelope::new(0, i as i64, 1, p);
+            wire.extend_from_slice(&Header::encode(&env));
+            wire.extend_from_slice(p);
+        }
+        let mut r = FrameReader::new(&wire[..], 16, 64);
+        let got: Vec<Envelope> = std::iter::from_fn(|| r.next_frame(9).unwrap()).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            (got[2].pid, got[2].msg_id, &got[2].data[..]),
+            (9, 2, &b"three"[..])
+        );
+        let mut half = FrameReader::new(&wire[..HEADER_LEN + 1], 16, 64);
+        assert!(matches!(half.next_frame(9), Err(FrameError::Io(_))));
+        let mut big = FrameReader::new(&wire[..], 2, 64);
+        assert!(matches!(
+            big.next_frame(9),
+            Err(FrameError::Wire(WireError::TooLarge(3)))
+        ));
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub struct NodeStats {
     pub accepted: Counter,
     /// Incoming connections refused: bad handshake, unknown id, too many pending.
     pub rejected: Counter,
+    /// Incoming connections that failed to prove they know the shared secret
+    /// (also counted in `rejected`).
+    pub auth_failed: Counter,
     /// Incoming connections dropped for a bad frame (oversized, malformed).
     pub bad_frames: Counter,
 }

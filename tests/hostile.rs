@@ -37,7 +37,7 @@ fn still_serving(a: &Node, b: &Node, tag: i64) {
 
 fn handshake(addr: std::net::SocketAddr, from: i64, to: i64) -> (TcpStream, Verdict) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(&Hello { from, to }.encode()).unwrap();
+    s.write_all(&Hello { from, to, flags: 0 }.encode()).unwrap();
     let mut w = [0u8; WELCOME_LEN];
     s.read_exact(&mut w).unwrap();
     (s, decode_welcome(&w).unwrap().0)

@@ -91,6 +91,10 @@ fn a_down_peer_does_not_slow_the_others_and_is_served_when_it_comes_up() {
     let cfg = config(3, r#""OutboxSize": 100"#);
     let a = Node::new(1, &cfg).unwrap();
     let b = Node::new(2, &cfg).unwrap();
+    // Node 2 was down when node 1 started: wait until node 1 has reached it.
+    wait_until(Duration::from_secs(10), "1 to connect to 2", || {
+        a.stats()["peers"][0]["connected"] == true
+    });
     // Node 3 is down. Broadcasts with an unbounded timeout must not block on it.
     for i in 0..150 {
         a.send(Envelope::new(BROADCAST, i, 0, b"hi"), None).unwrap();

@@ -236,8 +236,10 @@ pub extern "C" fn cluster_envelopes_free(envs: *mut ClusterEnvelope, n: usize) {
 /// Closes the node: stops accepting sends, flushes queued messages within the
 /// configured linger, wakes every blocked call (they return CLUSTER_E_CLOSED),
 /// stops its threads and releases its port before returning, so a new node
-/// can bind the same address at once. Idempotent; any thread, even while
-/// others are blocked on the handle. The handle stays valid until `cluster_free`.
+/// can bind the same address at once. Blocks for at most the CloseLingerMs
+/// of the config plus the time its threads take to stop. Idempotent; any
+/// thread, even while others are blocked on the handle. The handle stays
+/// valid until `cluster_free`.
 #[no_mangle]
 pub extern "C" fn cluster_close(node: *const ClusterNode, err: *mut ClusterError) -> c_int {
     call(err, || {

@@ -1,18 +1,15 @@
 //! The accept thread and one reader thread per incoming connection.
 
-use super::Shared;
-use crate::envelope::{encode_welcome, Envelope, Header, Hello, Verdict, HEADER_LEN, HELLO_LEN};
+use super::{handshake, Shared};
+use crate::envelope::{FrameError, FrameReader};
 use crate::inbox::push;
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// A caller must finish its hello within this time or be dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections still in their handshake beyond this number are refused.
 const MAX_PENDING: usize = 64;
 /// Read buffer of an incoming connection.
@@ -87,9 +84,9 @@ impl Reader {
             self.registry.pending.fetch_sub(1, Ordering::AcqRel);
             return;
         };
-        let from = self.handshake(&stream);
+        let answer = handshake::answer(&stream, &self.shared.config, self.shared.id);
         self.registry.pending.fetch_sub(1, Ordering::AcqRel);
-        if let Some(from) = from {
+        if let Ok(from) = answer {
             self.shared.stats.accepted.inc();
             // A peer has one connection to us; a new one means the old is dead.
             let old = self
@@ -112,66 +109,32 @@ impl Reader {
             }
         } else {
             self.shared.stats.rejected.inc();
+            if answer == Err(handshake::Refusal::Auth) {
+                self.shared.stats.auth_failed.inc();
+            }
         }
         self.shared.sockets.remove(token);
-    }
-
-    /// Reads and answers the hello; the caller's id if it is let in.
-    fn handshake(&self, stream: &TcpStream) -> Option<i64> {
-        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-        stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-        let mut b = [0u8; HELLO_LEN];
-        (&*stream).read_exact(&mut b).ok()?;
-        let hello = Hello::decode(&b).ok()?;
-        let me = self.shared.id;
-        let verdict = if hello.to != me {
-            Verdict::WrongTarget
-        } else if hello.from == me || self.shared.config.peer(hello.from).is_none() {
-            Verdict::UnknownSender
-        } else {
-            Verdict::Accepted
-        };
-        (&*stream).write_all(&encode_welcome(verdict, me)).ok()?;
-        if verdict != Verdict::Accepted {
-            return None;
-        }
-        stream.set_read_timeout(None).ok()?;
-        stream.set_write_timeout(None).ok()?;
-        Some(hello.from)
     }
 
     /// Moves frames into the inbox until the connection ends or misbehaves.
     fn read_frames(&self, stream: &TcpStream, from: i64) {
         let s = &self.shared;
-        let max = s.config.max_message_size;
-        let mut r = BufReader::with_capacity(READ_BUFFER, stream);
-        let mut h = [0u8; HEADER_LEN];
+        let mut frames = FrameReader::new(stream, s.config.max_message_size, READ_BUFFER);
         loop {
-            if r.read_exact(&mut h).is_err() {
-                return;
-            }
-            let Ok(header) = Header::decode(&h, max) else {
-                s.stats.bad_frames.inc();
-                return;
+            let env = match frames.next_frame(from) {
+                Ok(Some(env)) => env,
+                Ok(None) | Err(FrameError::Io(_)) => return,
+                Err(FrameError::Wire(_)) => {
+                    s.stats.bad_frames.inc();
+                    return;
+                }
             };
-            let data = Arc::<[u8]>::new_zeroed_slice(header.len as usize);
-            // SAFETY: zeroed bytes are valid u8 values.
-            let mut data = unsafe { data.assume_init() };
-            let buf = Arc::get_mut(&mut data).expect("fresh Arc is unique");
-            if r.read_exact(buf).is_err() {
-                return;
-            }
-            let env = Envelope {
-                pid: from,
-                msg_id: header.msg_id,
-                kind: header.kind,
-                data,
-            };
+            let len = env.data.len() as u64;
             if push(s.inbox.sender(), env, None, &s.shutdown).is_err() {
                 return;
             }
             s.stats.received.inc();
-            s.stats.received_bytes.add(header.len as u64);
+            s.stats.received_bytes.add(len);
         }
     }
 }

@@ -2,12 +2,12 @@
 //! batches (one flush when the queue runs dry), reconnecting with capped,
 //! jittered backoff.
 
-use super::Shared;
+use super::{handshake, Shared};
 use crate::config::Peer;
-use crate::envelope::{decode_welcome, Envelope, Header, Hello, Verdict, WELCOME_LEN};
+use crate::envelope::{Envelope, Header};
 use crate::stats::PeerStats;
 use crossbeam_channel::{select, Receiver, Sender};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 /// Longest wait for a TCP connect to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Longest wait for the peer's answer to our hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Failed connection attempts in a row after which a peer counts as down (so
+/// a cluster whose members start a few milliseconds apart loses nothing).
+const DOWN_AFTER: u32 = 3;
 /// Size of the write buffer; a batch flushes when it fills or the queue is dry.
 const WRITE_BUFFER: usize = 256 << 10;
 
@@ -40,14 +41,18 @@ impl Writer {
     pub fn run(self) {
         let cfg = &self.shared.config;
         let mut backoff = cfg.reconnect_min;
+        let mut failures = 0u32;
         let mut rng = Jitter::new(self.shared.id, self.peer.id);
         let mut connections = 0u64;
         let mut pending: Option<Envelope> = None;
         while !self.shared.shutdown.is_fired() {
-            let stream = match self.connect() {
-                Some(s) => s,
+            let (stream, token) = match self.connect() {
+                Some(c) => c,
                 None => {
-                    self.stats.down.set(true);
+                    failures += 1;
+                    if failures >= DOWN_AFTER {
+                        self.stats.down.set(true);
+                    }
                     if self.shared.shutdown.sleep(rng.around(backoff)) {
                         break;
                     }
@@ -55,10 +60,8 @@ impl Writer {
                     continue;
                 }
             };
-            let Some(token) = self.shared.sockets.add(&stream) else {
-                break;
-            };
             backoff = cfg.reconnect_min;
+            failures = 0;
             if connections > 0 {
                 self.stats.reconnects.inc();
             }
@@ -85,20 +88,16 @@ impl Writer {
     }
 
     /// Connects and handshakes; `None` if the peer is not there or refuses.
-    fn connect(&self) -> Option<TcpStream> {
+    /// The socket is registered before the handshake so `close` can cut a
+    /// handshake that stalls.
+    fn connect(&self) -> Option<(TcpStream, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
-        s.set_nodelay(true).ok()?;
-        s.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-        let hello = Hello {
-            from: self.shared.id,
-            to: self.peer.id,
-        };
-        (&s).write_all(&hello.encode()).ok()?;
-        let mut w = [0u8; WELCOME_LEN];
-        (&s).read_exact(&mut w).ok()?;
-        match decode_welcome(&w) {
-            Ok((Verdict::Accepted, id)) if id == self.peer.id => Some(s),
-            _ => None,
+        let token = self.shared.sockets.add(&s)?;
+        if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
+            Some((s, token))
+        } else {
+            self.shared.sockets.remove(token);
+            None
         }
     }
 

@@ -35,12 +35,26 @@ pub fn cluster(n: usize, extra: &str) -> (Vec<Node>, String) {
         let cfg = config(n, extra);
         let started: Result<Vec<Node>, _> = (1..=n as i64).map(|i| Node::new(i, &cfg)).collect();
         match started {
-            Ok(nodes) => return (nodes, cfg),
+            Ok(nodes) => {
+                wait_formed(&nodes);
+                return (nodes, cfg);
+            }
             Err(e) if e.status == Status::AddrInUse => continue,
             Err(e) => panic!("cannot start cluster: {e}"),
         }
     }
     panic!("no free ports after 20 tries");
+}
+
+/// Waits until every node has a connection to every other.
+pub fn wait_formed(nodes: &[Node]) {
+    wait_until(Duration::from_secs(10), "the cluster to form", || {
+        nodes.iter().all(|n| {
+            n.stats()["peers"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().all(|p| p["connected"] == true))
+        })
+    });
 }
 
 /// Waits until `f` holds, failing the test after `limit`.

@@ -1,0 +1,39 @@
+/* The C quick start: two nodes of one process exchange a message.
+ * Build: cargo build --release
+ *        cc examples/hello.c $(PKG_CONFIG_PATH=. pkg-config --cflags --libs cluster) -o hello
+ * Run:   ./hello */
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster.h"
+
+static const char *CONFIG =
+    "{\"Peers\": [{\"Id\": 1, \"Address\": \"localhost:7181\"},"
+    "             {\"Id\": 2, \"Address\": \"localhost:7182\"}]}";
+
+int main(void) {
+    cluster_error_t err;
+    cluster_node_t *a = NULL, *b = NULL;
+    if (cluster_new(1, CONFIG, &a, &err) != CLUSTER_OK ||
+        cluster_new(2, CONFIG, &b, &err) != CLUSTER_OK) {
+        fprintf(stderr, "cluster_new: %s: %s\n", cluster_strerror(err.code), err.message);
+        cluster_free(a);
+        return 1;
+    }
+    const char *text = "hello, node 2";
+    cluster_envelope_t out = {.pid = 2, .msg_id = 1, .kind = 1,
+                              .data = (const uint8_t *)text, .len = strlen(text)};
+    cluster_envelope_t in;
+    int rc = cluster_send(a, &out, -1, &err);
+    if (rc == CLUSTER_OK) rc = cluster_recv(b, &in, 5000, &err);
+    if (rc != CLUSTER_OK) {
+        fprintf(stderr, "%s: %s\n", cluster_strerror(rc), err.message);
+    } else {
+        printf("node 2 got \"%.*s\" from node %lld\n", (int)in.len, (const char *)in.data,
+               (long long)in.pid);
+        cluster_envelope_free(&in);
+    }
+    cluster_free(a);
+    cluster_free(b);
+    return rc == CLUSTER_OK ? 0 : 1;
+}

@@ -1,0 +1,181 @@
+//! The handshake that opens every connection, on both sides.
+//!
+//! Without a secret: hello (magic, version, ids) → welcome (verdict, id).
+//! With a shared secret, both sides prove they know it without sending it:
+//! the caller sends a nonce, the listener answers with its own nonce and an
+//! HMAC-SHA256 proof over both nonces and both ids, the caller checks it and
+//! sends its own proof, and the listener's final welcome lets it in.
+
+use crate::config::Config;
+use crate::envelope::{
+    decode_welcome, encode_welcome, Hello, Verdict, HELLO_AUTH, HELLO_LEN, NONCE_LEN, PROOF_LEN,
+    WELCOME_LEN,
+};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// The whole handshake must finish within this time, on either side.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the listener turned a caller away.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Garbage, a stall, or a verdict other than auth.
+    Protocol,
+    /// The caller failed to prove it knows the secret.
+    Auth,
+}
+
+type Proof = [u8; PROOF_LEN];
+
+fn proof(secret: &[u8], role: &[u8], a: &[u8], b: &[u8], from: i64, to: i64) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
+    for part in [role, a, b, &from.to_le_bytes(), &to.to_le_bytes()] {
+        mac.update(part);
+    }
+    mac
+}
+
+fn nonce() -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    // SAFETY: getrandom(2) writes at most `n.len()` bytes into `n`.
+    let got = unsafe { libc::getrandom(n.as_mut_ptr().cast(), n.len(), 0) };
+    assert_eq!(got, NONCE_LEN as isize, "getrandom failed");
+    n
+}
+
+fn read<const N: usize>(s: &mut impl Read) -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    s.read_exact(&mut b).ok()?;
+    Some(b)
+}
+
+fn write(s: &mut impl Write, parts: &[&[u8]]) -> Option<()> {
+    let all: Vec<u8> = parts.concat();
+    s.write_all(&all).ok()
+}
+
+/// The caller's side: `Some(())` once `to` has let us in.
+pub(crate) fn dial(s: &TcpStream, config: &Config, from: i64, to: i64) -> Option<()> {
+    s.set_nodelay(true).ok()?;
+    s.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
+    dial_on(&mut &*s, config, from, to)?;
+    s.set_read_timeout(None).ok()
+}
+
+/// The caller's side over any byte stream.
+pub fn dial_on(s: &mut (impl Read + Write), config: &Config, from: i64, to: i64) -> Option<()> {
+    let secret = config.secret.as_deref();
+    let flags = if secret.is_some() { HELLO_AUTH } else { 0 };
+    let hello = Hello { from, to, flags }.encode();
+    let cn = nonce();
+    match secret {
+        Some(_) => write(s, &[&hello, &cn])?,
+        None => write(s, &[&hello])?,
+    }
+    let (verdict, id) = decode_welcome(&read::<WELCOME_LEN>(s)?).ok()?;
+    if id != to {
+        return None;
+    }
+    match (verdict, secret) {
+        (Verdict::Accepted, None) => {}
+        (Verdict::Challenge, Some(secret)) => {
+            let sn = read::<NONCE_LEN>(s)?;
+            let theirs = read::<PROOF_LEN>(s)?;
+            // A listener that does not know the secret is not our peer.
+            proof(secret, b"cluster-listener", &cn, &sn, from, to)
+                .verify_slice(&theirs)
+                .ok()?;
+            let ours: Proof = proof(secret, b"cluster-caller", &sn, &cn, from, to)
+                .finalize()
+                .into_bytes()
+                .into();
+            write(s, &[&ours])?;
+            let (verdict, _) = decode_welcome(&read::<WELCOME_LEN>(s)?).ok()?;
+            if verdict != Verdict::Accepted {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// The listener's side: the caller's id once it is let in.
+pub(crate) fn answer(s: &TcpStream, config: &Config, me: i64) -> Result<i64, Refusal> {
+    let timeouts = |t| s.set_read_timeout(t).and_then(|_| s.set_write_timeout(t));
+    if timeouts(Some(HANDSHAKE_TIMEOUT)).is_err() {
+        return Err(Refusal::Protocol);
+    }
+    let r = answer_on(&mut &*s, config, me);
+    if timeouts(None).is_err() {
+        return Err(Refusal::Protocol);
+    }
+    r
+}
+
+/// The listener's side over any byte stream (the fuzzer drives it directly).
+pub fn answer_on(s: &mut (impl Read + Write), config: &Config, me: i64) -> Result<i64, Refusal> {
+    answer_inner(s, config, me).unwrap_or(Err(Refusal::Protocol))
+}
+
+fn answer_inner(
+    s: &mut (impl Read + Write),
+    config: &Config,
+    me: i64,
+) -> Option<Result<i64, Refusal>> {
+    let hello = Hello::decode(&read::<HELLO_LEN>(s)?).ok()?;
+    let wants_auth = hello.flags & HELLO_AUTH != 0;
+    let verdict = if hello.to != me {
+        Verdict::WrongTarget
+    } else if hello.from == me || config.peer(hello.from).is_none() {
+        Verdict::UnknownSender
+    } else if wants_auth != config.secret.is_some() {
+        Verdict::AuthFailed
+    } else if wants_auth {
+        Verdict::Challenge
+    } else {
+        Verdict::Accepted
+    };
+    let refusal = if verdict == Verdict::AuthFailed {
+        Refusal::Auth
+    } else {
+        Refusal::Protocol
+    };
+    match (verdict, config.secret.as_deref()) {
+        (Verdict::Accepted, _) => write(s, &[&encode_welcome(verdict, me)])?,
+        (Verdict::Challenge, Some(secret)) => {
+            let cn = read::<NONCE_LEN>(s)?;
+            let sn = nonce();
+            let ours: Proof = proof(secret, b"cluster-listener", &cn, &sn, hello.from, me)
+                .finalize()
+                .into_bytes()
+                .into();
+            write(s, &[&encode_welcome(verdict, me), &sn, &ours])?;
+            // A caller that walks away here refused our proof: a secret mismatch.
+            let Some(theirs) = read::<PROOF_LEN>(s) else {
+                return Some(Err(Refusal::Auth));
+            };
+            let ok = proof(secret, b"cluster-caller", &sn, &cn, hello.from, me)
+                .verify_slice(&theirs)
+                .is_ok();
+            let last = if ok {
+                Verdict::Accepted
+            } else {
+                Verdict::AuthFailed
+            };
+            write(s, &[&encode_welcome(last, me)])?;
+            if !ok {
+                return Some(Err(Refusal::Auth));
+            }
+        }
+        _ => {
+            write(s, &[&encode_welcome(verdict, me)])?;
+            return Some(Err(refusal));
+        }
+    }
+    Some(Ok(hello.from))
+}

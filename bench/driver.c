@@ -67,6 +67,10 @@ typedef struct {
 
 static const char *ROLE[] = {"thr", "pp", "bcast", "idle", "slow"};
 
+/* This program's path, to run the children (resolved once, so the children
+ * also run under valgrind --trace-children when the driver does). */
+static char self_exe[4096];
+
 /* Ports free right now on 127.0.0.1 (the kernel picks them). */
 static void free_ports(int n, int *ports) {
     int fds[MAX_NODES];
@@ -95,7 +99,7 @@ static void spawn(child_t *ch, char *const argv[]) {
         dup2(in[0], 0);
         dup2(out[1], 1);
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
-        execv("/proc/self/exe", argv);
+        execv(self_exe, argv);
         _exit(127);
     }
     close(in[0]);
@@ -382,6 +386,10 @@ int driver_main(int argc, char **argv) {
     if (runs < 1 || runs > MAX_RUNS || !(scale > 0))
         usage();
     signal(SIGPIPE, SIG_IGN);
+    ssize_t k = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+    if (k <= 0)
+        die("readlink /proc/self/exe: %s", strerror(errno));
+    self_exe[k] = 0;
     printf("cluster vs libzmq vs plain TCP: %d runs each, median ±half the min-max range; "
            "ratio = cluster / libzmq\n\n",
            runs);

@@ -159,6 +159,7 @@ impl TcpNode {
     }
 
     fn count_sent(&self, link: &Link, len: u64) {
+        crate::inbox::note_send();
         link.stats.sent.inc();
         self.shared.stats.sent.inc();
         self.shared.stats.sent_bytes.add(len);

@@ -29,17 +29,28 @@ pub fn deadline(timeout: Timeout) -> Option<Instant> {
 /// (about one loopback round trip through both nodes' threads).
 const SPIN: Duration = Duration::from_micros(100);
 
+/// `LAST_OP`: the thread's last operation on any node was a send.
+const SENT: u8 = 1;
+/// `LAST_OP`: the thread's last operation on any node was a receive.
+const RECEIVED: u8 = 2;
+
 thread_local! {
-    /// Set when this thread sent a message since its last receive: its next
-    /// receive most likely waits for a reply, so it polls before it parks.
-    /// A thread that only receives (a stream consumer) parks at once, which
-    /// lets a batch build up instead of burning the CPU its producers need.
-    static AWAITS_REPLY: Cell<bool> = const { Cell::new(false) };
+    /// SENT: this thread's next receive most likely waits for a reply, so it
+    /// polls before it parks. A thread that only receives (a stream
+    /// consumer) parks at once, which lets a batch build up instead of
+    /// burning the CPU its producers need. RECEIVED: this thread's next send
+    /// is most likely a reply (see the TCP transport's direct write).
+    static LAST_OP: Cell<u8> = const { Cell::new(0) };
 }
 
-/// Notes that the calling thread has just sent a message (see [`Inbox::recv`]).
-pub fn note_send() {
-    AWAITS_REPLY.with(|f| f.set(true));
+/// Notes that the calling thread is sending; true if its last operation
+/// was a receive (the send is most likely a reply).
+pub fn begin_send() -> bool {
+    LAST_OP.with(|f| f.replace(SENT)) == RECEIVED
+}
+
+fn note_recv() {
+    LAST_OP.with(|f| f.set(RECEIVED));
 }
 
 /// A one-shot signal: once fired, every receiver of [`Shutdown::waiter`] wakes.
@@ -157,17 +168,22 @@ impl Inbox {
     /// Takes the next envelope, waiting up to `timeout`; fails with `Closed`
     /// as soon as `shutdown` fires.
     pub fn recv(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
+        let env = self.wait(timeout, shutdown)?;
+        note_recv();
+        Ok(env)
+    }
+
+    fn wait(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
         if shutdown.is_fired() {
             return Err(Error::closed());
         }
         if let Ok(env) = self.rx.try_recv() {
-            AWAITS_REPLY.with(|f| f.set(false));
             return Ok(env);
         }
         if timeout == Some(Duration::ZERO) {
             return Err(Error::timeout());
         }
-        if AWAITS_REPLY.with(|f| f.replace(false)) {
+        if LAST_OP.with(|f| f.get()) == SENT {
             if let Some(env) = self.spin(timeout.map_or(SPIN, |t| t.min(SPIN)), shutdown) {
                 return Ok(env);
             }

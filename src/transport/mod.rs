@@ -18,6 +18,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use writer::DirectWrite;
 
 /// How long a sender waits for room before checking again that the peer is up.
 const WAIT_SLICE: Duration = Duration::from_millis(10);
@@ -38,6 +39,7 @@ struct Link {
     tx: Sender<Envelope>,
     rx: Receiver<Envelope>,
     stats: Arc<PeerStats>,
+    direct: Arc<writer::Direct>,
 }
 
 /// A node of a real TCP cluster.
@@ -78,11 +80,13 @@ impl TcpNode {
         for peer in shared.config.peers.iter().filter(|p| p.id != id) {
             let (tx, rx) = bounded(shared.config.outbox_size);
             let stats = Arc::new(PeerStats::new(peer.id));
+            let direct = Arc::new(writer::Direct::default());
             let w = writer::Writer {
                 shared: shared.clone(),
                 peer: peer.clone(),
                 rx: rx.clone(),
                 stats: stats.clone(),
+                direct: direct.clone(),
                 _done: done_tx.clone(),
             };
             threads.push(spawn(format!("cluster-w{}", peer.id), move || w.run())?);
@@ -91,6 +95,7 @@ impl TcpNode {
                 tx,
                 rx,
                 stats,
+                direct,
             });
         }
         drop(done_tx);
@@ -116,8 +121,27 @@ impl TcpNode {
         })
     }
 
-    fn enqueue(&self, link: &Link, env: Envelope, timeout: Timeout) -> Result<()> {
+    fn enqueue(&self, link: &Link, env: Envelope, timeout: Timeout, replying: bool) -> Result<()> {
         let len = env.data.len() as u64;
+        // A thread answering what it received writes the frame itself when
+        // the writer is idle: request/reply saves a thread hand-off.
+        if replying {
+            match link.direct.try_write(&link.rx, &env) {
+                DirectWrite::Queue => {}
+                DirectWrite::Written => {
+                    self.count_sent(link, len);
+                    link.stats.written.inc();
+                    link.stats.written_bytes.add(len);
+                    return Ok(());
+                }
+                DirectWrite::Lost => {
+                    self.count_sent(link, len);
+                    link.stats.dropped.conn_lost.inc();
+                    self.shared.stats.dropped.conn_lost.inc();
+                    return Ok(());
+                }
+            }
+        }
         // Fast path: the queue has room (no clock read, no clone).
         let env = match link.tx.try_send(env) {
             Ok(()) => {
@@ -159,7 +183,6 @@ impl TcpNode {
     }
 
     fn count_sent(&self, link: &Link, len: u64) {
-        crate::inbox::note_send();
         link.stats.sent.inc();
         self.shared.stats.sent.inc();
         self.shared.stats.sent_bytes.add(len);
@@ -239,11 +262,12 @@ impl Transport for TcpNode {
                 ),
             ));
         }
+        let replying = crate::inbox::begin_send();
         if env.pid == BROADCAST {
             // Every peer gets its chance even if one queue is full; the
             // payload is shared, not copied.
             for link in &self.links {
-                match self.enqueue(link, env.clone(), timeout) {
+                match self.enqueue(link, env.clone(), timeout, replying) {
                     Err(e) if e.status == Status::Closed => return Err(e),
                     _ => {}
                 }
@@ -254,7 +278,7 @@ impl Transport for TcpNode {
             return self.deliver_to_self(env, timeout);
         }
         match self.index.binary_search_by_key(&env.pid, |&(id, _)| id) {
-            Ok(k) => self.enqueue(&self.links[self.index[k].1], env, timeout),
+            Ok(k) => self.enqueue(&self.links[self.index[k].1], env, timeout, replying),
             Err(_) => Err(Error::unknown_peer(env.pid)),
         }
     }

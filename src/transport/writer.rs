@@ -6,11 +6,12 @@ use super::{handshake, Shared};
 use crate::config::Peer;
 use crate::envelope::{Envelope, Header};
 use crate::stats::PeerStats;
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver, Select, Sender, TryRecvError};
 use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Longest wait for a TCP connect to a peer.
@@ -26,6 +27,8 @@ pub(crate) struct Writer {
     pub peer: Peer,
     pub rx: Receiver<Envelope>,
     pub stats: Arc<PeerStats>,
+    /// The connection as senders see it, for direct writes.
+    pub direct: Arc<Direct>,
     /// Dropped when the thread ends, which tells `close` the flush is over.
     pub _done: Sender<()>,
 }
@@ -69,6 +72,7 @@ impl Writer {
             self.stats.down.set(false);
             self.stats.connected.set(true);
             let ended = self.pump(&stream, pending.take());
+            *self.direct.lock() = DirectState::default();
             self.stats.connected.set(false);
             match ended {
                 Ended::Shutdown => {
@@ -102,23 +106,49 @@ impl Writer {
     }
 
     /// Writes the queue into `stream` until it breaks or the node closes.
+    ///
+    /// Stream mode (the default) takes messages as they come and senders
+    /// never write themselves. Reply mode, asked for by a sender answering
+    /// what it received, opens the connection to direct writes and takes
+    /// messages from the queue only under the direct-write lock, so a sender
+    /// that finds the queue empty under the lock writes its frame without
+    /// overtaking any. A batch of more than one message means a stream again.
     fn pump(&self, stream: &TcpStream, mut pending: Option<Envelope>) -> Ended {
         let shutdown = self.shared.shutdown.waiter();
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, stream);
+        let mut reply_mode = false;
+        self.direct.lock().stream = stream.try_clone().ok();
         loop {
-            let first = match pending.take() {
-                Some(env) => env,
-                None => select! {
+            if pending.is_none() && reply_mode {
+                // Wait for a message without taking it.
+                let mut sel = Select::new();
+                sel.recv(&self.rx);
+                sel.recv(shutdown);
+                if sel.ready() == 1 || self.shared.shutdown.is_fired() {
+                    return Ended::Shutdown;
+                }
+            } else if pending.is_none() {
+                select! {
                     recv(self.rx) -> r => match r {
-                        Ok(env) => env,
+                        Ok(env) => pending = Some(env),
                         Err(_) => return Ended::Shutdown,
                     },
                     recv(shutdown) -> _ => return Ended::Shutdown,
+                }
+            }
+            let mut direct = self.direct.lock();
+            let first = match pending.take() {
+                Some(env) => env,
+                None => match self.rx.try_recv() {
+                    Ok(env) => env,
+                    Err(TryRecvError::Empty) => continue,
+                    Err(TryRecvError::Disconnected) => return Ended::Shutdown,
                 },
             };
             // A peer that closed while we were idle is noticed before we
             // write into a dead connection, so the message is not lost.
             if peer_hung_up(stream) {
+                direct.open = false;
                 return Ended::Broken(Some(first));
             }
             let mut n = 1u64;
@@ -140,8 +170,12 @@ impl Writer {
             } else {
                 self.stats.dropped.conn_lost.add(n);
                 self.shared.stats.dropped.conn_lost.add(n);
+                direct.open = false;
                 return Ended::Broken(None);
             }
+            let wanted = self.direct.wanted.swap(false, Ordering::Relaxed);
+            reply_mode = n == 1 && (reply_mode || wanted);
+            direct.open = reply_mode;
         }
     }
 
@@ -169,6 +203,121 @@ impl Writer {
     }
 }
 
+/// The connection to one peer as sending threads see it. While the writer
+/// is idle and the queue is empty, a sender may write its frame itself: one
+/// thread hand-off and one wake-up fewer, which is what request/reply
+/// traffic pays for. Streams keep going through the queue and the writer.
+#[derive(Default)]
+pub(crate) struct Direct {
+    state: Mutex<DirectState>,
+    /// Set by a sender that wanted to write directly but could not: asks
+    /// the writer for reply mode.
+    wanted: AtomicBool,
+}
+
+#[derive(Default)]
+struct DirectState {
+    /// The current connection, while there is one.
+    stream: Option<TcpStream>,
+    /// Whether senders may write into it (the writer is in reply mode).
+    open: bool,
+}
+
+/// What became of a direct write.
+pub(crate) enum DirectWrite {
+    /// The frame is in the socket.
+    Written,
+    /// Not possible now (writer busy, queue not empty, socket full or
+    /// broken): queue the message instead.
+    Queue,
+    /// Part of the frame was written and the rest could not be: the
+    /// connection was cut (the writer reconnects) and the message is lost.
+    Lost,
+}
+
+/// Longest a direct write waits to finish a frame it has started.
+const DIRECT_FINISH: Duration = Duration::from_secs(1);
+
+impl Direct {
+    fn lock(&self) -> MutexGuard<'_, DirectState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `env` straight into the connection if the writer is idle and
+    /// `queue` is empty; never blocks on a busy writer or a full socket.
+    pub fn try_write(&self, queue: &Receiver<Envelope>, env: &Envelope) -> DirectWrite {
+        let Ok(guard) = self.state.try_lock() else {
+            return DirectWrite::Queue;
+        };
+        let Some(stream) = guard.stream.as_ref().filter(|_| guard.open) else {
+            self.wanted.store(true, Ordering::Relaxed);
+            return DirectWrite::Queue;
+        };
+        if !queue.is_empty() || peer_hung_up(stream) {
+            return DirectWrite::Queue;
+        }
+        let header = Header::encode(env);
+        let total = header.len() + env.data.len();
+        let mut done = match send_parts(stream, &header, &env.data, 0, libc::MSG_DONTWAIT) {
+            Some(0) | None => return DirectWrite::Queue,
+            Some(n) => n,
+        };
+        let deadline = Instant::now() + DIRECT_FINISH;
+        while done < total {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+                break;
+            }
+            match send_parts(stream, &header, &env.data, done, 0) {
+                Some(n) if n > 0 => done += n,
+                _ => break,
+            }
+        }
+        let _ = stream.set_write_timeout(None);
+        if done < total {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return DirectWrite::Lost;
+        }
+        DirectWrite::Written
+    }
+}
+
+/// Sends `header` then `data` from byte `skip` on, in one system call;
+/// the bytes sent, or `None` on an error (EAGAIN included).
+fn send_parts(
+    stream: &TcpStream,
+    header: &[u8],
+    data: &[u8],
+    skip: usize,
+    flags: i32,
+) -> Option<usize> {
+    let (h, d) = if skip < header.len() {
+        (&header[skip..], data)
+    } else {
+        (&header[..0], &data[skip - header.len()..])
+    };
+    let mut iov = [
+        libc::iovec {
+            iov_base: h.as_ptr() as *mut libc::c_void,
+            iov_len: h.len(),
+        },
+        libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        },
+    ];
+    // SAFETY: a zeroed msghdr is valid; it points at the two iovecs above,
+    // which point at live slices that the kernel only reads.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = 2;
+        libc::sendmsg(stream.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL)
+    };
+    (n >= 0).then_some(n as usize)
+}
+
+#[inline]
 fn write_frame(out: &mut impl Write, env: &Envelope) -> bool {
     out.write_all(&Header::encode(env)).is_ok() && out.write_all(&env.data).is_ok()
 }

@@ -1,6 +1,7 @@
 //! The real network: one TCP listener, and per peer one bounded queue, one
 //! connection and one writer thread.
 
+mod batch;
 pub mod handshake;
 mod listener;
 mod sockets;

@@ -2,12 +2,12 @@
 //! batches (one flush when the queue runs dry), reconnecting with capped,
 //! jittered backoff.
 
+use super::batch::Batch;
 use super::{handshake, Shared};
 use crate::config::Peer;
 use crate::envelope::{Envelope, Header};
 use crate::stats::PeerStats;
 use crossbeam_channel::{select, Receiver, Select, Sender, TryRecvError};
-use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,7 +115,7 @@ impl Writer {
     /// overtaking any. A batch of more than one message means a stream again.
     fn pump(&self, stream: &TcpStream, mut pending: Option<Envelope>) -> Ended {
         let shutdown = self.shared.shutdown.waiter();
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, stream);
+        let mut out = Batch::new(WRITE_BUFFER);
         let mut reply_mode = false;
         self.direct.lock().stream = stream.try_clone().ok();
         loop {
@@ -151,27 +151,27 @@ impl Writer {
                 direct.open = false;
                 return Ended::Broken(Some(first));
             }
-            let mut n = 1u64;
-            let mut bytes = first.data.len() as u64;
-            let mut ok = write_frame(&mut out, &first);
-            while ok {
-                match self.rx.try_recv() {
-                    Ok(env) => {
-                        n += 1;
-                        bytes += env.data.len() as u64;
-                        ok = write_frame(&mut out, &env);
+            let mut n = 0u64;
+            let mut next = Some(first);
+            while next.is_some() {
+                while let Some(env) = next.take() {
+                    out.push(&env);
+                    n += 1;
+                    if !out.is_full() {
+                        next = self.rx.try_recv().ok();
                     }
-                    Err(_) => break,
                 }
-            }
-            if ok && out.flush().is_ok() {
-                self.stats.written.add(n);
+                let (k, bytes) = (out.frames(), out.payload_bytes());
+                if out.write_to(stream).is_err() {
+                    self.stats.dropped.conn_lost.add(k);
+                    self.shared.stats.dropped.conn_lost.add(k);
+                    direct.open = false;
+                    return Ended::Broken(None);
+                }
+                self.stats.written.add(k);
                 self.stats.written_bytes.add(bytes);
-            } else {
-                self.stats.dropped.conn_lost.add(n);
-                self.shared.stats.dropped.conn_lost.add(n);
-                direct.open = false;
-                return Ended::Broken(None);
+                // After a full batch more may be waiting; a dry queue ends it.
+                next = self.rx.try_recv().ok();
             }
             let wanted = self.direct.wanted.swap(false, Ordering::Relaxed);
             reply_mode = n == 1 && (reply_mode || wanted);
@@ -182,22 +182,29 @@ impl Writer {
     /// On close: writes what is queued within the linger, then says goodbye.
     fn linger(&self, stream: &TcpStream) {
         let deadline = Instant::now() + self.shared.config.close_linger;
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, stream);
-        let mut n = 0u64;
+        let mut out = Batch::new(WRITE_BUFFER);
         let mut ok = true;
         while ok {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(env) = self.rx.try_recv() else { break };
-            n += 1;
-            ok = !left.is_zero()
-                && stream.set_write_timeout(Some(left)).is_ok()
-                && write_frame(&mut out, &env);
-        }
-        if ok && out.flush().is_ok() {
-            self.stats.written.add(n);
-        } else {
-            self.stats.dropped.closed.add(n);
-            self.shared.stats.dropped.closed.add(n);
+            let env = self.rx.try_recv().ok();
+            if let Some(env) = &env {
+                out.push(env);
+            }
+            if env.is_none() || out.is_full() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let k = out.frames();
+                ok = !left.is_zero()
+                    && stream.set_write_timeout(Some(left)).is_ok()
+                    && out.write_to(stream).is_ok();
+                if ok {
+                    self.stats.written.add(k);
+                } else {
+                    self.stats.dropped.closed.add(k);
+                    self.shared.stats.dropped.closed.add(k);
+                }
+            }
+            if env.is_none() {
+                break;
+            }
         }
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
@@ -315,11 +322,6 @@ fn send_parts(
         libc::sendmsg(stream.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL)
     };
     (n >= 0).then_some(n as usize)
-}
-
-#[inline]
-fn write_frame(out: &mut impl Write, env: &Envelope) -> bool {
-    out.write_all(&Header::encode(env)).is_ok() && out.write_all(&env.data).is_ok()
 }
 
 /// True if the peer closed its end (a zero-byte peek without blocking).

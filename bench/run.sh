@@ -10,8 +10,9 @@ cd "$root"
 if ! pkg-config --exists libzmq 2>/dev/null; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get install -y libzmq3-dev >/dev/null 2>&1 ||
-        { $sudo apt-get update >/dev/null && $sudo apt-get install -y libzmq3-dev >/dev/null; }
+    echo "installing libzmq3-dev and pkg-config with apt-get" >&2
+    $sudo apt-get install -y libzmq3-dev pkg-config >/dev/null 2>&1 ||
+        { $sudo apt-get update >/dev/null && $sudo apt-get install -y libzmq3-dev pkg-config >/dev/null; }
 fi
 
 cargo build --release --lib --quiet

@@ -49,6 +49,21 @@
 #define CLUSTER_ERROR_MESSAGE_LEN 256
 
 /*
+ Cut direction: this node's messages to the peers are lost.
+ */
+#define CLUSTER_CUT_OUT 1
+
+/*
+ Cut direction: the peers' messages to this node are lost.
+ */
+#define CLUSTER_CUT_IN 2
+
+/*
+ Cut direction: both ways.
+ */
+#define CLUSTER_CUT_BOTH 3
+
+/*
  The id that addresses every peer but the sender.
  */
 #define CLUSTER_BROADCAST -1
@@ -117,6 +132,11 @@
  A caller's buffer is too small; the needed size was reported.
  */
 #define CLUSTER_E_BUFFER_TOO_SMALL -12
+
+/*
+ An opaque in-process mock cluster.
+ */
+typedef struct cluster_mock_t cluster_mock_t;
 
 /*
  An opaque node handle: a real TCP node or a mock server.
@@ -195,6 +215,182 @@ const char *cluster_last_error(void);
  The library's version, e.g. `"0.1.0"`. Static; never free it.
  */
 const char *cluster_version(void);
+
+/*
+ Sets the probability `p` (0 to 1) that a message this node sends to a
+ peer is lost (counted as a fault drop; the send still succeeds).
+ Messages to oneself are never faulted. Errors: CLUSTER_E_INVALID_ARG for
+ p outside [0, 1] or NaN. Thread-safe; never blocks.
+ */
+int cluster_fault_drop(const struct cluster_node_t *node, double p, struct cluster_error_t *err);
+
+/*
+ Delays each message this node sends to a peer by a random time drawn
+ uniformly from [0, max_ms] ms (0 turns delay off). Delayed messages are
+ reordered; at most OutboxSize per peer are in flight, beyond that they
+ are dropped and counted as queue_full. Errors: CLUSTER_E_INVALID_ARG for
+ a negative max_ms. Thread-safe; never blocks.
+ */
+int cluster_fault_delay(const struct cluster_node_t *node,
+                        int64_t max_ms,
+                        struct cluster_error_t *err);
+
+/*
+ Sets the probability `p` (0 to 1) that a message this node sends to a
+ peer arrives twice (the copy has its own random delay, if any). Errors:
+ CLUSTER_E_INVALID_ARG for p outside [0, 1]. Thread-safe; never blocks.
+ */
+int cluster_fault_duplicate(const struct cluster_node_t *node,
+                            double p,
+                            struct cluster_error_t *err);
+
+/*
+ Cuts this node off from `peers[0..n]` (borrowed for the call):
+ CLUSTER_CUT_OUT loses its messages to them, CLUSTER_CUT_IN loses theirs
+ to it, CLUSTER_CUT_BOTH both. Adds to earlier cuts; lost messages are
+ counted as fault drops (by the sender for OUT, by this node for IN on a
+ real node). On a real node the peers must be in the config
+ (CLUSTER_E_UNKNOWN_PEER); on a mock server any id may be named. Errors:
+ CLUSTER_E_INVALID_ARG for a bad direction. Thread-safe; never blocks.
+ */
+int cluster_fault_cut(const struct cluster_node_t *node,
+                      const int64_t *peers,
+                      size_t n,
+                      int direction,
+                      struct cluster_error_t *err);
+
+/*
+ Removes every cut of this node (drop, delay and duplicate settings
+ stay). Thread-safe; never blocks.
+ */
+int cluster_fault_heal(const struct cluster_node_t *node, struct cluster_error_t *err);
+
+/*
+ Sets the seed of this node's decisions and restarts the count n of every
+ link, so the same sends meet the same fates again. A mock server starts
+ with the mock's seed, a real node with 0. Thread-safe; never blocks.
+ */
+int cluster_fault_seed(const struct cluster_node_t *node,
+                       uint64_t seed,
+                       struct cluster_error_t *err);
+
+/*
+ Creates a mock cluster. `config` is JSON text, a file path, or NULL for
+ an empty cluster; read during the call and not kept. InboxSize,
+ OutboxSize and MaxMessageSize apply, and every configured id is started
+ as a server (addresses are not used: nothing touches the network).
+ `seed` drives every drop, duplicate and delay decision and the shuffle of
+ released links: the n-th message from a to b meets the same fate for the
+ same seed. On success `*out` receives a handle the caller owns: release
+ it with `cluster_mock_free`. Errors: CLUSTER_E_CONFIG, CLUSTER_E_NULL_ARG.
+ Any thread.
+ */
+int cluster_mock_new(const char *config,
+                     uint64_t seed,
+                     struct cluster_mock_t **out,
+                     struct cluster_error_t *err);
+
+/*
+ Adds server `id` (any id but CLUSTER_BROADCAST), or re-adds it with an
+ empty inbox after it was closed; if it is open already, `*out` is another
+ handle to the same server. `*out` is a node handle owned by the caller,
+ usable with cluster_send / cluster_recv / cluster_close / cluster_stats /
+ cluster_peers / cluster_fault_* like a real node, and released with
+ `cluster_free` (which closes the server). It stays valid after the mock
+ is closed or freed (it then reports CLUSTER_E_CLOSED).
+ Errors: CLUSTER_E_INVALID_ARG, CLUSTER_E_CLOSED. Thread-safe.
+ */
+int cluster_mock_add_server(const struct cluster_mock_t *mock,
+                            int64_t id,
+                            struct cluster_node_t **out,
+                            struct cluster_error_t *err);
+
+/*
+ Writes the ids of the open servers, ascending, into `out[0..cap]` and
+ their number into `*len`; same buffer convention as `cluster_peers`
+ (CLUSTER_E_BUFFER_TOO_SMALL with `*len` the size needed). Thread-safe.
+ */
+int cluster_mock_servers(const struct cluster_mock_t *mock,
+                         int64_t *out,
+                         size_t cap,
+                         size_t *len,
+                         struct cluster_error_t *err);
+
+/*
+ Partitions the cluster: `n_groups` groups, whose ids are given one group
+ after the other in `ids`, group i having `group_lens[i]` ids. Servers
+ not named (also those added later) form one more group. Messages do not
+ cross groups (they are dropped and counted as fault drops). Replaces
+ any earlier partition; `n_groups` 0 is a heal. An id in two groups, or
+ CLUSTER_BROADCAST, is CLUSTER_E_INVALID_ARG. Arrays are borrowed for the
+ call. Thread-safe.
+ */
+int cluster_mock_partition(const struct cluster_mock_t *mock,
+                           const int64_t *ids,
+                           const size_t *group_lens,
+                           size_t n_groups,
+                           struct cluster_error_t *err);
+
+/*
+ Removes the partition: every server reaches every other again (node
+ cuts and held links stay). Thread-safe.
+ */
+int cluster_mock_heal(const struct cluster_mock_t *mock, struct cluster_error_t *err);
+
+/*
+ Holds the link `from` -> `to`: later messages on it are kept (at most
+ OutboxSize; beyond that they are dropped and counted) until
+ `cluster_mock_release`. Ids need not be open. Thread-safe.
+ */
+int cluster_mock_hold(const struct cluster_mock_t *mock,
+                      int64_t from,
+                      int64_t to,
+                      struct cluster_error_t *err);
+
+/*
+ Opens a held link and delivers what it kept: in order (`shuffle` 0) or
+ in an order drawn from the seed (`shuffle` nonzero). Never blocks: a
+ message that finds the inbox full or the server closed is dropped and
+ counted. A link that is not held is left alone. Thread-safe.
+ */
+int cluster_mock_release(const struct cluster_mock_t *mock,
+                         int64_t from,
+                         int64_t to,
+                         int shuffle,
+                         struct cluster_error_t *err);
+
+/*
+ Switches the trace on (`enable` nonzero) or off. While on, every
+ message's fate is recorded (see `cluster_mock_trace_take`). Thread-safe.
+ */
+int cluster_mock_trace(const struct cluster_mock_t *mock, int enable, struct cluster_error_t *err);
+
+/*
+ Takes the trace recorded so far and clears it. `*out` receives JSON
+ lines, one object per event: `event` (sent, dropped_fault, dropped_full,
+ dropped_closed, duplicated, delayed, held, delivered), `from`, `to`,
+ `seq` (the message's number on its link), `copy` (1 for a duplicate),
+ `msg_id`, and per event `reason`, `delay_us`, `kind`, `len`. The caller
+ owns the string: release it with `cluster_string_free`. Thread-safe.
+ */
+int cluster_mock_trace_take(const struct cluster_mock_t *mock,
+                            char **out,
+                            struct cluster_error_t *err);
+
+/*
+ Closes every server (blocked calls on them return CLUSTER_E_CLOSED) and
+ the cluster: messages in flight are dropped and counted, and
+ `cluster_mock_add_server` fails with CLUSTER_E_CLOSED. Server handles
+ stay valid until their `cluster_free`. Idempotent; any thread.
+ */
+int cluster_mock_close(const struct cluster_mock_t *mock, struct cluster_error_t *err);
+
+/*
+ Closes (if needed) and releases the mock handle. Call it once, after
+ every other call on it has returned; server handles are freed on their
+ own with `cluster_free`, before or after. NULL is ignored.
+ */
+void cluster_mock_free(struct cluster_mock_t *mock);
 
 /*
  Starts a real TCP node with id `id`. `config` is JSON text (starting with

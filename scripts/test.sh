@@ -12,6 +12,14 @@ need cargo "Rust toolchain"
 need cc "a C compiler"
 need valgrind "apt-get install valgrind"
 need pkg-config "apt-get install pkg-config"
+need cargo-fuzz "cargo install cargo-fuzz"
+need python3 "Python 3"
+need go "the Go toolchain"
+python3 -m pytest --version >/dev/null 2>&1 || { echo "test.sh: pytest is required (python3 -m pip install pytest)" >&2; exit 1; }
+rustup run nightly rustc --version >/dev/null 2>&1 || {
+    echo "test.sh: the nightly Rust toolchain is required for the fuzzers (rustup toolchain install nightly)" >&2
+    exit 1
+}
 
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -36,6 +44,20 @@ cc -std=c11 -Wall -Wextra -Werror examples/hello.c \
     $(PKG_CONFIG_PATH=. pkg-config --cflags --libs cluster) -o "$out/hello"
 "$out/hello"
 rm -rf "$out"
+
+step "Python wrapper"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore ./bindings/python
+python3 -m pytest -q bindings/python/tests
+
+step "Go wrapper (vet, race, cgo checks) and the cross-language test"
+CLUSTER_XLANG_PYTHON=require bash bindings/go/test.sh
+
+step "fuzzers, a short run each (FUZZ_SECONDS=${FUZZ_SECONDS:=15})"
+for target in frames handshake; do
+    cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=1024 2>&1 | grep -E "^Done|ERROR|panicked" 
+    test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzzer $target found a failure (see fuzz/artifacts)" >&2; exit 1; }
+done
 
 echo
 echo "all suites passed"

@@ -228,6 +228,12 @@ impl<R: std::io::Read> FrameReader<R> {
         }
     }
 
+    /// Bytes read from the stream but not yet decoded; 0 means the next
+    /// frame needs a read from the stream.
+    pub fn buffered(&self) -> usize {
+        self.inner.buffer().len()
+    }
+
     /// The next envelope, its `pid` set to `from`; `Ok(None)` at a clean end
     /// of stream (between frames).
     pub fn next_frame(&mut self, from: i64) -> Result<Option<Envelope>, FrameError> {

@@ -10,8 +10,10 @@
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod fault;
 pub mod ffi;
 pub mod inbox;
+pub mod mock;
 pub mod node;
 pub mod stats;
 pub mod transport;
@@ -19,5 +21,7 @@ pub mod transport;
 pub use config::{Config, BROADCAST};
 pub use envelope::Envelope;
 pub use error::{Error, Result, Status};
+pub use fault::FaultCmd;
 pub use inbox::Timeout;
+pub use mock::MockCluster;
 pub use node::{Node, Transport};

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::error::Result;
+use crate::fault::FaultCmd;
 use crate::inbox::Timeout;
 use std::sync::Arc;
 
@@ -33,6 +34,9 @@ pub trait Transport: Send + Sync {
 
     /// The node's counters as a JSON object.
     fn stats(&self) -> serde_json::Value;
+
+    /// Changes the node's fault settings (see [`crate::fault`]).
+    fn fault(&self, cmd: &FaultCmd) -> Result<()>;
 }
 
 /// A member of a cluster, real or mock. Cheap to clone; every clone is the
@@ -97,6 +101,12 @@ impl Node {
     /// The node's counters as JSON.
     pub fn stats(&self) -> serde_json::Value {
         self.0.stats()
+    }
+
+    /// Changes the node's fault settings: loss, delay, duplication, cuts,
+    /// seed. Same semantics on real and mock nodes.
+    pub fn fault(&self, cmd: &FaultCmd) -> Result<()> {
+        self.0.fault(cmd)
     }
 }
 

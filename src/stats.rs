@@ -69,6 +69,9 @@ pub struct PeerStats {
     pub written: Counter,
     /// Payload bytes handed to the connection.
     pub written_bytes: Counter,
+    /// Messages the peer acknowledged into its inbox (known when the writer
+    /// next looks: at each batch and when a connection ends).
+    pub acked: Counter,
     /// Messages to this peer that were dropped, by cause.
     pub dropped: Drops,
     /// Connections made to this peer after the first.
@@ -87,6 +90,7 @@ impl PeerStats {
             sent: Counter::default(),
             written: Counter::default(),
             written_bytes: Counter::default(),
+            acked: Counter::default(),
             dropped: Drops::default(),
             reconnects: Counter::default(),
             queue_depth: Counter::default(),
@@ -130,8 +134,12 @@ pub struct NodeStats {
     pub received_bytes: Counter,
     /// Messages taken out of the inbox by `recv`.
     pub delivered: Counter,
+    /// Messages still in the inbox when the node closed, thrown away.
+    pub discarded: Counter,
     /// Sent messages that were dropped, by cause.
     pub dropped: Drops,
+    /// Extra copies sent by the fault model's duplicate probability.
+    pub duplicated: Counter,
     /// Incoming connections accepted after a valid handshake.
     pub accepted: Counter,
     /// Incoming connections refused: bad handshake, unknown id, too many pending.

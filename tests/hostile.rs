@@ -43,10 +43,18 @@ fn handshake(addr: std::net::SocketAddr, from: i64, to: i64) -> (TcpStream, Verd
     (s, decode_welcome(&w).unwrap().0)
 }
 
+/// True once the node closes the connection (acks it may send first are
+/// read and ignored); false if it is still open after ten seconds.
 fn closed_by_peer(mut s: TcpStream) -> bool {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut b = [0u8; 16];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
 }
 
 fn rss_kib() -> u64 {

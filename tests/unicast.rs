@@ -183,4 +183,10 @@ fn replies_keep_order_when_the_replying_thread_writes_them_itself() {
     requests.join().unwrap();
     assert_eq!(server.join().unwrap(), next);
     assert_eq!(stat(&nodes[1], "/dropped/conn_lost"), 0);
+    // Frames written by the replying thread are in the ack accounts too.
+    let peer = |k: &str| stat(&nodes[1], &format!("/peers/0/{k}"));
+    wait_until(Duration::from_secs(10), "every reply acked", || {
+        peer("acked") == next as u64
+    });
+    assert_eq!((peer("sent"), peer("written")), (next as u64, next as u64));
 }

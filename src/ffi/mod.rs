@@ -2,6 +2,8 @@
 //! status code (see [`status`]), catches panics, checks its pointers, and
 //! writes the detailed message into an optional `cluster_error_t`.
 
+pub mod fault;
+pub mod mock;
 pub mod node;
 pub mod status;
 

@@ -285,21 +285,24 @@ pub extern "C" fn cluster_peers(
     len: *mut usize,
     err: *mut ClusterError,
 ) -> c_int {
-    call(err, || {
-        let peers = node_arg(node)?.peers();
-        *super::out(len, "len")? = peers.len();
-        let slots = slice_out(out, cap, "out")?;
-        for (s, p) in slots.iter_mut().zip(&peers) {
-            *s = *p;
-        }
-        if cap < peers.len() {
-            return Err(Error::new(
-                Status::BufferTooSmall,
-                format!("{} peers do not fit in {cap}", peers.len()),
-            ));
-        }
-        Ok(())
-    })
+    call(err, || write_ids(&node_arg(node)?.peers(), out, cap, len))
+}
+
+/// Writes `ids` into `out[0..cap]` and their number into `*len`; with `cap`
+/// too small, writes what fits and fails with BufferTooSmall.
+pub(crate) fn write_ids(ids: &[i64], out: *mut i64, cap: usize, len: *mut usize) -> Result<()> {
+    *super::out(len, "len")? = ids.len();
+    let slots = slice_out(out, cap, "out")?;
+    for (s, p) in slots.iter_mut().zip(ids) {
+        *s = *p;
+    }
+    if cap < ids.len() {
+        return Err(Error::new(
+            Status::BufferTooSmall,
+            format!("{} ids do not fit in {cap}", ids.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// 1 if the node is closed, 0 if open, CLUSTER_E_NULL_ARG for NULL.

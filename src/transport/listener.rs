@@ -1,5 +1,6 @@
 //! The accept thread and one reader thread per incoming connection.
 
+use super::acks::AckSender;
 use super::{handshake, Shared};
 use crate::envelope::{FrameError, FrameReader};
 use crate::inbox::push;
@@ -80,7 +81,7 @@ struct Reader {
 
 impl Reader {
     fn serve(self, stream: TcpStream) {
-        let Some(token) = self.shared.sockets.add(&stream) else {
+        let Some(token) = self.shared.sockets.add(&stream, true) else {
             self.registry.pending.fetch_sub(1, Ordering::AcqRel);
             return;
         };
@@ -118,9 +119,20 @@ impl Reader {
 
     /// Moves frames into the inbox until the connection ends or misbehaves.
     fn read_frames(&self, stream: &TcpStream, from: i64) {
+        let mut acks = AckSender::default();
+        self.read_frames_acked(stream, from, &mut acks);
+        // Whatever ended the stream, the writer learns all we took in.
+        acks.flush(stream);
+    }
+
+    fn read_frames_acked(&self, stream: &TcpStream, from: i64, acks: &mut AckSender) {
         let s = &self.shared;
         let mut frames = FrameReader::new(stream, s.config.max_message_size, READ_BUFFER);
         loop {
+            // About to wait for more bytes: tell the writer what arrived.
+            if frames.buffered() == 0 {
+                acks.flush(stream);
+            }
             let env = match frames.next_frame(from) {
                 Ok(Some(env)) => env,
                 Ok(None) | Err(FrameError::Io(_)) => return,
@@ -129,10 +141,21 @@ impl Reader {
                     return;
                 }
             };
+            if s.faults.cuts_in(from) {
+                // Taken in and thrown away here: acknowledged and counted.
+                acks.delivered();
+                s.stats.dropped.fault.inc();
+                continue;
+            }
             let len = env.data.len() as u64;
+            // About to wait for room in the inbox: acknowledge first.
+            if s.inbox.sender().is_full() {
+                acks.flush(stream);
+            }
             if push(s.inbox.sender(), env, None, &s.shutdown).is_err() {
                 return;
             }
+            acks.delivered();
             s.stats.received.inc();
             s.stats.received_bytes.add(len);
         }

@@ -1,7 +1,9 @@
 //! The real network: one TCP listener, and per peer one bounded queue, one
 //! connection and one writer thread.
 
+mod acks;
 mod batch;
+mod faults;
 pub mod handshake;
 mod listener;
 mod sockets;
@@ -10,6 +12,7 @@ mod writer;
 use crate::config::{Config, Peer, BROADCAST};
 use crate::envelope::Envelope;
 use crate::error::{Error, Result, Status};
+use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{push, Inbox, PushError, Shutdown, Timeout};
 use crate::node::Transport;
 use crate::stats::{NodeStats, PeerStats};
@@ -19,7 +22,6 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use writer::DirectWrite;
 
 /// How long a sender waits for room before checking again that the peer is up.
 const WAIT_SLICE: Duration = Duration::from_millis(10);
@@ -32,6 +34,7 @@ pub(crate) struct Shared {
     pub inbox: Inbox,
     pub shutdown: Shutdown,
     pub sockets: Sockets,
+    pub faults: Faults,
 }
 
 /// The sending side of one peer.
@@ -55,6 +58,7 @@ pub struct TcpNode {
     readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     writers_done: Receiver<()>,
     close_lock: Mutex<bool>,
+    faults: faults::TcpFaults,
 }
 
 impl TcpNode {
@@ -73,6 +77,7 @@ impl TcpNode {
             stats: NodeStats::default(),
             shutdown: Shutdown::default(),
             sockets: Sockets::default(),
+            faults: Faults::default(),
             config,
         });
         let (done_tx, writers_done) = bounded::<()>(0);
@@ -110,6 +115,16 @@ impl TcpNode {
         let mut index: Vec<(i64, usize)> =
             links.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
         index.sort_unstable();
+        let queues = links.iter().map(|l| {
+            (
+                l.id,
+                faults::Queue {
+                    tx: l.tx.clone(),
+                    stats: l.stats.clone(),
+                },
+            )
+        });
+        let faults = faults::TcpFaults::new(shared.clone(), queues.collect());
         Ok(TcpNode {
             shared,
             links,
@@ -119,29 +134,26 @@ impl TcpNode {
             readers,
             writers_done,
             close_lock: Mutex::new(false),
+            faults,
         })
     }
 
     fn enqueue(&self, link: &Link, env: Envelope, timeout: Timeout, replying: bool) -> Result<()> {
+        let env = match self.shared.faults.is_active() {
+            true => match self.faults.filter(&link.stats, env) {
+                Some(env) => env,
+                None => return Ok(()),
+            },
+            false => env,
+        };
         let len = env.data.len() as u64;
         // A thread answering what it received writes the frame itself when
         // the writer is idle: request/reply saves a thread hand-off.
-        if replying {
-            match link.direct.try_write(&link.rx, &env) {
-                DirectWrite::Queue => {}
-                DirectWrite::Written => {
-                    self.count_sent(link, len);
-                    link.stats.written.inc();
-                    link.stats.written_bytes.add(len);
-                    return Ok(());
-                }
-                DirectWrite::Lost => {
-                    self.count_sent(link, len);
-                    link.stats.dropped.conn_lost.inc();
-                    self.shared.stats.dropped.conn_lost.inc();
-                    return Ok(());
-                }
-            }
+        if replying && link.direct.try_write(&link.rx, &env, &link.stats) {
+            self.count_sent(link, len);
+            link.stats.written.inc();
+            link.stats.written_bytes.add(len);
+            return Ok(());
         }
         // Fast path: the queue has room (no clock read, no clone).
         let env = match link.tx.try_send(env) {
@@ -312,7 +324,20 @@ impl Transport for TcpNode {
         if let Some(l) = &listener {
             sockets::shutdown_fd(l);
         }
+        self.faults.stop();
         self.shared.shutdown.fire();
+        // Readers stop at the end of what they have and acknowledge it, so
+        // the peers know exactly what this node took in.
+        self.shared.sockets.stop_reading();
+        let readers: Vec<_> = self
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for t in readers {
+            let _ = t.join();
+        }
         // Writers flush within the linger; then every socket is cut.
         let linger = self.shared.config.close_linger;
         let _ = self.writers_done.recv_deadline(Instant::now() + linger);
@@ -325,17 +350,9 @@ impl Transport for TcpNode {
         {
             let _ = t.join();
         }
-        let readers: Vec<_> = self
-            .readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
-        for t in readers {
-            let _ = t.join();
-        }
         drop(listener);
-        self.shared.inbox.drain();
+        let left = self.shared.inbox.drain() as u64;
+        self.shared.stats.discarded.add(left);
         *closed = true;
     }
 
@@ -366,7 +383,13 @@ impl Transport for TcpNode {
             .sum::<u64>()
             .into();
         v["peers"] = peers.into();
+        v["faults"] = s.faults.describe();
         v
+    }
+
+    /// Cuts must name configured peers.
+    fn fault(&self, cmd: &FaultCmd) -> Result<()> {
+        self.faults.apply(cmd)
     }
 }
 

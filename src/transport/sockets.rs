@@ -6,24 +6,40 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Live sockets by token. Once cut, it refuses new ones.
+/// A registered socket and whether it is an incoming (reader) connection.
+type Entry = (TcpStream, bool);
+
+/// Live sockets by token. Once the node starts closing, it refuses new ones.
 #[derive(Default)]
 pub(crate) struct Sockets {
     next: AtomicU64,
-    map: Mutex<(bool, HashMap<u64, TcpStream>)>,
+    map: Mutex<(bool, HashMap<u64, Entry>)>,
 }
 
 impl Sockets {
     /// Registers a clone of `s`; `None` once the node is shutting down.
-    pub fn add(&self, s: &TcpStream) -> Option<u64> {
+    pub fn add(&self, s: &TcpStream, incoming: bool) -> Option<u64> {
         let clone = s.try_clone().ok()?;
         let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if g.0 {
             return None;
         }
         let token = self.next.fetch_add(1, Ordering::Relaxed);
-        g.1.insert(token, clone);
+        g.1.insert(token, (clone, incoming));
         Some(token)
+    }
+
+    /// Ends the reading side of every incoming connection, so each reader
+    /// sees the end of its stream, acknowledges what it took in and stops,
+    /// and refuses new sockets.
+    pub fn stop_reading(&self) {
+        let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = true;
+        for (s, incoming) in g.1.values() {
+            if *incoming {
+                let _ = s.shutdown(std::net::Shutdown::Read);
+            }
+        }
     }
 
     /// Forgets the socket of `token`.
@@ -44,7 +60,7 @@ impl Sockets {
             .1
             .remove(&token)
         {
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            let _ = s.0.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -52,7 +68,7 @@ impl Sockets {
     pub fn shutdown_all(&self) {
         let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
         g.0 = true;
-        for (_, s) in g.1.drain() {
+        for (_, (s, _)) in g.1.drain() {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }

@@ -2,6 +2,7 @@
 //! batches (one flush when the queue runs dry), reconnecting with capped,
 //! jittered backoff.
 
+use super::acks::Acks;
 use super::batch::Batch;
 use super::{handshake, Shared};
 use crate::config::Peer;
@@ -19,6 +20,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Failed connection attempts in a row after which a peer counts as down (so
 /// a cluster whose members start a few milliseconds apart loses nothing).
 const DOWN_AFTER: u32 = 3;
+/// How often an idle writer with unacknowledged frames looks for acks.
+const ACK_POLL: Duration = Duration::from_millis(20);
 /// Size of the write buffer; a batch flushes when it fills or the queue is dry.
 const WRITE_BUFFER: usize = 256 << 10;
 
@@ -96,7 +99,7 @@ impl Writer {
     /// handshake that stalls.
     fn connect(&self) -> Option<(TcpStream, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
-        let token = self.shared.sockets.add(&s)?;
+        let token = self.shared.sockets.add(&s, false)?;
         if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
             Some((s, token))
         } else {
@@ -113,70 +116,118 @@ impl Writer {
     /// messages from the queue only under the direct-write lock, so a sender
     /// that finds the queue empty under the lock writes its frame without
     /// overtaking any. A batch of more than one message means a stream again.
+    /// The connection's ack accounts live under the same lock, so frames
+    /// written directly are accounted for like the writer's own.
     fn pump(&self, stream: &TcpStream, mut pending: Option<Envelope>) -> Ended {
         let shutdown = self.shared.shutdown.waiter();
         let mut out = Batch::new(WRITE_BUFFER);
         let mut reply_mode = false;
-        self.direct.lock().stream = stream.try_clone().ok();
+        *self.direct.lock() = DirectState {
+            stream: stream.try_clone().ok(),
+            ..DirectState::default()
+        };
         loop {
+            // While frames await their ack, wake now and then to take the
+            // acks in (and notice a peer that died); otherwise sleep.
+            let patience = if self.direct.lock().acks.unacked() > 0 {
+                ACK_POLL
+            } else {
+                Duration::from_secs(3600)
+            };
+            let mut idle = false;
             if pending.is_none() && reply_mode {
                 // Wait for a message without taking it.
                 let mut sel = Select::new();
                 sel.recv(&self.rx);
                 sel.recv(shutdown);
-                if sel.ready() == 1 || self.shared.shutdown.is_fired() {
-                    return Ended::Shutdown;
+                match sel.ready_timeout(patience) {
+                    Ok(1) => return self.ended(stream, None, true),
+                    Ok(_) => {}
+                    Err(_) => idle = true,
                 }
             } else if pending.is_none() {
                 select! {
                     recv(self.rx) -> r => match r {
                         Ok(env) => pending = Some(env),
-                        Err(_) => return Ended::Shutdown,
+                        Err(_) => return self.ended(stream, None, true),
                     },
-                    recv(shutdown) -> _ => return Ended::Shutdown,
+                    recv(shutdown) -> _ => return self.ended(stream, None, true),
+                    default(patience) => idle = true,
                 }
             }
             let mut direct = self.direct.lock();
+            // Take in the acks; a peer that closed while we were idle is
+            // noticed before we write into a dead connection.
+            let alive = direct.acks.poll(stream);
+            self.stats.acked.add(direct.acks.fresh());
+            if idle {
+                if !alive {
+                    direct.open = false;
+                    drop(direct);
+                    return self.ended(stream, None, false);
+                }
+                continue;
+            }
             let first = match pending.take() {
                 Some(env) => env,
                 None => match self.rx.try_recv() {
                     Ok(env) => env,
                     Err(TryRecvError::Empty) => continue,
-                    Err(TryRecvError::Disconnected) => return Ended::Shutdown,
+                    Err(TryRecvError::Disconnected) => {
+                        drop(direct);
+                        return self.ended(stream, None, true);
+                    }
                 },
             };
-            // A peer that closed while we were idle is noticed before we
-            // write into a dead connection, so the message is not lost.
-            if peer_hung_up(stream) {
+            if !alive {
                 direct.open = false;
-                return Ended::Broken(Some(first));
+                drop(direct);
+                return self.ended(stream, Some(first), false);
             }
             let mut n = 0u64;
+            let mut ok = true;
             let mut next = Some(first);
-            while next.is_some() {
+            while ok && next.is_some() {
                 while let Some(env) = next.take() {
                     out.push(&env);
-                    n += 1;
                     if !out.is_full() {
                         next = self.rx.try_recv().ok();
                     }
                 }
                 let (k, bytes) = (out.frames(), out.payload_bytes());
-                if out.write_to(stream).is_err() {
-                    self.stats.dropped.conn_lost.add(k);
-                    self.shared.stats.dropped.conn_lost.add(k);
-                    direct.open = false;
-                    return Ended::Broken(None);
-                }
+                ok = out.write_to(stream).is_ok();
+                n += k;
+                direct.acks.written += k;
                 self.stats.written.add(k);
                 self.stats.written_bytes.add(bytes);
                 // After a full batch more may be waiting; a dry queue ends it.
-                next = self.rx.try_recv().ok();
+                next = if ok { self.rx.try_recv().ok() } else { None };
+            }
+            if !ok {
+                direct.open = false;
+                drop(direct);
+                return self.ended(stream, next, false);
             }
             let wanted = self.direct.wanted.swap(false, Ordering::Relaxed);
             reply_mode = n == 1 && (reply_mode || wanted);
             direct.open = reply_mode;
         }
+    }
+
+    /// Settles the accounts of a connection that ends: what the peer
+    /// acknowledged is delivered; on a break, the rest was lost and counted.
+    fn ended(&self, stream: &TcpStream, env: Option<Envelope>, shutdown: bool) -> Ended {
+        let mut direct = self.direct.lock();
+        direct.open = false;
+        direct.acks.poll(stream);
+        self.stats.acked.add(direct.acks.fresh());
+        if shutdown {
+            return Ended::Shutdown;
+        }
+        let lost = direct.acks.unacked();
+        self.stats.dropped.conn_lost.add(lost);
+        self.shared.stats.dropped.conn_lost.add(lost);
+        Ended::Broken(env)
     }
 
     /// On close: writes what is queued within the linger, then says goodbye.
@@ -228,18 +279,8 @@ struct DirectState {
     stream: Option<TcpStream>,
     /// Whether senders may write into it (the writer is in reply mode).
     open: bool,
-}
-
-/// What became of a direct write.
-pub(crate) enum DirectWrite {
-    /// The frame is in the socket.
-    Written,
-    /// Not possible now (writer busy, queue not empty, socket full or
-    /// broken): queue the message instead.
-    Queue,
-    /// Part of the frame was written and the rest could not be: the
-    /// connection was cut (the writer reconnects) and the message is lost.
-    Lost,
+    /// The connection's frames written and acknowledged.
+    acks: Acks,
 }
 
 /// Longest a direct write waits to finish a frame it has started.
@@ -251,24 +292,36 @@ impl Direct {
     }
 
     /// Writes `env` straight into the connection if the writer is idle and
-    /// `queue` is empty; never blocks on a busy writer or a full socket.
-    pub fn try_write(&self, queue: &Receiver<Envelope>, env: &Envelope) -> DirectWrite {
-        let Ok(guard) = self.state.try_lock() else {
-            return DirectWrite::Queue;
+    /// `queue` is empty; true if it did (the frame then counts as written,
+    /// and as lost with the other unacknowledged ones if the connection
+    /// breaks). Never blocks on a busy writer or a full socket; a frame it
+    /// has started but cannot finish within a second cuts the connection.
+    pub fn try_write(&self, queue: &Receiver<Envelope>, env: &Envelope, stats: &PeerStats) -> bool {
+        let Ok(mut guard) = self.state.try_lock() else {
+            return false;
         };
-        let Some(stream) = guard.stream.as_ref().filter(|_| guard.open) else {
+        let DirectState { stream, open, acks } = &mut *guard;
+        let Some(stream) = stream.as_ref().filter(|_| *open) else {
             self.wanted.store(true, Ordering::Relaxed);
-            return DirectWrite::Queue;
+            return false;
         };
-        if !queue.is_empty() || peer_hung_up(stream) {
-            return DirectWrite::Queue;
+        if !queue.is_empty() {
+            return false;
+        }
+        // A peer that closed while we were idle is noticed before we write
+        // into a dead connection (the queued message wakes the writer).
+        let alive = acks.poll(stream);
+        stats.acked.add(acks.fresh());
+        if !alive {
+            return false;
         }
         let header = Header::encode(env);
         let total = header.len() + env.data.len();
         let mut done = match send_parts(stream, &header, &env.data, 0, libc::MSG_DONTWAIT) {
-            Some(0) | None => return DirectWrite::Queue,
+            Some(0) | None => return false,
             Some(n) => n,
         };
+        acks.written += 1;
         let deadline = Instant::now() + DIRECT_FINISH;
         while done < total {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -283,9 +336,8 @@ impl Direct {
         let _ = stream.set_write_timeout(None);
         if done < total {
             let _ = stream.shutdown(std::net::Shutdown::Both);
-            return DirectWrite::Lost;
         }
-        DirectWrite::Written
+        true
     }
 }
 
@@ -322,25 +374,6 @@ fn send_parts(
         libc::sendmsg(stream.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL)
     };
     (n >= 0).then_some(n as usize)
-}
-
-/// True if the peer closed its end (a zero-byte peek without blocking).
-fn peer_hung_up(stream: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    // SAFETY: a one-byte peek into a local buffer on a socket we own.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n == 0
-        || (n < 0 && {
-            let e = std::io::Error::last_os_error().raw_os_error();
-            e != Some(libc::EAGAIN) && e != Some(libc::EWOULDBLOCK) && e != Some(libc::EINTR)
-        })
 }
 
 /// A tiny xorshift generator for backoff jitter; no cryptographic use.

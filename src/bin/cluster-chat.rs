@@ -1,7 +1,7 @@
 //! A two-terminal chat over a real TCP cluster, like the original library's.
 //!
-//! Run `cargo run --example chat -- 1` in one terminal and
-//! `cargo run --example chat -- 2` in another; lines typed in one appear in
+//! Run `cargo run --bin cluster-chat -- 1` in one terminal and
+//! `cargo run --bin cluster-chat -- 2` in another; lines typed in one appear in
 //! the other. An optional second argument is a config (JSON text or path).
 
 use cluster::{Envelope, Node, BROADCAST};
@@ -17,7 +17,7 @@ fn main() {
     let id: i64 = match args.next().and_then(|a| a.parse().ok()) {
         Some(id) => id,
         None => {
-            eprintln!("usage: chat ID [CONFIG]   (ID is 1 or 2 with the default config)");
+            eprintln!("usage: cluster-chat ID [CONFIG]   (ID is 1 or 2 with the default config)");
             std::process::exit(2);
         }
     };

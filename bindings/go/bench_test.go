@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"github.com/cluster-dev/cluster/bindings/go/internal/config"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+)
+
+// Benchmarks at 64-byte payloads, through the wrapper (Outbox/Inbox
+// channels) and through the raw C ABI called from Go (one cgo call per
+// message, no channels, no codec) for comparison:
+//
+//	go test -bench . -run '^$'
+//
+// Unicast reports delivered msgs/s and fails on any loss; ping-pong reports
+// the round-trip time percentiles in µs.
+
+var payload64 = make([]byte, 64)
+
+// rawPair starts two raw node handles of a fresh two-member cluster. When
+// the benchmark ends they are closed, the goroutines counted in wg are
+// awaited, and the handles freed.
+func rawPair(b *testing.B, wg *sync.WaitGroup) (*ffi.Node, *ffi.Node) {
+	text, err := config.Text(freeConfig(b, 2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var hs []*ffi.Node
+	for id := int64(1); id <= 2; id++ {
+		h, err := ffi.NewNode(id, text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	b.Cleanup(func() {
+		for _, h := range hs {
+			h.Close()
+		}
+		wg.Wait()
+		for _, h := range hs {
+			h.Free()
+		}
+	})
+	return hs[0], hs[1]
+}
+
+func reportRate(b *testing.B, start time.Time, got int) {
+	if got != b.N {
+		b.Fatalf("delivered %d of %d", got, b.N)
+	}
+	b.ReportMetric(float64(got)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func reportRTT(b *testing.B, rtts []time.Duration) {
+	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
+	at := func(q float64) float64 {
+		return float64(rtts[int(q*float64(len(rtts)-1))].Nanoseconds()) / 1e3
+	}
+	b.ReportMetric(at(0.5), "p50-µs")
+	b.ReportMetric(at(0.99), "p99-µs")
+}
+
+func BenchmarkUnicast64(b *testing.B) {
+	srvs := startAll(b, freeConfig(b, 2), 1, 2)
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for i := 0; i < b.N; i++ {
+			srvs[0].Outbox() <- &Envelope{Pid: 2, MsgId: int64(i), Msg: payload64}
+		}
+	}()
+	got := 0
+	deadline := time.After(time.Minute)
+	for ; got < b.N; got++ {
+		select {
+		case <-srvs[1].Inbox():
+		case <-deadline:
+			b.Fatalf("stalled after %d of %d", got, b.N)
+		}
+	}
+	reportRate(b, start, got)
+}
+
+func BenchmarkRawUnicast64(b *testing.B) {
+	var wg sync.WaitGroup
+	h1, h2 := rawPair(b, &wg)
+	b.ResetTimer()
+	start := time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r := ffi.NewRaw(64)
+		defer r.Free()
+		for i := 0; i < b.N; i++ {
+			if r.Send(h1, 2, 0, payload64, -1) != nil {
+				return
+			}
+		}
+	}()
+	r := ffi.NewRaw(64)
+	defer r.Free()
+	got := 0
+	for ; got < b.N; got++ {
+		if _, _, err := r.Recv(h2, 10000); err != nil {
+			b.Fatalf("after %d of %d: %v", got, b.N, err)
+		}
+	}
+	reportRate(b, start, got)
+}
+
+func BenchmarkPingPong64(b *testing.B) {
+	srvs := startAll(b, freeConfig(b, 2), 1, 2)
+	done := make(chan struct{})
+	b.Cleanup(func() { close(done) })
+	go func() { // echo until the benchmark ends
+		for {
+			select {
+			case e := <-srvs[1].Inbox():
+				e.Pid = 1
+				srvs[1].Outbox() <- e
+			case <-done:
+				return
+			}
+		}
+	}()
+	rtts := make([]time.Duration, 0, b.N)
+	deadline := time.After(time.Minute)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		srvs[0].Outbox() <- &Envelope{Pid: 2, MsgId: int64(i), Msg: payload64}
+		select {
+		case <-srvs[0].Inbox():
+		case <-deadline:
+			b.Fatalf("no reply to %d", i)
+		}
+		rtts = append(rtts, time.Since(t0))
+	}
+	b.StopTimer()
+	reportRTT(b, rtts)
+}
+
+func BenchmarkRawPingPong64(b *testing.B) {
+	var wg sync.WaitGroup
+	h1, h2 := rawPair(b, &wg)
+	wg.Add(1)
+	go func() { // echo until h2 closes
+		defer wg.Done()
+		r := ffi.NewRaw(64)
+		defer r.Free()
+		for {
+			if _, _, err := r.Recv(h2, -1); err != nil {
+				return
+			}
+			if r.Send(h2, 1, 0, payload64, -1) != nil {
+				return
+			}
+		}
+	}()
+	r := ffi.NewRaw(64)
+	defer r.Free()
+	rtts := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if err := r.Send(h1, 2, 0, payload64, -1); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := r.Recv(h1, 10000); err != nil {
+			b.Fatalf("no reply to %d: %v", i, err)
+		}
+		rtts = append(rtts, time.Since(t0))
+	}
+	b.StopTimer()
+	reportRTT(b, rtts)
+}

@@ -1,0 +1,60 @@
+// Package cluster is peer-to-peer messaging between the members of a
+// statically configured cluster, with the API of the original Go library
+// (github.com/cs733-iitb/cluster) over libcluster's Rust core: a program
+// written for it needs only its import path changed.
+//
+// A cluster is described by JSON (a file) or a Config:
+//
+//	{"Peers": [{"Id": 100, "Address": "localhost:7070"},
+//	           {"Id": 200, "Address": "localhost:8080"}],
+//	 "InboxSize": 1000, "OutboxSize": 1000}
+//
+// Send by putting an envelope on Outbox, receive from Inbox:
+//
+//	srv, err := cluster.New(100, "config.json")
+//	srv.Outbox() <- &cluster.Envelope{Pid: 200, MsgId: 1, Msg: "hello"}
+//	srv.Outbox() <- &cluster.Envelope{Pid: cluster.BROADCAST, Msg: []byte{1, 2}}
+//	env := <-srv.Inbox() // env.Pid is the sender
+//
+// Msg values travel as: []byte raw bytes (kind 0), string UTF-8 text (kind
+// 1), json.RawMessage JSON (kind 2, received as the value encoding/json
+// decodes into interface{}), anything else gob-encoded (kind 16; register
+// its type with gob.Register), so C and Python peers read bytes, text and
+// JSON. A message that cannot be encoded or decoded is logged, counted (see
+// Node.Counters) and skipped.
+package cluster
+
+import (
+	"github.com/cluster-dev/cluster/bindings/go/internal/node"
+)
+
+// BROADCAST as an Envelope's Pid sends to every peer but oneself.
+const BROADCAST = node.BROADCAST
+
+// Envelope is a message and its address: Pid (destination on send, sender
+// on receive), MsgId (opaque to the library) and Msg.
+type Envelope = node.Envelope
+
+// Server is a member of a cluster, real (New) or mock (package mock).
+type Server interface {
+	// Pid is this server's id.
+	Pid() int
+
+	// Peers is the ids of the other servers in the cluster.
+	Peers() []int
+
+	// Outbox is the channel to send envelopes on.
+	Outbox() chan *Envelope
+
+	// Inbox is the channel received envelopes arrive on.
+	Inbox() chan *Envelope
+
+	// Close stops the server and releases its port. Idempotent.
+	Close()
+
+	// IsClosed reports whether Close has been called.
+	IsClosed() bool
+}
+
+// Counters are a server's Go-side failures (encode, decode, refused sends).
+type Counters = node.Counters

@@ -1,0 +1,3 @@
+module github.com/cluster-dev/cluster/bindings/go
+
+go 1.22

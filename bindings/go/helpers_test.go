@@ -1,0 +1,95 @@
+package cluster
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/config"
+)
+
+// freeConfig is a Config of n members with ids 1..n on free loopback ports.
+func freeConfig(t testing.TB, n int) Config {
+	t.Helper()
+	cfg := Config{}
+	var ls []net.Listener
+	for i := 1; i <= n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		cfg.Peers = append(cfg.Peers, PeerConfig{Id: i, Address: l.Addr().String()})
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return cfg
+}
+
+// writeConfig writes cfg as a JSON file and returns its name.
+func writeConfig(t testing.TB, cfg Config) string {
+	t.Helper()
+	text, err := config.Text(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(t.TempDir(), "cluster_test_config.json")
+	if err := os.WriteFile(name, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// startAll starts every member of cfg and closes them when the test ends.
+func startAll(t testing.TB, cfg interface{}, ids ...int) []Server {
+	t.Helper()
+	var srvs []Server
+	for _, id := range ids {
+		s, err := New(id, cfg)
+		if err != nil {
+			t.Fatalf("New(%d): %v", id, err)
+		}
+		t.Cleanup(s.Close)
+		srvs = append(srvs, s)
+	}
+	return srvs
+}
+
+// recvWithin takes one envelope from srv's Inbox or fails after d.
+func recvWithin(t testing.TB, srv Server, d time.Duration) *Envelope {
+	t.Helper()
+	select {
+	case e := <-srv.Inbox():
+		return e
+	case <-time.After(d):
+		t.Fatalf("server %d: nothing received within %v", srv.Pid(), d)
+		return nil
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkNoLeak fails the test if, once it has cleaned up, more goroutines
+// run than before it started.
+func checkNoLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		waitFor(t, 10*time.Second, "goroutines to end", func() bool {
+			return runtime.NumGoroutine() <= before
+		})
+	})
+}

@@ -1,0 +1,159 @@
+package ffi
+
+/*
+#include <stdlib.h>
+#include <string.h>
+#include "cluster.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"unsafe"
+)
+
+// arenaStart is the initial size of a send batch's payload arena; an arena
+// grown past arenaKeep by a large message is given back after the send.
+const (
+	arenaStart = 64 << 10
+	arenaKeep  = 4 << 20
+)
+
+// SendBatch collects envelopes in C memory (headers and a payload arena) and
+// sends them with one cluster_send_batch call. One goroutine uses it at a time.
+type SendBatch struct {
+	envs  []C.cluster_envelope_t // view of C memory
+	offs  []int                  // payload offset of each envelope in the arena
+	n     int
+	arena unsafe.Pointer
+	size  int // arena capacity
+	used  int
+	e     errbuf
+}
+
+// NewSendBatch makes a batch of up to max envelopes. Release it with Free.
+func NewSendBatch(max int) *SendBatch {
+	p := (*C.cluster_envelope_t)(C.calloc(C.size_t(max), C.sizeof_cluster_envelope_t))
+	return &SendBatch{
+		envs:  unsafe.Slice(p, max),
+		offs:  make([]int, max),
+		arena: C.malloc(arenaStart),
+		size:  arenaStart,
+		e:     newErrbuf(),
+	}
+}
+
+// Len is the number of envelopes collected.
+func (b *SendBatch) Len() int { return b.n }
+
+// Full reports whether no more envelopes fit.
+func (b *SendBatch) Full() bool { return b.n == len(b.envs) }
+
+// Add copies an envelope into the batch; the caller checks Full first.
+func (b *SendBatch) Add(pid, msgID int64, kind uint32, data []byte) {
+	if b.used+len(data) > b.size {
+		size := 2 * b.size
+		for size < b.used+len(data) {
+			size *= 2
+		}
+		b.arena = C.realloc(b.arena, C.size_t(size))
+		b.size = size
+	}
+	if len(data) > 0 {
+		C.memcpy(unsafe.Add(b.arena, b.used), unsafe.Pointer(&data[0]), C.size_t(len(data)))
+	}
+	b.envs[b.n] = C.cluster_envelope_t{
+		pid:    C.int64_t(pid),
+		msg_id: C.int64_t(msgID),
+		kind:   C.uint32_t(kind),
+		len:    C.size_t(len(data)),
+	}
+	b.offs[b.n] = b.used
+	b.used += len(data)
+	b.n++
+}
+
+// Send sends the collected envelopes in order and empties the batch. An
+// envelope the node refuses (unknown peer, too large, queue full) is passed
+// to refused with its index, and the rest are still sent; a closed node ends
+// the send and returns its error. timeoutMs is how long to wait for room in a
+// live peer's queue (negative: until room or close).
+func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error)) (int, error) {
+	defer b.reset()
+	for i := 0; i < b.n; i++ {
+		b.envs[i].data = (*C.uint8_t)(unsafe.Add(b.arena, b.offs[i]))
+	}
+	for start := 0; start < b.n; {
+		var sent C.size_t
+		rc := C.cluster_send_batch(n.p, &b.envs[start], C.size_t(b.n-start), C.int64_t(timeoutMs), &sent, b.e.p)
+		runtime.KeepAlive(n)
+		if rc == C.CLUSTER_OK {
+			return 0, nil
+		}
+		err := b.e.check(rc)
+		at := start + int(sent)
+		if rc == C.CLUSTER_E_CLOSED {
+			return b.n - at, err
+		}
+		refused(at, err)
+		start = at + 1
+	}
+	return 0, nil
+}
+
+func (b *SendBatch) reset() {
+	b.n, b.used = 0, 0
+	if b.size > arenaKeep {
+		C.free(b.arena)
+		b.arena, b.size = C.malloc(arenaStart), arenaStart
+	}
+}
+
+// Free releases the batch's C memory.
+func (b *SendBatch) Free() {
+	C.free(unsafe.Pointer(&b.envs[0]))
+	C.free(b.arena)
+	b.e.free()
+	b.envs, b.arena = nil, nil
+}
+
+// RecvBatch receives up to its capacity of envelopes per cluster_recv_batch
+// call into C memory it owns. One goroutine uses it at a time.
+type RecvBatch struct {
+	envs []C.cluster_envelope_t // view of C memory
+	e    errbuf
+}
+
+// NewRecvBatch makes a receive buffer for up to max envelopes. Release it
+// with Free.
+func NewRecvBatch(max int) *RecvBatch {
+	p := (*C.cluster_envelope_t)(C.calloc(C.size_t(max), C.sizeof_cluster_envelope_t))
+	return &RecvBatch{envs: unsafe.Slice(p, max), e: newErrbuf()}
+}
+
+// Recv waits up to timeoutMs (negative: until a message or close) for the
+// first envelope, takes what else is there, and calls each with every
+// envelope in order, its payload copied into Go memory. The C payloads are
+// released before Recv returns.
+func (b *RecvBatch) Recv(n *Node, timeoutMs int64, each func(pid, msgID int64, kind uint32, data []byte)) error {
+	var got C.size_t
+	rc := C.cluster_recv_batch(n.p, &b.envs[0], C.size_t(len(b.envs)), &got, C.int64_t(timeoutMs), b.e.p)
+	runtime.KeepAlive(n)
+	if err := b.e.check(rc); err != nil {
+		return err
+	}
+	defer C.cluster_envelopes_free(&b.envs[0], got)
+	for i := range b.envs[:got] {
+		env := &b.envs[i]
+		data := C.GoBytes(unsafe.Pointer(env.data), C.int(env.len))
+		each(int64(env.pid), int64(env.msg_id), uint32(env.kind), data)
+	}
+	return nil
+}
+
+// Free releases the buffer's C memory.
+func (b *RecvBatch) Free() {
+	C.free(unsafe.Pointer(&b.envs[0]))
+	b.e.free()
+	b.envs = nil
+}

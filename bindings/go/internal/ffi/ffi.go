@@ -1,0 +1,188 @@
+// Package ffi is the only cgo code of the Go binding: thin calls into the C
+// ABI of libcluster (include/cluster.h), with C memory owned here and copied
+// into Go memory at once, so C never holds a Go pointer.
+//
+// Every call passes a cluster_error_t out-parameter and reads the message
+// from it, never from cluster_last_error: a goroutine may change OS thread
+// between two cgo calls.
+package ffi
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../../../include
+#cgo LDFLAGS: ${SRCDIR}/../../../../target/release/libcluster.a -ldl -lpthread -lm
+#include <stdlib.h>
+#include "cluster.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+)
+
+// Status codes of the C ABI (CLUSTER_E_*).
+const (
+	OK             = int(C.CLUSTER_OK)
+	ErrNullArg     = int(C.CLUSTER_E_NULL_ARG)
+	ErrInvalidArg  = int(C.CLUSTER_E_INVALID_ARG)
+	ErrConfig      = int(C.CLUSTER_E_CONFIG)
+	ErrAddrInUse   = int(C.CLUSTER_E_ADDR_IN_USE)
+	ErrIO          = int(C.CLUSTER_E_IO)
+	ErrUnknownPeer = int(C.CLUSTER_E_UNKNOWN_PEER)
+	ErrTooLarge    = int(C.CLUSTER_E_TOO_LARGE)
+	ErrTimeout     = int(C.CLUSTER_E_TIMEOUT)
+	ErrClosed      = int(C.CLUSTER_E_CLOSED)
+	ErrFull        = int(C.CLUSTER_E_FULL)
+	ErrPanic       = int(C.CLUSTER_E_PANIC)
+	ErrBufTooSmall = int(C.CLUSTER_E_BUFFER_TOO_SMALL)
+)
+
+// Error is a failed call of the C ABI: its status code, the code's stable
+// name (e.g. "CLUSTER_E_CONFIG") and the message the call wrote.
+type Error struct {
+	Code    int
+	Name    string
+	Message string
+}
+
+// Error formats the name and message.
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "cluster: " + e.Name
+	}
+	return fmt.Sprintf("cluster: %s (%s)", e.Message, e.Name)
+}
+
+// errbuf is a cluster_error_t in C memory, reused by one goroutine for its
+// calls so the hot paths allocate nothing.
+type errbuf struct{ p *C.cluster_error_t }
+
+func newErrbuf() errbuf {
+	return errbuf{(*C.cluster_error_t)(C.calloc(1, C.sizeof_cluster_error_t))}
+}
+
+func (e errbuf) free() { C.free(unsafe.Pointer(e.p)) }
+
+// check turns a status and the message written by the same call into an error.
+func (e errbuf) check(rc C.int) error {
+	if rc == C.CLUSTER_OK {
+		return nil
+	}
+	return &Error{
+		Code:    int(rc),
+		Name:    C.GoString(C.cluster_strerror(rc)),
+		Message: C.GoString(&e.p.message[0]),
+	}
+}
+
+// Code is the status code of err if it came from the C ABI, else 0.
+func Code(err error) int {
+	if e, ok := err.(*Error); ok {
+		return e.Code
+	}
+	return 0
+}
+
+// oneCall runs f with a fresh error buffer, for calls off the hot paths.
+func oneCall(f func(e *C.cluster_error_t) C.int) error {
+	e := newErrbuf()
+	defer e.free()
+	return e.check(f(e.p))
+}
+
+// Node is a node handle (real TCP node or mock server). Close may be called
+// from any goroutine while others are blocked in Send or Recv; Free must come
+// after every other call has returned.
+type Node struct {
+	p *C.cluster_node_t
+}
+
+// NewNode starts a real TCP node; config is JSON text or a file path.
+func NewNode(id int64, config string) (*Node, error) {
+	cs := C.CString(config)
+	defer C.free(unsafe.Pointer(cs))
+	var out *C.cluster_node_t
+	err := oneCall(func(e *C.cluster_error_t) C.int {
+		return C.cluster_new(C.int64_t(id), cs, &out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Node{out}, nil
+}
+
+// Pid is the node's own id.
+func (n *Node) Pid() (int64, error) {
+	var pid C.int64_t
+	err := oneCall(func(e *C.cluster_error_t) C.int { return C.cluster_pid(n.p, &pid, e) })
+	runtime.KeepAlive(n)
+	return int64(pid), err
+}
+
+// Peers is the ids of the other members.
+func (n *Node) Peers() ([]int64, error) {
+	defer runtime.KeepAlive(n)
+	return idList(func(buf *C.int64_t, cap C.size_t, l *C.size_t, e *C.cluster_error_t) C.int {
+		return C.cluster_peers(n.p, buf, cap, l, e)
+	})
+}
+
+// idList calls a function of the cluster_peers buffer convention, growing a
+// C buffer until the list fits.
+func idList(f func(*C.int64_t, C.size_t, *C.size_t, *C.cluster_error_t) C.int) ([]int64, error) {
+	e := newErrbuf()
+	defer e.free()
+	want := C.size_t(16)
+	for {
+		buf := (*C.int64_t)(C.calloc(want, C.sizeof_int64_t))
+		var l C.size_t
+		rc := f(buf, want, &l, e.p)
+		if rc == C.CLUSTER_E_BUFFER_TOO_SMALL && l > want {
+			C.free(unsafe.Pointer(buf))
+			want = l
+			continue
+		}
+		err := e.check(rc)
+		ids := make([]int64, 0, int(l))
+		if err == nil {
+			for _, v := range unsafe.Slice(buf, int(l)) {
+				ids = append(ids, int64(v))
+			}
+		}
+		C.free(unsafe.Pointer(buf))
+		return ids, err
+	}
+}
+
+// Stats is the node's counters as JSON text.
+func (n *Node) Stats() (string, error) {
+	var s *C.char
+	err := oneCall(func(e *C.cluster_error_t) C.int { return C.cluster_stats(n.p, &s, e) })
+	runtime.KeepAlive(n)
+	if err != nil {
+		return "", err
+	}
+	defer C.cluster_string_free(s)
+	return C.GoString(s), nil
+}
+
+// Close closes the node and wakes every blocked call. Idempotent.
+func (n *Node) Close() error {
+	err := oneCall(func(e *C.cluster_error_t) C.int { return C.cluster_close(n.p, e) })
+	runtime.KeepAlive(n)
+	return err
+}
+
+// IsClosed reports whether the node is closed.
+func (n *Node) IsClosed() bool {
+	rc := C.cluster_is_closed(n.p)
+	runtime.KeepAlive(n)
+	return rc == 1
+}
+
+// Free releases the handle; the Node must not be used afterwards.
+func (n *Node) Free() {
+	C.cluster_free(n.p)
+	n.p = nil
+}

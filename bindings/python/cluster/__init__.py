@@ -1,0 +1,74 @@
+"""cluster: peer-to-peer messaging for the servers of a statically configured
+cluster, over TCP or an in-process mock network with fault injection.
+
+    import cluster
+    with cluster.Node(1, "cluster.json") as node:
+        node.send(2, {"hello": "world"})
+        env = node.recv(timeout=1.0)      # Envelope(pid=2, msg_id=0, msg=..., kind=...)
+
+A thin layer over the C ABI of ``libcluster`` (include/cluster.h).
+"""
+
+from . import _ffi
+from .errors import (
+    AddrInUse,
+    BufferTooSmall,
+    Closed,
+    ClusterError,
+    ConfigError,
+    Full,
+    InternalError,
+    InvalidArgument,
+    IOError_ as IOError,
+    Timeout,
+    TooLarge,
+    UnknownPeer,
+)
+from .mock import MockCluster
+from .node import (
+    BROADCAST,
+    CUT_BOTH,
+    CUT_IN,
+    CUT_OUT,
+    KIND_BYTES,
+    KIND_JSON,
+    KIND_TEXT,
+    Envelope,
+    Inbox,
+    Node,
+    Outbox,
+)
+
+MockServer = Node
+"""A mock server is a `Node` (the original's ``mock.MockServer``)."""
+
+__version__: str = _ffi.ffi.string(_ffi.lib.cluster_version()).decode()
+"""The version of the loaded libcluster."""
+
+__all__ = [
+    "BROADCAST",
+    "CUT_BOTH",
+    "CUT_IN",
+    "CUT_OUT",
+    "KIND_BYTES",
+    "KIND_JSON",
+    "KIND_TEXT",
+    "AddrInUse",
+    "BufferTooSmall",
+    "Closed",
+    "ClusterError",
+    "ConfigError",
+    "Envelope",
+    "Full",
+    "IOError",
+    "Inbox",
+    "InternalError",
+    "InvalidArgument",
+    "MockCluster",
+    "MockServer",
+    "Node",
+    "Outbox",
+    "Timeout",
+    "TooLarge",
+    "UnknownPeer",
+]

@@ -1,0 +1,524 @@
+"""Real TCP nodes seen from Python: every promise of SPEC.md's delivery semantics."""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import time
+import warnings
+
+import pytest
+
+import cluster
+from cluster import BROADCAST, Envelope
+from conftest import make_config, wait_connected, wait_until
+
+
+def drain(node: cluster.Node, timeout: float = 0.2) -> list:
+    """Everything the node receives until it stays quiet for ``timeout``."""
+    got = []
+    while True:
+        try:
+            got.append(node.recv(timeout))
+        except cluster.Timeout:
+            return got
+
+
+# -- addressing ---------------------------------------------------------------
+
+
+def test_unicast_arrives_with_the_senders_id(nodes):
+    a, b = nodes([1, 2])
+    a.send(2, b"hello", msg_id=42)
+    env = b.recv(timeout=10)
+    assert env == Envelope(pid=1, msg_id=42, msg=b"hello", kind=cluster.KIND_BYTES)
+
+
+def test_reply_with_the_same_envelope(nodes):
+    a, b = nodes([1, 2])
+    a.send(2, "ping", msg_id=7)
+    env = b.recv(10)
+    b.outbox.put(env._replace(msg="pong"))  # pid is the sender's id: a reply
+    back = a.inbox.get(timeout=10)
+    assert (back.pid, back.msg_id, back.msg) == (2, 7, "pong")
+
+
+def test_send_to_own_id_lands_in_own_inbox(nodes):
+    (a,) = nodes([5])
+    a.send(5, "me")
+    assert a.recv(5) == Envelope(5, 0, "me", cluster.KIND_TEXT)
+
+
+def test_broadcast_reaches_every_peer_but_the_sender(nodes):
+    a, b, c = nodes([1, 2, 3])
+    a.broadcast({"all": True}, msg_id=9)
+    for n in (b, c):
+        assert n.recv(10) == Envelope(1, 9, {"all": True}, cluster.KIND_JSON)
+    assert BROADCAST == -1
+    with pytest.raises(cluster.Timeout):
+        a.recv(0.2)
+
+
+def test_unknown_peer_is_an_error_the_caller_sees(nodes):
+    (a,) = nodes([1])
+    with pytest.raises(cluster.UnknownPeer) as e:
+        a.send(99, b"x")
+    assert "99" in str(e.value)
+    assert e.value.code == -6 and e.value.name == "CLUSTER_E_UNKNOWN_PEER"
+    assert isinstance(e.value, cluster.ClusterError)
+
+
+def test_fifo_per_sender_receiver_pair(nodes):
+    a, b, c = nodes([1, 2, 3])
+    n = 3000
+    for i in range(n):
+        a.send(3, i, msg_id=i)
+        b.send(3, i, msg_id=i)
+    seen = {1: [], 2: []}
+    while len(seen[1]) + len(seen[2]) < 2 * n:
+        env = c.recv(10)
+        seen[env.pid].append(env.msg_id)
+    assert seen[1] == list(range(n))
+    assert seen[2] == list(range(n))
+
+
+# -- payloads -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "msg, kind",
+    [
+        (b"", 0),
+        (b"\x00\xff" * 1000, 0),
+        (bytes(range(256)), 0),
+        ("", 1),
+        ("h\u00e9llo w\u00f6rld \U0001f600", 1),
+        ({"a": [1, 2.5, None, True], "b": {"c": "d"}}, 2),
+        ([1, "two", 3.0], 2),
+        (12345678901234, 2),
+        (None, 2),
+        ("x" * 100_000, 1),
+    ],
+)
+def test_round_trip_by_kind(nodes, msg, kind):
+    a, b = nodes([1, 2])
+    a.send(2, msg, msg_id=-5)
+    env = b.recv(10)
+    assert env.msg == msg and type(env.msg) is type(msg)
+    assert env.kind == kind and env.msg_id == -5
+
+
+def test_bytearray_and_memoryview_travel_as_bytes(nodes):
+    a, b = nodes([1, 2])
+    a.send(2, bytearray(b"abc"))
+    a.send(2, memoryview(b"defgh")[1:4])
+    assert b.recv(10).msg == b"abc"
+    assert b.recv(10).msg == b"efg"
+
+
+def test_explicit_kind_is_kept_and_unknown_kinds_arrive_as_bytes(nodes):
+    a, b = nodes([1, 2])
+    a.send(2, b"\x01gob", kind=16)
+    a.send(2, b"not json", kind=cluster.KIND_JSON)
+    a.send(2, b"\xff\xfe", kind=cluster.KIND_TEXT)
+    assert b.recv(10) == Envelope(1, 0, b"\x01gob", 16)
+    assert b.recv(10) == Envelope(1, 0, b"not json", 2)
+    assert b.recv(10) == Envelope(1, 0, b"\xff\xfe", 1)
+
+
+def test_unencodable_payload_is_a_type_error(nodes):
+    (a,) = nodes([1])
+    with pytest.raises(TypeError, match="JSON"):
+        a.send(1, object())
+    with pytest.raises(TypeError):
+        a.send(1, "text", kind=5)
+    with pytest.raises(TypeError):
+        a.send("1", b"x")
+
+
+def test_too_large_payload(nodes):
+    a, b = nodes([1, 2], MaxMessageSize=1000)
+    with pytest.raises(cluster.TooLarge):
+        a.send(2, b"x" * 1001)
+    a.send(2, b"x" * 1000)
+    assert len(b.recv(10).msg) == 1000
+
+
+# -- timeouts, iteration, inbox/outbox ----------------------------------------
+
+
+def test_recv_timeout_and_nonblocking(nodes):
+    (a,) = nodes([1])
+    with pytest.raises(cluster.Timeout):
+        a.recv(0)
+    with pytest.raises(cluster.Timeout):
+        a.recv(0.12)  # longer than one 50 ms slice
+    with pytest.raises(TimeoutError):  # a subclass of the builtin too
+        a.inbox.get(timeout=0.01)
+    with pytest.raises(ValueError):
+        a.recv(-1)
+
+
+def test_iteration_ends_when_the_node_closes(nodes):
+    a, b = nodes([1, 2])
+    for i in range(5):
+        a.send(2, i, msg_id=i)
+    got = []
+
+    def reader():
+        for env in b:
+            got.append(env.msg)
+            if len(got) == 5:
+                b.close()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    t.join(20)
+    assert not t.is_alive()
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_inbox_iteration_and_outbox_put(nodes):
+    a, b = nodes([1, 2])
+    for i in range(3):
+        a.outbox.put(Envelope(2, i, f"m{i}"))
+    it = iter(b.inbox)
+    assert [next(it).msg for _ in range(3)] == ["m0", "m1", "m2"]
+
+
+def test_batched_send_and_receive(nodes):
+    a, b = nodes([1, 2])
+    items = [(2, i, b"p%d" % i) for i in range(500)] + [Envelope(2, 500, "text"), (2, 501, {"j": 1})]
+    assert a.send_many(items) == 502
+    got = []
+    while len(got) < 502:
+        batch = b.recv_many(100, timeout=10)
+        assert 1 <= len(batch) <= 100
+        got.extend(batch)
+    assert [e.msg_id for e in got] == list(range(502))
+    assert got[0].msg == b"p0" and got[500].msg == "text" and got[501].msg == {"j": 1}
+    with pytest.raises(cluster.Timeout):
+        b.recv_many(10, timeout=0.05)
+    with pytest.raises(ValueError):
+        b.recv_many(0)
+
+
+def test_send_many_stops_at_the_first_error(nodes):
+    a, b = nodes([1, 2])
+    with pytest.raises(cluster.UnknownPeer) as e:
+        a.send_many([(2, 0, b"a"), (2, 1, b"b"), (77, 2, b"c"), (2, 3, b"d")])
+    assert e.value.sent == 2
+    assert [b.recv(10).msg_id for _ in range(2)] == [0, 1]
+    with pytest.raises(cluster.Timeout):
+        b.recv(0.2)
+    assert a.send_many([]) == 0
+
+
+# -- identity and counters ----------------------------------------------------
+
+
+def test_pid_peers_closed_and_stats(nodes):
+    a, b, c = nodes([10, 20, 30])
+    assert (a.pid, a.peers) == (10, [20, 30])
+    assert not a.closed
+    a.send(20, b"12345")
+    b.recv(10)
+    s = a.stats()
+    assert s["sent"] == 1 and s["sent_bytes"] == 5
+    assert {p["id"] for p in s["peers"]} == {20, 30}
+    assert all(p["connected"] for p in s["peers"])
+    wait_until(lambda: b.stats()["received"] == 1, what="b counted the message")
+    a.close()
+    assert a.closed
+    assert a.stats()["sent"] == 1  # readable after close
+
+
+# -- lifecycle ----------------------------------------------------------------
+
+
+def test_close_is_idempotent_and_a_closed_node_raises_closed(nodes):
+    a, b = nodes([1, 2])
+    a.close()
+    a.close()
+    with pytest.raises(cluster.Closed):
+        a.send(2, b"x")
+    with pytest.raises(cluster.Closed):
+        a.recv(1)
+    with pytest.raises(cluster.Closed):
+        a.recv_many(4, 1)
+    assert list(a) == []
+
+
+def test_close_wakes_a_recv_blocked_in_another_thread(nodes):
+    (a,) = nodes([1])
+    result = []
+
+    def blocked():
+        try:
+            a.recv()
+        except cluster.Closed as e:
+            result.append(e)
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    time.sleep(0.1)  # let it block (the test holds either way)
+    a.close()
+    t.join(10)
+    assert not t.is_alive() and len(result) == 1
+
+
+def test_context_manager_closes(nodes):
+    cfg = make_config([1])
+    with cluster.Node(1, cfg) as a:
+        assert not a.closed
+    assert a.closed
+    # the port is released at once: the same address can be taken again
+    with cluster.Node(1, cfg) as again:
+        again.send(1, "back")
+        assert again.recv(5).msg == "back"
+
+
+def test_restart_on_the_same_address_reconnects(nodes):
+    cfg = make_config([1, 2])
+    a, b = cluster.Node(1, cfg), cluster.Node(2, cfg)
+    try:
+        wait_connected([a, b])
+        b.close()
+        b = cluster.Node(2, cfg)
+        # messages sent while the connection is re-established may be lost
+        # (at most once); keep sending until one arrives
+        def delivered():
+            a.send(2, "again")
+            try:
+                return b.recv(0.05).msg == "again"
+            except cluster.Timeout:
+                return False
+
+        wait_until(delivered, what="a message through the new connection")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_unclosed_node_warns_and_closes_when_collected():
+    cfg = make_config([1])
+    node = cluster.Node(1, cfg)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        del node
+        gc.collect()
+    assert any(issubclass(x.category, ResourceWarning) for x in w)
+    # it closed: the port is free again
+    with cluster.Node(1, cfg):
+        pass
+
+
+def test_a_closed_node_does_not_warn():
+    node = cluster.Node(1, make_config([1]))
+    node.close()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        del node
+        gc.collect()
+    assert not [x for x in w if issubclass(x.category, ResourceWarning)]
+
+
+# -- configuration ------------------------------------------------------------
+
+
+def test_config_as_dict_json_text_and_path(tmp_path):
+    cfg = make_config([1, 2], InboxSize=50)
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(cfg))
+    for form in (cfg, json.dumps(cfg), str(path), path):
+        with cluster.Node(2, form) as n:
+            assert n.peers == [1]
+
+
+def test_servers_is_another_name_for_peers():
+    cfg = make_config([1, 2])
+    with cluster.Node(1, {"Servers": cfg["Peers"]}) as n:
+        assert n.peers == [2]
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"Peers": [{"Id": 2, "Address": "127.0.0.1:1"}]}, ["own id 1"]),
+        ({"Peers": [{"Id": 1, "Address": "127.0.0.1:1"}, {"Id": 1, "Address": "127.0.0.1:2"}]}, ["duplicate", "Id"]),
+        ({"Peers": [{"Id": 1, "Address": "127.0.0.1:5"}, {"Id": 2, "Address": "127.0.0.1:5"}]}, ["duplicate", "Address"]),
+        ({"Peers": [{"Id": 1, "Address": "no port here"}]}, ["Address"]),
+        ({"Peers": [{"Id": 1, "Address": "127.0.0.1:1"}], "InboxSize": 0}, ["InboxSize"]),
+        ('{"Peers": [', ["JSON", "line 1"]),
+        ("/nonexistent/cluster.json", ["cannot read", "/nonexistent/cluster.json"]),
+    ],
+)
+def test_bad_config_names_the_problem(config, words):
+    with pytest.raises(cluster.ConfigError) as e:
+        cluster.Node(1, config)
+    for w in words:
+        assert w in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def test_bad_config_type_is_a_type_error():
+    with pytest.raises(TypeError):
+        cluster.Node(1, 42)  # type: ignore[arg-type]
+
+
+def test_port_in_use_is_addr_in_use(nodes):
+    cfg = make_config([1])
+    with cluster.Node(1, cfg):
+        with pytest.raises(cluster.AddrInUse) as e:
+            cluster.Node(1, cfg)
+    assert isinstance(e.value, OSError)
+
+
+# -- queues: bounded, dropped and counted, never blocking on a down peer -------
+
+
+def test_full_own_inbox_is_full_and_counted(nodes):
+    (a,) = nodes([1], InboxSize=2)
+    a.send(1, b"1")
+    a.send(1, b"2")
+    with pytest.raises(cluster.Full):
+        a.send(1, b"3", timeout=0)
+    with pytest.raises(cluster.Full):
+        a.send(1, b"3", timeout=0.05)
+    assert a.stats()["dropped"]["queue_full"] == 2
+    assert [a.recv(1).msg for _ in range(2)] == [b"1", b"2"]
+
+
+def test_a_down_peer_never_slows_sends_to_others(nodes):
+    cfg = make_config([1, 2, 3], OutboxSize=10)
+    a, b = cluster.Node(1, cfg), cluster.Node(2, cfg)  # 3 never starts
+    try:
+        wait_until(lambda: any(p["id"] == 3 and p["down"] for p in a.stats()["peers"]), what="3 down")
+        full = 0
+        for i in range(50):  # more than peer 3's queue holds; never waits
+            try:
+                a.send(3, b"kept?", timeout=None)
+            except cluster.Full:
+                full += 1
+        assert full == 40
+        a.send(2, b"alive")
+        assert b.recv(10).msg == b"alive"
+        peer3 = [p for p in a.stats()["peers"] if p["id"] == 3][0]
+        assert peer3["dropped"]["queue_full"] == 40
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_slow_reader_pushes_back_and_memory_stays_bounded(nodes):
+    a, b = nodes([1, 2], InboxSize=10, OutboxSize=10)
+    payload = b"x" * 65536
+    sent = 0
+    with pytest.raises(cluster.Full):
+        for _ in range(100_000):
+            a.send(2, payload, timeout=0.2)
+            sent += 1
+    assert sent < 10_000  # inbox + TCP buffers + queue, not everything
+    got = len(drain(b))
+    assert got == sent
+
+
+# -- threads and the GIL ------------------------------------------------------
+
+
+def test_other_threads_run_while_one_waits_in_recv(nodes):
+    a, b = nodes([1, 2])
+    done = threading.Event()
+    result = []
+
+    def waiter():
+        result.append(b.recv(timeout=30))
+        done.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    # pure-Python work in this thread progresses while the other is in recv
+    count = 0
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        count += 1
+    assert not done.is_set() and count > 1000
+    a.send(2, "wake")
+    t.join(10)
+    assert result and result[0].msg == "wake"
+
+
+def test_many_threads_send_and_receive_at_once(nodes):
+    a, b = nodes([1, 2])
+    per, senders = 2000, 4
+    got = []
+    lock = threading.Lock()
+
+    def send(k):
+        for i in range(per):
+            a.send(2, b"t", msg_id=k * per + i)
+
+    def recv():
+        while True:
+            try:
+                env = b.recv(2)
+            except cluster.Timeout:
+                return
+            with lock:
+                got.append(env.msg_id)
+
+    ts = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
+    rs = [threading.Thread(target=recv) for _ in range(2)]
+    for t in ts + rs:
+        t.start()
+    for t in ts + rs:
+        t.join(60)
+    assert sorted(got) == list(range(per * senders))
+
+
+# -- fault controls on a real node --------------------------------------------
+
+
+def test_fault_controls_on_a_real_node(nodes):
+    a, b, c = nodes([1, 2, 3])
+    a.set_drop_probability(1.0)
+    for i in range(20):
+        a.send(2, i)
+    a.set_drop_probability(0.0)
+    a.send(2, "through")
+    assert b.recv(10).msg == "through"
+    assert a.stats()["dropped"]["fault"] == 20
+
+    b.cut(1, direction="in")  # 1 -> 2 lost, 2 -> 1 still open
+    a.send(2, "cut")
+    b.send(1, "open")
+    assert a.recv(10).msg == "open"
+    c.send(2, "from 3")
+    assert b.recv(10).msg == "from 3"
+    b.heal()
+    a.send(2, "healed")
+    assert b.recv(10).msg == "healed"
+
+    with pytest.raises(cluster.InvalidArgument):
+        a.set_drop_probability(1.5)
+    with pytest.raises(cluster.InvalidArgument):
+        a.set_max_delay(-1)
+    with pytest.raises(ValueError):
+        a.cut(2, direction="sideways")
+    with pytest.raises(cluster.UnknownPeer):
+        a.cut(99)
+
+
+def test_delay_and_duplicate_on_a_real_node(nodes):
+    a, b = nodes([1, 2])
+    a.seed(7)
+    a.set_duplicate_probability(1.0)
+    a.send(2, "twice", msg_id=1)
+    assert [b.recv(10).msg_id for _ in range(2)] == [1, 1]
+    a.set_duplicate_probability(0.0)
+    a.set_max_delay(30)
+    for i in range(100):
+        a.send(2, i, msg_id=i)
+    ids = [b.recv(10).msg_id for _ in range(100)]
+    assert sorted(ids) == list(range(100))

@@ -1,0 +1,205 @@
+//! C functions on a mock cluster handle (`cluster_mock_*`).
+
+use super::node::{give_node, give_string, write_ids, ClusterNode};
+use super::{arg, call, slice_arg, str_arg, take_box, ClusterError};
+use crate::error::{Error, Result, Status};
+use crate::mock::MockCluster;
+use std::ffi::{c_char, c_int};
+
+/// An opaque in-process mock cluster.
+pub struct ClusterMock {
+    mock: MockCluster,
+}
+
+fn mock_arg<'a>(mock: *const ClusterMock) -> Result<&'a MockCluster> {
+    arg(mock, "mock").map(|m| &m.mock)
+}
+
+/// Creates a mock cluster. `config` is JSON text, a file path, or NULL for
+/// an empty cluster; read during the call and not kept. InboxSize,
+/// OutboxSize and MaxMessageSize apply, and every configured id is started
+/// as a server (addresses are not used: nothing touches the network).
+/// `seed` drives every drop, duplicate and delay decision and the shuffle of
+/// released links: the n-th message from a to b meets the same fate for the
+/// same seed. On success `*out` receives a handle the caller owns: release
+/// it with `cluster_mock_free`. Errors: CLUSTER_E_CONFIG, CLUSTER_E_NULL_ARG.
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn cluster_mock_new(
+    config: *const c_char,
+    seed: u64,
+    out: *mut *mut ClusterMock,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let slot = super::out(out, "out")?;
+        let config = if config.is_null() {
+            None
+        } else {
+            Some(str_arg(config, "config")?)
+        };
+        let mock = MockCluster::new(config, seed)?;
+        *slot = Box::into_raw(Box::new(ClusterMock { mock }));
+        Ok(())
+    })
+}
+
+/// Adds server `id` (any id but CLUSTER_BROADCAST), or re-adds it with an
+/// empty inbox after it was closed; if it is open already, `*out` is another
+/// handle to the same server. `*out` is a node handle owned by the caller,
+/// usable with cluster_send / cluster_recv / cluster_close / cluster_stats /
+/// cluster_peers / cluster_fault_* like a real node, and released with
+/// `cluster_free` (which closes the server). It stays valid after the mock
+/// is closed or freed (it then reports CLUSTER_E_CLOSED).
+/// Errors: CLUSTER_E_INVALID_ARG, CLUSTER_E_CLOSED. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_mock_add_server(
+    mock: *const ClusterMock,
+    id: i64,
+    out: *mut *mut ClusterNode,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let mock = mock_arg(mock)?;
+        super::out(out, "out")?;
+        give_node(mock.add_server(id)?, out)
+    })
+}
+
+/// Writes the ids of the open servers, ascending, into `out[0..cap]` and
+/// their number into `*len`; same buffer convention as `cluster_peers`
+/// (CLUSTER_E_BUFFER_TOO_SMALL with `*len` the size needed). Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_mock_servers(
+    mock: *const ClusterMock,
+    out: *mut i64,
+    cap: usize,
+    len: *mut usize,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || write_ids(&mock_arg(mock)?.servers(), out, cap, len))
+}
+
+/// Partitions the cluster: `n_groups` groups, whose ids are given one group
+/// after the other in `ids`, group i having `group_lens[i]` ids. Servers
+/// not named (also those added later) form one more group. Messages do not
+/// cross groups (they are dropped and counted as fault drops). Replaces
+/// any earlier partition; `n_groups` 0 is a heal. An id in two groups, or
+/// CLUSTER_BROADCAST, is CLUSTER_E_INVALID_ARG. Arrays are borrowed for the
+/// call. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_mock_partition(
+    mock: *const ClusterMock,
+    ids: *const i64,
+    group_lens: *const usize,
+    n_groups: usize,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let mock = mock_arg(mock)?;
+        let lens = slice_arg(group_lens, n_groups, "group_lens")?;
+        let total = lens
+            .iter()
+            .try_fold(0usize, |a, &n| a.checked_add(n))
+            .ok_or_else(|| Error::new(Status::InvalidArg, "group_lens overflow"))?;
+        let mut ids = slice_arg(ids, total, "ids")?;
+        let mut groups = Vec::with_capacity(lens.len());
+        for &n in lens {
+            let (g, rest) = ids.split_at(n);
+            groups.push(g.to_vec());
+            ids = rest;
+        }
+        mock.partition(&groups)
+    })
+}
+
+/// Removes the partition: every server reaches every other again (node
+/// cuts and held links stay). Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_mock_heal(mock: *const ClusterMock, err: *mut ClusterError) -> c_int {
+    call(err, || mock_arg(mock)?.heal())
+}
+
+/// Holds the link `from` -> `to`: later messages on it are kept (at most
+/// OutboxSize; beyond that they are dropped and counted) until
+/// `cluster_mock_release`. Ids need not be open. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_mock_hold(
+    mock: *const ClusterMock,
+    from: i64,
+    to: i64,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || mock_arg(mock)?.hold(from, to))
+}
+
+/// Opens a held link and delivers what it kept: in order (`shuffle` 0) or
+/// in an order drawn from the seed (`shuffle` nonzero). Never blocks: a
+/// message that finds the inbox full or the server closed is dropped and
+/// counted. A link that is not held is left alone. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_mock_release(
+    mock: *const ClusterMock,
+    from: i64,
+    to: i64,
+    shuffle: c_int,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        mock_arg(mock)?.release(from, to, shuffle != 0)?;
+        Ok(())
+    })
+}
+
+/// Switches the trace on (`enable` nonzero) or off. While on, every
+/// message's fate is recorded (see `cluster_mock_trace_take`). Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_mock_trace(
+    mock: *const ClusterMock,
+    enable: c_int,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        mock_arg(mock)?.trace(enable != 0);
+        Ok(())
+    })
+}
+
+/// Takes the trace recorded so far and clears it. `*out` receives JSON
+/// lines, one object per event: `event` (sent, dropped_fault, dropped_full,
+/// dropped_closed, duplicated, delayed, held, delivered), `from`, `to`,
+/// `seq` (the message's number on its link), `copy` (1 for a duplicate),
+/// `msg_id`, and per event `reason`, `delay_us`, `kind`, `len`. The caller
+/// owns the string: release it with `cluster_string_free`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cluster_mock_trace_take(
+    mock: *const ClusterMock,
+    out: *mut *mut c_char,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let mock = mock_arg(mock)?;
+        super::out(out, "out")?;
+        give_string(mock.take_trace(), out)
+    })
+}
+
+/// Closes every server (blocked calls on them return CLUSTER_E_CLOSED) and
+/// the cluster: messages in flight are dropped and counted, and
+/// `cluster_mock_add_server` fails with CLUSTER_E_CLOSED. Server handles
+/// stay valid until their `cluster_free`. Idempotent; any thread.
+#[no_mangle]
+pub extern "C" fn cluster_mock_close(mock: *const ClusterMock, err: *mut ClusterError) -> c_int {
+    call(err, || {
+        mock_arg(mock)?.close();
+        Ok(())
+    })
+}
+
+/// Closes (if needed) and releases the mock handle. Call it once, after
+/// every other call on it has returned; server handles are freed on their
+/// own with `cluster_free`, before or after. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn cluster_mock_free(mock: *mut ClusterMock) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(take_box(mock))));
+}

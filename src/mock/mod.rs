@@ -1,0 +1,320 @@
+//! The mock network: an in-process cluster whose servers have the same node
+//! interface as real TCP nodes, with partitions, one-way cuts, loss,
+//! duplication, random delay, held links and a trace of every message.
+//!
+//! Model:
+//! - Each server has a bounded inbox of InboxSize. A send puts the message
+//!   straight into the destination's inbox; when it is full the sender waits
+//!   up to its timeout (as a TCP sender waits for a live peer), then the
+//!   message is dropped, counted as `queue_full` and reported as
+//!   `Status::Full` (a broadcast still returns Ok).
+//! - Delayed and held messages are in flight: at most OutboxSize per peer
+//!   delayed per sender, at most OutboxSize held per link; beyond that they
+//!   are dropped as `queue_full`. A delayed or released message that finds
+//!   the inbox full is dropped (`queue_full`, traced `dropped_full`).
+//! - Fault decisions come from [`crate::fault`]: a pure function of (seed,
+//!   from, to, n). One delay thread per cluster, started with the first delay.
+//! - Without any rule, fault or trace, a send takes no lock but a read lock
+//!   on the topology snapshot, and a broadcast shares one payload.
+
+mod server;
+pub mod trace;
+
+use crate::config::{Config, BROADCAST};
+use crate::error::{Error, Result, Status};
+use crate::fault::schedule::Delayer;
+use crate::node::Node;
+pub use server::MockServer;
+use server::{Core, Msg};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+use trace::{Event, Trace};
+
+/// A link whose traffic is kept until it is released.
+#[derive(Default)]
+pub(crate) struct Hold {
+    queue: Mutex<HoldQueue>,
+}
+
+#[derive(Default)]
+pub(crate) struct HoldQueue {
+    pub msgs: Vec<Msg>,
+    pub released: bool,
+}
+
+impl Hold {
+    pub fn lock(&self) -> MutexGuard<'_, HoldQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Who is in the cluster and which rules apply: an immutable snapshot,
+/// replaced as a whole on every change.
+#[derive(Clone, Default)]
+pub(crate) struct Topology {
+    /// Open servers, sorted by id.
+    pub servers: Vec<Arc<Core>>,
+    /// Partition group of each named id; unnamed ids share one more group.
+    pub groups: HashMap<i64, usize>,
+    /// Held links, by (from, to).
+    pub holds: HashMap<(i64, i64), Arc<Hold>>,
+}
+
+impl Topology {
+    pub fn find(&self, id: i64) -> Option<&Arc<Core>> {
+        self.servers
+            .binary_search_by_key(&id, |c| c.id)
+            .ok()
+            .map(|i| &self.servers[i])
+    }
+
+    /// Whether a partition separates `a` from `b`.
+    pub fn blocked(&self, a: i64, b: i64) -> bool {
+        let group = |id| self.groups.get(&id).copied().unwrap_or(usize::MAX);
+        !self.groups.is_empty() && group(a) != group(b)
+    }
+
+    /// Whether any partition or hold is in place.
+    pub fn has_rules(&self) -> bool {
+        !self.groups.is_empty() || !self.holds.is_empty()
+    }
+}
+
+/// State shared by the cluster handle and its servers.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub seed: u64,
+    topo: RwLock<Arc<Topology>>,
+    closed: std::sync::atomic::AtomicBool,
+    pub delayer: Delayer<Msg>,
+    pub trace: Arc<Trace>,
+}
+
+impl Shared {
+    /// The current topology.
+    pub fn snapshot(&self) -> Arc<Topology> {
+        self.topo.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes the topology (copy on write); refused once the cluster closed.
+    fn update<R>(&self, f: impl FnOnce(&mut Topology) -> Result<R>) -> Result<R> {
+        let mut guard = self.topo.write().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(Status::Closed, "mock cluster is closed"));
+        }
+        let mut t = Topology::clone(&guard);
+        let r = f(&mut t)?;
+        *guard = Arc::new(t);
+        Ok(r)
+    }
+
+    /// Takes a closed server out of the topology.
+    pub fn remove(&self, core: &Arc<Core>) {
+        let _ = self.update(|t| {
+            t.servers.retain(|c| !Arc::ptr_eq(c, core));
+            Ok(())
+        });
+    }
+}
+
+/// An in-process cluster of mock servers. Closing (or dropping) it closes
+/// every server; server handles stay valid and report closed.
+pub struct MockCluster {
+    shared: Arc<Shared>,
+}
+
+fn check_id(id: i64, what: &str) -> Result<()> {
+    if id == BROADCAST {
+        return Err(Error::new(
+            Status::InvalidArg,
+            format!("{what} {id} is BROADCAST, not a server id"),
+        ));
+    }
+    Ok(())
+}
+
+impl MockCluster {
+    /// A cluster from JSON text, a file path, or `None` for an empty one.
+    /// InboxSize, OutboxSize and MaxMessageSize apply; every configured id
+    /// is started as a server (addresses are not used). `seed` seeds every
+    /// server's fault decisions and the shuffles of released links.
+    pub fn new(config: Option<&str>, seed: u64) -> Result<MockCluster> {
+        let config = match config {
+            Some(c) => Config::load(c)?,
+            None => Config::from_json("{}")?,
+        };
+        MockCluster::with_config(config, seed)
+    }
+
+    /// A cluster from a parsed configuration; see [`MockCluster::new`].
+    pub fn with_config(config: Config, seed: u64) -> Result<MockCluster> {
+        let trace = Arc::new(Trace::default());
+        let t = trace.clone();
+        let shared = Arc::new(Shared {
+            delayer: Delayer::new("cluster-mock-delay", move |m| server::arrive(m, &t)),
+            trace,
+            seed,
+            topo: RwLock::default(),
+            closed: Default::default(),
+            config,
+        });
+        let mock = MockCluster { shared };
+        for id in mock.shared.config.ids() {
+            mock.add_server(id)?;
+        }
+        Ok(mock)
+    }
+
+    /// Starts server `id` (any id but BROADCAST), or re-adds it with an empty
+    /// inbox after it was closed. If it is open already, returns another
+    /// handle to the same server. Errors: InvalidArg, Closed.
+    pub fn add_server(&self, id: i64) -> Result<Node> {
+        check_id(id, "server id")?;
+        let cfg = &self.shared.config;
+        let core = self.shared.update(|t| {
+            if let Some(c) = t.find(id) {
+                return Ok(c.clone());
+            }
+            let c = Arc::new(Core::new(id, cfg.inbox_size, self.shared.seed));
+            let at = t.servers.partition_point(|s| s.id < id);
+            t.servers.insert(at, c.clone());
+            Ok(c)
+        })?;
+        Ok(Node::from_transport(Arc::new(MockServer {
+            core,
+            cluster: self.shared.clone(),
+        })))
+    }
+
+    /// The ids of the open servers, ascending.
+    pub fn servers(&self) -> Vec<i64> {
+        self.shared
+            .snapshot()
+            .servers
+            .iter()
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Splits the cluster into `groups`: messages cross no group boundary.
+    /// Ids not named form one more group (servers added later too). Replaces
+    /// any earlier partition. An id in two groups is an InvalidArg error.
+    pub fn partition(&self, groups: &[Vec<i64>]) -> Result<()> {
+        let mut map = HashMap::new();
+        for (g, ids) in groups.iter().enumerate() {
+            for &id in ids {
+                check_id(id, "partition id")?;
+                if let Some(other) = map.insert(id, g) {
+                    return Err(Error::new(
+                        Status::InvalidArg,
+                        format!("id {id} is in partition groups {other} and {g}"),
+                    ));
+                }
+            }
+        }
+        self.shared.update(|t| {
+            t.groups = map;
+            Ok(())
+        })
+    }
+
+    /// Removes the partition (cuts and holds stay).
+    pub fn heal(&self) -> Result<()> {
+        self.shared.update(|t| {
+            t.groups.clear();
+            Ok(())
+        })
+    }
+
+    /// Keeps every later message from `from` to `to` until `release`.
+    pub fn hold(&self, from: i64, to: i64) -> Result<()> {
+        check_id(from, "hold from")?;
+        check_id(to, "hold to")?;
+        self.shared.update(|t| {
+            t.holds.entry((from, to)).or_default();
+            Ok(())
+        })
+    }
+
+    /// Opens a held link and delivers what it kept, in order or shuffled
+    /// (a permutation drawn from the seed), without waiting for room: a
+    /// message that finds the inbox full or its server closed is dropped
+    /// and counted. Returns how many were delivered; 0 if the link was not
+    /// held.
+    pub fn release(&self, from: i64, to: i64, shuffle: bool) -> Result<usize> {
+        let Some(hold) = self.shared.update(|t| Ok(t.holds.remove(&(from, to))))? else {
+            return Ok(0);
+        };
+        let trace = &*self.shared.trace;
+        // Delivered under the hold's lock so that a sender racing with the
+        // release queues behind the held messages.
+        let mut q = hold.lock();
+        q.released = true;
+        let mut msgs = std::mem::take(&mut q.msgs);
+        if shuffle {
+            crate::fault::shuffle(&mut msgs, self.shared.seed, from, to);
+        }
+        let mut n = 0;
+        for m in msgs {
+            let ok = server::deliver(
+                &m.from,
+                &m.to,
+                m.env,
+                Some(Duration::ZERO),
+                true,
+                Some((trace, &m.tag)),
+            );
+            n += ok.is_ok() as usize;
+        }
+        Ok(n)
+    }
+
+    /// Switches the trace on or off.
+    pub fn trace(&self, on: bool) {
+        self.shared.trace.enable(on);
+    }
+
+    /// Takes the trace recorded so far: JSON lines, one per event.
+    pub fn take_trace(&self) -> String {
+        self.shared.trace.take()
+    }
+
+    /// Closes every server and the cluster; messages in flight are dropped
+    /// and counted. Idempotent.
+    pub fn close(&self) {
+        let taken = {
+            let mut guard = self.shared.topo.write().unwrap_or_else(|e| e.into_inner());
+            if self.shared.closed.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            std::mem::replace(&mut *guard, Arc::new(Topology::default()))
+        };
+        for c in &taken.servers {
+            c.close();
+        }
+        let trace = &*self.shared.trace;
+        let mut lost: Vec<Msg> = self.shared.delayer.stop();
+        for h in taken.holds.values() {
+            let mut q = h.lock();
+            q.released = true;
+            lost.append(&mut q.msgs);
+        }
+        for m in lost {
+            m.from.stats.dropped.closed.inc();
+            trace.record(Event::DroppedClosed, &m.tag, serde_json::Value::Null);
+        }
+    }
+
+    /// Whether the cluster is closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for MockCluster {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

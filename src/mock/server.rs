@@ -1,0 +1,391 @@
+//! A mock server: the node interface over in-process queues, with the
+//! cluster's partitions and holds and the server's own fault settings.
+
+use super::trace::{Event, Tag, Trace};
+use super::{Hold, Shared, Topology};
+use crate::config::BROADCAST;
+use crate::envelope::Envelope;
+use crate::error::{Error, Result, Status};
+use crate::fault::{FaultCmd, Faults};
+use crate::inbox::{Inbox, Shutdown, Timeout};
+use crate::node::Transport;
+use crate::stats::NodeStats;
+use crossbeam_channel::{never, select, TrySendError};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One incarnation of a server: a re-added id gets a new one.
+pub(crate) struct Core {
+    pub id: i64,
+    pub inbox: Inbox,
+    pub shutdown: Shutdown,
+    pub stats: NodeStats,
+    pub faults: Faults,
+    /// Messages from this server waiting out a delay.
+    pub delayed: AtomicUsize,
+}
+
+impl Core {
+    pub fn new(id: i64, inbox_size: usize, seed: u64) -> Core {
+        Core {
+            id,
+            inbox: Inbox::new(inbox_size),
+            shutdown: Shutdown::default(),
+            stats: NodeStats::default(),
+            faults: Faults::new(seed),
+            delayed: AtomicUsize::new(0),
+        }
+    }
+
+    /// Stops the server: wakes blocked calls and empties the inbox.
+    pub fn close(&self) {
+        if self.shutdown.fire() {
+            self.inbox.drain();
+        }
+    }
+}
+
+/// A message on its way: delayed or held.
+pub(crate) struct Msg {
+    pub from: Arc<Core>,
+    pub to: Arc<Core>,
+    pub env: Envelope,
+    pub tag: Tag,
+}
+
+enum Pushed {
+    Ok,
+    Full,
+    SenderClosed,
+    DestClosed,
+}
+
+/// Pushes into `to`'s inbox, waiting up to `timeout` for room; gives up
+/// when either server closes.
+fn push(from: &Core, to: &Core, env: Envelope, timeout: Timeout) -> Pushed {
+    if to.shutdown.is_fired() {
+        return Pushed::DestClosed;
+    }
+    let tx = to.inbox.sender();
+    let env = match tx.try_send(env) {
+        Ok(()) => return Pushed::Ok,
+        Err(TrySendError::Full(env)) => env,
+        Err(TrySendError::Disconnected(_)) => return Pushed::DestClosed,
+    };
+    if timeout == Some(Duration::ZERO) {
+        return Pushed::Full;
+    }
+    let timer = match timeout {
+        Some(t) => crossbeam_channel::after(t),
+        None => never(),
+    };
+    select! {
+        send(tx, env) -> r => if r.is_ok() { Pushed::Ok } else { Pushed::DestClosed },
+        recv(from.shutdown.waiter()) -> _ => Pushed::SenderClosed,
+        recv(to.shutdown.waiter()) -> _ => Pushed::DestClosed,
+        recv(timer) -> _ => Pushed::Full,
+    }
+}
+
+/// Puts `env` (its pid already the sender's) into `to`'s inbox and counts
+/// the outcome. `accepted` says the sender already counted it as sent
+/// (delayed and held messages). A destination that closed meanwhile loses
+/// the message silently, as a crashed machine would.
+pub(crate) fn deliver(
+    from: &Core,
+    to: &Core,
+    env: Envelope,
+    timeout: Timeout,
+    accepted: bool,
+    trace: Option<(&Trace, &Tag)>,
+) -> Result<()> {
+    let len = env.data.len() as u64;
+    let (event, result) = match push(from, to, env, timeout) {
+        Pushed::Ok => {
+            if !accepted {
+                from.stats.sent.inc();
+                from.stats.sent_bytes.add(len);
+            }
+            to.stats.received.inc();
+            to.stats.received_bytes.add(len);
+            (Event::Delivered, Ok(()))
+        }
+        Pushed::Full => {
+            from.stats.dropped.queue_full.inc();
+            let e = Error::new(
+                Status::Full,
+                format!("inbox of server {} is full: message dropped", to.id),
+            );
+            (Event::DroppedFull, Err(e))
+        }
+        Pushed::DestClosed => {
+            from.stats.dropped.closed.inc();
+            (Event::DroppedClosed, Ok(()))
+        }
+        Pushed::SenderClosed => return Err(Error::closed()),
+    };
+    if let Some((t, tag)) = trace {
+        t.record(event, tag, Value::Null);
+    }
+    result
+}
+
+/// The delay thread's handler: a delayed message arrives, without waiting
+/// for room (a full inbox drops it).
+pub(crate) fn arrive(m: Msg, trace: &Trace) {
+    m.from.delayed.fetch_sub(1, Ordering::AcqRel);
+    let _ = deliver(
+        &m.from,
+        &m.to,
+        m.env,
+        Some(Duration::ZERO),
+        true,
+        Some((trace, &m.tag)),
+    );
+}
+
+/// A server of a mock cluster, usable wherever a [`crate::Node`] is.
+/// Several handles may name the same server; closing one closes it.
+pub struct MockServer {
+    pub(crate) core: Arc<Core>,
+    pub(crate) cluster: Arc<Shared>,
+}
+
+impl MockServer {
+    /// Sends one message to one destination, through the fault model when
+    /// `slow` (any rule, fault or trace is on) or the destination has faults.
+    fn route(
+        &self,
+        topo: &Topology,
+        dest: &Arc<Core>,
+        env: Envelope,
+        timeout: Timeout,
+        slow: bool,
+    ) -> Result<()> {
+        let me = &self.core;
+        if !slow && !dest.faults.is_active() {
+            return deliver(me, dest, env, timeout, false, None);
+        }
+        let trace = &*self.cluster.trace;
+        let d = me.faults.decide(me.id, dest.id);
+        let mut tag = Tag {
+            from: me.id,
+            to: dest.id,
+            seq: d.seq,
+            copy: 0,
+            msg_id: env.msg_id,
+        };
+        trace.record(
+            Event::Sent,
+            &tag,
+            json!({"kind": env.kind, "len": env.data.len()}),
+        );
+        if dest.id == me.id {
+            // Messages to oneself never cross the network: no faults.
+            return deliver(me, dest, env, timeout, false, Some((trace, &tag)));
+        }
+        let reason = if d.cut {
+            Some("cut_out")
+        } else if dest.faults.cuts_in(me.id) {
+            Some("cut_in")
+        } else if topo.blocked(me.id, dest.id) {
+            Some("partition")
+        } else if d.drop {
+            Some("drop")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            me.stats.dropped.fault.inc();
+            trace.record(Event::DroppedFault, &tag, json!({ "reason": reason }));
+            return Ok(());
+        }
+        if d.duplicate {
+            me.stats.duplicated.inc();
+            trace.record(Event::Duplicated, &tag, Value::Null);
+        }
+        let hold = topo.holds.get(&(me.id, dest.id));
+        let mut result = Ok(());
+        for (i, delay) in d.copies().iter().enumerate() {
+            tag.copy = i as u8;
+            let m = Msg {
+                from: me.clone(),
+                to: dest.clone(),
+                env: env.clone(),
+                tag,
+            };
+            let r = match hold {
+                Some(h) => self.hold(h, m, timeout),
+                None if !delay.is_zero() => self.delay(m, *delay),
+                None => deliver(me, dest, m.env, timeout, false, Some((trace, &tag))),
+            };
+            if i == 0 {
+                result = r;
+            }
+        }
+        result
+    }
+
+    fn hold(&self, hold: &Hold, m: Msg, timeout: Timeout) -> Result<()> {
+        let trace = &*self.cluster.trace;
+        let mut q = hold.lock();
+        if q.released {
+            // Released since our snapshot: the link is open again.
+            drop(q);
+            return deliver(&m.from, &m.to, m.env, timeout, false, Some((trace, &m.tag)));
+        }
+        if q.msgs.len() >= self.cluster.config.outbox_size {
+            return Err(self.full(&m, "held link"));
+        }
+        self.core.stats.sent.inc();
+        self.core.stats.sent_bytes.add(m.env.data.len() as u64);
+        trace.record(Event::Held, &m.tag, Value::Null);
+        q.msgs.push(m);
+        Ok(())
+    }
+
+    fn delay(&self, m: Msg, delay: Duration) -> Result<()> {
+        let me = &self.core;
+        let bound = self.cluster.config.outbox_size * self.peers().len().max(1);
+        if me.delayed.fetch_add(1, Ordering::AcqRel) >= bound {
+            me.delayed.fetch_sub(1, Ordering::AcqRel);
+            return Err(self.full(&m, "delayed messages"));
+        }
+        me.stats.sent.inc();
+        me.stats.sent_bytes.add(m.env.data.len() as u64);
+        let trace = &*self.cluster.trace;
+        trace.record(
+            Event::Delayed,
+            &m.tag,
+            json!({"delay_us": delay.as_micros() as u64}),
+        );
+        if let Err(m) = self.cluster.delayer.schedule(delay, m) {
+            me.delayed.fetch_sub(1, Ordering::AcqRel);
+            me.stats.dropped.closed.inc();
+            trace.record(Event::DroppedClosed, &m.tag, Value::Null);
+        }
+        Ok(())
+    }
+
+    /// Counts and reports a message dropped because an in-flight bound is hit.
+    fn full(&self, m: &Msg, what: &str) -> Error {
+        self.core.stats.dropped.queue_full.inc();
+        self.cluster
+            .trace
+            .record(Event::DroppedFull, &m.tag, Value::Null);
+        Error::new(
+            Status::Full,
+            format!(
+                "{what} from {} to {} already hold OutboxSize messages: message dropped",
+                m.tag.from, m.tag.to
+            ),
+        )
+    }
+}
+
+impl Transport for MockServer {
+    fn pid(&self) -> i64 {
+        self.core.id
+    }
+
+    /// The other open servers of the cluster, by id: it changes as servers
+    /// are added and closed.
+    fn peers(&self) -> Vec<i64> {
+        let me = self.core.id;
+        self.cluster
+            .snapshot()
+            .servers
+            .iter()
+            .map(|c| c.id)
+            .filter(|&id| id != me)
+            .collect()
+    }
+
+    fn send(&self, mut env: Envelope, timeout: Timeout) -> Result<()> {
+        let me = &self.core;
+        if me.shutdown.is_fired() {
+            return Err(Error::closed());
+        }
+        let max = self.cluster.config.max_message_size;
+        if env.data.len() > max {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "payload of {} bytes exceeds MaxMessageSize {max}",
+                    env.data.len()
+                ),
+            ));
+        }
+        let to = env.pid;
+        env.pid = me.id;
+        let topo = self.cluster.snapshot();
+        let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
+        if to == BROADCAST {
+            for dest in topo.servers.iter().filter(|d| d.id != me.id) {
+                match self.route(&topo, dest, env.clone(), timeout, slow) {
+                    Err(e) if e.status == Status::Closed => return Err(e),
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        let dest = topo.find(to).ok_or_else(|| {
+            Error::new(
+                Status::UnknownPeer,
+                format!("unknown destination id {to}: not an open server of the mock cluster"),
+            )
+        })?;
+        self.route(&topo, dest, env, timeout, slow)
+    }
+
+    fn recv(&self, timeout: Timeout) -> Result<Envelope> {
+        let c = &self.core;
+        let env = c.inbox.recv(timeout, &c.shutdown)?;
+        c.stats.delivered.inc();
+        Ok(env)
+    }
+
+    fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {
+        let c = &self.core;
+        let before = out.len();
+        c.inbox.recv_batch(max, timeout, &c.shutdown, out)?;
+        c.stats.delivered.add((out.len() - before) as u64);
+        Ok(())
+    }
+
+    /// Leaves the cluster (every peer list), wakes blocked calls and drops
+    /// what is in the inbox. Messages still on their way to it are lost.
+    fn close(&self) {
+        self.cluster.remove(&self.core);
+        self.core.close();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.core.shutdown.is_fired()
+    }
+
+    fn stats(&self) -> Value {
+        let c = &self.core;
+        let mut v = serde_json::to_value(&c.stats).unwrap_or_default();
+        v["pid"] = c.id.into();
+        v["transport"] = "mock".into();
+        v["closed"] = c.shutdown.is_fired().into();
+        v["inbox_depth"] = c.inbox.len().into();
+        v["in_flight"] = c.delayed.load(Ordering::Acquire).into();
+        v["faults"] = c.faults.describe();
+        v["peers"] = self
+            .peers()
+            .into_iter()
+            .map(|id| json!({"id": id, "connected": true}))
+            .collect::<Vec<_>>()
+            .into();
+        v
+    }
+
+    /// Fault settings of this server; cuts may name any id, open or not.
+    fn fault(&self, cmd: &FaultCmd) -> Result<()> {
+        self.core.faults.apply(cmd)
+    }
+}

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"github.com/cluster-dev/cluster/bindings/go/internal/config"
 	"sort"
 	"sync"
 	"testing"
@@ -25,7 +24,7 @@ var payload64 = make([]byte, 64)
 // the benchmark ends they are closed, the goroutines counted in wg are
 // awaited, and the handles freed.
 func rawPair(b *testing.B, wg *sync.WaitGroup) (*ffi.Node, *ffi.Node) {
-	text, err := config.Text(freeConfig(b, 2))
+	text, err := configText(freeConfig(b, 2))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,15 +25,27 @@
 package cluster
 
 import (
-	"github.com/cluster-dev/cluster/bindings/go/internal/node"
+	"errors"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
 // BROADCAST as an Envelope's Pid sends to every peer but oneself.
-const BROADCAST = node.BROADCAST
+const BROADCAST = -1
 
-// Envelope is a message and its address: Pid (destination on send, sender
-// on receive), MsgId (opaque to the library) and Msg.
-type Envelope = node.Envelope
+// Envelope is a message and its address.
+type Envelope struct {
+	// On send, the destination's id or BROADCAST. On receive, the sender's
+	// id, so a reply can reuse the envelope.
+	Pid int
+
+	// An id opaque to the library, for duplicate detection above it.
+	MsgId int64
+
+	// The message: []byte, string, json.RawMessage, or any value whose type
+	// is registered with gob.Register (see the package doc).
+	Msg interface{}
+}
 
 // Server is a member of a cluster, real (New) or mock (package mock).
 type Server interface {
@@ -56,5 +68,22 @@ type Server interface {
 	IsClosed() bool
 }
 
-// Counters are a server's Go-side failures (encode, decode, refused sends).
-type Counters = node.Counters
+// Error is a failure reported by the library: its status code (negative,
+// as in cluster.h), the code's stable name such as "CLUSTER_E_CONFIG", and
+// a message naming the problem.
+type Error = ffi.Error
+
+// ErrClosed is returned by calls on a server after Close.
+var ErrClosed = errors.New("cluster: server is closed")
+
+// Counters are a server's Go-side failures; each is also logged.
+type Counters struct {
+	// Outbox messages that could not be encoded (e.g. an unregistered gob type).
+	EncodeErrors uint64
+	// Received messages that could not be decoded; they are not delivered.
+	DecodeErrors uint64
+	// Outbox messages the node refused: unknown peer, too large, queue full.
+	SendErrors uint64
+	// Outbox messages that were nil, or still unsent when the node closed.
+	Discarded uint64
+}

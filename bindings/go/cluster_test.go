@@ -336,3 +336,20 @@ func TestNoGoroutineLeft(t *testing.T) {
 		return runtime.NumGoroutine() <= before
 	})
 }
+
+// A message over MaxMessageSize (a library setting the JSON passes on) is
+// refused and counted; the next one goes through.
+func TestTooLarge(t *testing.T) {
+	cfg := freeConfig(t, 2)
+	text := fmt.Sprintf(`{"Peers": [{"Id": 1, "Address": %q}, {"Id": 2, "Address": %q}], "MaxMessageSize": 100}`,
+		cfg.Peers[0].Address, cfg.Peers[1].Address)
+	srvs := startAll(t, text, 1, 2)
+	srvs[0].Outbox() <- &Envelope{Pid: 2, MsgId: 1, Msg: make([]byte, 101)}
+	srvs[0].Outbox() <- &Envelope{Pid: 2, MsgId: 2, Msg: make([]byte, 100)}
+	if e := recvWithin(t, srvs[1], 10*time.Second); e.MsgId != 2 {
+		t.Fatalf("got %+v", e)
+	}
+	if c := srvs[0].(*Node).Counters(); c.SendErrors != 1 {
+		t.Errorf("counters %+v, want one refused send", c)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cluster-dev/cluster/bindings/go/internal/config"
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
@@ -14,7 +13,7 @@ func TestForeignKinds(t *testing.T) {
 	checkNoLeak(t)
 	cfg := freeConfig(t, 2)
 	srv := startAll(t, cfg, 1)[0]
-	text, err := config.Text(cfg)
+	text, err := configText(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"runtime"
 	"testing"
 	"time"
-
-	"github.com/cluster-dev/cluster/bindings/go/internal/config"
 )
 
 // freeConfig is a Config of n members with ids 1..n on free loopback ports.
@@ -33,7 +31,7 @@ func freeConfig(t testing.TB, n int) Config {
 // writeConfig writes cfg as a JSON file and returns its name.
 func writeConfig(t testing.TB, cfg Config) string {
 	t.Helper()
-	text, err := config.Text(cfg)
+	text, err := configText(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

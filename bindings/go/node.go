@@ -1,23 +1,45 @@
 package cluster
 
 import (
-	"github.com/cluster-dev/cluster/bindings/go/internal/config"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/bridge"
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
-	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
-// Error is a failure reported by the library: its status code (negative,
-// as in cluster.h), the code's stable name such as "CLUSTER_E_CONFIG", and
-// a message naming the problem.
-type Error = ffi.Error
+const (
+	// batchMax is how many envelopes one cgo call sends or receives at most.
+	batchMax = 256
+	// flushWait bounds how long Close lets the sender goroutine hand the
+	// envelopes still in Outbox to the node before closing it anyway.
+	flushWait = time.Second
+	// defaultQueueSize is the capacity of Inbox and Outbox when the
+	// configuration gives none.
+	defaultQueueSize = 1000
+)
 
-// ErrClosed is returned by calls on a server after Close.
-var ErrClosed = node.ErrClosed
-
-// Node is a real TCP member of a cluster, the Server that New returns. Its
-// methods beyond Server are extras: counters and fault injection.
+// Node is a member of a cluster: the Server that New returns (and, inside
+// package mock, each mock server). Its methods beyond Server are extras:
+// counters and fault injection. All methods are safe for concurrent use.
 type Node struct {
-	s *node.Server
+	h       *ffi.Node
+	mu      sync.RWMutex // write-held only to free h
+	freed   bool
+	pid     int
+	peers   []int
+	dynamic bool // ask the node for its peers each time (mock servers)
+
+	inbox, outbox chan *Envelope
+	stop          chan struct{} // closed by Close
+	sent          chan struct{} // closed when the sender goroutine is done
+	wg            sync.WaitGroup
+	once          sync.Once
+	closed        atomic.Bool
+
+	encodeErrors, decodeErrors, sendErrors, discarded atomic.Uint64
+	log                                               limiter
 }
 
 // New starts server myid of a cluster and returns once it listens on its
@@ -26,7 +48,7 @@ type Node struct {
 // addresses, an address in use, unreadable file, bad JSON) is an *Error
 // whose message names the problem; the process never exits.
 func New(myid int, configuration interface{}) (Server, error) {
-	text, err := config.Text(configuration)
+	text, err := configText(configuration)
 	if err != nil {
 		return nil, err
 	}
@@ -38,68 +60,136 @@ func New(myid int, configuration interface{}) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := node.Start(h, sizes.InboxSize, sizes.OutboxSize, false)
+	return start(h, sizes.InboxSize, sizes.OutboxSize, false)
+}
+
+func init() {
+	bridge.Start = func(h *ffi.Node, inboxSize, outboxSize int) (interface{}, error) {
+		return start(h, inboxSize, outboxSize, true)
+	}
+}
+
+// start takes ownership of h and serves it. dynamicPeers makes Peers ask
+// the node each time (a mock server's peers come and go). On error h is
+// closed and released.
+func start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, error) {
+	pid, err := h.Pid()
+	var peers []int
+	if err == nil {
+		peers, err = peerList(h)
+	}
 	if err != nil {
+		h.Close()
+		h.Free()
 		return nil, err
 	}
-	return &Node{s}, nil
+	n := &Node{
+		h: h, pid: int(pid), peers: peers, dynamic: dynamicPeers,
+		inbox:  make(chan *Envelope, queueSize(inboxSize)),
+		outbox: make(chan *Envelope, queueSize(outboxSize)),
+		stop:   make(chan struct{}),
+		sent:   make(chan struct{}),
+	}
+	n.wg.Add(2)
+	go n.sendLoop()
+	go n.recvLoop()
+	return n, nil
+}
+
+func queueSize(n int) int {
+	if n <= 0 {
+		return defaultQueueSize
+	}
+	return n
+}
+
+func peerList(h *ffi.Node) ([]int, error) {
+	ids, err := h.Peers()
+	peers := make([]int, len(ids))
+	for i, id := range ids {
+		peers[i] = int(id)
+	}
+	return peers, err
 }
 
 // Pid is this server's id.
-func (n *Node) Pid() int { return n.s.Pid() }
+func (n *Node) Pid() int { return n.pid }
 
-// Peers is the ids of the other members, in configuration order.
-func (n *Node) Peers() []int { return n.s.Peers() }
+// Peers is the ids of the other members, in configuration order (for a
+// mock server, those open now).
+func (n *Node) Peers() []int {
+	if n.dynamic {
+		var peers []int
+		if n.with(func(h *ffi.Node) (err error) { peers, err = peerList(h); return }) == nil {
+			return peers
+		}
+	}
+	return append([]int(nil), n.peers...)
+}
 
 // Outbox is the channel to send envelopes on. It is never closed: after
 // Close, envelopes put on it are discarded until its buffer is full, and
 // then a send blocks like a send on any channel nobody reads.
-func (n *Node) Outbox() chan *Envelope { return n.s.Outbox() }
+func (n *Node) Outbox() chan *Envelope { return n.outbox }
 
 // Inbox is the channel received envelopes arrive on, Pid set to the sender.
-func (n *Node) Inbox() chan *Envelope { return n.s.Inbox() }
-
-// Close sends what Outbox holds (waiting at most a second for room), stops
-// the node and its goroutines and releases its port, so a new server can
-// start on the same address at once. Idempotent and safe from any goroutine.
-func (n *Node) Close() { n.s.Close() }
+func (n *Node) Inbox() chan *Envelope { return n.inbox }
 
 // IsClosed reports whether Close has been called.
-func (n *Node) IsClosed() bool { return n.s.IsClosed() }
+func (n *Node) IsClosed() bool { return n.closed.Load() }
 
 // Counters is a snapshot of the Go-side failure counters.
-func (n *Node) Counters() Counters { return n.s.Counters() }
+func (n *Node) Counters() Counters {
+	return Counters{
+		EncodeErrors: n.encodeErrors.Load(),
+		DecodeErrors: n.decodeErrors.Load(),
+		SendErrors:   n.sendErrors.Load(),
+		Discarded:    n.discarded.Load(),
+	}
+}
 
 // Stats is the library's counters as JSON: sent, received, delivered,
 // bytes, drops by cause, reconnects, per-peer queue depth and connection
 // state. ErrClosed after Close.
-func (n *Node) Stats() (string, error) { return n.s.Stats() }
+func (n *Node) Stats() (string, error) {
+	var out string
+	err := n.with(func(h *ffi.Node) (err error) { out, err = h.Stats(); return })
+	return out, err
+}
 
-// Directions of Node.Cut.
-const (
-	CutOut  = node.CutOut  // this node's messages to the peers are lost
-	CutIn   = node.CutIn   // the peers' messages to this node are lost
-	CutBoth = node.CutBoth // both
-)
+// with runs f on the node handle unless Close has released it, in which
+// case it returns ErrClosed.
+func (n *Node) with(f func(*ffi.Node) error) error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.freed {
+		return ErrClosed
+	}
+	return f(n.h)
+}
 
-// SetDropProbability makes each message this node sends to a peer lost
-// with probability p (0 to 1), counted as a fault drop.
-func (n *Node) SetDropProbability(p float64) error { return n.s.SetDropProbability(p) }
-
-// SetMaxMessageDelay delays each message this node sends by a random time
-// in [0, ms] milliseconds (reordering them); 0 turns it off.
-func (n *Node) SetMaxMessageDelay(ms int) error { return n.s.SetMaxMessageDelay(ms) }
-
-// SetDuplicateProbability makes each message this node sends arrive twice
-// with probability p.
-func (n *Node) SetDuplicateProbability(p float64) error { return n.s.SetDuplicateProbability(p) }
-
-// Cut loses the messages between this node and the given peers in one
-// direction (CutOut, CutIn) or both, in addition to earlier cuts.
-func (n *Node) Cut(direction int, peers ...int) error { return n.s.Cut(direction, peers...) }
-
-// HealCuts removes every cut of this node.
-func (n *Node) HealCuts() error { return n.s.HealCuts() }
-
-// SetSeed sets the seed of this node's fault decisions.
-func (n *Node) SetSeed(seed uint64) error { return n.s.SetSeed(seed) }
+// Close sends what Outbox holds (waiting at most a second for room), stops
+// the node (which flushes within its linger and releases its port, so a
+// new server can start on the same address at once), waits for the
+// server's two goroutines to end and releases the handle. Idempotent and
+// safe from any goroutine; a concurrent second call waits for the first.
+func (n *Node) Close() {
+	n.once.Do(func() {
+		n.closed.Store(true)
+		close(n.stop)
+		t := time.NewTimer(flushWait)
+		select {
+		case <-n.sent:
+		case <-t.C:
+		}
+		t.Stop()
+		if err := n.h.Close(); err != nil {
+			n.log.printf("close", "cluster: closing server %d: %v", n.pid, err)
+		}
+		n.wg.Wait()
+		n.mu.Lock()
+		n.freed = true
+		n.h.Free()
+		n.mu.Unlock()
+	})
+}

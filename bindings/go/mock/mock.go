@@ -14,14 +14,13 @@ package mock
 import (
 	"errors"
 	"fmt"
-	"github.com/cluster-dev/cluster/bindings/go/internal/config"
 	"log"
 	"sort"
 	"sync"
 
 	cluster "github.com/cluster-dev/cluster/bindings/go"
+	"github.com/cluster-dev/cluster/bindings/go/internal/bridge"
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
-	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // Seed drives the fault decisions of clusters made by NewCluster after it
@@ -47,19 +46,15 @@ type MockCluster struct {
 // started as a server, or an empty one for nil. Only the ids, InboxSize and
 // OutboxSize count: addresses may be left out, as in the original.
 func NewCluster(conf interface{}) (*MockCluster, error) {
-	cfg, mc := &config.Config{}, &MockCluster{Servers: map[int]*MockServer{}}
+	cfg, mc := &cluster.Config{}, &MockCluster{Servers: map[int]*MockServer{}}
 	if conf != nil {
 		var err error
-		if cfg, err = config.ToConfig(conf); err != nil {
+		if cfg, err = cluster.ToConfig(conf); err != nil {
 			return nil, err
 		}
 	}
 	mc.inbox, mc.outbox = cfg.InboxSize, cfg.OutboxSize
-	text, err := config.Text(config.Config{Peers: []config.PeerConfig{}, InboxSize: cfg.InboxSize, OutboxSize: cfg.OutboxSize})
-	if err != nil {
-		return nil, err
-	}
-	h, err := ffi.NewMock(text, Seed)
+	h, err := ffi.NewMock(sizesJSON(cfg), Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -73,12 +68,25 @@ func NewCluster(conf interface{}) (*MockCluster, error) {
 	return mc, nil
 }
 
+// sizesJSON is the library's configuration of a mock cluster: the queue
+// sizes only (servers are added one by one, and need no address).
+func sizesJSON(cfg *cluster.Config) string {
+	text := `{"Peers": []`
+	if cfg.InboxSize != 0 {
+		text += fmt.Sprintf(`, "InboxSize": %d`, cfg.InboxSize)
+	}
+	if cfg.OutboxSize != 0 {
+		text += fmt.Sprintf(`, "OutboxSize": %d`, cfg.OutboxSize)
+	}
+	return text + "}"
+}
+
 // with runs f on the mock handle unless Close has released it.
 func (mc *MockCluster) with(f func(*ffi.Mock) error) error {
 	mc.hmu.RLock()
 	defer mc.hmu.RUnlock()
 	if mc.freed {
-		return node.ErrClosed
+		return cluster.ErrClosed
 	}
 	return f(mc.h)
 }
@@ -89,7 +97,7 @@ func (mc *MockCluster) AddServer(pid int) (cluster.Server, error) {
 	mc.Lock()
 	defer mc.Unlock()
 	if mc.closing {
-		return nil, node.ErrClosed
+		return nil, cluster.ErrClosed
 	}
 	if _, ok := mc.Servers[pid]; ok {
 		return nil, fmt.Errorf("mock: duplicate pid %d", pid)
@@ -98,11 +106,11 @@ func (mc *MockCluster) AddServer(pid int) (cluster.Server, error) {
 	if err := mc.with(func(m *ffi.Mock) (err error) { h, err = m.AddServer(int64(pid)); return }); err != nil {
 		return nil, err
 	}
-	s, err := node.Start(h, mc.inbox, mc.outbox, true)
+	n, err := bridge.Start(h, mc.inbox, mc.outbox)
 	if err != nil {
 		return nil, err
 	}
-	ms := &MockServer{s: s, mc: mc}
+	ms := &MockServer{n: n.(*cluster.Node), mc: mc}
 	mc.Servers[pid] = ms
 	return ms, nil
 }
@@ -130,7 +138,7 @@ func (mc *MockCluster) Partition(partitions ...[]int) error {
 
 // Heal removes the partition: every server reaches every other again.
 func (mc *MockCluster) Heal() {
-	if err := mc.with((*ffi.Mock).Heal); err != nil && !errors.Is(err, node.ErrClosed) {
+	if err := mc.with((*ffi.Mock).Heal); err != nil && !errors.Is(err, cluster.ErrClosed) {
 		log.Printf("mock: heal: %v", err)
 	}
 }

@@ -4,37 +4,36 @@ import (
 	"log"
 
 	cluster "github.com/cluster-dev/cluster/bindings/go"
-	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // MockServer is one server of a MockCluster; it satisfies cluster.Server.
 type MockServer struct {
-	s  *node.Server
+	n  *cluster.Node
 	mc *MockCluster
 }
 
 var _ cluster.Server = (*MockServer)(nil)
 
 // Pid is this server's id.
-func (ms *MockServer) Pid() int { return ms.s.Pid() }
+func (ms *MockServer) Pid() int { return ms.n.Pid() }
 
 // Peers is the ids of the other open servers of the cluster.
-func (ms *MockServer) Peers() []int { return ms.s.Peers() }
+func (ms *MockServer) Peers() []int { return ms.n.Peers() }
 
 // Outbox is the channel to send envelopes on (never closed; see cluster.Node).
-func (ms *MockServer) Outbox() chan *cluster.Envelope { return ms.s.Outbox() }
+func (ms *MockServer) Outbox() chan *cluster.Envelope { return ms.n.Outbox() }
 
 // Inbox is the channel received envelopes arrive on, Pid set to the sender.
-func (ms *MockServer) Inbox() chan *cluster.Envelope { return ms.s.Inbox() }
+func (ms *MockServer) Inbox() chan *cluster.Envelope { return ms.n.Inbox() }
 
 // IsClosed reports whether Close has been called.
-func (ms *MockServer) IsClosed() bool { return ms.s.IsClosed() }
+func (ms *MockServer) IsClosed() bool { return ms.n.IsClosed() }
 
 // Close closes the server: it leaves MockCluster.Servers and its peers'
 // Peers lists, and may be added again with AddServer. Idempotent.
 func (ms *MockServer) Close() {
 	ms.mc.remove(ms)
-	ms.s.Close()
+	ms.n.Close()
 }
 
 // Cluster is the cluster this server belongs to.
@@ -43,38 +42,38 @@ func (ms *MockServer) Cluster() *MockCluster { return ms.mc }
 // SetDropProbability makes each message this server sends lost with
 // probability prob (0 to 1). A value outside [0, 1] is logged and ignored.
 func (ms *MockServer) SetDropProbability(prob float32) {
-	ms.check("SetDropProbability", ms.s.SetDropProbability(float64(prob)))
+	ms.check("SetDropProbability", ms.n.SetDropProbability(float64(prob)))
 }
 
 // SetMaxMessageDelay delays each message this server sends by a random
 // time in [0, delay] ms, which reorders them; 0 turns it off.
 func (ms *MockServer) SetMaxMessageDelay(delay int) {
-	ms.check("SetMaxMessageDelay", ms.s.SetMaxMessageDelay(delay))
+	ms.check("SetMaxMessageDelay", ms.n.SetMaxMessageDelay(delay))
 }
 
 // SetDuplicateProbability makes each message this server sends arrive
 // twice with probability p (0 to 1).
 func (ms *MockServer) SetDuplicateProbability(p float64) error {
-	return ms.s.SetDuplicateProbability(p)
+	return ms.n.SetDuplicateProbability(p)
 }
 
 // Cut loses the messages between this server and peers in one direction
 // (cluster.CutOut, cluster.CutIn) or both, in addition to earlier cuts.
 func (ms *MockServer) Cut(direction int, peers ...int) error {
-	return ms.s.Cut(direction, peers...)
+	return ms.n.Cut(direction, peers...)
 }
 
 // Heal removes every cut of this server.
-func (ms *MockServer) Heal() error { return ms.s.HealCuts() }
+func (ms *MockServer) Heal() error { return ms.n.HealCuts() }
 
 // SetSeed sets the seed of this server's fault decisions.
-func (ms *MockServer) SetSeed(seed uint64) error { return ms.s.SetSeed(seed) }
+func (ms *MockServer) SetSeed(seed uint64) error { return ms.n.SetSeed(seed) }
 
 // Stats is the server's counters as JSON (sent, delivered, drops by cause).
-func (ms *MockServer) Stats() (string, error) { return ms.s.Stats() }
+func (ms *MockServer) Stats() (string, error) { return ms.n.Stats() }
 
 // Counters is a snapshot of the Go-side failure counters.
-func (ms *MockServer) Counters() cluster.Counters { return ms.s.Counters() }
+func (ms *MockServer) Counters() cluster.Counters { return ms.n.Counters() }
 
 func (ms *MockServer) check(what string, err error) {
 	if err != nil {

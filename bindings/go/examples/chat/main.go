@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -22,45 +23,58 @@ const config = `{
 }`
 
 func main() {
-	if len(os.Args) != 2 {
+	id, err := 0, error(nil)
+	if len(os.Args) == 2 {
+		id, err = strconv.Atoi(os.Args[1])
+	}
+	if len(os.Args) != 2 || err != nil {
 		fmt.Fprintln(os.Stderr, "usage: chat 1|2")
 		os.Exit(2)
 	}
-	id, err := strconv.Atoi(os.Args[1])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "usage: chat 1|2")
-		os.Exit(2)
-	}
-	srv, err := cluster.New(id, config)
-	if err != nil {
+	interrupt := make(chan os.Signal, 1)
+	signal.Notify(interrupt, os.Interrupt)
+	if err := chat(id, config, os.Stdin, os.Stdout, interrupt); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// chat runs member id of the cluster in config: each line read from in is
+// broadcast, each message received is written to out as "[sender] text",
+// until in ends or stop fires.
+func chat(id int, config string, in io.Reader, out io.Writer, stop <-chan os.Signal) error {
+	srv, err := cluster.New(id, config)
+	if err != nil {
+		return err
+	}
 	defer srv.Close()
-	fmt.Printf("chat: you are %d, peers %v; type a line and press Enter\n", srv.Pid(), srv.Peers())
+	fmt.Fprintf(out, "chat: you are %d, peers %v; type a line and press Enter\n", srv.Pid(), srv.Peers())
 
 	lines := make(chan string)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		defer close(lines)
-		in := bufio.NewScanner(os.Stdin)
-		for in.Scan() {
-			lines <- in.Text()
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-done:
+				return
+			}
 		}
 	}()
-	interrupt := make(chan os.Signal, 1)
-	signal.Notify(interrupt, os.Interrupt)
-
 	for n := int64(1); ; n++ {
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				return
+				return nil
 			}
 			srv.Outbox() <- &cluster.Envelope{Pid: cluster.BROADCAST, MsgId: n, Msg: line}
 		case env := <-srv.Inbox():
-			fmt.Printf("[%d] %v\n", env.Pid, env.Msg)
-		case <-interrupt:
-			return
+			fmt.Fprintf(out, "[%d] %v\n", env.Pid, env.Msg)
+		case <-stop:
+			return nil
 		}
 	}
 }

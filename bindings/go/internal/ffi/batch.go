@@ -145,7 +145,8 @@ func (b *RecvBatch) Recv(n *Node, timeoutMs int64, each func(pid, msgID int64, k
 	defer C.cluster_envelopes_free(&b.envs[0], got)
 	for i := range b.envs[:got] {
 		env := &b.envs[i]
-		data := C.GoBytes(unsafe.Pointer(env.data), C.int(env.len))
+		data := make([]byte, int(env.len))
+		copy(data, unsafe.Slice((*byte)(env.data), int(env.len)))
 		each(int64(env.pid), int64(env.msg_id), uint32(env.kind), data)
 	}
 	return nil

@@ -186,3 +186,12 @@ func (n *Node) Free() {
 	C.cluster_free(n.p)
 	n.p = nil
 }
+
+// Name is the status name of err if it came from the C ABI (e.g.
+// "CLUSTER_E_FULL"), else "error".
+func Name(err error) string {
+	if e, ok := err.(*Error); ok {
+		return e.Name
+	}
+	return "error"
+}

@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"encoding/gob"
@@ -18,11 +18,11 @@ func TestRoundTrip(t *testing.T) {
 	for _, msg := range []interface{}{
 		[]byte("raw"), "text", "", nil, point{1, 2}, 3.5, []string{"a"}, map[string]int{"k": 1},
 	} {
-		kind, data, err := Encode(msg)
+		kind, data, err := encode(msg)
 		if err != nil {
-			t.Fatalf("Encode(%#v): %v", msg, err)
+			t.Fatalf("encode(%#v): %v", msg, err)
 		}
-		got, err := Decode(kind, data)
+		got, err := decode(kind, data)
 		if err != nil || !reflect.DeepEqual(got, msg) {
 			t.Errorf("%#v came back as %#v (%v)", msg, got, err)
 		}
@@ -33,9 +33,9 @@ func TestKinds(t *testing.T) {
 	cases := []struct {
 		msg  interface{}
 		kind uint32
-	}{{[]byte{1}, KindBytes}, {"s", KindText}, {json.RawMessage(`[1]`), KindJSON}, {point{}, KindGob}, {nil, KindGob}}
+	}{{[]byte{1}, kindBytes}, {"s", kindText}, {json.RawMessage(`[1]`), kindJSON}, {point{}, kindGob}, {nil, kindGob}}
 	for _, c := range cases {
-		if kind, _, _ := Encode(c.msg); kind != c.kind {
+		if kind, _, _ := encode(c.msg); kind != c.kind {
 			t.Errorf("%#v: kind %d, want %d", c.msg, kind, c.kind)
 		}
 	}
@@ -43,24 +43,24 @@ func TestKinds(t *testing.T) {
 
 func TestBadValues(t *testing.T) {
 	type private struct{ A int }
-	if _, _, err := Encode(private{1}); err == nil {
+	if _, _, err := encode(private{1}); err == nil {
 		t.Error("an unregistered type was encoded")
 	}
-	if _, _, err := Encode(json.RawMessage(`{`)); err == nil {
+	if _, _, err := encode(json.RawMessage(`{`)); err == nil {
 		t.Error("invalid JSON was sent as JSON")
 	}
-	if _, _, err := Encode(make(chan int)); err == nil {
+	if _, _, err := encode(make(chan int)); err == nil {
 		t.Error("a channel was encoded")
 	}
 	for _, c := range []struct {
 		kind uint32
 		data string
-	}{{KindJSON, "{"}, {KindGob, "\x05garbage"}} {
-		if v, err := Decode(c.kind, []byte(c.data)); err == nil {
+	}{{kindJSON, "{"}, {kindGob, "\x05garbage"}} {
+		if v, err := decode(c.kind, []byte(c.data)); err == nil {
 			t.Errorf("kind %d %q decoded as %#v", c.kind, c.data, v)
 		}
 	}
-	if v, err := Decode(99, []byte("x")); err != nil || string(v.([]byte)) != "x" {
+	if v, err := decode(99, []byte("x")); err != nil || string(v.([]byte)) != "x" {
 		t.Errorf("unknown kind: %#v, %v", v, err)
 	}
 }

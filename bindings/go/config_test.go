@@ -1,4 +1,4 @@
-package config
+package cluster
 
 import (
 	"encoding/json"
@@ -33,7 +33,7 @@ func TestTextDropsZeroSizes(t *testing.T) {
 		Config{Peers: []PeerConfig{{Id: 1, Address: "a:1"}}},
 		`{"Peers": [{"Id": 1, "Address": "a:1"}], "InboxSize": 0, "OutboxSize": 0, "MaxMessageSize": 9}`,
 	} {
-		text, err := Text(in)
+		text, err := configText(in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +48,7 @@ func TestTextDropsZeroSizes(t *testing.T) {
 			t.Errorf("%s lost a setting of %s", text, s)
 		}
 	}
-	if text, _ := Text(`{"Peers": [`); text != `{"Peers": [` {
+	if text, _ := configText(`{"Peers": [`); text != `{"Peers": [` {
 		t.Errorf("broken JSON changed to %q", text)
 	}
 }

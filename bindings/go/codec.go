@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"bytes"
@@ -9,54 +9,54 @@ import (
 
 // Kind tags of the payload, shared by every language (see SPEC.md).
 const (
-	KindBytes uint32 = 0  // raw bytes: Go []byte
-	KindText  uint32 = 1  // UTF-8 text: Go string
-	KindJSON  uint32 = 2  // JSON: Go json.RawMessage on send, decoded value on receive
-	KindGob   uint32 = 16 // a Go value, gob-encoded as an interface
+	kindBytes uint32 = 0  // raw bytes: Go []byte
+	kindText  uint32 = 1  // UTF-8 text: Go string
+	kindJSON  uint32 = 2  // JSON: Go json.RawMessage on send, decoded value on receive
+	kindGob   uint32 = 16 // a Go value, gob-encoded as an interface
 )
 
-// Encode turns a message into a kind tag and payload: []byte as raw bytes,
+// encode turns a message into a kind tag and payload: []byte as raw bytes,
 // string as text, json.RawMessage as JSON, and anything else (nil included)
 // gob-encoded as an interface value, whose concrete type must be registered
 // with gob.Register.
-func Encode(msg interface{}) (uint32, []byte, error) {
+func encode(msg interface{}) (uint32, []byte, error) {
 	switch m := msg.(type) {
 	case json.RawMessage:
 		if !json.Valid(m) {
 			return 0, nil, fmt.Errorf("json.RawMessage is not valid JSON")
 		}
-		return KindJSON, m, nil
+		return kindJSON, m, nil
 	case []byte:
-		return KindBytes, m, nil
+		return kindBytes, m, nil
 	case string:
-		return KindText, []byte(m), nil
+		return kindText, []byte(m), nil
 	case nil:
-		return KindGob, nil, nil
+		return kindGob, nil, nil
 	}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(&msg); err != nil {
 		return 0, nil, fmt.Errorf("gob-encoding a %T: %w", msg, err)
 	}
-	return KindGob, buf.Bytes(), nil
+	return kindGob, buf.Bytes(), nil
 }
 
-// Decode turns a kind tag and payload back into a message: raw bytes as
+// decode turns a kind tag and payload back into a message: raw bytes as
 // []byte, text as string, JSON decoded by encoding/json into interface{}
 // (maps, slices, float64, string, bool, nil), gob into the registered type,
 // and a kind this package does not know as its raw []byte.
-func Decode(kind uint32, data []byte) (interface{}, error) {
+func decode(kind uint32, data []byte) (interface{}, error) {
 	switch kind {
-	case KindBytes:
+	case kindBytes:
 		return data, nil
-	case KindText:
+	case kindText:
 		return string(data), nil
-	case KindJSON:
+	case kindJSON:
 		var v interface{}
 		if err := json.Unmarshal(data, &v); err != nil {
 			return nil, fmt.Errorf("decoding a JSON message: %w", err)
 		}
 		return v, nil
-	case KindGob:
+	case kindGob:
 		if len(data) == 0 {
 			return nil, nil
 		}

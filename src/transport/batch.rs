@@ -20,13 +20,18 @@ pub(crate) struct Batch {
     frames: u64,
     /// Payload bytes in the batch.
     payload: u64,
+    /// Bytes from which the batch counts as full.
+    cap: usize,
 }
 
 impl Batch {
     /// An empty batch that reports itself full at about `cap` bytes.
     pub fn new(cap: usize) -> Batch {
         Batch {
-            buf: Vec::with_capacity(cap),
+            // Room for one more small frame than `cap`: the buffer never
+            // grows (and never reallocates) once made.
+            buf: Vec::with_capacity(cap + HEADER_LEN + BIG),
+            cap,
             big: Vec::new(),
             len: 0,
             frames: 0,
@@ -50,7 +55,7 @@ impl Batch {
 
     /// Whether the batch holds at least the capacity it was made with.
     pub fn is_full(&self) -> bool {
-        self.len >= self.buf.capacity()
+        self.len >= self.cap
     }
 
     /// Frames in the batch.
@@ -134,12 +139,14 @@ mod tests {
             .map(|(i, &n)| Envelope::new(2, i as i64, 0, &vec![i as u8 + 1; n]))
             .collect();
         let mut batch = Batch::new(1 << 10);
+        let room = batch.buf.capacity();
         let mut out = Trickle(Vec::new());
         for e in &envs {
             batch.push(e);
         }
         assert!(batch.is_full());
         assert_eq!(batch.frames(), envs.len() as u64);
+        assert_eq!(batch.buf.capacity(), room, "the buffer never grows");
         batch.write_to(&mut out).unwrap();
         assert_eq!(batch.frames(), 0);
         let mut frames = FrameReader::new(&out.0[..], 1 << 20, 4096);
@@ -148,5 +155,20 @@ mod tests {
             assert_eq!((got.msg_id, &got.data[..]), (e.msg_id, &e.data[..]));
         }
         assert!(frames.next_frame(2).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_batch_of_small_frames_is_full_at_its_capacity_and_never_grows() {
+        let mut batch = Batch::new(4096);
+        let room = batch.buf.capacity();
+        let env = Envelope::new(2, 0, 0, &[7u8; 64]);
+        let mut n = 0;
+        while !batch.is_full() {
+            batch.push(&env);
+            n += 1;
+            assert!(n < 1000, "never full");
+        }
+        assert_eq!(n, 4096usize.div_ceil(HEADER_LEN + 64));
+        assert_eq!(batch.buf.capacity(), room);
     }
 }

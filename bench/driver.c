@@ -278,11 +278,12 @@ static int cmp_double(const void *a, const void *b) {
 
 typedef struct {
     double med, spread; /* spread: half the min-max range, relative to the median */
+    double max;
     int n;
 } summary_t;
 
 static summary_t summarize(double *v, int n) {
-    summary_t s = {NAN, NAN, 0};
+    summary_t s = {NAN, NAN, NAN, 0};
     double x[MAX_RUNS];
     for (int i = 0; i < n; i++)
         if (isfinite(v[i]))
@@ -294,6 +295,7 @@ static summary_t summarize(double *v, int n) {
     qsort(x, (size_t)s.n, sizeof *x, cmp_double);
     s.med = s.n % 2 ? x[s.n / 2] : (x[s.n / 2 - 1] + x[s.n / 2]) / 2;
     s.spread = s.med ? (x[s.n - 1] - x[0]) / 2 / fabs(s.med) : 0;
+    s.max = x[s.n - 1];
     return s;
 }
 
@@ -345,16 +347,16 @@ static void print_row(const workload_t *w, int mi, summary_t s[IMPL_COUNT]) {
         verdict = r <= m->target ? "met" : "MISSED";
         snprintf(goal, sizeof goal, "<= %.1fx %s", m->target, verdict);
         break;
-    case G_ABS_MAX:
-        verdict = s[IMPL_CLUSTER].med <= m->target ? "met" : "MISSED";
-        snprintf(goal, sizeof goal, "<= %.0f MiB %s", m->target, verdict);
+    case G_ABS_MAX: /* a bound: judged on the worst run */
+        verdict = s[IMPL_CLUSTER].max <= m->target ? "met" : "MISSED";
+        snprintf(goal, sizeof goal, "<= %.0f MiB %s, max %.1f", m->target, verdict, s[IMPL_CLUSTER].max);
         break;
     case G_NONE: break;
     }
     printf("| %-26s | %-17s | ", mi ? "" : w->name, m->metric);
     for (int i = 0; i < IMPL_COUNT; i++)
         printf("%s%*s | ", cells[i], 15 - utf8_width(cells[i]), "");
-    printf("%-6s | %-16s |\n", ratio, goal);
+    printf("%-6s | %-26s |\n", ratio, goal);
     fflush(stdout);
 }
 
@@ -394,10 +396,10 @@ int driver_main(int argc, char **argv) {
     printf("cluster vs libzmq vs plain TCP: %d runs each, median ±half the min-max range; "
            "ratio = cluster / libzmq\n\n",
            runs);
-    printf("| %-26s | %-17s | %-15s | %-15s | %-15s | %-6s | %-16s |\n", "workload", "metric", "cluster",
+    printf("| %-26s | %-17s | %-15s | %-15s | %-15s | %-6s | %-26s |\n", "workload", "metric", "cluster",
            "libzmq", "tcp floor", "ratio", "goal");
     printf("|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------", "-------------------",
-           "-----------------", "-----------------", "-----------------", "--------", "------------------");
+           "-----------------", "-----------------", "-----------------", "--------", "----------------------------");
     fflush(stdout);
     uint64_t t0 = now_ns();
     for (size_t wi = 0; wi < NWORK; wi++) {

@@ -237,24 +237,39 @@ impl<R: std::io::Read> FrameReader<R> {
     /// The next envelope, its `pid` set to `from`; `Ok(None)` at a clean end
     /// of stream (between frames).
     pub fn next_frame(&mut self, from: i64) -> Result<Option<Envelope>, FrameError> {
-        use std::io::Read;
+        use std::io::{BufRead, Read};
         let mut h = [0u8; HEADER_LEN];
-        let mut got = 0;
-        while got < HEADER_LEN {
-            match self.inner.read(&mut h[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(FrameError::Io(e)),
+        if self.inner.buffer().len() >= HEADER_LEN {
+            // The common case: the whole header is buffered already.
+            h.copy_from_slice(&self.inner.buffer()[..HEADER_LEN]);
+            self.inner.consume(HEADER_LEN);
+        } else {
+            let mut got = 0;
+            while got < HEADER_LEN {
+                match self.inner.read(&mut h[got..]) {
+                    Ok(0) if got == 0 => return Ok(None),
+                    Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(FrameError::Io(e)),
+                }
             }
         }
         let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
-        let data = Arc::<[u8]>::new_zeroed_slice(header.len as usize);
-        // SAFETY: zeroed bytes are valid u8 values.
-        let mut data = unsafe { data.assume_init() };
-        let buf = Arc::get_mut(&mut data).expect("a fresh Arc is unique");
-        self.inner.read_exact(buf).map_err(FrameError::Io)?;
+        let len = header.len as usize;
+        let data: Payload = if self.inner.buffer().len() >= len {
+            // Copied straight out of the buffer: one allocation, no zeroing.
+            let data = Arc::from(&self.inner.buffer()[..len]);
+            self.inner.consume(len);
+            data
+        } else {
+            let data = Arc::<[u8]>::new_zeroed_slice(len);
+            // SAFETY: zeroed bytes are valid u8 values.
+            let mut data = unsafe { data.assume_init() };
+            let buf = Arc::get_mut(&mut data).expect("a fresh Arc is unique");
+            self.inner.read_exact(buf).map_err(FrameError::Io)?;
+            data
+        };
         Ok(Some(Envelope {
             pid: from,
             msg_id: header.msg_id,

@@ -3,6 +3,7 @@
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crossbeam_channel::{bounded, never, select, Receiver, Sender, TrySendError};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,6 +23,34 @@ pub fn timeout_from_ms(ms: i64) -> Timeout {
 /// The deadline of a timeout that starts now.
 pub fn deadline(timeout: Timeout) -> Option<Instant> {
     timeout.map(|t| Instant::now() + t)
+}
+
+/// How long a receive that waits for a reply polls the inbox before it parks
+/// (about one loopback round trip through both nodes' threads).
+const SPIN: Duration = Duration::from_micros(100);
+
+/// `LAST_OP`: the thread's last operation on any node was a send.
+const SENT: u8 = 1;
+/// `LAST_OP`: the thread's last operation on any node was a receive.
+const RECEIVED: u8 = 2;
+
+thread_local! {
+    /// SENT: this thread's next receive most likely waits for a reply, so it
+    /// polls before it parks. A thread that only receives (a stream
+    /// consumer) parks at once, which lets a batch build up instead of
+    /// burning the CPU its producers need. RECEIVED: this thread's next send
+    /// is most likely a reply (see the TCP transport's direct write).
+    static LAST_OP: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Notes that the calling thread is sending; true if its last operation
+/// was a receive (the send is most likely a reply).
+pub fn begin_send() -> bool {
+    LAST_OP.with(|f| f.replace(SENT)) == RECEIVED
+}
+
+fn note_recv() {
+    LAST_OP.with(|f| f.set(RECEIVED));
 }
 
 /// A one-shot signal: once fired, every receiver of [`Shutdown::waiter`] wakes.
@@ -139,6 +168,12 @@ impl Inbox {
     /// Takes the next envelope, waiting up to `timeout`; fails with `Closed`
     /// as soon as `shutdown` fires.
     pub fn recv(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
+        let env = self.wait(timeout, shutdown)?;
+        note_recv();
+        Ok(env)
+    }
+
+    fn wait(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
         if shutdown.is_fired() {
             return Err(Error::closed());
         }
@@ -147,6 +182,11 @@ impl Inbox {
         }
         if timeout == Some(Duration::ZERO) {
             return Err(Error::timeout());
+        }
+        if LAST_OP.with(|f| f.get()) == SENT {
+            if let Some(env) = self.spin(timeout.map_or(SPIN, |t| t.min(SPIN)), shutdown) {
+                return Ok(env);
+            }
         }
         let timer = match timeout {
             Some(t) => crossbeam_channel::after(t),
@@ -157,6 +197,19 @@ impl Inbox {
             recv(shutdown.waiter()) -> _ => Err(Error::closed()),
             recv(timer) -> _ => Err(Error::timeout()),
         }
+    }
+
+    /// Polls the inbox for up to `d`, yielding the CPU between polls: a
+    /// message that arrives meanwhile costs no futex wake-up and no sleep.
+    fn spin(&self, d: Duration, shutdown: &Shutdown) -> Option<Envelope> {
+        let start = Instant::now();
+        while start.elapsed() < d && !shutdown.is_fired() {
+            std::thread::yield_now();
+            if let Ok(env) = self.rx.try_recv() {
+                return Some(env);
+            }
+        }
+        None
     }
 
     /// Takes up to `max` envelopes: waits up to `timeout` for the first, then

@@ -140,3 +140,53 @@ fn many_threads_send_on_one_node_while_another_receives() {
     reader.join().unwrap();
     assert_eq!(stat(&a, "/dropped/queue_full"), 0);
 }
+
+#[test]
+fn replies_keep_order_when_the_replying_thread_writes_them_itself() {
+    // A thread answering what it received may write its frame straight into
+    // the connection while the writer is idle; the replies after it queue.
+    // Requests arrive faster than the replies drain, with frames too big for
+    // one system call, so direct writes race queued ones: order must hold.
+    const ROUNDS: i64 = 300;
+    let (nodes, _) = cluster(2, r#""MaxMessageSize": 1048576"#);
+    let (a, b) = (nodes[0].clone(), nodes[1].clone());
+    let burst = |round: i64| round % 7 + 1;
+    let payload =
+        |id: i64, k: i64| vec![(id % 251) as u8; if k == 3 { 600_000 } else { 16 * k as usize }];
+    let server = std::thread::spawn(move || {
+        let mut id = 0;
+        for round in 0..ROUNDS {
+            let req = recv(&b);
+            assert_eq!((req.pid, req.msg_id), (1, round));
+            for k in 0..burst(round) {
+                send(&b, 1, id, &payload(id, k));
+                id += 1;
+            }
+        }
+        id
+    });
+    let client = a.clone();
+    let requests = std::thread::spawn(move || {
+        for round in 0..ROUNDS {
+            send(&client, 2, round, b"request");
+        }
+    });
+    let mut next = 0;
+    for round in 0..ROUNDS {
+        for k in 0..burst(round) {
+            let e = recv(&a);
+            assert_eq!(e.msg_id, next, "reply order in round {round}");
+            assert_eq!(&e.data[..], &payload(next, k)[..]);
+            next += 1;
+        }
+    }
+    requests.join().unwrap();
+    assert_eq!(server.join().unwrap(), next);
+    assert_eq!(stat(&nodes[1], "/dropped/conn_lost"), 0);
+    // Frames written by the replying thread are in the ack accounts too.
+    let peer = |k: &str| stat(&nodes[1], &format!("/peers/0/{k}"));
+    wait_until(Duration::from_secs(10), "every reply acked", || {
+        peer("acked") == next as u64
+    });
+    assert_eq!((peer("sent"), peer("written")), (next as u64, next as u64));
+}

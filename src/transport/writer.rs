@@ -3,14 +3,16 @@
 //! jittered backoff.
 
 use super::acks::Acks;
+use super::batch::Batch;
 use super::{handshake, Shared};
 use crate::config::Peer;
 use crate::envelope::{Envelope, Header};
 use crate::stats::PeerStats;
-use crossbeam_channel::{select, Receiver, Sender};
-use std::io::{BufWriter, Write};
+use crossbeam_channel::{select, Receiver, Select, Sender, TryRecvError};
 use std::net::TcpStream;
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Longest wait for a TCP connect to a peer.
@@ -28,6 +30,8 @@ pub(crate) struct Writer {
     pub peer: Peer,
     pub rx: Receiver<Envelope>,
     pub stats: Arc<PeerStats>,
+    /// The connection as senders see it, for direct writes.
+    pub direct: Arc<Direct>,
     /// Dropped when the thread ends, which tells `close` the flush is over.
     pub _done: Sender<()>,
 }
@@ -71,6 +75,7 @@ impl Writer {
             self.stats.down.set(false);
             self.stats.connected.set(true);
             let ended = self.pump(&stream, pending.take());
+            *self.direct.lock() = DirectState::default();
             self.stats.connected.set(false);
             match ended {
                 Ended::Shutdown => {
@@ -104,81 +109,122 @@ impl Writer {
     }
 
     /// Writes the queue into `stream` until it breaks or the node closes.
+    ///
+    /// Stream mode (the default) takes messages as they come and senders
+    /// never write themselves. Reply mode, asked for by a sender answering
+    /// what it received, opens the connection to direct writes and takes
+    /// messages from the queue only under the direct-write lock, so a sender
+    /// that finds the queue empty under the lock writes its frame without
+    /// overtaking any. A batch of more than one message means a stream again.
+    /// The connection's ack accounts live under the same lock, so frames
+    /// written directly are accounted for like the writer's own.
     fn pump(&self, stream: &TcpStream, mut pending: Option<Envelope>) -> Ended {
         let shutdown = self.shared.shutdown.waiter();
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, stream);
-        let mut acks = Acks::default();
+        let mut out = Batch::new(WRITE_BUFFER);
+        let mut reply_mode = false;
+        *self.direct.lock() = DirectState {
+            stream: stream.try_clone().ok(),
+            ..DirectState::default()
+        };
         loop {
             // While frames await their ack, wake now and then to take the
             // acks in (and notice a peer that died); otherwise sleep.
-            let patience = if acks.unacked() > 0 {
+            let patience = if self.direct.lock().acks.unacked() > 0 {
                 ACK_POLL
             } else {
                 Duration::from_secs(3600)
             };
+            let mut idle = false;
+            if pending.is_none() && reply_mode {
+                // Wait for a message without taking it.
+                let mut sel = Select::new();
+                sel.recv(&self.rx);
+                sel.recv(shutdown);
+                match sel.ready_timeout(patience) {
+                    Ok(1) => return self.ended(stream, None, true),
+                    Ok(_) => {}
+                    Err(_) => idle = true,
+                }
+            } else if pending.is_none() {
+                select! {
+                    recv(self.rx) -> r => match r {
+                        Ok(env) => pending = Some(env),
+                        Err(_) => return self.ended(stream, None, true),
+                    },
+                    recv(shutdown) -> _ => return self.ended(stream, None, true),
+                    default(patience) => idle = true,
+                }
+            }
+            let mut direct = self.direct.lock();
+            // Take in the acks; a peer that closed while we were idle is
+            // noticed before we write into a dead connection.
+            let alive = direct.acks.poll(stream);
+            self.stats.acked.add(direct.acks.fresh());
+            if idle {
+                if !alive {
+                    direct.open = false;
+                    drop(direct);
+                    return self.ended(stream, None, false);
+                }
+                continue;
+            }
             let first = match pending.take() {
                 Some(env) => env,
-                None => select! {
-                    recv(self.rx) -> r => match r {
-                        Ok(env) => env,
-                        Err(_) => return self.ended(stream, acks, None, true),
-                    },
-                    recv(shutdown) -> _ => return self.ended(stream, acks, None, true),
-                    default(patience) => {
-                        let alive = acks.poll(stream);
-                        self.stats.acked.add(acks.fresh());
-                        if !alive {
-                            return self.ended(stream, acks, None, false);
-                        }
-                        continue;
+                None => match self.rx.try_recv() {
+                    Ok(env) => env,
+                    Err(TryRecvError::Empty) => continue,
+                    Err(TryRecvError::Disconnected) => {
+                        drop(direct);
+                        return self.ended(stream, None, true);
                     }
                 },
             };
-            // Take in the acks; a peer that closed while we were idle is
-            // noticed before we write into a dead connection.
-            let alive = acks.poll(stream);
-            self.stats.acked.add(acks.fresh());
             if !alive {
-                return self.ended(stream, acks, Some(first), false);
+                direct.open = false;
+                drop(direct);
+                return self.ended(stream, Some(first), false);
             }
-            let mut n = 1u64;
-            let mut bytes = first.data.len() as u64;
-            let mut ok = write_frame(&mut out, &first);
-            while ok {
-                match self.rx.try_recv() {
-                    Ok(env) => {
-                        n += 1;
-                        bytes += env.data.len() as u64;
-                        ok = write_frame(&mut out, &env);
+            let mut n = 0u64;
+            let mut ok = true;
+            let mut next = Some(first);
+            while ok && next.is_some() {
+                while let Some(env) = next.take() {
+                    out.push(&env);
+                    if !out.is_full() {
+                        next = self.rx.try_recv().ok();
                     }
-                    Err(_) => break,
                 }
+                let (k, bytes) = (out.frames(), out.payload_bytes());
+                ok = out.write_to(stream).is_ok();
+                n += k;
+                direct.acks.written += k;
+                self.stats.written.add(k);
+                self.stats.written_bytes.add(bytes);
+                // After a full batch more may be waiting; a dry queue ends it.
+                next = if ok { self.rx.try_recv().ok() } else { None };
             }
-            ok = ok && out.flush().is_ok();
-            acks.written += n;
-            self.stats.written.add(n);
-            self.stats.written_bytes.add(bytes);
             if !ok {
-                return self.ended(stream, acks, None, false);
+                direct.open = false;
+                drop(direct);
+                return self.ended(stream, next, false);
             }
+            let wanted = self.direct.wanted.swap(false, Ordering::Relaxed);
+            reply_mode = n == 1 && (reply_mode || wanted);
+            direct.open = reply_mode;
         }
     }
 
     /// Settles the accounts of a connection that ends: what the peer
     /// acknowledged is delivered; on a break, the rest was lost and counted.
-    fn ended(
-        &self,
-        stream: &TcpStream,
-        mut acks: Acks,
-        env: Option<Envelope>,
-        shutdown: bool,
-    ) -> Ended {
-        acks.poll(stream);
-        self.stats.acked.add(acks.fresh());
+    fn ended(&self, stream: &TcpStream, env: Option<Envelope>, shutdown: bool) -> Ended {
+        let mut direct = self.direct.lock();
+        direct.open = false;
+        direct.acks.poll(stream);
+        self.stats.acked.add(direct.acks.fresh());
         if shutdown {
             return Ended::Shutdown;
         }
-        let lost = acks.unacked();
+        let lost = direct.acks.unacked();
         self.stats.dropped.conn_lost.add(lost);
         self.shared.stats.dropped.conn_lost.add(lost);
         Ended::Broken(env)
@@ -187,29 +233,147 @@ impl Writer {
     /// On close: writes what is queued within the linger, then says goodbye.
     fn linger(&self, stream: &TcpStream) {
         let deadline = Instant::now() + self.shared.config.close_linger;
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, stream);
-        let mut n = 0u64;
+        let mut out = Batch::new(WRITE_BUFFER);
         let mut ok = true;
         while ok {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(env) = self.rx.try_recv() else { break };
-            n += 1;
-            ok = !left.is_zero()
-                && stream.set_write_timeout(Some(left)).is_ok()
-                && write_frame(&mut out, &env);
-        }
-        if ok && out.flush().is_ok() {
-            self.stats.written.add(n);
-        } else {
-            self.stats.dropped.closed.add(n);
-            self.shared.stats.dropped.closed.add(n);
+            let env = self.rx.try_recv().ok();
+            if let Some(env) = &env {
+                out.push(env);
+            }
+            if env.is_none() || out.is_full() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let k = out.frames();
+                ok = !left.is_zero()
+                    && stream.set_write_timeout(Some(left)).is_ok()
+                    && out.write_to(stream).is_ok();
+                if ok {
+                    self.stats.written.add(k);
+                } else {
+                    self.stats.dropped.closed.add(k);
+                    self.shared.stats.dropped.closed.add(k);
+                }
+            }
+            if env.is_none() {
+                break;
+            }
         }
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 }
 
-fn write_frame(out: &mut impl Write, env: &Envelope) -> bool {
-    out.write_all(&Header::encode(env)).is_ok() && out.write_all(&env.data).is_ok()
+/// The connection to one peer as sending threads see it. While the writer
+/// is idle and the queue is empty, a sender may write its frame itself: one
+/// thread hand-off and one wake-up fewer, which is what request/reply
+/// traffic pays for. Streams keep going through the queue and the writer.
+#[derive(Default)]
+pub(crate) struct Direct {
+    state: Mutex<DirectState>,
+    /// Set by a sender that wanted to write directly but could not: asks
+    /// the writer for reply mode.
+    wanted: AtomicBool,
+}
+
+#[derive(Default)]
+struct DirectState {
+    /// The current connection, while there is one.
+    stream: Option<TcpStream>,
+    /// Whether senders may write into it (the writer is in reply mode).
+    open: bool,
+    /// The connection's frames written and acknowledged.
+    acks: Acks,
+}
+
+/// Longest a direct write waits to finish a frame it has started.
+const DIRECT_FINISH: Duration = Duration::from_secs(1);
+
+impl Direct {
+    fn lock(&self) -> MutexGuard<'_, DirectState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `env` straight into the connection if the writer is idle and
+    /// `queue` is empty; true if it did (the frame then counts as written,
+    /// and as lost with the other unacknowledged ones if the connection
+    /// breaks). Never blocks on a busy writer or a full socket; a frame it
+    /// has started but cannot finish within a second cuts the connection.
+    pub fn try_write(&self, queue: &Receiver<Envelope>, env: &Envelope, stats: &PeerStats) -> bool {
+        let Ok(mut guard) = self.state.try_lock() else {
+            return false;
+        };
+        let DirectState { stream, open, acks } = &mut *guard;
+        let Some(stream) = stream.as_ref().filter(|_| *open) else {
+            self.wanted.store(true, Ordering::Relaxed);
+            return false;
+        };
+        if !queue.is_empty() {
+            return false;
+        }
+        // A peer that closed while we were idle is noticed before we write
+        // into a dead connection (the queued message wakes the writer).
+        let alive = acks.poll(stream);
+        stats.acked.add(acks.fresh());
+        if !alive {
+            return false;
+        }
+        let header = Header::encode(env);
+        let total = header.len() + env.data.len();
+        let mut done = match send_parts(stream, &header, &env.data, 0, libc::MSG_DONTWAIT) {
+            Some(0) | None => return false,
+            Some(n) => n,
+        };
+        acks.written += 1;
+        let deadline = Instant::now() + DIRECT_FINISH;
+        while done < total {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+                break;
+            }
+            match send_parts(stream, &header, &env.data, done, 0) {
+                Some(n) if n > 0 => done += n,
+                _ => break,
+            }
+        }
+        let _ = stream.set_write_timeout(None);
+        if done < total {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        true
+    }
+}
+
+/// Sends `header` then `data` from byte `skip` on, in one system call;
+/// the bytes sent, or `None` on an error (EAGAIN included).
+fn send_parts(
+    stream: &TcpStream,
+    header: &[u8],
+    data: &[u8],
+    skip: usize,
+    flags: i32,
+) -> Option<usize> {
+    let (h, d) = if skip < header.len() {
+        (&header[skip..], data)
+    } else {
+        (&header[..0], &data[skip - header.len()..])
+    };
+    let mut iov = [
+        libc::iovec {
+            iov_base: h.as_ptr() as *mut libc::c_void,
+            iov_len: h.len(),
+        },
+        libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        },
+    ];
+    // SAFETY: a zeroed msghdr is valid; it points at the two iovecs above,
+    // which point at live slices that the kernel only reads.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = 2;
+        libc::sendmsg(stream.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL)
+    };
+    (n >= 0).then_some(n as usize)
 }
 
 /// A tiny xorshift generator for backoff jitter; no cryptographic use.

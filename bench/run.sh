@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds and runs the benchmark: libcluster (release, through its C ABI) vs
+# libzmq vs plain TCP, sender and receiver in separate processes over
+# loopback. Installs libzmq3-dev with apt if it is missing.
+# Usage: bash bench/run.sh [--runs N] [--scale F] [--only TEXT]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+if ! pkg-config --exists libzmq 2>/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing libzmq3-dev and pkg-config with apt-get" >&2
+    $sudo apt-get install -y libzmq3-dev pkg-config >/dev/null 2>&1 ||
+        { $sudo apt-get update >/dev/null && $sudo apt-get install -y libzmq3-dev pkg-config >/dev/null; }
+fi
+
+cargo build --release --lib --quiet
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+mkdir -p bench/build
+cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -Iinclude \
+    bench/main.c bench/net.c bench/roles.c bench/driver.c \
+    -o bench/build/bench \
+    -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(uname -sr)"
+bench/build/bench "$@"
+
+# The mock network's broadcast line, once its bench exists.
+if [ -f benches/mock_broadcast.rs ]; then
+    echo
+    echo "mock: five servers broadcasting (cargo bench --bench mock_broadcast)"
+    cargo bench --quiet --bench mock_broadcast 2>/dev/null | grep -v '^$' || echo "mock bench failed"
+fi

@@ -107,7 +107,6 @@ fn write(s: &mut impl Write, parts: &[&[u8]]) -> Option<()> {
 
 /// The caller's side: `Some(())` once `to` has let us in.
 pub(crate) fn dial(s: &TcpStream, config: &Config, from: i64, to: i64) -> Option<()> {
-    s.set_nodelay(true).ok()?;
     timed(s, |t| dial_on(t, config, from, to))?
 }
 

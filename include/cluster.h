@@ -505,7 +505,8 @@ int cluster_peers(const struct cluster_node_t *node,
                   struct cluster_error_t *err);
 
 /*
- 1 if the node is closed, 0 if open, CLUSTER_E_NULL_ARG for NULL.
+ 1 if the node is closed, 0 if open, CLUSTER_E_NULL_ARG for NULL (it takes
+ no `err`: there is nothing more to say). Thread-safe; never blocks.
  */
 int cluster_is_closed(const struct cluster_node_t *node);
 

@@ -205,8 +205,11 @@ impl Header {
 /// Why a [`FrameReader`] stopped.
 #[derive(Debug)]
 pub enum FrameError {
-    /// The stream failed or ended in the middle of a frame.
+    /// The stream failed or ended in the middle of a frame (a read timeout
+    /// mid-frame lands here too: the peer stalled).
     Io(std::io::Error),
+    /// A read timeout between two frames: the connection is idle, not broken.
+    Idle,
     /// The bytes are not a valid frame; the connection should be dropped.
     Wire(WireError),
 }
@@ -251,6 +254,15 @@ impl<R: std::io::Read> FrameReader<R> {
                     Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
                     Ok(n) => got += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if got == 0
+                            && matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                    {
+                        return Err(FrameError::Idle)
+                    }
                     Err(e) => return Err(FrameError::Io(e)),
                 }
             }

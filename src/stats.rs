@@ -147,6 +147,7 @@ pub struct NodeStats {
     /// Incoming connections that failed to prove they know the shared secret
     /// (also counted in `rejected`).
     pub auth_failed: Counter,
-    /// Incoming connections dropped for a bad frame (oversized, malformed).
+    /// Incoming connections dropped for a bad frame (oversized, malformed,
+    /// or stalled mid-frame for 5 s).
     pub bad_frames: Counter,
 }

@@ -134,9 +134,14 @@ fn half_a_frame_then_a_stall_does_not_block_the_others() {
     h[0..4].copy_from_slice(&1000u32.to_le_bytes());
     s.write_all(&h).unwrap();
     s.write_all(&[7u8; 10]).unwrap();
-    // The stalled connection holds one reader; the good peers go on.
+    // The stalled connection holds one reader; the good peers go on; after
+    // the stall timeout the node cuts it and counts it.
     still_serving(&a, &b, 4);
+    assert!(closed_by_peer(s), "a stalled half frame is cut");
+    assert!(stat(&a, "/bad_frames") >= 1);
     // A vanished peer mid-message: the reader sees EOF and lets go.
+    let (mut s, _) = handshake(addr, 3, 1);
+    s.write_all(&h).unwrap();
     drop(s);
     still_serving(&a, &b, 5);
     // A garbage frame after a valid handshake and a second half frame.

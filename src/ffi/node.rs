@@ -305,7 +305,8 @@ pub(crate) fn write_ids(ids: &[i64], out: *mut i64, cap: usize, len: *mut usize)
     Ok(())
 }
 
-/// 1 if the node is closed, 0 if open, CLUSTER_E_NULL_ARG for NULL.
+/// 1 if the node is closed, 0 if open, CLUSTER_E_NULL_ARG for NULL (it takes
+/// no `err`: there is nothing more to say). Thread-safe; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_is_closed(node: *const ClusterNode) -> c_int {
     match node_arg(node) {

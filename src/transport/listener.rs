@@ -2,17 +2,25 @@
 
 use super::acks::AckSender;
 use super::{handshake, Shared};
+use crate::envelope::Envelope;
 use crate::envelope::{FrameError, FrameReader};
-use crate::inbox::push;
+use crate::inbox::{push, PushError};
+use crossbeam_channel::TrySendError;
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Connections still in their handshake beyond this number are refused.
 const MAX_PENDING: usize = 64;
+/// How long a peer may pause in the middle of a frame before it is cut.
+const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a reader waiting for inbox room checks that its connection is
+/// still the peer's current one.
+const PUSH_SLICE: Duration = Duration::from_millis(50);
 /// Read buffer of an incoming connection.
 const READ_BUFFER: usize = 64 << 10;
 
@@ -27,7 +35,9 @@ pub(crate) struct Acceptor {
 #[derive(Default)]
 struct Registry {
     pending: AtomicUsize,
-    by_peer: Mutex<HashMap<i64, u64>>,
+    /// Each peer's current connection: its socket token and the flag that
+    /// tells its reader a newer connection has replaced it.
+    by_peer: Mutex<HashMap<i64, (u64, Arc<AtomicBool>)>>,
 }
 
 impl Acceptor {
@@ -90,23 +100,27 @@ impl Reader {
         self.registry.pending.fetch_sub(1, Ordering::AcqRel);
         if let Ok(from) = answer {
             self.shared.stats.accepted.inc();
-            // A peer has one connection to us; a new one means the old is dead.
+            // A peer has one connection to us; a new one means the old is
+            // dead, and its writer has counted what the old one had not
+            // acknowledged as lost: the old reader must deliver no more.
+            let superseded = Arc::new(AtomicBool::new(false));
             let old = self
                 .registry
                 .by_peer
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(from, token);
-            if let Some(old) = old {
+                .insert(from, (token, superseded.clone()));
+            if let Some((old, flag)) = old {
+                flag.store(true, Ordering::Release);
                 self.shared.sockets.cut(old);
             }
-            self.read_frames(&stream, from);
+            self.read_frames(&stream, from, &superseded);
             let mut by_peer = self
                 .registry
                 .by_peer
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if by_peer.get(&from) == Some(&token) {
+            if by_peer.get(&from).is_some_and(|(t, _)| *t == token) {
                 by_peer.remove(&from);
             }
         } else {
@@ -119,16 +133,27 @@ impl Reader {
     }
 
     /// Moves frames into the inbox until the connection ends or misbehaves.
-    fn read_frames(&self, stream: &TcpStream, from: i64) {
+    fn read_frames(&self, stream: &TcpStream, from: i64, superseded: &AtomicBool) {
         let mut acks = AckSender::default();
-        self.read_frames_acked(stream, from, &mut acks);
+        self.read_frames_acked(stream, from, &mut acks, superseded);
         // Whatever ended the stream, the writer learns all we took in.
         acks.flush(stream);
     }
 
-    fn read_frames_acked(&self, stream: &TcpStream, from: i64, acks: &mut AckSender) {
+    fn read_frames_acked(
+        &self,
+        stream: &TcpStream,
+        from: i64,
+        acks: &mut AckSender,
+        superseded: &AtomicBool,
+    ) {
         let s = &self.shared;
         let mut frames = FrameReader::new(stream, s.config.max_message_size, READ_BUFFER);
+        // A peer that stops in the middle of a frame is cut after this long;
+        // between frames a connection may stay idle for ever.
+        if stream.set_read_timeout(Some(STALL_TIMEOUT)).is_err() {
+            return;
+        }
         loop {
             // About to wait for more bytes: tell the writer what arrived.
             if frames.buffered() == 0 {
@@ -136,7 +161,14 @@ impl Reader {
             }
             let env = match frames.next_frame(from) {
                 Ok(Some(env)) => env,
-                Ok(None) | Err(FrameError::Io(_)) => return,
+                Err(FrameError::Idle) => continue,
+                Ok(None) => return,
+                Err(FrameError::Io(e)) => {
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                        s.stats.bad_frames.inc();
+                    }
+                    return;
+                }
                 Err(FrameError::Wire(_)) => {
                     s.stats.bad_frames.inc();
                     return;
@@ -153,12 +185,34 @@ impl Reader {
             if s.inbox.sender().is_full() {
                 acks.flush(stream);
             }
-            if push(s.inbox.sender(), env, None, &s.shutdown).is_err() {
+            if !self.push(env, superseded) {
                 return;
             }
             acks.delivered();
             s.stats.received.inc();
             s.stats.received_bytes.add(len);
+        }
+    }
+
+    /// Puts `env` into the inbox, waiting for room as long as this is still
+    /// the peer's current connection; false if the node closes or a newer
+    /// connection replaced this one.
+    fn push(&self, env: Envelope, superseded: &AtomicBool) -> bool {
+        let s = &self.shared;
+        let env = match s.inbox.sender().try_send(env) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(env)) => env,
+            Err(TrySendError::Disconnected(_)) => return false,
+        };
+        loop {
+            if superseded.load(Ordering::Acquire) {
+                return false;
+            }
+            match push(s.inbox.sender(), env.clone(), Some(PUSH_SLICE), &s.shutdown) {
+                Ok(()) => return true,
+                Err(PushError::Full) => continue,
+                Err(PushError::Closed) => return false,
+            }
         }
     }
 }

@@ -95,7 +95,10 @@ impl TcpNode {
                 direct: direct.clone(),
                 _done: done_tx.clone(),
             };
-            threads.push(spawn(format!("cluster-w{}", peer.id), move || w.run())?);
+            match spawn(format!("cluster-w{}", peer.id), move || w.run()) {
+                Ok(t) => threads.push(t),
+                Err(e) => return Err(abandon(&shared, threads, e)),
+            }
             links.push(Link {
                 id: peer.id,
                 tx,
@@ -111,7 +114,10 @@ impl TcpNode {
             listener: listener.clone(),
             readers: readers.clone(),
         };
-        threads.push(spawn(format!("cluster-a{id}"), move || acceptor.run())?);
+        match spawn(format!("cluster-a{id}"), move || acceptor.run()) {
+            Ok(t) => threads.push(t),
+            Err(e) => return Err(abandon(&shared, threads, e)),
+        }
         let mut index: Vec<(i64, usize)> =
             links.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
         index.sort_unstable();
@@ -223,6 +229,16 @@ impl TcpNode {
             Err(PushError::Closed) => Err(Error::closed()),
         }
     }
+}
+
+/// Stops the threads a failed start had already begun, and passes `e` on.
+fn abandon(shared: &Shared, threads: Vec<JoinHandle<()>>, e: Error) -> Error {
+    shared.shutdown.fire();
+    shared.sockets.shutdown_all();
+    for t in threads {
+        let _ = t.join();
+    }
+    e
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {

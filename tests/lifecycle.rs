@@ -98,7 +98,11 @@ fn a_down_peer_does_not_slow_the_others_and_is_served_when_it_comes_up() {
     wait_until(Duration::from_secs(10), "1 to connect to 2", || {
         a.stats()["peers"][0]["connected"] == true
     });
-    // Node 3 is down. Broadcasts with an unbounded timeout must not block on it.
+    // Node 3 is down, and node 1 knows it. Broadcasts with an unbounded
+    // timeout must not block on it (if they waited, this test would hang).
+    wait_until(Duration::from_secs(10), "1 to see 3 down", || {
+        a.stats()["peers"][1]["down"] == true
+    });
     for i in 0..150 {
         a.send(Envelope::new(BROADCAST, i, 0, b"hi"), None).unwrap();
     }

@@ -187,6 +187,20 @@ impl Config {
         self.peers.iter().find(|p| p.id == id)
     }
 
+    /// Refuses a payload larger than `MaxMessageSize`.
+    pub fn check_size(&self, len: usize) -> Result<()> {
+        if len > self.max_message_size {
+            return Err(Error::new(
+                crate::Status::TooLarge,
+                format!(
+                    "payload of {len} bytes exceeds MaxMessageSize {}",
+                    self.max_message_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every member's id, in config order.
     pub fn ids(&self) -> Vec<i64> {
         self.peers.iter().map(|p| p.id).collect()

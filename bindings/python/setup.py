@@ -3,8 +3,9 @@
 `pip install ./bindings/python` (from the repository root) runs this: it calls
 `cargo build --release --lib` in the repository two levels up, then copies the
 resulting libcluster.so next to the package's modules, where `cluster._ffi`
-opens it, so no LD_LIBRARY_PATH is needed. Set CLUSTER_REPO to build from
-another checkout.
+opens it, so no LD_LIBRARY_PATH is needed. It also compiles the optional C
+hot paths (`cluster._speedups`); without a compiler or Python's headers the
+package works without them. Set CLUSTER_REPO to build from another checkout.
 """
 
 import json
@@ -13,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
@@ -66,4 +67,19 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildPyWithLibrary}, distclass=BinaryDistribution)
+# The C hot paths: optional, so a machine without Python's headers still gets
+# a working (slower) package that calls libcluster through cffi alone.
+speedups = Extension(
+    "cluster._speedups",
+    sources=["cluster/_speedups.c"],
+    include_dirs=[str(HERE.parent.parent / "include")],
+    # -Werror is for the test suite (tests/test_abi.py), not for users' compilers.
+    extra_compile_args=["-O2"],
+    optional=True,
+)
+
+setup(
+    cmdclass={"build_py": BuildPyWithLibrary},
+    distclass=BinaryDistribution,
+    ext_modules=[speedups],
+)

@@ -147,7 +147,8 @@ pub(crate) fn arrive(m: Msg, trace: &Trace) {
 }
 
 /// A server of a mock cluster, usable wherever a [`crate::Node`] is.
-/// Several handles may name the same server; closing one closes it.
+/// Several handles may name the same server; closing one closes it, and
+/// dropping one does not (the server lives until closed or the cluster is).
 pub struct MockServer {
     pub(crate) core: Arc<Core>,
     pub(crate) cluster: Arc<Shared>,
@@ -218,7 +219,9 @@ impl MockServer {
             };
             let r = match hold {
                 Some(h) => self.hold(h, m, timeout),
-                None if !delay.is_zero() => self.delay(m, *delay),
+                None if !delay.is_zero() => {
+                    self.delay(m, *delay, topo.servers.len().saturating_sub(1))
+                }
                 None => deliver(me, dest, m.env, timeout, false, Some((trace, &tag))),
             };
             if i == 0 {
@@ -246,9 +249,10 @@ impl MockServer {
         Ok(())
     }
 
-    fn delay(&self, m: Msg, delay: Duration) -> Result<()> {
+    /// Schedules `m`: at most OutboxSize per peer in flight from one sender.
+    fn delay(&self, m: Msg, delay: Duration, peers: usize) -> Result<()> {
         let me = &self.core;
-        let bound = self.cluster.config.outbox_size * self.peers().len().max(1);
+        let bound = self.cluster.config.outbox_size * peers.max(1);
         if me.delayed.fetch_add(1, Ordering::AcqRel) >= bound {
             me.delayed.fetch_sub(1, Ordering::AcqRel);
             return Err(self.full(&m, "delayed messages"));
@@ -308,16 +312,7 @@ impl Transport for MockServer {
         if me.shutdown.is_fired() {
             return Err(Error::closed());
         }
-        let max = self.cluster.config.max_message_size;
-        if env.data.len() > max {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!(
-                    "payload of {} bytes exceeds MaxMessageSize {max}",
-                    env.data.len()
-                ),
-            ));
-        }
+        self.cluster.config.check_size(env.data.len())?;
         let to = env.pid;
         env.pid = me.id;
         let topo = self.cluster.snapshot();

@@ -265,16 +265,7 @@ impl Transport for TcpNode {
         if self.shared.shutdown.is_fired() {
             return Err(Error::closed());
         }
-        let max = self.shared.config.max_message_size;
-        if env.data.len() > max {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!(
-                    "payload of {} bytes exceeds MaxMessageSize {max}",
-                    env.data.len()
-                ),
-            ));
-        }
+        self.shared.config.check_size(env.data.len())?;
         let replying = crate::inbox::begin_send();
         if env.pid == BROADCAST {
             // Every peer gets its chance even if one queue is full; the

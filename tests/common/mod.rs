@@ -85,3 +85,51 @@ pub fn stat(node: &Node, pointer: &str) -> u64 {
         .and_then(|v| v.as_u64())
         .unwrap_or_else(|| panic!("no stat {pointer}"))
 }
+
+/// A mock cluster with servers 1..=n, every fault decision drawn from `seed`.
+pub fn mock(n: i64, seed: u64, config: Option<&str>) -> (cluster::MockCluster, Vec<Node>) {
+    let m = cluster::MockCluster::new(config, seed).expect("mock cluster");
+    let nodes = (1..=n)
+        .map(|i| m.add_server(i).expect("add server"))
+        .collect();
+    (m, nodes)
+}
+
+/// Takes every envelope already in the node's inbox, without waiting.
+pub fn drain_now(node: &Node) -> Vec<Envelope> {
+    let mut out = Vec::new();
+    while let Ok(e) = node.recv(Some(Duration::ZERO)) {
+        out.push(e);
+    }
+    out
+}
+
+/// Receives exactly `n` envelopes, each within ten seconds.
+pub fn recv_n(node: &Node, n: usize) -> Vec<Envelope> {
+    (0..n).map(|_| recv(node)).collect()
+}
+
+/// Sends a broadcast of bytes from `node`, waiting as long as needed for room.
+pub fn broadcast(node: &Node, msg_id: i64, data: &[u8]) {
+    send(node, cluster::BROADCAST, msg_id, data);
+}
+
+/// Runs `f` on another thread and fails the test if it does not finish
+/// within `limit` (a deadlock detector).
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not finish within {limit:?} (deadlock?)")
+        }
+        Err(_) => panic!("{what} panicked"),
+    }
+}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cffi
+import cffi  # type: ignore[import-untyped]
 
 # Mirrors include/cluster.h (tests/test_abi.py checks every declaration
 # against the header). `data` is declared `const char *` rather than

@@ -24,7 +24,7 @@ class ClusterError(Exception):
     @property
     def name(self) -> str:
         """The status code's stable C name, e.g. ``"CLUSTER_E_TIMEOUT"``."""
-        return ffi.string(lib.cluster_strerror(self.code)).decode()
+        return str(ffi.string(lib.cluster_strerror(self.code)).decode())
 
 
 class InvalidArgument(ClusterError, ValueError):

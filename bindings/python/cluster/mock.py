@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from ._ffi import ffi, lib
-from .node import Config, Node, check, config_text, read_ids, take_string
+from .node import Config, Node, _open_mocks, check, config_text, read_ids, take_string
 
 
 def _free_mock(mock: Any, _free: Callable[[Any], None] = lib.cluster_mock_free) -> None:
@@ -35,21 +36,26 @@ class MockCluster:
         self._handle = ffi.gc(out[0], _free_mock)
         self._closing = False
         self._nodes: Dict[int, Node] = {}
+        # One Node per open server: a second handle would close the server
+        # when it is freed.
+        self._lock = threading.Lock()
+        _open_mocks.add(self)
         for pid in read_ids(lib.cluster_mock_servers, self._handle):
             self.add_server(pid)
 
     def add_server(self, pid: int) -> Node:
         """Adds server ``pid``, or adds it again (with an empty inbox) after it
         was closed. For a server that is open already, returns its node."""
-        node = self._nodes.get(pid)
-        if node is not None and not node.closed:
+        with self._lock:
+            node = self._nodes.get(pid)
+            if node is not None and not node.closed:
+                return node
+            err = ffi.new("cluster_error_t *")
+            out = ffi.new("cluster_node_t **")
+            check(lib.cluster_mock_add_server(self._handle, pid, out, err), err)
+            node = Node._from_handle(out[0], pid, self._handle)
+            self._nodes[pid] = node
             return node
-        err = ffi.new("cluster_error_t *")
-        out = ffi.new("cluster_node_t **")
-        check(lib.cluster_mock_add_server(self._handle, pid, out, err), err)
-        node = Node._from_handle(out[0], pid, self._handle)
-        self._nodes[pid] = node
-        return node
 
     @property
     def servers(self) -> Dict[int, Node]:
@@ -111,6 +117,7 @@ class MockCluster:
         cluster. Idempotent."""
         self._closing = True
         self._call(lib.cluster_mock_close)
+        _open_mocks.discard(self)
 
     def _call(self, fn: Callable[..., int], *args: Any) -> None:
         err = ffi.new("cluster_error_t *")

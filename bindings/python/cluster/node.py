@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import math
 import os
+import struct
 import threading
 import time
 import warnings
@@ -25,7 +27,7 @@ from typing import (
 )
 
 from ._ffi import ffi, lib
-from .errors import Closed, raise_error
+from .errors import Closed, ClusterError, raise_error
 
 BROADCAST: int = -1
 """The id that addresses every peer but the sender."""
@@ -48,6 +50,8 @@ CUT_BOTH: int = 3
 # between two calls) interrupts a wait within this many milliseconds.
 _SLICE_MS = 50
 _TIMEOUT = -8  # CLUSTER_E_TIMEOUT
+_MAX_BATCH = 65536
+_NEEDS_PYTHON = 1000  # _speedups.send_many: an item needs encoding in Python
 _BUFFER_TOO_SMALL = -12
 
 Config = Union[Dict[str, Any], str, "os.PathLike[str]", bytes]
@@ -64,8 +68,9 @@ class Envelope(NamedTuple):
     ``msg`` is ``bytes`` (kind 0), ``str`` (kind 1) or a JSON value (kind 2).
     ``kind`` is the payload's tag. On send it counts only for a bytes ``msg``
     (default 0); a str or JSON value gets kind 1 or 2 whatever it says, so a
-    received envelope with a new ``msg`` can be sent back as a reply. A received payload whose kind is unknown, or
-    that does not decode as its kind says, is handed over as raw ``bytes``.
+    received envelope with a new ``msg`` can be sent back as a reply. A
+    received payload whose kind is unknown, or that does not decode as its
+    kind says, is handed over as raw ``bytes``.
     """
 
     pid: int
@@ -115,13 +120,42 @@ def decode(kind: int, data: bytes) -> Any:
     return data
 
 
-def _envelope_from(c: Any) -> Envelope:
-    """A Python envelope from a filled ``cluster_envelope_t``; does not free it."""
-    n = c.len
-    data = ffi.unpack(c.data, n) if n else b""
-    kind = c.kind
-    msg = data if kind == KIND_BYTES else decode(kind, data)
-    return _new_tuple(Envelope, (c.pid, c.msg_id, msg, kind))
+_NULL = ffi.NULL
+
+
+def _addr(cdata: Any) -> int:
+    """The address of C memory, for `_speedups`."""
+    return int(ffi.cast("uintptr_t", cdata))
+
+
+# The optional C hot paths (built at install when a compiler and Python's
+# headers are there); CLUSTER_PURE_PYTHON=1 turns them off.
+_sp: Any = None
+if not os.environ.get("CLUSTER_PURE_PYTHON"):
+    try:
+        from . import _speedups as _sp  # type: ignore[attr-defined, no-redef]
+    except ImportError:  # pragma: no cover - depends on the install
+        _sp = None
+_from_buffer = ffi.from_buffer
+_unpack = ffi.unpack
+_send = lib.cluster_send
+_recv = lib.cluster_recv
+_recv_batch = lib.cluster_recv_batch
+_envelope_free = lib.cluster_envelope_free
+_envelopes_free = lib.cluster_envelopes_free
+_send_batch = lib.cluster_send_batch
+
+# cluster_envelope_t as `struct` packs it (pid, msg_id, kind, padding, data, len, _owner).
+_ENV_FORMAT = "qqI4xQQQ"
+_ENV_SIZE = struct.calcsize("=" + _ENV_FORMAT)
+if _ENV_SIZE != ffi.sizeof("cluster_envelope_t"):  # pragma: no cover - a layout change
+    raise ImportError("cluster: cluster_envelope_t's layout changed; update _ENV_FORMAT")
+
+
+@functools.lru_cache(maxsize=16)
+def _packer(count: int) -> struct.Struct:
+    """Packs ``count`` envelopes from 5 fields each (_owner is left 0)."""
+    return struct.Struct("=" + ("qqI4xQQ8x" * count))
 
 
 def timeout_ms(timeout: Timeout) -> int:
@@ -172,7 +206,7 @@ def take_string(fn: Callable[..., int], handle: Any) -> str:
     if rc:
         raise_error(rc, err)
     try:
-        return ffi.string(out[0]).decode("utf-8")
+        return str(ffi.string(out[0]).decode("utf-8"))
     finally:
         lib.cluster_string_free(out[0])
 
@@ -187,8 +221,9 @@ class _PerThread(threading.local):
     """Buffers one thread uses with one node, so that threads never share C memory.
 
     ``rbuf`` (and ``batch``) hold a received payload until it has been turned
-    into Python objects; ``pending`` holds envelopes taken from C but not yet
-    returned. Both survive a KeyboardInterrupt, so the next receive on this
+    into Python objects; ``one[0]`` (a received envelope) and ``pend[0]`` (a
+    received batch, from index ``pos`` on) hold those objects until the call
+    returns. All survive a KeyboardInterrupt, so the next receive on this
     thread returns what the interrupted one had already taken.
     """
 
@@ -198,12 +233,17 @@ class _PerThread(threading.local):
         self.rbuf = ffi.gc(ffi.new("cluster_envelope_t *"), lib.cluster_envelope_free)
         self.count = ffi.new("size_t *")  # envelopes in `batch` not yet taken
         self.sent = ffi.new("size_t *")
+        self.err_addr = _addr(self.err)
+        self.rbuf_addr = _addr(self.rbuf)
+        self.count_addr = _addr(self.count)
+        self.sent_addr = _addr(self.sent)
         self.batch: Any = None
         self.batch_owner: Any = None
+        self.batch_addr = 0
         self.batch_cap = 0
-        self.pending: Optional[List[Envelope]] = None
+        self.one: List[Optional[Envelope]] = [None]
+        self.pend: List[Optional[List[Envelope]]] = [None]
         self.pos = 0
-        self.plen = 0
 
 
 def _free_batch(cap: int) -> Callable[[Any], None]:
@@ -223,13 +263,20 @@ def _free_node(keep: Any = None) -> Callable[[Any], None]:
 
 
 _open_nodes: "weakref.WeakSet[Node]" = weakref.WeakSet()
+_open_mocks: "weakref.WeakSet[Any]" = weakref.WeakSet()  # MockCluster objects
 
 
 @atexit.register
 def _close_open_nodes() -> None:
-    """Closes the nodes still open when the interpreter exits (flushing their queues)."""
+    """Closes the nodes and mock clusters still open when the interpreter exits
+    (real nodes flush their queues within their linger)."""
     for node in list(_open_nodes):
         node._close_quietly()
+    for mock in list(_open_mocks):
+        try:
+            mock.close()
+        except Exception:  # pragma: no cover - close reports no error in practice
+            pass
 
 
 class Node:
@@ -268,6 +315,7 @@ class Node:
 
     def _adopt(self, handle: Any, pid: int, keep: Any = None) -> None:
         self._handle = ffi.gc(handle, _free_node(keep))
+        self._hint = _addr(handle)
         self._pid = pid
         self._tls = _PerThread()
         self._closing = False
@@ -291,7 +339,7 @@ class Node:
     @property
     def closed(self) -> bool:
         """Whether the node is closed."""
-        return lib.cluster_is_closed(self._handle) == 1
+        return bool(lib.cluster_is_closed(self._handle) == 1)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -318,27 +366,30 @@ class Node:
         never makes the caller wait. Raises `UnknownPeer`, `TooLarge`,
         `Closed`, `TypeError` for a payload that cannot be encoded.
         """
-        st = self._tls
         if kind is None and type(msg) is bytes:
-            kind, data = KIND_BYTES, msg
+            kind = KIND_BYTES
+            data = msg
         else:
             kind, data = encode(msg, kind)
-        e = st.env
-        e.pid = pid
-        e.msg_id = msg_id
-        e.kind = kind
-        n = len(data)
-        if n:
-            buf = ffi.from_buffer(data)
-            e.data = buf
-            n = len(buf)  # bytes, also for a memoryview of wider items
+        st = self._tls
+        ms = -1 if timeout is None else timeout_ms(timeout)
+        if _sp is not None and type(data) is bytes:
+            rc = _sp.send(self._hint, pid, msg_id, kind, data, ms, st.err_addr)
         else:
-            e.data = ffi.NULL
-        e.len = n
-        err = st.err
-        rc = lib.cluster_send(self._handle, e, -1 if timeout is None else timeout_ms(timeout), err)
+            e = st.env
+            e.pid = pid
+            e.msg_id = msg_id
+            e.kind = kind
+            if data:
+                buf = _from_buffer(data)
+                e.data = buf
+                e.len = len(buf)  # in bytes, also for a memoryview of wider items
+            else:
+                e.data = _NULL
+                e.len = 0
+            rc = _send(self._handle, e, ms, st.err)
         if rc:
-            raise_error(rc, err)
+            raise_error(rc, st.err)
 
     def broadcast(self, msg: Any, msg_id: int = 0, timeout: Timeout = None) -> None:
         """Sends ``msg`` to every peer but this node; see `send`. Peers whose
@@ -354,39 +405,61 @@ class Node:
         by one. Each item is an `Envelope` or a ``(pid, msg_id, msg)`` tuple.
         Stops at the first error and raises it; the exception's ``sent``
         attribute says how many went out. Returns how many were sent."""
-        items = envelopes if isinstance(envelopes, (list, tuple)) else list(envelopes)
+        items = envelopes if type(envelopes) is list else list(envelopes)
         count = len(items)
         if count == 0:
             return 0
-        arr = ffi.new("cluster_envelope_t[]", count)
-        keep = []
-        for i, item in enumerate(items):
-            msg = item[2]
-            if type(msg) is bytes and len(item) < 4:
-                kind, data = KIND_BYTES, msg
-            else:
-                kind, data = encode(msg, _kind_for_send(item))
-            c = arr[i]
-            c.pid = item[0]
-            c.msg_id = item[1]
-            c.kind = kind
-            if len(data):
-                buf = ffi.from_buffer(data)
-                keep.append(buf)
-                c.data = buf
-                c.len = len(buf)
         st = self._tls
-        err = st.err
-        sent = st.sent
-        rc = lib.cluster_send_batch(self._handle, arr, count, timeout_ms(timeout), sent, err)
+        ms = timeout_ms(timeout)
+        rc = _NEEDS_PYTHON
+        if _sp is not None:  # every payload bytes: the C path
+            rc = _sp.send_many(self._hint, items, ms, st.sent_addr, st.err_addr)
+        if rc == _NEEDS_PYTHON:
+            rc = self._send_many_packed(items, ms, st)
         if rc:
-            n = sent[0]
+            n = st.sent[0]
             try:
-                raise_error(rc, err)
-            except Exception as e:
+                raise_error(rc, st.err)
+            except ClusterError as e:
                 e.sent = n  # type: ignore[attr-defined]
                 raise
         return count
+
+    def _send_many_packed(self, items: Sequence[Any], ms: int, st: _PerThread) -> int:
+        """send_many without `_speedups`, or with payloads to encode first."""
+        # The envelopes are packed with `struct` into one buffer laid out as
+        # cluster_envelope_t[count], their payloads joined into another:
+        # much cheaper than filling C structs field by field from Python.
+        count = len(items)
+        payloads = []
+        fields: List[Any] = []
+        offset = 0
+        for item in items:
+            msg = item[2]
+            if type(msg) is bytes and len(item) < 4:
+                kind = KIND_BYTES
+                data = msg
+            else:
+                kind, data = encode(msg, _kind_for_send(item))
+                if type(data) is not bytes:
+                    data = bytes(data)
+            n = len(data)
+            payloads.append(data)
+            fields += (item[0], item[1], kind, offset, n)
+            offset += n
+        joined = b"".join(payloads)
+        keep = _from_buffer(joined)
+        base = int(ffi.cast("uintptr_t", keep))
+        for i in range(3, len(fields), 5):
+            fields[i] += base
+        raw = bytearray(count * _ENV_SIZE)
+        try:
+            _packer(count).pack_into(raw, 0, *fields)
+        except struct.error as e:
+            raise TypeError(f"an envelope's pid or msg_id is not a 64-bit integer: {e}") from None
+        rc: int = _send_batch(self._handle, _from_buffer("cluster_envelope_t[]", raw), count, ms, st.sent, st.err)
+        del keep
+        return rc
 
     # -- receiving ----------------------------------------------------------
 
@@ -399,29 +472,48 @@ class Node:
         it waits; Ctrl-C raises KeyboardInterrupt within about 50 ms.
         """
         # A message is first kept in C memory owned by this thread's state,
-        # then in `pending`, and is released from the one only once it is in
-        # the other; so a KeyboardInterrupt, which Python raises only after a
-        # function call, never loses it: the next receive returns it.
+        # then in `st.one` (or `st.pend` for a batch), and is released from
+        # the one only once it is in the other; so a KeyboardInterrupt,
+        # which Python raises only after a function call returns, never
+        # loses it: the next receive on this thread returns it.
         st = self._tls
-        p = st.pending
+        one = st.one
+        env = one[0]
+        if env is not None:
+            one[0] = None
+            return env
+        if st.pend[0] is not None or (st.batch is not None and st.count[0]):
+            return self._next_pending(st)
+        ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
+        if _sp is not None:
+            got = _sp.recv(self._hint, st.rbuf_addr, ms, st.err_addr, one)
+            if type(got) is int:
+                got = self._wait(_sp.recv, (self._hint, st.rbuf_addr), (st.err_addr, one), got, ms, timeout, st)
+            one[0] = None
+            return got  # type: ignore[no-any-return]
+        buf = st.rbuf
+        if buf._owner == _NULL:
+            rc = _recv(self._handle, buf, ms, st.err)
+            if rc:
+                self._wait(_recv, (self._handle, buf), (st.err,), rc, ms, timeout, st)
+        n = buf.len
+        kind = buf.kind
+        data = _unpack(buf.data, n) if n else b""
+        env = _new_tuple(Envelope, (buf.pid, buf.msg_id, data if kind == 0 else decode(kind, data), kind))
+        one[0] = env
+        _envelope_free(buf)
+        one[0] = None
+        return env
+
+    def _next_pending(self, st: _PerThread) -> Envelope:
+        """The next envelope of a batch that an interrupted call took."""
+        p = st.pend[0]
         if p is None:
-            if st.count[0]:  # a batch an interrupted recv_many took
-                p = self._take_batch(st)
-            else:
-                buf = st.rbuf
-                if buf._owner == ffi.NULL:
-                    self._wait(lib.cluster_recv, (buf,), timeout, st.err)
-                env = _envelope_from(buf)
-                st.pending = [env]
-                st.pos = 0
-                st.plen = 1
-                lib.cluster_envelope_free(buf)
-                st.pending = None
-                return env
+            p = self._take_batch(st)
         i = st.pos
         env = p[i]
-        if i + 1 >= st.plen:
-            st.pending = None
+        if i + 1 >= len(p):
+            st.pend[0] = None
         else:
             st.pos = i + 1
         return env
@@ -429,65 +521,98 @@ class Node:
     def recv_many(self, max: int = 1024, timeout: Timeout = None) -> List[Envelope]:
         """Up to ``max`` envelopes in one foreign call: waits up to ``timeout``
         for the first (as `recv`), then takes what is already there. Never
-        returns an empty list: raises `Timeout` or `Closed` instead."""
+        returns an empty list: raises `Timeout` or `Closed` instead. ``max``
+        above 65536 counts as 65536 (the buffer is kept per thread)."""
         if max < 1:
             raise ValueError(f"max must be at least 1, got {max}")
+        if max > _MAX_BATCH:
+            max = _MAX_BATCH
         st = self._tls
-        p = st.pending
+        env = st.one[0]
+        if env is not None:  # what an interrupted recv took
+            st.one[0] = None
+            return [env]
+        if st.rbuf._owner != _NULL:  # an interrupted recv's message comes first
+            return [self.recv()]
+        p = st.pend[0]
         if p is None:
-            if st.count[0] == 0:
-                arr = st.batch
-                if arr is None or st.batch_cap < max:
+            if st.count[0]:
+                p = self._take_batch(st)
+            else:
+                if st.batch is None or st.batch_cap < max:
                     # The gc'd array frees its payloads when dropped; index it
                     # through a plain pointer (the gc'd copy has no length).
                     owner = ffi.gc(ffi.new("cluster_envelope_t[]", max), _free_batch(max))
-                    arr = ffi.cast("cluster_envelope_t *", owner)
                     st.batch_owner = owner
-                    st.batch = arr
+                    st.batch = ffi.cast("cluster_envelope_t *", owner)
+                    st.batch_addr = _addr(owner)
                     st.batch_cap = max
-                self._wait(lib.cluster_recv_batch, (arr, max, st.count), timeout, st.err)
-            p = self._take_batch(st)
+                st.pos = 0
+                ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
+                if _sp is not None:
+                    head = (self._hint, st.batch_addr, max, st.count_addr)
+                    got = _sp.recv_many(*head, ms, st.err_addr, st.pend)
+                    if type(got) is int:
+                        got = self._wait(_sp.recv_many, head, (st.err_addr, st.pend), got, ms, timeout, st)
+                    p = got
+                else:
+                    head = (self._handle, st.batch, max, st.count)
+                    rc = _recv_batch(*head, ms, st.err)
+                    if rc:
+                        self._wait(_recv_batch, head, (st.err,), rc, ms, timeout, st)
+                    p = self._take_batch(st)
         i = st.pos
-        st.pending = None
+        st.pend[0] = None
         return p[i:] if i else p
 
     @staticmethod
     def _take_batch(st: _PerThread) -> List[Envelope]:
-        """Turns the envelopes of this thread's batch buffer into `pending`."""
+        """Turns the envelopes of this thread's batch buffer into ``st.pend[0]``."""
         arr = st.batch
         n = st.count[0]
-        out = [_envelope_from(arr[i]) for i in range(n)]
-        st.pending = out
+        out: List[Envelope] = []
+        append = out.append
+        for i in range(n):
+            c = arr[i]
+            ln = c.len
+            kind = c.kind
+            data = _unpack(c.data, ln) if ln else b""
+            append(_new_tuple(Envelope, (c.pid, c.msg_id, data if kind == 0 else decode(kind, data), kind)))
         st.pos = 0
-        st.plen = n
+        st.pend[0] = out
         st.count[0] = 0
-        lib.cluster_envelopes_free(arr, n)
+        _envelopes_free(arr, n)
         return out
 
-    def _wait(self, fn: Callable[..., int], args: Tuple[Any, ...], timeout: Timeout, err: Any) -> None:
-        """Calls a blocking C receive in slices of at most 50 ms until it
-        returns something other than a timeout or ``timeout`` runs out."""
-        h = self._handle
-        if timeout is None:
-            while True:
-                rc = fn(h, *args, _SLICE_MS, err)
-                if rc != _TIMEOUT:
-                    break
+    def _wait(
+        self,
+        fn: Callable[..., Any],
+        head: Tuple[Any, ...],
+        tail: Tuple[Any, ...],
+        got: int,
+        waited_ms: int,
+        timeout: Timeout,
+        st: _PerThread,
+    ) -> Any:
+        """Goes on with a blocking receive that returned status ``got`` after
+        waiting ``waited_ms``: calls ``fn(*head, ms, *tail)`` again in slices
+        of at most 50 ms (Python handles signals between two calls) until it
+        returns something other than a timeout, or ``timeout`` runs out.
+        Returns what ``fn`` returned last if it is not a status (the
+        `_speedups` functions return the envelopes); raises a failed status."""
+        if timeout is None or math.isinf(timeout):
+            while got == _TIMEOUT:
+                got = fn(*head, _SLICE_MS, *tail)
         else:
-            ms = timeout_ms(timeout)
-            if ms < 0:
-                return self._wait(fn, args, None, err)
-            deadline = time.monotonic() + ms / 1000
-            while True:
-                rc = fn(h, *args, min(ms, _SLICE_MS), err)
-                if rc != _TIMEOUT:
-                    break
+            deadline = time.monotonic() + timeout - waited_ms / 1000
+            while got == _TIMEOUT:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                ms = math.ceil(left * 1000)
-        if rc:
-            raise_error(rc, err)
+                got = fn(*head, min(math.ceil(left * 1000), _SLICE_MS), *tail)
+        if type(got) is int and got:
+            raise_error(got, st.err)
+        return got
 
     def __iter__(self) -> Iterator[Envelope]:
         """Received envelopes, one by one, until the node is closed."""
@@ -537,7 +662,8 @@ class Node:
         """The node's counters: sent, received, delivered, bytes, drops by cause,
         reconnects, and per peer queue depth and connection state. Works on a
         closed node too."""
-        return json.loads(take_string(lib.cluster_stats, self._handle))
+        stats: Dict[str, Any] = json.loads(take_string(lib.cluster_stats, self._handle))
+        return stats
 
     # -- fault injection (real nodes and mock servers alike) -----------------
 
@@ -586,7 +712,8 @@ def _kind_for_send(env: Sequence[Any]) -> Optional[int]:
     """The kind an envelope is sent with: its own for a bytes payload (so a
     received envelope travels on unchanged), else chosen from the payload's type."""
     if len(env) > 3 and isinstance(env[2], (bytes, bytearray, memoryview)):
-        return env[3]
+        kind: Optional[int] = env[3]
+        return kind
     return None
 
 
@@ -611,7 +738,8 @@ class Inbox:
 
     def get(self, timeout: Timeout = None) -> Envelope:
         """`Node.recv`: the next envelope, waiting up to ``timeout`` seconds."""
-        return self._node.recv(timeout)
+        env: Envelope = self._node.recv(timeout)
+        return env
 
     def __iter__(self) -> Iterator[Envelope]:
         return iter(self._node)
@@ -628,3 +756,15 @@ class Outbox:
         """`Node.send` of ``env``: to ``env.pid``, waiting up to ``timeout``
         seconds for room in a live peer's queue."""
         self._node.send(env[0], env[2], env[1], timeout, kind=_kind_for_send(env))
+
+
+if _sp is not None:
+    _sp.init(
+        _addr(lib.cluster_send),
+        _addr(lib.cluster_send_batch),
+        _addr(lib.cluster_recv),
+        _addr(lib.cluster_recv_batch),
+        _addr(lib.cluster_envelopes_free),
+        Envelope,
+        decode,
+    )

@@ -3,40 +3,48 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
 import cluster
+from cluster.testing import local_config
 
 
 def pytest_report_header() -> str:
-    return f"cluster {cluster.__version__} from {cluster.__file__}"
+    fast = "with" if cluster.node._sp is not None else "WITHOUT"
+    return f"cluster {cluster.__version__} from {cluster.__file__}, {fast} _speedups"
 
 
-def free_ports(n: int) -> List[int]:
-    """``n`` distinct loopback ports the OS just handed out (bound to port 0)."""
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+@pytest.fixture(autouse=True, params=["speedups", "cffi"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs every test twice: through the C hot paths (`cluster._speedups`) and
+    through cffi alone, as a machine without Python's headers would. Child
+    processes inherit the choice through CLUSTER_PURE_PYTHON."""
+    if request.param == "speedups":
+        if cluster.node._sp is None:
+            pytest.skip("cluster._speedups is not built")
+        monkeypatch.delenv("CLUSTER_PURE_PYTHON", raising=False)
+    else:
+        monkeypatch.setattr(cluster.node, "_sp", None)
+        monkeypatch.setenv("CLUSTER_PURE_PYTHON", "1")
+    return str(request.param)
 
 
 def make_config(ids: List[int], **settings: Any) -> Dict[str, Any]:
     """A loopback config for ``ids`` on free ports, plus extra settings."""
-    ports = free_ports(len(ids))
-    cfg: Dict[str, Any] = {
-        "Peers": [{"Id": i, "Address": f"127.0.0.1:{p}"} for i, p in zip(ids, ports)]
-    }
-    cfg.update(settings)
-    return cfg
+    return local_config(ids, **settings)
+
+
+def recv_all(node: cluster.Node, quiet: float = 0.2) -> List[cluster.Envelope]:
+    """What the node receives until nothing arrives for ``quiet`` seconds."""
+    got = []
+    while True:
+        try:
+            got.append(node.recv(quiet))
+        except cluster.Timeout:
+            return got
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

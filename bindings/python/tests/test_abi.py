@@ -72,3 +72,22 @@ def test_constants_and_error_codes_match_the_header(header):
         assert str(err) == name  # an empty message falls back to the name
     assert errors.error_for(-9, "m").__class__ is cluster.Closed
     assert type(errors.error_for(-999, "odd")) is cluster.ClusterError
+
+
+def test_speedups_compile_without_warnings(header, tmp_path):
+    """cluster/_speedups.c is clean under -Wall -Wextra -Werror (the install
+    itself does not use -Werror, so a newer compiler cannot break it)."""
+    import shutil
+    import subprocess
+    import sysconfig
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    include = sysconfig.get_paths()["include"]
+    if cc is None or not Path(include, "Python.h").is_file():
+        pytest.skip("needs a C compiler and Python's headers")
+    source = Path(__file__).resolve().parents[1] / "cluster" / "_speedups.c"
+    proc = subprocess.run(
+        [cc, "-fsyntax-only", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", str(HEADER.parent), "-I", include, str(source)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import List
 
 from conftest import make_config
 
@@ -27,20 +28,22 @@ class Chat:
             text=True,
             bufsize=1,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.lines: "queue.Queue[str]" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
+        for line in self.stdout:
             self.lines.put(line.rstrip("\n"))
 
     def say(self, text: str) -> None:
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
+        self.stdin.write(text + "\n")
+        self.stdin.flush()
 
     def expect(self, wanted: str, timeout: float = 20) -> None:
         """Waits for a line equal to ``wanted``; fails after ``timeout`` s."""
-        seen = []
+        seen: List[str] = []
         while True:
             try:
                 line = self.lines.get(timeout=timeout)
@@ -51,7 +54,7 @@ class Chat:
             seen.append(line)
 
     def quit(self) -> int:
-        self.proc.stdin.close()
+        self.stdin.close()
         try:
             return self.proc.wait(timeout=20)
         finally:

@@ -10,21 +10,11 @@ import pytest
 
 import cluster
 from cluster import Envelope, MockCluster
-from conftest import make_config, wait_until
+from conftest import make_config, recv_all, wait_until
 
 
 def three() -> dict:
     return make_config([1, 2, 3])
-
-
-def recv_all(node: cluster.Node, quiet: float = 0.2) -> list:
-    """What the node receives until nothing arrives for ``quiet`` seconds."""
-    got = []
-    while True:
-        try:
-            got.append(node.recv(quiet))
-        except cluster.Timeout:
-            return got
 
 
 def exchange(a: cluster.Node, b: cluster.Node) -> list:
@@ -207,6 +197,21 @@ def test_close_a_server_and_add_it_again():
         assert recv_all(b2, 0.1) == []  # a fresh, empty inbox
         a.send(2, "after")
         assert b2.recv(5).msg == "after"
+        del b  # freeing the old handle leaves the new server alone
+        gc.collect()
+        a.send(2, "still")
+        assert b2.recv(5).msg == "still" and not b2.closed
+
+
+def test_concurrent_add_server_gives_one_node():
+    with MockCluster() as mock:
+        got = []
+        ts = [threading.Thread(target=lambda: got.append(mock.add_server(9))) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        assert len(got) == 8 and all(n is got[0] for n in got)
 
 
 def test_closing_the_mock_closes_servers_and_wakes_receivers():

@@ -12,17 +12,7 @@ import pytest
 
 import cluster
 from cluster import BROADCAST, Envelope
-from conftest import make_config, wait_connected, wait_until
-
-
-def drain(node: cluster.Node, timeout: float = 0.2) -> list:
-    """Everything the node receives until it stays quiet for ``timeout``."""
-    got = []
-    while True:
-        try:
-            got.append(node.recv(timeout))
-        except cluster.Timeout:
-            return got
+from conftest import make_config, recv_all, wait_connected, wait_until
 
 
 # -- addressing ---------------------------------------------------------------
@@ -420,7 +410,7 @@ def test_a_slow_reader_pushes_back_and_memory_stays_bounded(nodes):
             a.send(2, payload, timeout=0.2)
             sent += 1
     assert sent < 10_000  # inbox + TCP buffers + queue, not everything
-    got = len(drain(b))
+    got = len(recv_all(b))
     assert got == sent
 
 
@@ -522,3 +512,36 @@ def test_delay_and_duplicate_on_a_real_node(nodes):
         a.send(2, i, msg_id=i)
     ids = [b.recv(10).msg_id for _ in range(100)]
     assert sorted(ids) == list(range(100))
+
+
+def test_close_wakes_recv_many_and_an_infinite_timeout(nodes):
+    (a,) = nodes([1])
+    errors = []
+
+    def blocked(call):
+        try:
+            call()
+        except cluster.Closed as e:
+            errors.append(e)
+
+    ts = [
+        threading.Thread(target=blocked, args=(lambda: a.recv_many(8),)),
+        threading.Thread(target=blocked, args=(lambda: a.recv(float("inf")),)),
+        threading.Thread(target=blocked, args=(lambda: a.inbox.get(3600),)),
+    ]
+    for t in ts:
+        t.start()
+    time.sleep(0.1)  # let them block (the test holds either way)
+    a.close()
+    for t in ts:
+        t.join(10)
+    assert not any(t.is_alive() for t in ts) and len(errors) == 3
+
+
+def test_recv_many_caps_a_huge_max(nodes):
+    (a,) = nodes([1])
+    a.send_many([(1, i, b"m") for i in range(3)])
+    got = []
+    while len(got) < 3:
+        got += a.recv_many(10**12, timeout=5)
+    assert [e.msg_id for e in got] == [0, 1, 2]

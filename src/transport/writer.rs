@@ -129,7 +129,9 @@ impl Writer {
         loop {
             // While frames await their ack, wake now and then to take the
             // acks in (and notice a peer that died); otherwise sleep.
-            let patience = if self.direct.lock().acks.unacked() > 0 {
+            // In reply mode senders write without waking the writer, so it
+            // wakes anyway to take their acks in.
+            let patience = if reply_mode || self.direct.lock().acks.unacked() > 0 {
                 ACK_POLL
             } else {
                 Duration::from_secs(3600)
@@ -165,6 +167,11 @@ impl Writer {
                     direct.open = false;
                     drop(direct);
                     return self.ended(stream, None, false);
+                }
+                if direct.acks.unacked() == 0 {
+                    // Quiet and all acknowledged: back to sleeping soundly.
+                    reply_mode = false;
+                    direct.open = false;
                 }
                 continue;
             }

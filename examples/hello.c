@@ -1,7 +1,7 @@
 /* The C quick start: two nodes of one process exchange a message.
  * Build: cargo build --release
- *        cc examples/hello.c $(PKG_CONFIG_PATH=. pkg-config --cflags --libs cluster) -o hello
- * Run:   ./hello */
+ *        cc examples/hello.c $(PKG_CONFIG_PATH=$PWD pkg-config --cflags --libs cluster) -o hello
+ * Run:   ./hello [CONFIG]   (JSON text or a path with ids 1 and 2; default below) */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,11 +11,12 @@ static const char *CONFIG =
     "{\"Peers\": [{\"Id\": 1, \"Address\": \"localhost:7181\"},"
     "             {\"Id\": 2, \"Address\": \"localhost:7182\"}]}";
 
-int main(void) {
+int main(int argc, char **argv) {
+    const char *config = argc > 1 ? argv[1] : CONFIG;
     cluster_error_t err;
     cluster_node_t *a = NULL, *b = NULL;
-    if (cluster_new(1, CONFIG, &a, &err) != CLUSTER_OK ||
-        cluster_new(2, CONFIG, &b, &err) != CLUSTER_OK) {
+    if (cluster_new(1, config, &a, &err) != CLUSTER_OK ||
+        cluster_new(2, config, &b, &err) != CLUSTER_OK) {
         fprintf(stderr, "cluster_new: %s: %s\n", cluster_strerror(err.code), err.message);
         cluster_free(a);
         return 1;

@@ -35,14 +35,25 @@ git diff --exit-code -- include/cluster.h || {
 }
 
 step "Rust and C tests"
-cargo test --quiet 2>&1 | tee /tmp/cluster-cargo-test.log | grep -E "^(test result|error|failures|---- )" || true
-test "${PIPESTATUS[0]}" -eq 0 || { cat /tmp/cluster-cargo-test.log; exit 1; }
+log=$(mktemp)
+if ! cargo test --quiet >"$log" 2>&1; then
+    cat "$log"
+    echo "cargo test failed" >&2
+    exit 1
+fi
+grep -E "^test result" "$log"
+rm -f "$log"
 
 step "C quick start through pkg-config"
 out=$(mktemp -d)
 cc -std=c11 -Wall -Wextra -Werror examples/hello.c \
-    $(PKG_CONFIG_PATH=. pkg-config --cflags --libs cluster) -o "$out/hello"
-"$out/hello"
+    $(PKG_CONFIG_PATH="$PWD" pkg-config --cflags --libs cluster) -o "$out/hello"
+ports=$(python3 -c 'import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')
+set -- $ports
+(cd "$out" && ./hello "{\"Peers\": [{\"Id\": 1, \"Address\": \"127.0.0.1:$1\"}, {\"Id\": 2, \"Address\": \"127.0.0.1:$2\"}]}")
 rm -rf "$out"
 
 step "Python wrapper"

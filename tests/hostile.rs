@@ -164,3 +164,31 @@ fn a_connection_flood_is_capped_and_the_node_stays_up() {
     still_serving(&a, &b, 7);
     drop(conns);
 }
+
+#[test]
+fn a_handshake_dripped_a_byte_at_a_time_is_cut_at_its_deadline() {
+    let (a, b, addr) = setup();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let hello = Hello {
+        from: 3,
+        to: 1,
+        flags: 0,
+    }
+    .encode();
+    // 24 bytes, one every 300 ms: 7 s in all, far past the 2 s deadline of
+    // the whole handshake. The node must cut it before the last byte.
+    let mut cut = false;
+    for byte in hello {
+        if s.write_all(&[byte]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    cut = cut || closed_by_peer(s);
+    assert!(cut, "the dripping handshake was let in");
+    wait_until(Duration::from_secs(10), "the refusal to be counted", || {
+        stat(&a, "/rejected") >= 1
+    });
+    still_serving(&a, &b, 8);
+}

@@ -224,3 +224,35 @@ fn every_message_is_delivered_or_counted_when_a_receiver_restarts() {
     );
     assert!(delivered + tail > 0);
 }
+
+#[test]
+fn a_closing_sender_accounts_for_every_message() {
+    let (nodes, _) = cluster(
+        2,
+        r#""InboxSize": 50, "OutboxSize": 300, "CloseLingerMs": 200"#,
+    );
+    let (a, b) = (&nodes[0], &nodes[1]);
+    // b reads nothing: its inbox fills, then its socket, then a's queue.
+    let mut attempts = 0;
+    while stat(a, "/dropped/queue_full") == 0 {
+        attempts += 1;
+        let _ = a.send(
+            Envelope::new(2, attempts, 0, &[1u8; 4096]),
+            Some(Duration::ZERO),
+        );
+    }
+    a.close();
+    let p = a.stats()["peers"][0].clone();
+    let n = |k: &str| p.pointer(k).and_then(|v| v.as_u64()).unwrap();
+    assert_eq!(attempts as u64, n("/sent") + n("/dropped/queue_full"));
+    assert_eq!(
+        n("/sent"),
+        n("/acked") + n("/dropped/conn_lost") + n("/dropped/closed"),
+        "{p}"
+    );
+    assert!(
+        n("/dropped/closed") > 0,
+        "some were still queued or unacknowledged"
+    );
+    assert!(n("/acked") <= stat(b, "/received"));
+}

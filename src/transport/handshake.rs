@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The whole handshake must finish within this time, on either side.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,12 +39,59 @@ fn proof(secret: &[u8], role: &[u8], a: &[u8], b: &[u8], from: i64, to: i64) -> 
     mac
 }
 
-fn nonce() -> [u8; NONCE_LEN] {
+/// Fresh random bytes from the kernel; `None` if it has none to give (the
+/// handshake then fails, and is tried again later).
+fn nonce() -> Option<[u8; NONCE_LEN]> {
     let mut n = [0u8; NONCE_LEN];
     // SAFETY: getrandom(2) writes at most `n.len()` bytes into `n`.
     let got = unsafe { libc::getrandom(n.as_mut_ptr().cast(), n.len(), 0) };
-    assert_eq!(got, NONCE_LEN as isize, "getrandom failed");
-    n
+    (got == NONCE_LEN as isize).then_some(n)
+}
+
+/// A socket whose reads and writes share one deadline, so a peer that
+/// drips a byte now and then cannot stretch the handshake.
+struct Timed<'a> {
+    s: &'a TcpStream,
+    end: Instant,
+}
+
+impl Timed<'_> {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.s.set_read_timeout(Some(self.left()?))?;
+        (&*self.s).read(buf)
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.s.set_write_timeout(Some(self.left()?))?;
+        (&*self.s).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` on `s` under one handshake deadline, then clears the timeouts.
+fn timed<T>(s: &TcpStream, f: impl FnOnce(&mut Timed) -> T) -> Option<T> {
+    let r = f(&mut Timed {
+        s,
+        end: Instant::now() + HANDSHAKE_TIMEOUT,
+    });
+    s.set_read_timeout(None).ok()?;
+    s.set_write_timeout(None).ok()?;
+    Some(r)
 }
 
 fn read<const N: usize>(s: &mut impl Read) -> Option<[u8; N]> {
@@ -60,10 +107,7 @@ fn write(s: &mut impl Write, parts: &[&[u8]]) -> Option<()> {
 
 /// The caller's side: `Some(())` once `to` has let us in.
 pub(crate) fn dial(s: &TcpStream, config: &Config, from: i64, to: i64) -> Option<()> {
-    s.set_nodelay(true).ok()?;
-    s.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
-    dial_on(&mut &*s, config, from, to)?;
-    s.set_read_timeout(None).ok()
+    timed(s, |t| dial_on(t, config, from, to))?
 }
 
 /// The caller's side over any byte stream.
@@ -71,7 +115,7 @@ pub fn dial_on(s: &mut (impl Read + Write), config: &Config, from: i64, to: i64)
     let secret = config.secret.as_deref();
     let flags = if secret.is_some() { HELLO_AUTH } else { 0 };
     let hello = Hello { from, to, flags }.encode();
-    let cn = nonce();
+    let cn = nonce()?;
     match secret {
         Some(_) => write(s, &[&hello, &cn])?,
         None => write(s, &[&hello])?,
@@ -106,15 +150,7 @@ pub fn dial_on(s: &mut (impl Read + Write), config: &Config, from: i64, to: i64)
 
 /// The listener's side: the caller's id once it is let in.
 pub(crate) fn answer(s: &TcpStream, config: &Config, me: i64) -> Result<i64, Refusal> {
-    let timeouts = |t| s.set_read_timeout(t).and_then(|_| s.set_write_timeout(t));
-    if timeouts(Some(HANDSHAKE_TIMEOUT)).is_err() {
-        return Err(Refusal::Protocol);
-    }
-    let r = answer_on(&mut &*s, config, me);
-    if timeouts(None).is_err() {
-        return Err(Refusal::Protocol);
-    }
-    r
+    timed(s, |t| answer_on(t, config, me)).unwrap_or(Err(Refusal::Protocol))
 }
 
 /// The listener's side over any byte stream (the fuzzer drives it directly).
@@ -149,7 +185,7 @@ fn answer_inner(
         (Verdict::Accepted, _) => write(s, &[&encode_welcome(verdict, me)])?,
         (Verdict::Challenge, Some(secret)) => {
             let cn = read::<NONCE_LEN>(s)?;
-            let sn = nonce();
+            let sn = nonce()?;
             let ours: Proof = proof(secret, b"cluster-listener", &cn, &sn, hello.from, me)
                 .finalize()
                 .into_bytes()

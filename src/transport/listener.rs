@@ -81,6 +81,7 @@ struct Reader {
 
 impl Reader {
     fn serve(self, stream: TcpStream) {
+        super::sockets::tune(&stream);
         let Some(token) = self.shared.sockets.add(&stream, true) else {
             self.registry.pending.fetch_sub(1, Ordering::AcqRel);
             return;

@@ -269,9 +269,11 @@ impl Transport for TcpNode {
         let replying = crate::inbox::begin_send();
         if env.pid == BROADCAST {
             // Every peer gets its chance even if one queue is full; the
-            // payload is shared, not copied.
+            // payload is shared, not copied; the timeout is the whole call's.
+            let end = crate::inbox::deadline(timeout);
             for link in &self.links {
-                match self.enqueue(link, env.clone(), timeout, replying) {
+                let left = end.map(|e| e.saturating_duration_since(Instant::now()));
+                match self.enqueue(link, env.clone(), left, replying) {
                     Err(e) if e.status == Status::Closed => return Err(e),
                     _ => {}
                 }

@@ -81,3 +81,23 @@ pub(crate) fn shutdown_fd(fd: &impl AsRawFd) {
         libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
     }
 }
+
+/// How long data may stay unacknowledged by a peer's TCP before the kernel
+/// gives the connection up: a host that vanished without a word is noticed
+/// in bounded time, and its writer stops blocking its senders.
+pub(crate) const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Settings every peer connection gets: no Nagle delay, keepalive probes on
+/// idle connections, and [`PEER_TIMEOUT`] on unacknowledged data.
+pub(crate) fn tune(s: &TcpStream) {
+    use socket2::{SockRef, TcpKeepalive};
+    use std::time::Duration;
+    let sock = SockRef::from(s);
+    let _ = sock.set_nodelay(true);
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    let _ = sock.set_tcp_keepalive(&keepalive);
+    let _ = sock.set_tcp_user_timeout(Some(PEER_TIMEOUT));
+}

@@ -99,6 +99,7 @@ impl Writer {
     /// handshake that stalls.
     fn connect(&self) -> Option<(TcpStream, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
+        super::sockets::tune(&s);
         let token = self.shared.sockets.add(&s, false)?;
         if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
             Some((s, token))
@@ -255,6 +256,7 @@ impl Writer {
                     && out.write_to(stream).is_ok();
                 if ok {
                     self.stats.written.add(k);
+                    self.direct.lock().acks.written += k;
                 } else {
                     self.stats.dropped.closed.add(k);
                     self.shared.stats.dropped.closed.add(k);
@@ -264,6 +266,21 @@ impl Writer {
                 break;
             }
         }
+        // Give the peer the rest of the linger to acknowledge; what it has
+        // not acknowledged by then is counted as dropped at close.
+        let mut direct = self.direct.lock();
+        loop {
+            let alive = direct.acks.poll(stream);
+            self.stats.acked.add(direct.acks.fresh());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !alive || direct.acks.unacked() == 0 || left.is_zero() {
+                break;
+            }
+            wait_readable(stream, left);
+        }
+        let unacked = direct.acks.unacked();
+        self.stats.dropped.closed.add(unacked);
+        self.shared.stats.dropped.closed.add(unacked);
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 }
@@ -381,6 +398,18 @@ fn send_parts(
         libc::sendmsg(stream.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL)
     };
     (n >= 0).then_some(n as usize)
+}
+
+/// Blocks until `stream` has bytes to read (or has ended), at most `d`.
+fn wait_readable(stream: &TcpStream, d: Duration) {
+    let mut p = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one pollfd on a socket we own.
+    unsafe { libc::poll(&mut p, 1, ms) };
 }
 
 /// A tiny xorshift generator for backoff jitter; no cryptographic use.

@@ -75,7 +75,13 @@ impl Writer {
             self.stats.down.set(false);
             self.stats.connected.set(true);
             let ended = self.pump(&stream, pending.take());
-            *self.direct.lock() = DirectState::default();
+            // No more direct writes into this connection; its ack accounts
+            // stay for the linger (a new connection starts them afresh).
+            {
+                let mut direct = self.direct.lock();
+                direct.stream = None;
+                direct.open = false;
+            }
             self.stats.connected.set(false);
             match ended {
                 Ended::Shutdown => {

@@ -260,3 +260,31 @@ fn a_closing_sender_accounts_for_every_message() {
     );
     assert!(n("/acked") <= stat(b, "/received"));
 }
+
+#[test]
+fn frames_unacknowledged_when_an_idle_sender_closes_are_counted() {
+    // b reads nothing: 10 frames fit in its inbox, the other 90 wait in its
+    // socket, unacknowledged, while a's writer has nothing left to write.
+    let (nodes, _) = cluster(2, r#""InboxSize": 10, "CloseLingerMs": 200"#);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    for i in 0..100 {
+        send(a, 2, i, &[7u8; 64]);
+    }
+    let p = |k: &str| stat(a, &format!("/peers/0/{k}"));
+    wait_until(Duration::from_secs(10), "a's writer to write all", || {
+        p("written") == 100 && p("queue_depth") == 0
+    });
+    a.close();
+    assert_eq!(p("sent"), 100);
+    assert_eq!(
+        p("acked") + p("dropped/conn_lost") + p("dropped/closed"),
+        100,
+        "{}",
+        a.stats()
+    );
+    assert!(p("acked") <= stat(b, "/received"));
+    assert!(
+        p("dropped/closed") > 0,
+        "the unacknowledged count as closed"
+    );
+}

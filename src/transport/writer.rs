@@ -75,7 +75,13 @@ impl Writer {
             self.stats.down.set(false);
             self.stats.connected.set(true);
             let ended = self.pump(&stream, pending.take());
-            *self.direct.lock() = DirectState::default();
+            // No more direct writes into this connection; its ack accounts
+            // stay for the linger (a new connection starts them afresh).
+            {
+                let mut direct = self.direct.lock();
+                direct.stream = None;
+                direct.open = false;
+            }
             self.stats.connected.set(false);
             match ended {
                 Ended::Shutdown => {
@@ -130,7 +136,9 @@ impl Writer {
         loop {
             // While frames await their ack, wake now and then to take the
             // acks in (and notice a peer that died); otherwise sleep.
-            let patience = if self.direct.lock().acks.unacked() > 0 {
+            // In reply mode senders write without waking the writer, so it
+            // wakes anyway to take their acks in.
+            let patience = if reply_mode || self.direct.lock().acks.unacked() > 0 {
                 ACK_POLL
             } else {
                 Duration::from_secs(3600)
@@ -166,6 +174,11 @@ impl Writer {
                     direct.open = false;
                     drop(direct);
                     return self.ended(stream, None, false);
+                }
+                if direct.acks.unacked() == 0 {
+                    // Quiet and all acknowledged: back to sleeping soundly.
+                    reply_mode = false;
+                    direct.open = false;
                 }
                 continue;
             }

@@ -36,6 +36,7 @@ git diff --exit-code -- include/cluster.h || {
 
 step "Rust and C tests"
 log=$(mktemp)
+cargo build --quiet    # the C programs link target/debug/libcluster.so
 if ! cargo test --quiet >"$log" 2>&1; then
     cat "$log"
     echo "cargo test failed" >&2

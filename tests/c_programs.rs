@@ -34,7 +34,7 @@ fn c_programs_pass_under_valgrind() {
     let lib = lib_dir();
     assert!(
         lib.join("libcluster.so").exists(),
-        "libcluster.so not found in {}",
+        "libcluster.so not found in {}: run `cargo build` first (cargo test does not build the cdylib)",
         lib.display()
     );
     let out_dir = lib.join("c-tests");

@@ -197,3 +197,67 @@ fn a_handshake_dripped_a_byte_at_a_time_is_cut_at_its_deadline() {
     });
     still_serving(&a, &b, 8);
 }
+
+#[test]
+fn a_peer_that_never_reads_costs_bounded_memory_and_nobody_else_waits() {
+    // Id 3 is a fake peer: it lets node 1 in, then never reads a byte.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_addr = fake.local_addr().unwrap();
+    let base = config(2, r#""OutboxSize": 64"#);
+    let c = cluster::Config::from_json(&base).unwrap();
+    let cfg = format!(
+        r#"{{"OutboxSize": 64, "Peers":[{{"Id":1,"Address":"{}"}},{{"Id":2,"Address":"{}"}},{{"Id":3,"Address":"{fake_addr}"}}]}}"#,
+        c.peers[0].addr, c.peers[1].addr
+    );
+    let a = Node::new(1, &cfg).unwrap();
+    let b = Node::new(2, &cfg).unwrap();
+    // The fake answers every hello, then holds the connections unread.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fake_thread = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            fake.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                match fake.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).unwrap();
+                        let mut hello = [0u8; cluster::envelope::HELLO_LEN];
+                        if conn.read_exact(&mut hello).is_ok() {
+                            let _ = conn.write_all(&cluster::envelope::encode_welcome(
+                                Verdict::Accepted,
+                                3,
+                            ));
+                            held.push(conn);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    wait_until(Duration::from_secs(10), "1 to connect to 3", || {
+        a.stats()["peers"][1]["connected"] == true
+    });
+    // 64 MiB offered to the peer that never reads, without waiting: the
+    // kernel's buffers and the bounded queue fill, the rest is dropped.
+    let before = rss_kib();
+    let chunk = vec![7u8; 64 * 1024];
+    for i in 0..1024 {
+        let _ = a.send(
+            cluster::Envelope::new(3, i, 0, &chunk),
+            Some(Duration::ZERO),
+        );
+    }
+    let p = &a.stats()["peers"][1];
+    assert!(p["dropped"]["queue_full"].as_u64().unwrap() > 0, "{p}");
+    assert!(p["queue_depth"].as_u64().unwrap() <= 64);
+    assert!(
+        rss_kib() < before + 32 * 1024,
+        "memory stayed bounded by the queue"
+    );
+    // Meanwhile 1 and 2 go on as before.
+    still_serving(&a, &b, 9);
+    done.store(true, std::sync::atomic::Ordering::Release);
+    fake_thread.join().unwrap();
+}

@@ -29,7 +29,6 @@ use server::{Core, Msg};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
 use trace::{Event, Trace};
 
 /// A link whose traffic is kept until it is released.
@@ -258,15 +257,7 @@ impl MockCluster {
         }
         let mut n = 0;
         for m in msgs {
-            let ok = server::deliver(
-                &m.from,
-                &m.to,
-                m.env,
-                Some(Duration::ZERO),
-                true,
-                Some((trace, &m.tag)),
-            );
-            n += ok.is_ok() as usize;
+            n += server::land(m, trace).is_ok() as usize;
         }
         Ok(n)
     }

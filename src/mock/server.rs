@@ -138,14 +138,20 @@ pub(crate) fn deliver(
 /// for room (a full inbox drops it).
 pub(crate) fn arrive(m: Msg, trace: &Trace) {
     m.from.delayed.fetch_sub(1, Ordering::AcqRel);
-    let _ = deliver(
+    let _ = land(m, trace);
+}
+
+/// Delivers a message that was in flight (delayed or held): never waits
+/// for room, so a full inbox drops it (counted).
+pub(crate) fn land(m: Msg, trace: &Trace) -> Result<()> {
+    deliver(
         &m.from,
         &m.to,
         m.env,
         Some(Duration::ZERO),
         true,
         Some((trace, &m.tag)),
-    );
+    )
 }
 
 /// A server of a mock cluster, usable wherever a [`crate::Node`] is.

@@ -29,7 +29,7 @@ fn run() -> f64 {
                         pid: BROADCAST,
                         msg_id: i as i64,
                         kind: 0,
-                        data: p.clone(),
+                        data: p.clone().into(),
                     };
                     tx.send(env, None).expect("send");
                 }

@@ -28,22 +28,6 @@
 #include <stdlib.h>
 
 /*
- Hello flag: the caller knows a shared secret and a challenge follows
- (its 16-byte nonce comes right after the hello).
- */
-#define HELLO_AUTH 1
-
-/*
- Size of a handshake nonce.
- */
-#define NONCE_LEN 16
-
-/*
- Size of a handshake proof (an HMAC-SHA256).
- */
-#define PROOF_LEN 32
-
-/*
  Bytes of message an error can carry, including the terminating NUL.
  */
 #define CLUSTER_ERROR_MESSAGE_LEN 256

@@ -5,8 +5,76 @@
 
 use std::sync::Arc;
 
-/// A payload, shared without copying between the queues of a broadcast.
-pub type Payload = Arc<[u8]>;
+/// Payloads up to this size travel inline, with no allocation of their own.
+pub const INLINE: usize = 64;
+
+/// A payload. Small ones are stored inline (no allocation on the sender and
+/// no free on another thread, which is what small messages cost most);
+/// larger ones are shared without copying between the queues of a broadcast.
+#[derive(Clone)]
+pub struct Payload(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<[u8]>),
+}
+
+impl Payload {
+    /// A copy of `data`: inline when it is small, shared otherwise.
+    pub fn copy_from(data: &[u8]) -> Payload {
+        if data.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..data.len()].copy_from_slice(data);
+            Payload(Repr::Inline {
+                len: data.len() as u8,
+                bytes,
+            })
+        } else {
+            Payload(Repr::Shared(Arc::from(data)))
+        }
+    }
+
+    /// The bytes as one shared allocation (small payloads are copied into
+    /// one), e.g. to hand them to C.
+    pub fn into_shared(self) -> Arc<[u8]> {
+        match self.0 {
+            Repr::Inline { .. } => Arc::from(&*self),
+            Repr::Shared(a) => a,
+        }
+    }
+}
+
+impl From<Arc<[u8]>> for Payload {
+    fn from(a: Arc<[u8]>) -> Payload {
+        Payload(Repr::Shared(a))
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..*len as usize],
+            Repr::Shared(a) => a,
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Payload {}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
 
 /// A message and its address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +96,7 @@ impl Envelope {
             pid,
             msg_id,
             kind,
-            data: Arc::from(data),
+            data: Payload::copy_from(data),
         }
     }
 }
@@ -270,8 +338,9 @@ impl<R: std::io::Read> FrameReader<R> {
         let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
         let len = header.len as usize;
         let data: Payload = if self.inner.buffer().len() >= len {
-            // Copied straight out of the buffer: one allocation, no zeroing.
-            let data = Arc::from(&self.inner.buffer()[..len]);
+            // Copied straight out of the buffer: inline when small, else one
+            // allocation, no zeroing.
+            let data = Payload::copy_from(&self.inner.buffer()[..len]);
             self.inner.consume(len);
             data
         } else {
@@ -280,7 +349,7 @@ impl<R: std::io::Read> FrameReader<R> {
             let mut data = unsafe { data.assume_init() };
             let buf = Arc::get_mut(&mut data).expect("a fresh Arc is unique");
             self.inner.read_exact(buf).map_err(FrameError::Io)?;
-            data
+            data.into()
         };
         Ok(Some(Envelope {
             pid: from,

@@ -57,7 +57,7 @@ fn to_envelope(e: &ClusterEnvelope) -> Result<Envelope> {
 
 fn fill(out: &mut ClusterEnvelope, env: Envelope) {
     let len = env.data.len();
-    let data = Arc::into_raw(env.data) as *const u8;
+    let data = Arc::into_raw(env.data.into_shared()) as *const u8;
     *out = ClusterEnvelope {
         pid: env.pid,
         msg_id: env.msg_id,

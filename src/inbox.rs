@@ -20,6 +20,15 @@ pub fn timeout_from_ms(ms: i64) -> Timeout {
     }
 }
 
+/// A channel that becomes ready when `timeout` runs out (never for `None`),
+/// for a `select!` that waits with a timeout.
+pub fn timer(timeout: Timeout) -> Receiver<Instant> {
+    match timeout {
+        Some(t) => crossbeam_channel::after(t),
+        None => never(),
+    }
+}
+
 /// The deadline of a timeout that starts now.
 pub fn deadline(timeout: Timeout) -> Option<Instant> {
     timeout.map(|t| Instant::now() + t)
@@ -125,10 +134,7 @@ pub fn push<T>(
     if shutdown.is_fired() {
         return Err(PushError::Closed);
     }
-    let timer = match timeout {
-        Some(t) => crossbeam_channel::after(t),
-        None => never(),
-    };
+    let timer = timer(timeout);
     select! {
         send(tx, item) -> r => r.map_err(|_| PushError::Closed),
         recv(shutdown.waiter()) -> _ => Err(PushError::Closed),
@@ -188,10 +194,7 @@ impl Inbox {
                 return Ok(env);
             }
         }
-        let timer = match timeout {
-            Some(t) => crossbeam_channel::after(t),
-            None => never(),
-        };
+        let timer = timer(timeout);
         select! {
             recv(self.rx) -> r => r.map_err(|_| Error::closed()),
             recv(shutdown.waiter()) -> _ => Err(Error::closed()),

@@ -10,7 +10,7 @@ use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{Inbox, Shutdown, Timeout};
 use crate::node::Transport;
 use crate::stats::NodeStats;
-use crossbeam_channel::{never, select, TrySendError};
+use crossbeam_channel::{select, TrySendError};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -79,10 +79,7 @@ fn push(from: &Core, to: &Core, env: Envelope, timeout: Timeout) -> Pushed {
     if timeout == Some(Duration::ZERO) {
         return Pushed::Full;
     }
-    let timer = match timeout {
-        Some(t) => crossbeam_channel::after(t),
-        None => never(),
-    };
+    let timer = crate::inbox::timer(timeout);
     select! {
         send(tx, env) -> r => if r.is_ok() { Pushed::Ok } else { Pushed::DestClosed },
         recv(from.shutdown.waiter()) -> _ => Pushed::SenderClosed,

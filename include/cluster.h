@@ -432,7 +432,9 @@ int cluster_recv(const struct cluster_node_t *node,
 /*
  Receives up to `cap` envelopes into `out[0..*n]`: waits up to `timeout_ms`
  for the first, then takes what is already there. The caller owns each
- received payload (release with `cluster_envelopes_free(out, *n)`).
+ received payload (release with `cluster_envelopes_free(out, *n)`, or each
+ with `cluster_envelope_free`; small payloads share one allocation, freed
+ with the last of them).
  Errors as `cluster_recv`. Thread-safe.
  */
 int cluster_recv_batch(const struct cluster_node_t *node,

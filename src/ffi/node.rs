@@ -1,7 +1,7 @@
 //! C functions on a node handle, real or mock.
 
 use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, INLINE};
 use crate::error::{Error, Result, Status};
 use crate::inbox::timeout_from_ms;
 use crate::node::Node;
@@ -54,6 +54,10 @@ fn to_envelope(e: &ClusterEnvelope) -> Result<Envelope> {
     };
     Ok(Envelope::new(e.pid, e.msg_id, e.kind, data))
 }
+
+/// The payloads of the small envelopes of one `cluster_recv_batch` call,
+/// freed when the last of them is.
+struct BatchBuf(Box<[u8]>);
 
 fn fill(out: &mut ClusterEnvelope, env: Envelope) {
     let len = env.data.len();
@@ -166,7 +170,9 @@ pub extern "C" fn cluster_recv(
 
 /// Receives up to `cap` envelopes into `out[0..*n]`: waits up to `timeout_ms`
 /// for the first, then takes what is already there. The caller owns each
-/// received payload (release with `cluster_envelopes_free(out, *n)`).
+/// received payload (release with `cluster_envelopes_free(out, *n)`, or each
+/// with `cluster_envelope_free`; small payloads share one allocation, freed
+/// with the last of them).
 /// Errors as `cluster_recv`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn cluster_recv_batch(
@@ -187,8 +193,34 @@ pub extern "C" fn cluster_recv_batch(
         let slots = slice_out(out, cap, "out")?;
         let mut got = Vec::with_capacity(cap.min(4096));
         node.recv_batch(cap, timeout_from_ms(timeout_ms), &mut got)?;
+        // Small payloads share one buffer per call instead of one
+        // allocation each; large ones are handed over as they are.
+        let small: usize = got
+            .iter()
+            .map(|e| e.data.len())
+            .filter(|&l| l <= INLINE)
+            .sum();
+        let mut bytes = Vec::with_capacity(small);
+        for e in got.iter().filter(|e| e.data.len() <= INLINE) {
+            bytes.extend_from_slice(&e.data);
+        }
+        let batch = Arc::new(BatchBuf(bytes.into_boxed_slice()));
+        let mut at = 0;
         for (slot, env) in slots.iter_mut().zip(got) {
-            fill(slot, env);
+            let len = env.data.len();
+            if len <= INLINE {
+                *slot = ClusterEnvelope {
+                    pid: env.pid,
+                    msg_id: env.msg_id,
+                    kind: env.kind,
+                    data: batch.0[at..].as_ptr(),
+                    len,
+                    _owner: Arc::into_raw(batch.clone()).cast(),
+                };
+                at += len;
+            } else {
+                fill(slot, env);
+            }
             *count += 1;
         }
         Ok(())
@@ -221,11 +253,17 @@ pub extern "C" fn cluster_envelopes_free(envs: *mut ClusterEnvelope, n: usize) {
         return;
     };
     for e in envs {
-        if !e._owner.is_null() && e._owner == e.data.cast() {
+        if e._owner.is_null() {
+            // Built by the caller, or freed already: nothing is ours.
+        } else if e._owner == e.data.cast() {
             let raw = std::ptr::slice_from_raw_parts(e.data, e.len);
             // SAFETY: `data`/`len` came from `Arc::into_raw` in `fill`, and
             // `_owner` proves it was not freed yet.
             drop(unsafe { Arc::from_raw(raw) });
+        } else {
+            // SAFETY: `_owner` came from `Arc::into_raw` of a batch buffer
+            // in `cluster_recv_batch` (one reference per envelope).
+            drop(unsafe { Arc::from_raw(e._owner.cast::<BatchBuf>()) });
         }
         e.data = std::ptr::null();
         e.len = 0;

@@ -192,11 +192,13 @@ const char *cluster_strerror(int code);
  next failing call on the same thread; owned by the library, never free it.
  A convenience for C: callers that may move between threads (Go) must use
  the `cluster_error_t` out-parameter instead.
+ Never blocks.
  */
 const char *cluster_last_error(void);
 
 /*
  The library's version, e.g. `"0.1.0"`. Static; never free it.
+ Any thread; never blocks.
  */
 const char *cluster_version(void);
 
@@ -268,6 +270,7 @@ int cluster_fault_seed(const struct cluster_node_t *node,
  same seed. On success `*out` receives a handle the caller owns: release
  it with `cluster_mock_free`. Errors: CLUSTER_E_CONFIG, CLUSTER_E_NULL_ARG.
  Any thread.
+ Never blocks.
  */
 int cluster_mock_new(const char *config,
                      uint64_t seed,
@@ -283,6 +286,7 @@ int cluster_mock_new(const char *config,
  `cluster_free` (which closes the server). It stays valid after the mock
  is closed or freed (it then reports CLUSTER_E_CLOSED).
  Errors: CLUSTER_E_INVALID_ARG, CLUSTER_E_CLOSED. Thread-safe.
+ Never blocks.
  */
 int cluster_mock_add_server(const struct cluster_mock_t *mock,
                             int64_t id,
@@ -293,6 +297,7 @@ int cluster_mock_add_server(const struct cluster_mock_t *mock,
  Writes the ids of the open servers, ascending, into `out[0..cap]` and
  their number into `*len`; same buffer convention as `cluster_peers`
  (CLUSTER_E_BUFFER_TOO_SMALL with `*len` the size needed). Thread-safe.
+ Never blocks.
  */
 int cluster_mock_servers(const struct cluster_mock_t *mock,
                          int64_t *out,
@@ -308,6 +313,7 @@ int cluster_mock_servers(const struct cluster_mock_t *mock,
  any earlier partition; `n_groups` 0 is a heal. An id in two groups, or
  CLUSTER_BROADCAST, is CLUSTER_E_INVALID_ARG. Arrays are borrowed for the
  call. Thread-safe.
+ Never blocks (a short lock of the cluster's topology).
  */
 int cluster_mock_partition(const struct cluster_mock_t *mock,
                            const int64_t *ids,
@@ -318,6 +324,7 @@ int cluster_mock_partition(const struct cluster_mock_t *mock,
 /*
  Removes the partition: every server reaches every other again (node
  cuts and held links stay). Thread-safe.
+ Never blocks.
  */
 int cluster_mock_heal(const struct cluster_mock_t *mock, struct cluster_error_t *err);
 
@@ -325,6 +332,7 @@ int cluster_mock_heal(const struct cluster_mock_t *mock, struct cluster_error_t 
  Holds the link `from` -> `to`: later messages on it are kept (at most
  OutboxSize; beyond that they are dropped and counted) until
  `cluster_mock_release`. Ids need not be open. Thread-safe.
+ Never blocks.
  */
 int cluster_mock_hold(const struct cluster_mock_t *mock,
                       int64_t from,
@@ -346,6 +354,7 @@ int cluster_mock_release(const struct cluster_mock_t *mock,
 /*
  Switches the trace on (`enable` nonzero) or off. While on, every
  message's fate is recorded (see `cluster_mock_trace_take`). Thread-safe.
+ Never blocks.
  */
 int cluster_mock_trace(const struct cluster_mock_t *mock, int enable, struct cluster_error_t *err);
 
@@ -356,6 +365,7 @@ int cluster_mock_trace(const struct cluster_mock_t *mock, int enable, struct clu
  `seq` (the message's number on its link), `copy` (1 for a duplicate),
  `msg_id`, and per event `reason`, `delay_us`, `kind`, `len`. The caller
  owns the string: release it with `cluster_string_free`. Thread-safe.
+ Never blocks.
  */
 int cluster_mock_trace_take(const struct cluster_mock_t *mock,
                             char **out,
@@ -373,6 +383,7 @@ int cluster_mock_close(const struct cluster_mock_t *mock, struct cluster_error_t
  Closes (if needed) and releases the mock handle. Call it once, after
  every other call on it has returned; server handles are freed on their
  own with `cluster_free`, before or after. NULL is ignored.
+ Blocks only while it closes the servers (no network; quick). Any thread.
  */
 void cluster_mock_free(struct cluster_mock_t *mock);
 
@@ -383,6 +394,7 @@ void cluster_mock_free(struct cluster_mock_t *mock);
  `cluster_free`. The node listens on its configured address before this
  returns. Errors: CLUSTER_E_CONFIG (message names the field),
  CLUSTER_E_ADDR_IN_USE, CLUSTER_E_IO, CLUSTER_E_NULL_ARG. Any thread.
+ Blocks only while it binds the address and starts its threads.
  */
 int cluster_new(int64_t id,
                 const char *config,
@@ -398,6 +410,7 @@ int cluster_new(int64_t id,
  CLUSTER_E_TOO_LARGE, CLUSTER_E_FULL (dropped and counted), CLUSTER_E_CLOSED.
  A broadcast returns CLUSTER_OK even if some peers' queues dropped it
  (their drops are counted in the stats). Thread-safe.
+ Blocks at most `timeout_ms`, and only for a live peer whose queue is full.
  */
 int cluster_send(const struct cluster_node_t *node,
                  const struct cluster_envelope_t *env,
@@ -408,6 +421,7 @@ int cluster_send(const struct cluster_node_t *node,
  Sends `n` envelopes in order, as `cluster_send` would one by one, stopping
  at the first error; `*sent` (may be NULL) receives how many were sent.
  The caller keeps ownership of `envs`. Thread-safe.
+ Blocks as `cluster_send` does, per envelope.
  */
 int cluster_send_batch(const struct cluster_node_t *node,
                        const struct cluster_envelope_t *envs,
@@ -423,6 +437,7 @@ int cluster_send_batch(const struct cluster_node_t *node,
  `cluster_envelope_free`; on error `*out` is zeroed and owns nothing.
  Errors: CLUSTER_E_TIMEOUT, CLUSTER_E_CLOSED (at once when another thread
  closes the node). Thread-safe: several threads may receive at once.
+ Blocks up to `timeout_ms`.
  */
 int cluster_recv(const struct cluster_node_t *node,
                  struct cluster_envelope_t *out,
@@ -436,6 +451,7 @@ int cluster_recv(const struct cluster_node_t *node,
  with `cluster_envelope_free`; small payloads share one allocation, freed
  with the last of them).
  Errors as `cluster_recv`. Thread-safe.
+ Blocks up to `timeout_ms` for the first envelope only.
  */
 int cluster_recv_batch(const struct cluster_node_t *node,
                        struct cluster_envelope_t *out,
@@ -448,11 +464,13 @@ int cluster_recv_batch(const struct cluster_node_t *node,
  Releases the payload of an envelope filled by `cluster_recv` and zeroes
  its `data`, `len` and `_owner`. NULL, an envelope already freed and an
  envelope built by the caller (`_owner` NULL) are ignored. Any thread.
+ Never blocks.
  */
 void cluster_envelope_free(struct cluster_envelope_t *env);
 
 /*
  `cluster_envelope_free` on each of `envs[0..n]`.
+ Any thread; never blocks.
  */
 void cluster_envelopes_free(struct cluster_envelope_t *envs, size_t n);
 
@@ -470,6 +488,7 @@ int cluster_close(const struct cluster_node_t *node, struct cluster_error_t *err
 /*
  Closes (if needed) and releases the handle. Call it once, after every
  other call on the handle has returned. NULL is ignored.
+ Blocks like `cluster_close` if the node is still open.
  */
 void cluster_free(struct cluster_node_t *node);
 
@@ -501,11 +520,13 @@ int cluster_is_closed(const struct cluster_node_t *node);
  delivered, bytes, drops by cause, reconnects, and per peer the queue depth
  and connection state. The caller owns the string: release it with
  `cluster_string_free`. Works on a closed node too. Thread-safe.
+ Never blocks.
  */
 int cluster_stats(const struct cluster_node_t *node, char **out, struct cluster_error_t *err);
 
 /*
  Releases a string returned by the library. NULL is ignored.
+ Any thread; never blocks.
  */
 void cluster_string_free(char *s);
 

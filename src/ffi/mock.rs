@@ -24,6 +24,7 @@ fn mock_arg<'a>(mock: *const ClusterMock) -> Result<&'a MockCluster> {
 /// same seed. On success `*out` receives a handle the caller owns: release
 /// it with `cluster_mock_free`. Errors: CLUSTER_E_CONFIG, CLUSTER_E_NULL_ARG.
 /// Any thread.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_mock_new(
     config: *const c_char,
@@ -52,6 +53,7 @@ pub extern "C" fn cluster_mock_new(
 /// `cluster_free` (which closes the server). It stays valid after the mock
 /// is closed or freed (it then reports CLUSTER_E_CLOSED).
 /// Errors: CLUSTER_E_INVALID_ARG, CLUSTER_E_CLOSED. Thread-safe.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_mock_add_server(
     mock: *const ClusterMock,
@@ -69,6 +71,7 @@ pub extern "C" fn cluster_mock_add_server(
 /// Writes the ids of the open servers, ascending, into `out[0..cap]` and
 /// their number into `*len`; same buffer convention as `cluster_peers`
 /// (CLUSTER_E_BUFFER_TOO_SMALL with `*len` the size needed). Thread-safe.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_mock_servers(
     mock: *const ClusterMock,
@@ -87,6 +90,7 @@ pub extern "C" fn cluster_mock_servers(
 /// any earlier partition; `n_groups` 0 is a heal. An id in two groups, or
 /// CLUSTER_BROADCAST, is CLUSTER_E_INVALID_ARG. Arrays are borrowed for the
 /// call. Thread-safe.
+/// Never blocks (a short lock of the cluster's topology).
 #[no_mangle]
 pub extern "C" fn cluster_mock_partition(
     mock: *const ClusterMock,
@@ -115,6 +119,7 @@ pub extern "C" fn cluster_mock_partition(
 
 /// Removes the partition: every server reaches every other again (node
 /// cuts and held links stay). Thread-safe.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_mock_heal(mock: *const ClusterMock, err: *mut ClusterError) -> c_int {
     call(err, || mock_arg(mock)?.heal())
@@ -123,6 +128,7 @@ pub extern "C" fn cluster_mock_heal(mock: *const ClusterMock, err: *mut ClusterE
 /// Holds the link `from` -> `to`: later messages on it are kept (at most
 /// OutboxSize; beyond that they are dropped and counted) until
 /// `cluster_mock_release`. Ids need not be open. Thread-safe.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_mock_hold(
     mock: *const ClusterMock,
@@ -153,6 +159,7 @@ pub extern "C" fn cluster_mock_release(
 
 /// Switches the trace on (`enable` nonzero) or off. While on, every
 /// message's fate is recorded (see `cluster_mock_trace_take`). Thread-safe.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_mock_trace(
     mock: *const ClusterMock,
@@ -171,6 +178,7 @@ pub extern "C" fn cluster_mock_trace(
 /// `seq` (the message's number on its link), `copy` (1 for a duplicate),
 /// `msg_id`, and per event `reason`, `delay_us`, `kind`, `len`. The caller
 /// owns the string: release it with `cluster_string_free`. Thread-safe.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_mock_trace_take(
     mock: *const ClusterMock,
@@ -199,6 +207,7 @@ pub extern "C" fn cluster_mock_close(mock: *const ClusterMock, err: *mut Cluster
 /// Closes (if needed) and releases the mock handle. Call it once, after
 /// every other call on it has returned; server handles are freed on their
 /// own with `cluster_free`, before or after. NULL is ignored.
+/// Blocks only while it closes the servers (no network; quick). Any thread.
 #[no_mangle]
 pub extern "C" fn cluster_mock_free(mock: *mut ClusterMock) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(take_box(mock))));

@@ -107,12 +107,14 @@ pub extern "C" fn cluster_strerror(code: c_int) -> *const c_char {
 /// next failing call on the same thread; owned by the library, never free it.
 /// A convenience for C: callers that may move between threads (Go) must use
 /// the `cluster_error_t` out-parameter instead.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_last_error() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
 }
 
 /// The library's version, e.g. `"0.1.0"`. Static; never free it.
+/// Any thread; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()

@@ -85,6 +85,7 @@ pub(crate) fn give_node(node: Node, out: *mut *mut ClusterNode) -> Result<()> {
 /// `cluster_free`. The node listens on its configured address before this
 /// returns. Errors: CLUSTER_E_CONFIG (message names the field),
 /// CLUSTER_E_ADDR_IN_USE, CLUSTER_E_IO, CLUSTER_E_NULL_ARG. Any thread.
+/// Blocks only while it binds the address and starts its threads.
 #[no_mangle]
 pub extern "C" fn cluster_new(
     id: i64,
@@ -107,6 +108,7 @@ pub extern "C" fn cluster_new(
 /// CLUSTER_E_TOO_LARGE, CLUSTER_E_FULL (dropped and counted), CLUSTER_E_CLOSED.
 /// A broadcast returns CLUSTER_OK even if some peers' queues dropped it
 /// (their drops are counted in the stats). Thread-safe.
+/// Blocks at most `timeout_ms`, and only for a live peer whose queue is full.
 #[no_mangle]
 pub extern "C" fn cluster_send(
     node: *const ClusterNode,
@@ -124,6 +126,7 @@ pub extern "C" fn cluster_send(
 /// Sends `n` envelopes in order, as `cluster_send` would one by one, stopping
 /// at the first error; `*sent` (may be NULL) receives how many were sent.
 /// The caller keeps ownership of `envs`. Thread-safe.
+/// Blocks as `cluster_send` does, per envelope.
 #[no_mangle]
 pub extern "C" fn cluster_send_batch(
     node: *const ClusterNode,
@@ -152,6 +155,7 @@ pub extern "C" fn cluster_send_batch(
 /// `cluster_envelope_free`; on error `*out` is zeroed and owns nothing.
 /// Errors: CLUSTER_E_TIMEOUT, CLUSTER_E_CLOSED (at once when another thread
 /// closes the node). Thread-safe: several threads may receive at once.
+/// Blocks up to `timeout_ms`.
 #[no_mangle]
 pub extern "C" fn cluster_recv(
     node: *const ClusterNode,
@@ -174,6 +178,7 @@ pub extern "C" fn cluster_recv(
 /// with `cluster_envelope_free`; small payloads share one allocation, freed
 /// with the last of them).
 /// Errors as `cluster_recv`. Thread-safe.
+/// Blocks up to `timeout_ms` for the first envelope only.
 #[no_mangle]
 pub extern "C" fn cluster_recv_batch(
     node: *const ClusterNode,
@@ -241,12 +246,14 @@ impl ClusterEnvelope {
 /// Releases the payload of an envelope filled by `cluster_recv` and zeroes
 /// its `data`, `len` and `_owner`. NULL, an envelope already freed and an
 /// envelope built by the caller (`_owner` NULL) are ignored. Any thread.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_envelope_free(env: *mut ClusterEnvelope) {
     cluster_envelopes_free(env, 1)
 }
 
 /// `cluster_envelope_free` on each of `envs[0..n]`.
+/// Any thread; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_envelopes_free(envs: *mut ClusterEnvelope, n: usize) {
     let Ok(envs) = slice_out(envs, n, "envs") else {
@@ -288,6 +295,7 @@ pub extern "C" fn cluster_close(node: *const ClusterNode, err: *mut ClusterError
 
 /// Closes (if needed) and releases the handle. Call it once, after every
 /// other call on the handle has returned. NULL is ignored.
+/// Blocks like `cluster_close` if the node is still open.
 #[no_mangle]
 pub extern "C" fn cluster_free(node: *mut ClusterNode) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -357,6 +365,7 @@ pub extern "C" fn cluster_is_closed(node: *const ClusterNode) -> c_int {
 /// delivered, bytes, drops by cause, reconnects, and per peer the queue depth
 /// and connection state. The caller owns the string: release it with
 /// `cluster_string_free`. Works on a closed node too. Thread-safe.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_stats(
     node: *const ClusterNode,
@@ -379,6 +388,7 @@ pub(crate) fn give_string(s: String, out: *mut *mut c_char) -> Result<()> {
 }
 
 /// Releases a string returned by the library. NULL is ignored.
+/// Any thread; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_string_free(s: *mut c_char) {
     take_string(s);

@@ -52,12 +52,6 @@ thread_local! {
     static LAST_OP: Cell<u8> = const { Cell::new(0) };
 }
 
-/// Notes that the calling thread is sending; true if its last operation
-/// was a receive (the send is most likely a reply).
-pub fn begin_send() -> bool {
-    LAST_OP.with(|f| f.replace(SENT)) == RECEIVED
-}
-
 fn note_recv() {
     LAST_OP.with(|f| f.set(RECEIVED));
 }
@@ -147,13 +141,20 @@ pub fn push<T>(
 pub struct Inbox {
     tx: Sender<Envelope>,
     rx: Receiver<Envelope>,
+    /// A receive returned since the node last sent: wrappers receive and
+    /// send on different threads, so the thread-local hint misses them.
+    received: AtomicBool,
 }
 
 impl Inbox {
     /// An inbox holding at most `capacity` envelopes.
     pub fn new(capacity: usize) -> Inbox {
         let (tx, rx) = bounded(capacity);
-        Inbox { tx, rx }
+        Inbox {
+            tx,
+            rx,
+            received: AtomicBool::new(false),
+        }
     }
 
     /// The sending side, for the threads that fill the inbox.
@@ -171,11 +172,23 @@ impl Inbox {
         self.rx.is_empty()
     }
 
+    /// Notes that the node is sending; true if the send most likely answers
+    /// a message received (on this thread, or on any since the last send).
+    pub fn begin_send(&self) -> bool {
+        let here = LAST_OP.with(|f| f.replace(SENT)) == RECEIVED;
+        let anywhere =
+            self.received.load(Ordering::Relaxed) && self.received.swap(false, Ordering::Relaxed);
+        here || anywhere
+    }
+
     /// Takes the next envelope, waiting up to `timeout`; fails with `Closed`
     /// as soon as `shutdown` fires.
     pub fn recv(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
         let env = self.wait(timeout, shutdown)?;
         note_recv();
+        if !self.received.load(Ordering::Relaxed) {
+            self.received.store(true, Ordering::Relaxed);
+        }
         Ok(env)
     }
 

@@ -282,7 +282,7 @@ impl Transport for TcpNode {
             return Err(Error::closed());
         }
         self.shared.config.check_size(env.data.len())?;
-        let replying = crate::inbox::begin_send();
+        let replying = self.shared.inbox.begin_send();
         if env.pid == BROADCAST {
             // Every peer gets its chance even if one queue is full; the
             // payload is shared, not copied; the timeout is the whole call's.

@@ -2,10 +2,11 @@
 
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
-use crossbeam_channel::{bounded, never, select, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, never, Receiver, Sender};
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a blocking call may wait: `None` is forever, zero is not at all.
@@ -109,67 +110,120 @@ pub enum PushError {
     Closed,
 }
 
-/// Pushes into a bounded channel, waiting up to `timeout` for room, and giving
-/// up at once when `shutdown` fires.
-pub fn push<T>(
-    tx: &Sender<T>,
-    item: T,
-    timeout: Timeout,
-    shutdown: &Shutdown,
-) -> std::result::Result<(), PushError> {
-    let item = match tx.try_send(item) {
-        Ok(()) => return Ok(()),
-        Err(TrySendError::Disconnected(_)) => return Err(PushError::Closed),
-        Err(TrySendError::Full(item)) => item,
-    };
-    if timeout == Some(Duration::ZERO) {
-        return Err(PushError::Full);
-    }
-    if shutdown.is_fired() {
-        return Err(PushError::Closed);
-    }
-    let timer = timer(timeout);
-    select! {
-        send(tx, item) -> r => r.map_err(|_| PushError::Closed),
-        recv(shutdown.waiter()) -> _ => Err(PushError::Closed),
-        recv(timer) -> _ => Err(PushError::Full),
-    }
-}
-
-/// A node's bounded inbox.
+/// A node's bounded inbox. The threads that fill it push what they have
+/// in one go, and a batched receive takes what is there in one go: one lock
+/// for many envelopes each way, and a wake-up only for a receiver that
+/// sleeps. Whoever fires the node's [`Shutdown`] calls [`Inbox::wake`].
 #[derive(Debug)]
 pub struct Inbox {
-    tx: Sender<Envelope>,
-    rx: Receiver<Envelope>,
+    state: Mutex<State>,
+    /// Signalled when envelopes arrive while receivers sleep.
+    ready: Condvar,
+    /// Signalled when envelopes are taken while pushers sleep.
+    room: Condvar,
+    cap: usize,
     /// A receive returned since the node last sent: wrappers receive and
     /// send on different threads, so the thread-local hint misses them.
     received: AtomicBool,
 }
 
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Envelope>,
+    /// Receivers sleeping for an envelope.
+    receivers: usize,
+    /// Pushers sleeping for room.
+    pushers: usize,
+}
+
 impl Inbox {
     /// An inbox holding at most `capacity` envelopes.
     pub fn new(capacity: usize) -> Inbox {
-        let (tx, rx) = bounded(capacity);
         Inbox {
-            tx,
-            rx,
+            state: Mutex::new(State {
+                queue: VecDeque::with_capacity(capacity.min(1024)),
+                ..State::default()
+            }),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+            cap: capacity,
             received: AtomicBool::new(false),
         }
     }
 
-    /// The sending side, for the threads that fill the inbox.
-    pub fn sender(&self) -> &Sender<Envelope> {
-        &self.tx
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every call sleeping on the inbox so it sees that `shutdown`
+    /// fired; call it right after firing.
+    pub fn wake(&self) {
+        drop(self.lock());
+        self.ready.notify_all();
+        self.room.notify_all();
     }
 
     /// Envelopes waiting to be received.
     pub fn len(&self) -> usize {
-        self.rx.len()
+        self.lock().queue.len()
     }
 
     /// Whether no envelope is waiting.
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.len() == 0
+    }
+
+    /// Whether the inbox has no room left.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.cap
+    }
+
+    /// Pushes `env`, waiting up to `timeout` for room; gives up at once when
+    /// `shutdown` fires.
+    pub fn push(
+        &self,
+        env: Envelope,
+        timeout: Timeout,
+        shutdown: &Shutdown,
+    ) -> std::result::Result<(), PushError> {
+        let mut one = VecDeque::from([env]);
+        match self.push_many(&mut one, timeout, shutdown)? {
+            0 => Err(PushError::Full),
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves envelopes from the front of `from` into the inbox, as many as
+    /// fit, waiting up to `timeout` for room for the first; how many moved.
+    /// Fails with `Closed` (moving none) once `shutdown` fired.
+    pub fn push_many(
+        &self,
+        from: &mut VecDeque<Envelope>,
+        timeout: Timeout,
+        shutdown: &Shutdown,
+    ) -> std::result::Result<usize, PushError> {
+        let mut s = self.lock();
+        let end = deadline(timeout);
+        loop {
+            if shutdown.is_fired() {
+                return Err(PushError::Closed);
+            }
+            let room = self.cap - s.queue.len().min(self.cap);
+            if room > 0 || from.is_empty() {
+                let n = room.min(from.len());
+                s.queue.extend(from.drain(..n));
+                let wake = s.receivers > 0;
+                drop(s);
+                if wake {
+                    self.ready.notify_all();
+                }
+                return Ok(n);
+            }
+            s = match wait(&self.room, s, end, |s| &mut s.pushers) {
+                Some(s) => s,
+                None => return Ok(0),
+            };
+        }
     }
 
     /// Notes that the node is sending; true if the send most likely answers
@@ -184,48 +238,9 @@ impl Inbox {
     /// Takes the next envelope, waiting up to `timeout`; fails with `Closed`
     /// as soon as `shutdown` fires.
     pub fn recv(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
-        let env = self.wait(timeout, shutdown)?;
-        note_recv();
-        if !self.received.load(Ordering::Relaxed) {
-            self.received.store(true, Ordering::Relaxed);
-        }
-        Ok(env)
-    }
-
-    fn wait(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
-        if shutdown.is_fired() {
-            return Err(Error::closed());
-        }
-        if let Ok(env) = self.rx.try_recv() {
-            return Ok(env);
-        }
-        if timeout == Some(Duration::ZERO) {
-            return Err(Error::timeout());
-        }
-        if LAST_OP.with(|f| f.get()) == SENT {
-            if let Some(env) = self.spin(timeout.map_or(SPIN, |t| t.min(SPIN)), shutdown) {
-                return Ok(env);
-            }
-        }
-        let timer = timer(timeout);
-        select! {
-            recv(self.rx) -> r => r.map_err(|_| Error::closed()),
-            recv(shutdown.waiter()) -> _ => Err(Error::closed()),
-            recv(timer) -> _ => Err(Error::timeout()),
-        }
-    }
-
-    /// Polls the inbox for up to `d`, yielding the CPU between polls: a
-    /// message that arrives meanwhile costs no futex wake-up and no sleep.
-    fn spin(&self, d: Duration, shutdown: &Shutdown) -> Option<Envelope> {
-        let start = Instant::now();
-        while start.elapsed() < d && !shutdown.is_fired() {
-            std::thread::yield_now();
-            if let Ok(env) = self.rx.try_recv() {
-                return Some(env);
-            }
-        }
-        None
+        let mut out = Vec::with_capacity(1);
+        self.recv_batch(1, timeout, shutdown, &mut out)?;
+        out.pop().ok_or_else(Error::timeout)
     }
 
     /// Takes up to `max` envelopes: waits up to `timeout` for the first, then
@@ -240,18 +255,106 @@ impl Inbox {
         if max == 0 {
             return Ok(());
         }
-        out.push(self.recv(timeout, shutdown)?);
-        while out.len() < max {
-            match self.rx.try_recv() {
-                Ok(env) => out.push(env),
-                Err(_) => break,
+        if shutdown.is_fired() {
+            return Err(Error::closed());
+        }
+        if !self.take(max, out)
+            && timeout != Some(Duration::ZERO)
+            && LAST_OP.with(|f| f.get()) == SENT
+        {
+            // Most likely waiting for a reply: poll a little before parking.
+            let d = timeout.map_or(SPIN, |t| t.min(SPIN));
+            let start = Instant::now();
+            while start.elapsed() < d && !shutdown.is_fired() {
+                std::thread::yield_now();
+                if self.take(max, out) {
+                    break;
+                }
             }
+        }
+        if out.is_empty() {
+            self.wait_take(max, timeout, shutdown, out)?;
+        }
+        note_recv();
+        if !self.received.load(Ordering::Relaxed) {
+            self.received.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
 
+    /// Takes up to `max` envelopes if there are any, without waiting.
+    fn take(&self, max: usize, out: &mut Vec<Envelope>) -> bool {
+        let mut s = self.lock();
+        if s.queue.is_empty() {
+            return false;
+        }
+        self.take_locked(&mut s, max, out);
+        true
+    }
+
+    fn take_locked(&self, s: &mut MutexGuard<'_, State>, max: usize, out: &mut Vec<Envelope>) {
+        let n = max.min(s.queue.len());
+        out.extend(s.queue.drain(..n));
+        if s.pushers > 0 {
+            self.room.notify_all();
+        }
+    }
+
+    fn wait_take(
+        &self,
+        max: usize,
+        timeout: Timeout,
+        shutdown: &Shutdown,
+        out: &mut Vec<Envelope>,
+    ) -> Result<()> {
+        let end = deadline(timeout);
+        let mut s = self.lock();
+        loop {
+            if shutdown.is_fired() {
+                return Err(Error::closed());
+            }
+            if !s.queue.is_empty() {
+                self.take_locked(&mut s, max, out);
+                return Ok(());
+            }
+            s = wait(&self.ready, s, end, |s| &mut s.receivers).ok_or_else(Error::timeout)?;
+        }
+    }
+
     /// Discards every waiting envelope; returns how many there were.
     pub fn drain(&self) -> usize {
-        self.rx.try_iter().count()
+        let mut s = self.lock();
+        let n = s.queue.len();
+        s.queue.clear();
+        if s.pushers > 0 {
+            self.room.notify_all();
+        }
+        n
     }
+}
+
+/// Sleeps on `cv` until signalled or `end`, counted in the sleepers that
+/// `sleepers` picks; `None` if `end` had passed already.
+fn wait<'a>(
+    cv: &Condvar,
+    mut s: MutexGuard<'a, State>,
+    end: Option<Instant>,
+    sleepers: fn(&mut State) -> &mut usize,
+) -> Option<MutexGuard<'a, State>> {
+    *sleepers(&mut s) += 1;
+    s = match end {
+        None => cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+        Some(end) => {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                *sleepers(&mut s) -= 1;
+                return None;
+            }
+            cv.wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+        }
+    };
+    *sleepers(&mut s) -= 1;
+    Some(s)
 }

@@ -10,11 +10,11 @@ use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{Inbox, Shutdown, Timeout};
 use crate::node::Transport;
 use crate::stats::NodeStats;
-use crossbeam_channel::{select, TrySendError};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One incarnation of a server: a re-added id gets a new one.
 pub(crate) struct Core {
@@ -43,6 +43,7 @@ impl Core {
     /// what it throws away as `discarded`, as a real node does.
     pub fn close(&self) {
         if self.shutdown.fire() {
+            self.inbox.wake();
             let left = self.inbox.drain() as u64;
             self.stats.discarded.add(left);
         }
@@ -64,27 +65,25 @@ enum Pushed {
     DestClosed,
 }
 
+/// How often a sender waiting for room checks that it is still running.
+const WAIT_SLICE: Duration = Duration::from_millis(10);
+
 /// Pushes into `to`'s inbox, waiting up to `timeout` for room; gives up
 /// when either server closes.
 fn push(from: &Core, to: &Core, env: Envelope, timeout: Timeout) -> Pushed {
-    if to.shutdown.is_fired() {
-        return Pushed::DestClosed;
-    }
-    let tx = to.inbox.sender();
-    let env = match tx.try_send(env) {
-        Ok(()) => return Pushed::Ok,
-        Err(TrySendError::Full(env)) => env,
-        Err(TrySendError::Disconnected(_)) => return Pushed::DestClosed,
-    };
-    if timeout == Some(Duration::ZERO) {
-        return Pushed::Full;
-    }
-    let timer = crate::inbox::timer(timeout);
-    select! {
-        send(tx, env) -> r => if r.is_ok() { Pushed::Ok } else { Pushed::DestClosed },
-        recv(from.shutdown.waiter()) -> _ => Pushed::SenderClosed,
-        recv(to.shutdown.waiter()) -> _ => Pushed::DestClosed,
-        recv(timer) -> _ => Pushed::Full,
+    let mut one = VecDeque::from([env]);
+    let end = crate::inbox::deadline(timeout);
+    loop {
+        let wait = end.map_or(WAIT_SLICE, |e| {
+            e.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
+        });
+        match to.inbox.push_many(&mut one, Some(wait), &to.shutdown) {
+            Ok(0) if wait.is_zero() => return Pushed::Full,
+            Ok(0) if from.shutdown.is_fired() => return Pushed::SenderClosed,
+            Ok(0) => {}
+            Ok(_) => return Pushed::Ok,
+            Err(_) => return Pushed::DestClosed,
+        }
     }
 }
 

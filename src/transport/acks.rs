@@ -88,9 +88,9 @@ pub(crate) struct AckSender {
 }
 
 impl AckSender {
-    /// One more frame is in the inbox.
-    pub fn delivered(&mut self) {
-        self.count += 1;
+    /// `n` more frames are in the inbox.
+    pub fn delivered(&mut self, n: u64) {
+        self.count += n;
     }
 
     /// Sends the current count if the socket takes it without blocking.

@@ -1,44 +1,30 @@
-//! The writer's batch: frames on their way into a socket. Headers and small
-//! payloads are copied into one buffer; large payloads are written from
-//! where they already are (one `writev` for the whole batch), so every byte
-//! is copied at most once before the kernel takes it.
+//! A batch of encoded frames on their way into a socket: what a peer's
+//! queue holds, and what its writer swaps out and writes whole. Headers and
+//! small payloads are copied into one buffer; large payloads are written
+//! from where they already are (one `writev` for the whole batch), so every
+//! byte is copied at most once before the kernel takes it.
 
-use crate::envelope::{Envelope, Header, Payload, HEADER_LEN};
+use crate::envelope::{Envelope, Header, Payload};
 use std::io::{IoSlice, Write};
 
 /// Payloads from this size on are not copied into the buffer.
 const BIG: usize = 8 << 10;
+/// A buffer that grew beyond this during a burst is shrunk back once written.
+const KEEP: usize = 1 << 20;
 
+#[derive(Default)]
 pub(crate) struct Batch {
     /// Headers and small payloads, in frame order.
     buf: Vec<u8>,
     /// Large payloads, each with the offset in `buf` it follows.
     big: Vec<(usize, Payload)>,
-    /// Bytes in the batch, large payloads included.
-    len: usize,
     /// Frames in the batch.
     frames: u64,
     /// Payload bytes in the batch.
     payload: u64,
-    /// Bytes from which the batch counts as full.
-    cap: usize,
 }
 
 impl Batch {
-    /// An empty batch that reports itself full at about `cap` bytes.
-    pub fn new(cap: usize) -> Batch {
-        Batch {
-            // Room for one more small frame than `cap`: the buffer never
-            // grows (and never reallocates) once made.
-            buf: Vec::with_capacity(cap + HEADER_LEN + BIG),
-            cap,
-            big: Vec::new(),
-            len: 0,
-            frames: 0,
-            payload: 0,
-        }
-    }
-
     /// Appends the frame of `env`.
     #[inline]
     pub fn push(&mut self, env: &Envelope) {
@@ -48,14 +34,13 @@ impl Batch {
         } else {
             self.buf.extend_from_slice(&env.data);
         }
-        self.len += HEADER_LEN + env.data.len();
         self.frames += 1;
         self.payload += env.data.len() as u64;
     }
 
-    /// Whether the batch holds at least the capacity it was made with.
-    pub fn is_full(&self) -> bool {
-        self.len >= self.cap
+    /// Whether the batch holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
     }
 
     /// Frames in the batch.
@@ -92,12 +77,19 @@ impl Batch {
             }
         };
         drop(slices);
+        self.clear();
+        result
+    }
+
+    /// Empties the batch; a buffer a burst made large is given back.
+    pub fn clear(&mut self) {
         self.buf.clear();
+        if self.buf.capacity() > KEEP {
+            self.buf.shrink_to(KEEP / 4);
+        }
         self.big.clear();
-        self.len = 0;
         self.frames = 0;
         self.payload = 0;
-        result
     }
 }
 
@@ -138,17 +130,15 @@ mod tests {
             .enumerate()
             .map(|(i, &n)| Envelope::new(2, i as i64, 0, &vec![i as u8 + 1; n]))
             .collect();
-        let mut batch = Batch::new(1 << 10);
-        let room = batch.buf.capacity();
+        let mut batch = Batch::default();
         let mut out = Trickle(Vec::new());
         for e in &envs {
             batch.push(e);
         }
-        assert!(batch.is_full());
         assert_eq!(batch.frames(), envs.len() as u64);
-        assert_eq!(batch.buf.capacity(), room, "the buffer never grows");
+        assert!(batch.buf.len() < 3 * BIG, "large payloads are not copied");
         batch.write_to(&mut out).unwrap();
-        assert_eq!(batch.frames(), 0);
+        assert!(batch.is_empty());
         let mut frames = FrameReader::new(&out.0[..], 1 << 20, 4096);
         for e in &envs {
             let got = frames.next_frame(2).unwrap().unwrap();
@@ -158,17 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_of_small_frames_is_full_at_its_capacity_and_never_grows() {
-        let mut batch = Batch::new(4096);
-        let room = batch.buf.capacity();
-        let env = Envelope::new(2, 0, 0, &[7u8; 64]);
-        let mut n = 0;
-        while !batch.is_full() {
+    fn a_buffer_grown_by_a_burst_is_given_back_once_written() {
+        let mut batch = Batch::default();
+        let env = Envelope::new(2, 0, 0, &[7u8; 1000]);
+        for _ in 0..2000 {
             batch.push(&env);
-            n += 1;
-            assert!(n < 1000, "never full");
         }
-        assert_eq!(n, 4096usize.div_ceil(HEADER_LEN + 64));
-        assert_eq!(batch.buf.capacity(), room);
+        assert!(batch.buf.capacity() > KEEP);
+        batch.write_to(std::io::sink()).unwrap();
+        assert!(batch.buf.capacity() <= KEEP);
+        assert_eq!((batch.frames(), batch.payload_bytes()), (0, 0));
     }
 }

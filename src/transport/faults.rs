@@ -3,13 +3,14 @@
 //! applied by the reader, see `listener.rs`). Only reached when a fault is
 //! set; the normal path checks one atomic flag.
 
+use super::outq::Outq;
 use super::Shared;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::fault::schedule::Delayer;
 use crate::fault::FaultCmd;
+use crate::inbox::PushError;
 use crate::stats::PeerStats;
-use crossbeam_channel::{Sender, TrySendError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 /// A peer's queue and counters, as the delay thread needs them.
 pub(crate) struct Queue {
-    pub tx: Sender<Envelope>,
+    pub queue: Arc<Outq>,
     pub stats: Arc<PeerStats>,
 }
 
@@ -107,17 +108,17 @@ impl TcpFaults {
 /// A delayed message enters its peer's queue, without waiting for room.
 fn arrive(s: &Shared, q: &Queue, env: Envelope) {
     let len = env.data.len() as u64;
-    match q.tx.try_send(env) {
+    match q.queue.push(&env, Duration::ZERO) {
         Ok(()) => {
             q.stats.sent.inc();
             s.stats.sent.inc();
             s.stats.sent_bytes.add(len);
         }
-        Err(TrySendError::Full(_)) => {
+        Err(PushError::Full) => {
             q.stats.dropped.queue_full.inc();
             s.stats.dropped.queue_full.inc();
         }
-        Err(TrySendError::Disconnected(_)) => {
+        Err(PushError::Closed) => {
             q.stats.dropped.closed.inc();
             s.stats.dropped.closed.inc();
         }

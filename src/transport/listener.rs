@@ -4,9 +4,8 @@ use super::acks::AckSender;
 use super::{handshake, Shared};
 use crate::envelope::Envelope;
 use crate::envelope::{FrameError, FrameReader};
-use crate::inbox::{push, PushError};
-use crossbeam_channel::TrySendError;
-use std::collections::HashMap;
+use crate::inbox::PushError;
+use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +22,8 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 const PUSH_SLICE: Duration = Duration::from_millis(50);
 /// Read buffer of an incoming connection.
 const READ_BUFFER: usize = 64 << 10;
+/// Frames decoded before they are pushed into the inbox in one go.
+const BURST: usize = 64;
 
 pub(crate) struct Acceptor {
     pub shared: Arc<Shared>,
@@ -154,65 +155,79 @@ impl Reader {
         if stream.set_read_timeout(Some(STALL_TIMEOUT)).is_err() {
             return;
         }
+        let mut got = VecDeque::with_capacity(BURST);
         loop {
-            // About to wait for more bytes: tell the writer what arrived.
+            // About to wait for more bytes: deliver what was decoded and tell
+            // the writer what arrived.
             if frames.buffered() == 0 {
+                if !self.deliver(&mut got, stream, acks, superseded) {
+                    return;
+                }
                 acks.flush(stream);
             }
             let env = match frames.next_frame(from) {
                 Ok(Some(env)) => env,
                 Err(FrameError::Idle) => continue,
-                Ok(None) => return,
-                Err(FrameError::Io(e)) => {
-                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-                        s.stats.bad_frames.inc();
+                end => {
+                    // The frames before the end are good: deliver them.
+                    self.deliver(&mut got, stream, acks, superseded);
+                    match end {
+                        Err(FrameError::Io(e))
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            s.stats.bad_frames.inc()
+                        }
+                        Err(FrameError::Wire(_)) => s.stats.bad_frames.inc(),
+                        _ => {}
                     }
-                    return;
-                }
-                Err(FrameError::Wire(_)) => {
-                    s.stats.bad_frames.inc();
                     return;
                 }
             };
             if s.faults.cuts_in(from) {
                 // Taken in and thrown away here: acknowledged and counted.
-                acks.delivered();
+                acks.delivered(1);
                 s.stats.dropped.fault.inc();
                 continue;
             }
-            let len = env.data.len() as u64;
-            // About to wait for room in the inbox: acknowledge first.
-            if s.inbox.sender().is_full() {
-                acks.flush(stream);
-            }
-            if !self.push(env, superseded) {
+            got.push_back(env);
+            if got.len() == BURST && !self.deliver(&mut got, stream, acks, superseded) {
                 return;
             }
-            acks.delivered();
-            s.stats.received.inc();
-            s.stats.received_bytes.add(len);
         }
     }
 
-    /// Puts `env` into the inbox, waiting for room as long as this is still
-    /// the peer's current connection; false if the node closes or a newer
-    /// connection replaced this one.
-    fn push(&self, env: Envelope, superseded: &AtomicBool) -> bool {
+    /// Moves `got` into the inbox, waiting for room as long as this is
+    /// still the peer's current connection; false if the node closes or a
+    /// newer connection replaced this one.
+    fn deliver(
+        &self,
+        got: &mut VecDeque<Envelope>,
+        stream: &TcpStream,
+        acks: &mut AckSender,
+        superseded: &AtomicBool,
+    ) -> bool {
         let s = &self.shared;
-        let env = match s.inbox.sender().try_send(env) {
-            Ok(()) => return true,
-            Err(TrySendError::Full(env)) => env,
-            Err(TrySendError::Disconnected(_)) => return false,
-        };
-        loop {
-            if superseded.load(Ordering::Acquire) {
-                return false;
-            }
-            match push(s.inbox.sender(), env.clone(), Some(PUSH_SLICE), &s.shutdown) {
-                Ok(()) => return true,
-                Err(PushError::Full) => continue,
-                Err(PushError::Closed) => return false,
+        let mut wait = Duration::ZERO;
+        while !got.is_empty() {
+            let bytes: u64 = got.iter().map(|e| e.data.len() as u64).sum();
+            match s.inbox.push_many(got, Some(wait), &s.shutdown) {
+                Ok(0) => {
+                    // About to wait for room in the inbox: acknowledge first.
+                    acks.flush(stream);
+                    if superseded.load(Ordering::Acquire) {
+                        return false;
+                    }
+                    wait = PUSH_SLICE;
+                }
+                Ok(n) => {
+                    let left: u64 = got.iter().map(|e| e.data.len() as u64).sum();
+                    acks.delivered(n as u64);
+                    s.stats.received.add(n as u64);
+                    s.stats.received_bytes.add(bytes - left);
+                }
+                Err(PushError::Full) | Err(PushError::Closed) => return false,
             }
         }
+        true
     }
 }

@@ -6,6 +6,7 @@ mod batch;
 mod faults;
 pub mod handshake;
 mod listener;
+mod outq;
 mod sockets;
 mod writer;
 
@@ -13,10 +14,11 @@ use crate::config::{Config, Peer, BROADCAST};
 use crate::envelope::Envelope;
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{push, Inbox, PushError, Shutdown, Timeout};
+use crate::inbox::{Inbox, PushError, Shutdown, Timeout};
 use crate::node::Transport;
 use crate::stats::{NodeStats, PeerStats};
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver};
+use outq::Outq;
 use sockets::Sockets;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -40,8 +42,7 @@ pub(crate) struct Shared {
 /// The sending side of one peer.
 struct Link {
     id: i64,
-    tx: Sender<Envelope>,
-    rx: Receiver<Envelope>,
+    queue: Arc<Outq>,
     stats: Arc<PeerStats>,
     direct: Arc<writer::Direct>,
 }
@@ -84,28 +85,27 @@ impl TcpNode {
         let mut links = Vec::new();
         let mut threads = Vec::new();
         for peer in shared.config.peers.iter().filter(|p| p.id != id) {
-            let (tx, rx) = bounded(shared.config.outbox_size);
+            let queue = Arc::new(Outq::new(shared.config.outbox_size));
             let stats = Arc::new(PeerStats::new(peer.id));
             let direct = Arc::new(writer::Direct::default());
             let w = writer::Writer {
                 shared: shared.clone(),
                 peer: peer.clone(),
-                rx: rx.clone(),
+                queue: queue.clone(),
                 stats: stats.clone(),
                 direct: direct.clone(),
                 _done: done_tx.clone(),
             };
-            match spawn(format!("cluster-w{}", peer.id), move || w.run()) {
-                Ok(t) => threads.push(t),
-                Err(e) => return Err(abandon(&shared, threads, e)),
-            }
             links.push(Link {
                 id: peer.id,
-                tx,
-                rx,
+                queue,
                 stats,
                 direct,
             });
+            match spawn(format!("cluster-w{}", peer.id), move || w.run()) {
+                Ok(t) => threads.push(t),
+                Err(e) => return Err(abandon(&shared, &links, threads, e)),
+            }
         }
         drop(done_tx);
         let readers = Arc::new(Mutex::new(Vec::new()));
@@ -116,7 +116,7 @@ impl TcpNode {
         };
         match spawn(format!("cluster-a{id}"), move || acceptor.run()) {
             Ok(t) => threads.push(t),
-            Err(e) => return Err(abandon(&shared, threads, e)),
+            Err(e) => return Err(abandon(&shared, &links, threads, e)),
         }
         let mut index: Vec<(i64, usize)> =
             links.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
@@ -125,7 +125,7 @@ impl TcpNode {
             (
                 l.id,
                 faults::Queue {
-                    tx: l.tx.clone(),
+                    queue: l.queue.clone(),
                     stats: l.stats.clone(),
                 },
             )
@@ -155,21 +155,21 @@ impl TcpNode {
         let len = env.data.len() as u64;
         // A thread answering what it received writes the frame itself when
         // the writer is idle: request/reply saves a thread hand-off.
-        if replying && link.direct.try_write(&link.rx, &env, &link.stats) {
+        if replying && link.direct.try_write(&link.queue, &env, &link.stats) {
             self.count_sent(link, len);
             link.stats.written.inc();
             link.stats.written_bytes.add(len);
             return Ok(());
         }
-        // Fast path: the queue has room (no clock read, no clone).
-        let env = match link.tx.try_send(env) {
+        // Fast path: the queue has room (no clock read).
+        match link.queue.push(&env, Duration::ZERO) {
             Ok(()) => {
                 self.count_sent(link, len);
                 return Ok(());
             }
-            Err(TrySendError::Full(env)) => env,
-            Err(TrySendError::Disconnected(_)) => return Err(Error::closed()),
-        };
+            Err(PushError::Full) => {}
+            Err(PushError::Closed) => return Err(Error::closed()),
+        }
         let end = crate::inbox::deadline(timeout);
         loop {
             // A peer that is down never makes the caller wait: its queue keeps
@@ -182,7 +182,7 @@ impl TcpNode {
                     e.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
                 })
             };
-            match push(&link.tx, env.clone(), Some(wait), &self.shared.shutdown) {
+            match link.queue.push(&env, wait) {
                 Ok(()) => {
                     self.count_sent(link, len);
                     return Ok(());
@@ -211,7 +211,7 @@ impl TcpNode {
         let s = &self.shared;
         env.pid = s.id;
         let len = env.data.len() as u64;
-        match push(s.inbox.sender(), env, timeout, &s.shutdown) {
+        match s.inbox.push(env, timeout, &s.shutdown) {
             Ok(()) => {
                 s.stats.sent.inc();
                 s.stats.sent_bytes.add(len);
@@ -232,8 +232,12 @@ impl TcpNode {
 }
 
 /// Stops the threads a failed start had already begun, and passes `e` on.
-fn abandon(shared: &Shared, threads: Vec<JoinHandle<()>>, e: Error) -> Error {
+fn abandon(shared: &Shared, links: &[Link], threads: Vec<JoinHandle<()>>, e: Error) -> Error {
     shared.shutdown.fire();
+    shared.inbox.wake();
+    for l in links {
+        l.queue.close();
+    }
     shared.sockets.shutdown_all();
     for t in threads {
         let _ = t.join();
@@ -335,6 +339,10 @@ impl Transport for TcpNode {
         }
         self.faults.stop();
         self.shared.shutdown.fire();
+        self.shared.inbox.wake();
+        for l in &self.links {
+            l.queue.close();
+        }
         // Readers stop at the end of what they have and acknowledge it, so
         // the peers know exactly what this node took in.
         self.shared.sockets.stop_reading();
@@ -377,7 +385,7 @@ impl Transport for TcpNode {
             .iter()
             .map(|l| {
                 let mut p = serde_json::to_value(&*l.stats).unwrap_or_default();
-                p["queue_depth"] = l.rx.len().into();
+                p["queue_depth"] = l.queue.len().into();
                 p
             })
             .collect();

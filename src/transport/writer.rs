@@ -1,14 +1,14 @@
-//! One thread per peer: connects, handshakes, and writes the peer's queue in
-//! batches (one flush when the queue runs dry), reconnecting with capped,
-//! jittered backoff.
+//! One thread per peer: connects, handshakes, and writes the peer's queue a
+//! whole batch at a time, reconnecting with capped, jittered backoff.
 
 use super::acks::Acks;
 use super::batch::Batch;
+use super::outq::{Outq, Wait};
 use super::{handshake, Shared};
 use crate::config::Peer;
 use crate::envelope::{Envelope, Header};
 use crate::stats::PeerStats;
-use crossbeam_channel::{select, Receiver, Select, Sender, TryRecvError};
+use crossbeam_channel::Sender;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,13 +22,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const DOWN_AFTER: u32 = 3;
 /// How often an idle writer with unacknowledged frames looks for acks.
 const ACK_POLL: Duration = Duration::from_millis(20);
-/// Size of the write buffer; a batch flushes when it fills or the queue is dry.
-const WRITE_BUFFER: usize = 256 << 10;
 
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub peer: Peer,
-    pub rx: Receiver<Envelope>,
+    pub queue: Arc<Outq>,
     pub stats: Arc<PeerStats>,
     /// The connection as senders see it, for direct writes.
     pub direct: Arc<Direct>,
@@ -39,8 +37,8 @@ pub(crate) struct Writer {
 enum Ended {
     /// The node is closing.
     Shutdown,
-    /// The connection broke; the envelope, if any, was not written yet.
-    Broken(Option<Envelope>),
+    /// The connection broke.
+    Broken,
 }
 
 impl Writer {
@@ -50,7 +48,8 @@ impl Writer {
         let mut failures = 0u32;
         let mut rng = Jitter::new(self.shared.id, self.peer.id);
         let mut connections = 0u64;
-        let mut pending: Option<Envelope> = None;
+        // Frames taken from the queue but not written yet.
+        let mut pending = Batch::default();
         while !self.shared.shutdown.is_fired() {
             let (stream, token) = match self.connect() {
                 Some(c) => c,
@@ -74,7 +73,7 @@ impl Writer {
             connections += 1;
             self.stats.down.set(false);
             self.stats.connected.set(true);
-            let ended = self.pump(&stream, pending.take());
+            let ended = self.pump(&stream, &mut pending);
             // No more direct writes into this connection; its ack accounts
             // stay for the linger (a new connection starts them afresh).
             {
@@ -85,17 +84,14 @@ impl Writer {
             self.stats.connected.set(false);
             match ended {
                 Ended::Shutdown => {
-                    self.linger(&stream);
+                    self.linger(&stream, &mut pending);
                     self.shared.sockets.remove(token);
                     break;
                 }
-                Ended::Broken(env) => {
-                    self.shared.sockets.remove(token);
-                    pending = env;
-                }
+                Ended::Broken => self.shared.sockets.remove(token),
             }
         }
-        let left = self.rx.try_iter().count() as u64 + pending.is_some() as u64;
+        let left = self.queue.clear() + pending.frames();
         self.stats.dropped.closed.add(left);
         self.shared.stats.dropped.closed.add(left);
     }
@@ -115,19 +111,18 @@ impl Writer {
         }
     }
 
-    /// Writes the queue into `stream` until it breaks or the node closes.
+    /// Writes the queue into `stream` until it breaks or the node closes;
+    /// `pending` holds what was taken but not written when it breaks.
     ///
-    /// Stream mode (the default) takes messages as they come and senders
-    /// never write themselves. Reply mode, asked for by a sender answering
-    /// what it received, opens the connection to direct writes and takes
-    /// messages from the queue only under the direct-write lock, so a sender
-    /// that finds the queue empty under the lock writes its frame without
-    /// overtaking any. A batch of more than one message means a stream again.
-    /// The connection's ack accounts live under the same lock, so frames
-    /// written directly are accounted for like the writer's own.
-    fn pump(&self, stream: &TcpStream, mut pending: Option<Envelope>) -> Ended {
-        let shutdown = self.shared.shutdown.waiter();
-        let mut out = Batch::new(WRITE_BUFFER);
+    /// Stream mode (the default): senders never write themselves. Reply
+    /// mode, asked for by a sender answering what it received, opens the
+    /// connection to direct writes. The writer takes frames only under the
+    /// direct-write lock, so a sender that finds the queue empty under the
+    /// lock writes its frame without overtaking any. A batch of more than one
+    /// frame means a stream again. The connection's ack accounts live under
+    /// the same lock, so frames written directly are accounted for like the
+    /// writer's own.
+    fn pump(&self, stream: &TcpStream, pending: &mut Batch) -> Ended {
         let mut reply_mode = false;
         *self.direct.lock() = DirectState {
             stream: stream.try_clone().ok(),
@@ -143,27 +138,12 @@ impl Writer {
             } else {
                 Duration::from_secs(3600)
             };
-            let mut idle = false;
-            if pending.is_none() && reply_mode {
-                // Wait for a message without taking it.
-                let mut sel = Select::new();
-                sel.recv(&self.rx);
-                sel.recv(shutdown);
-                match sel.ready_timeout(patience) {
-                    Ok(1) => return self.ended(stream, None, true),
-                    Ok(_) => {}
-                    Err(_) => idle = true,
-                }
-            } else if pending.is_none() {
-                select! {
-                    recv(self.rx) -> r => match r {
-                        Ok(env) => pending = Some(env),
-                        Err(_) => return self.ended(stream, None, true),
-                    },
-                    recv(shutdown) -> _ => return self.ended(stream, None, true),
-                    default(patience) => idle = true,
-                }
-            }
+            let idle = pending.is_empty()
+                && match self.queue.wait(patience) {
+                    Wait::Closed => return self.ended(stream, true),
+                    Wait::Idle => true,
+                    Wait::Ready => false,
+                };
             let mut direct = self.direct.lock();
             // Take in the acks; a peer that closed while we were idle is
             // noticed before we write into a dead connection.
@@ -173,7 +153,7 @@ impl Writer {
                 if !alive {
                     direct.open = false;
                     drop(direct);
-                    return self.ended(stream, None, false);
+                    return self.ended(stream, false);
                 }
                 if direct.acks.unacked() == 0 {
                     // Quiet and all acknowledged: back to sleeping soundly.
@@ -182,45 +162,23 @@ impl Writer {
                 }
                 continue;
             }
-            let first = match pending.take() {
-                Some(env) => env,
-                None => match self.rx.try_recv() {
-                    Ok(env) => env,
-                    Err(TryRecvError::Empty) => continue,
-                    Err(TryRecvError::Disconnected) => {
-                        drop(direct);
-                        return self.ended(stream, None, true);
-                    }
-                },
-            };
+            if pending.is_empty() && !self.queue.take(pending) {
+                continue;
+            }
             if !alive {
                 direct.open = false;
                 drop(direct);
-                return self.ended(stream, Some(first), false);
+                return self.ended(stream, false);
             }
-            let mut n = 0u64;
-            let mut ok = true;
-            let mut next = Some(first);
-            while ok && next.is_some() {
-                while let Some(env) = next.take() {
-                    out.push(&env);
-                    if !out.is_full() {
-                        next = self.rx.try_recv().ok();
-                    }
-                }
-                let (k, bytes) = (out.frames(), out.payload_bytes());
-                ok = out.write_to(stream).is_ok();
-                n += k;
-                direct.acks.written += k;
-                self.stats.written.add(k);
-                self.stats.written_bytes.add(bytes);
-                // After a full batch more may be waiting; a dry queue ends it.
-                next = if ok { self.rx.try_recv().ok() } else { None };
-            }
+            let (n, bytes) = (pending.frames(), pending.payload_bytes());
+            let ok = pending.write_to(stream).is_ok();
+            direct.acks.written += n;
+            self.stats.written.add(n);
+            self.stats.written_bytes.add(bytes);
             if !ok {
                 direct.open = false;
                 drop(direct);
-                return self.ended(stream, next, false);
+                return self.ended(stream, false);
             }
             let wanted = self.direct.wanted.swap(false, Ordering::Relaxed);
             reply_mode = n == 1 && (reply_mode || wanted);
@@ -230,7 +188,7 @@ impl Writer {
 
     /// Settles the accounts of a connection that ends: what the peer
     /// acknowledged is delivered; on a break, the rest was lost and counted.
-    fn ended(&self, stream: &TcpStream, env: Option<Envelope>, shutdown: bool) -> Ended {
+    fn ended(&self, stream: &TcpStream, shutdown: bool) -> Ended {
         let mut direct = self.direct.lock();
         direct.open = false;
         direct.acks.poll(stream);
@@ -241,34 +199,28 @@ impl Writer {
         let lost = direct.acks.unacked();
         self.stats.dropped.conn_lost.add(lost);
         self.shared.stats.dropped.conn_lost.add(lost);
-        Ended::Broken(env)
+        Ended::Broken
     }
 
     /// On close: writes what is queued within the linger, then says goodbye.
-    fn linger(&self, stream: &TcpStream) {
+    fn linger(&self, stream: &TcpStream, pending: &mut Batch) {
         let deadline = Instant::now() + self.shared.config.close_linger;
-        let mut out = Batch::new(WRITE_BUFFER);
-        let mut ok = true;
-        while ok {
-            let env = self.rx.try_recv().ok();
-            if let Some(env) = &env {
-                out.push(env);
+        while !pending.is_empty() || self.queue.take(pending) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (k, bytes) = (pending.frames(), pending.payload_bytes());
+            if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+                pending.clear();
+                self.stats.dropped.closed.add(k);
+                self.shared.stats.dropped.closed.add(k);
+                break;
             }
-            if env.is_none() || out.is_full() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let k = out.frames();
-                ok = !left.is_zero()
-                    && stream.set_write_timeout(Some(left)).is_ok()
-                    && out.write_to(stream).is_ok();
-                if ok {
-                    self.stats.written.add(k);
-                    self.direct.lock().acks.written += k;
-                } else {
-                    self.stats.dropped.closed.add(k);
-                    self.shared.stats.dropped.closed.add(k);
-                }
-            }
-            if env.is_none() {
+            // Part of a batch that fails may have arrived: the whole batch
+            // counts as written, and what is not acknowledged as dropped.
+            let ok = pending.write_to(stream).is_ok();
+            self.stats.written.add(k);
+            self.stats.written_bytes.add(bytes);
+            self.direct.lock().acks.written += k;
+            if !ok {
                 break;
             }
         }
@@ -326,7 +278,7 @@ impl Direct {
     /// and as lost with the other unacknowledged ones if the connection
     /// breaks). Never blocks on a busy writer or a full socket; a frame it
     /// has started but cannot finish within a second cuts the connection.
-    pub fn try_write(&self, queue: &Receiver<Envelope>, env: &Envelope, stats: &PeerStats) -> bool {
+    pub fn try_write(&self, queue: &Outq, env: &Envelope, stats: &PeerStats) -> bool {
         let Ok(mut guard) = self.state.try_lock() else {
             return false;
         };

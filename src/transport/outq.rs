@@ -1,0 +1,223 @@
+//! A peer's outbound queue: the sending threads encode their frames into one
+//! batch, and the peer's writer swaps the whole batch out. A send costs a
+//! lock nobody holds for long and a copy; the writer pays one lock a batch
+//! however many frames it holds, and is woken only when it sleeps.
+
+use super::batch::Batch;
+use crate::envelope::Envelope;
+use crate::inbox::PushError;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What the writer's wait for frames ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Frames are queued.
+    Ready,
+    /// None came within the patience.
+    Idle,
+    /// The node is closing.
+    Closed,
+}
+
+/// A bounded queue of encoded frames (the bound counts frames).
+pub(crate) struct Outq {
+    state: Mutex<State>,
+    /// Signalled when frames arrive while the writer sleeps.
+    ready: Condvar,
+    /// Signalled when the writer takes the frames while senders wait for room.
+    room: Condvar,
+    cap: u64,
+}
+
+#[derive(Default)]
+struct State {
+    batch: Batch,
+    /// The writer sleeps in [`Outq::wait`].
+    writer_waits: bool,
+    /// Senders sleeping in [`Outq::push`] for room.
+    senders_wait: usize,
+    /// The node is closing: nobody sleeps any more.
+    closed: bool,
+}
+
+impl Outq {
+    /// A queue of at most `cap` frames.
+    pub fn new(cap: usize) -> Outq {
+        Outq {
+            state: Mutex::default(),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+            cap: cap as u64,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues the frame of `env`, waiting up to `wait` for room; fails with
+    /// `Closed` only if the node closes while it waits.
+    pub fn push(&self, env: &Envelope, wait: Duration) -> Result<(), PushError> {
+        let mut s = self.lock();
+        let mut end = None;
+        while s.batch.frames() >= self.cap {
+            if s.closed {
+                return Err(PushError::Closed);
+            }
+            let now = Instant::now();
+            let end = *end.get_or_insert(now + wait);
+            if now >= end {
+                return Err(PushError::Full);
+            }
+            s.senders_wait += 1;
+            s = self
+                .room
+                .wait_timeout(s, end - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            s.senders_wait -= 1;
+        }
+        s.batch.push(env);
+        let wake = std::mem::take(&mut s.writer_waits);
+        drop(s);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The writer's wait: until frames are queued, `patience` runs out or
+    /// the queue is closed. Takes nothing.
+    pub fn wait(&self, patience: Duration) -> Wait {
+        let mut s = self.lock();
+        let end = Instant::now() + patience;
+        loop {
+            if s.closed {
+                return Wait::Closed;
+            }
+            if !s.batch.is_empty() {
+                return Wait::Ready;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return Wait::Idle;
+            }
+            s.writer_waits = true;
+            s = self
+                .ready
+                .wait_timeout(s, end - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            s.writer_waits = false;
+        }
+    }
+
+    /// Moves every queued frame into `into`, which must be empty (its
+    /// buffer becomes the queue's: the two are swapped, not copied); false
+    /// if there were none.
+    pub fn take(&self, into: &mut Batch) -> bool {
+        debug_assert!(into.is_empty());
+        let mut s = self.lock();
+        if s.batch.is_empty() {
+            return false;
+        }
+        std::mem::swap(into, &mut s.batch);
+        let wake = s.senders_wait > 0;
+        drop(s);
+        if wake {
+            self.room.notify_all();
+        }
+        true
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> u64 {
+        self.lock().batch.frames()
+    }
+
+    /// Whether no frame is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wakes whoever sleeps on the queue, now and later: the node closes.
+    /// Frames still queued stay for the writer's linger.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+        self.room.notify_all();
+    }
+
+    /// Throws away what is queued; the number of frames.
+    pub fn clear(&self) -> u64 {
+        let mut s = self.lock();
+        let n = s.batch.frames();
+        s.batch.clear();
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn env(i: i64) -> Envelope {
+        Envelope::new(2, i, 0, b"x")
+    }
+
+    #[test]
+    fn bounded_in_frames_and_a_take_makes_room_for_a_waiting_sender() {
+        let q = Arc::new(Outq::new(2));
+        q.push(&env(0), Duration::ZERO).unwrap();
+        q.push(&env(1), Duration::ZERO).unwrap();
+        assert_eq!(q.push(&env(2), Duration::ZERO), Err(PushError::Full));
+        assert_eq!(
+            q.push(&env(2), Duration::from_millis(5)),
+            Err(PushError::Full)
+        );
+        let q2 = q.clone();
+        let sender = std::thread::spawn(move || q2.push(&env(2), Duration::from_secs(30)));
+        while q.lock().senders_wait == 0 {
+            std::thread::yield_now();
+        }
+        let mut b = Batch::default();
+        assert!(q.take(&mut b));
+        assert_eq!(b.frames(), 2);
+        assert_eq!(sender.join().unwrap(), Ok(()));
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn the_writer_wakes_for_a_frame_and_for_close() {
+        let q = Arc::new(Outq::new(8));
+        assert_eq!(q.wait(Duration::from_millis(1)), Wait::Idle);
+        let q2 = q.clone();
+        let writer = std::thread::spawn(move || q2.wait(Duration::from_secs(30)));
+        while !q.lock().writer_waits {
+            std::thread::yield_now();
+        }
+        q.push(&env(0), Duration::ZERO).unwrap();
+        assert_eq!(writer.join().unwrap(), Wait::Ready);
+        let mut b = Batch::default();
+        assert!(q.take(&mut b));
+        assert!(!q.take(&mut Batch::default()));
+        let q2 = q.clone();
+        let writer = std::thread::spawn(move || q2.wait(Duration::from_secs(30)));
+        q.close();
+        assert_eq!(writer.join().unwrap(), Wait::Closed);
+    }
+
+    #[test]
+    fn close_releases_a_sender_waiting_for_room() {
+        let q = Arc::new(Outq::new(1));
+        q.push(&env(0), Duration::ZERO).unwrap();
+        let q2 = q.clone();
+        let sender = std::thread::spawn(move || q2.push(&env(1), Duration::from_secs(30)));
+        q.close();
+        assert_eq!(sender.join().unwrap(), Err(PushError::Closed));
+        assert_eq!(q.clear(), 1);
+        assert!(q.is_empty());
+    }
+}

@@ -247,12 +247,22 @@ pub struct Header {
 }
 
 impl Header {
-    /// Writes the header of `env` into `out`.
+    /// The header of `env`'s frame.
     pub fn encode(env: &Envelope) -> [u8; HEADER_LEN] {
+        Header {
+            len: env.data.len() as u32,
+            kind: env.kind,
+            msg_id: env.msg_id,
+        }
+        .to_bytes()
+    }
+
+    /// The header's wire form.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        b[0..4].copy_from_slice(&(env.data.len() as u32).to_le_bytes());
-        b[4..8].copy_from_slice(&env.kind.to_le_bytes());
-        b[8..16].copy_from_slice(&env.msg_id.to_le_bytes());
+        b[0..4].copy_from_slice(&self.len.to_le_bytes());
+        b[4..8].copy_from_slice(&self.kind.to_le_bytes());
+        b[8..16].copy_from_slice(&self.msg_id.to_le_bytes());
         b
     }
 

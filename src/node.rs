@@ -20,6 +20,19 @@ pub trait Transport: Send + Sync {
     /// to `timeout` for room when a live peer's queue is full.
     fn send(&self, env: Envelope, timeout: Timeout) -> Result<()>;
 
+    /// Sends a copy of `data` as `send` would; a transport that can encode
+    /// it straight into a queue skips building the envelope.
+    fn send_copy(
+        &self,
+        to: i64,
+        msg_id: i64,
+        kind: u32,
+        data: &[u8],
+        timeout: Timeout,
+    ) -> Result<()> {
+        self.send(Envelope::new(to, msg_id, kind, data), timeout)
+    }
+
     /// Takes the next received envelope, its `pid` set to the sender's id.
     fn recv(&self, timeout: Timeout) -> Result<Envelope>;
 
@@ -75,6 +88,18 @@ impl Node {
     /// Sends `env` to `env.pid`; see [`Transport::send`].
     pub fn send(&self, env: Envelope, timeout: Timeout) -> Result<()> {
         self.0.send(env, timeout)
+    }
+
+    /// Sends a copy of `data` to `to`; see [`Transport::send_copy`].
+    pub fn send_copy(
+        &self,
+        to: i64,
+        msg_id: i64,
+        kind: u32,
+        data: &[u8],
+        timeout: Timeout,
+    ) -> Result<()> {
+        self.0.send_copy(to, msg_id, kind, data, timeout)
     }
 
     /// Receives the next envelope; see [`Transport::recv`].

@@ -3,7 +3,7 @@
 use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
 use crate::envelope::{Envelope, INLINE};
 use crate::error::{Error, Result, Status};
-use crate::inbox::timeout_from_ms;
+use crate::inbox::{timeout_from_ms, Timeout};
 use crate::node::Node;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
@@ -40,8 +40,9 @@ pub(crate) fn node_arg<'a>(node: *const ClusterNode) -> Result<&'a Node> {
     arg(node, "node").map(|n| &n.node)
 }
 
-fn to_envelope(e: &ClusterEnvelope) -> Result<Envelope> {
-    let data: &[u8] = if e.len == 0 {
+/// The payload of a C envelope, checked.
+fn payload(e: &ClusterEnvelope) -> Result<&[u8]> {
+    Ok(if e.len == 0 {
         &[]
     } else if e.data.is_null() {
         return Err(Error::new(
@@ -51,8 +52,12 @@ fn to_envelope(e: &ClusterEnvelope) -> Result<Envelope> {
     } else {
         // SAFETY: by contract `data` points to `len` readable bytes.
         unsafe { std::slice::from_raw_parts(e.data, e.len) }
-    };
-    Ok(Envelope::new(e.pid, e.msg_id, e.kind, data))
+    })
+}
+
+/// Sends a copy of a C envelope.
+fn send_c(node: &Node, e: &ClusterEnvelope, timeout: Timeout) -> Result<()> {
+    node.send_copy(e.pid, e.msg_id, e.kind, payload(e)?, timeout)
 }
 
 /// The payloads of the small envelopes of one `cluster_recv_batch` call,
@@ -118,8 +123,7 @@ pub extern "C" fn cluster_send(
 ) -> c_int {
     call(err, || {
         let node = node_arg(node)?;
-        let env = to_envelope(arg(env, "env")?)?;
-        node.send(env, timeout_from_ms(timeout_ms))
+        send_c(node, arg(env, "env")?, timeout_from_ms(timeout_ms))
     })
 }
 
@@ -142,7 +146,7 @@ pub extern "C" fn cluster_send_batch(
         let envs = slice_arg(envs, n, "envs")?;
         let timeout = timeout_from_ms(timeout_ms);
         for (i, e) in envs.iter().enumerate() {
-            node.send(to_envelope(e)?, timeout)?;
+            send_c(node, e, timeout)?;
             set_opt(sent, i + 1);
         }
         Ok(())

@@ -8,7 +8,7 @@ use crate::envelope::{Envelope, Header, Payload};
 use std::io::{IoSlice, Write};
 
 /// Payloads from this size on are not copied into the buffer.
-const BIG: usize = 8 << 10;
+pub(crate) const BIG: usize = 8 << 10;
 /// A buffer that grew beyond this during a burst is shrunk back once written.
 const KEEP: usize = 1 << 20;
 
@@ -36,6 +36,18 @@ impl Batch {
         }
         self.frames += 1;
         self.payload += env.data.len() as u64;
+    }
+
+    /// Appends a frame of a small payload (below [`BIG`]) from where it is.
+    #[inline]
+    pub fn push_small(&mut self, msg_id: i64, kind: u32, data: &[u8]) {
+        debug_assert!(data.len() < BIG);
+        let len = data.len() as u32;
+        self.buf
+            .extend_from_slice(&Header { len, kind, msg_id }.to_bytes());
+        self.buf.extend_from_slice(data);
+        self.frames += 1;
+        self.payload += data.len() as u64;
     }
 
     /// Whether the batch holds no frame.

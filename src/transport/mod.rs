@@ -201,6 +201,37 @@ impl TcpNode {
         }
     }
 
+    /// The link to peer `id`, if it is one.
+    fn link(&self, id: i64) -> Option<&Link> {
+        let k = self.index.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        Some(&self.links[self.index[k].1])
+    }
+
+    /// Sends an envelope whose size was checked; `replying` from
+    /// [`Inbox::begin_send`].
+    fn send_checked(&self, env: Envelope, timeout: Timeout, replying: bool) -> Result<()> {
+        if env.pid == BROADCAST {
+            // Every peer gets its chance even if one queue is full; the
+            // payload is shared, not copied; the timeout is the whole call's.
+            let end = crate::inbox::deadline(timeout);
+            for link in &self.links {
+                let left = end.map(|e| e.saturating_duration_since(Instant::now()));
+                match self.enqueue(link, env.clone(), left, replying) {
+                    Err(e) if e.status == Status::Closed => return Err(e),
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        if env.pid == self.shared.id {
+            return self.deliver_to_self(env, timeout);
+        }
+        match self.link(env.pid) {
+            Some(link) => self.enqueue(link, env, timeout, replying),
+            None => Err(Error::unknown_peer(env.pid)),
+        }
+    }
+
     fn count_sent(&self, link: &Link, len: u64) {
         link.stats.sent.inc();
         self.shared.stats.sent.inc();
@@ -287,26 +318,34 @@ impl Transport for TcpNode {
         }
         self.shared.config.check_size(env.data.len())?;
         let replying = self.shared.inbox.begin_send();
-        if env.pid == BROADCAST {
-            // Every peer gets its chance even if one queue is full; the
-            // payload is shared, not copied; the timeout is the whole call's.
-            let end = crate::inbox::deadline(timeout);
-            for link in &self.links {
-                let left = end.map(|e| e.saturating_duration_since(Instant::now()));
-                match self.enqueue(link, env.clone(), left, replying) {
-                    Err(e) if e.status == Status::Closed => return Err(e),
-                    _ => {}
+        self.send_checked(env, timeout, replying)
+    }
+
+    /// The common case (a small payload to one live peer with room in its
+    /// queue, no fault set, not a reply) is encoded straight into the queue.
+    fn send_copy(
+        &self,
+        to: i64,
+        msg_id: i64,
+        kind: u32,
+        data: &[u8],
+        timeout: Timeout,
+    ) -> Result<()> {
+        if self.shared.shutdown.is_fired() {
+            return Err(Error::closed());
+        }
+        self.shared.config.check_size(data.len())?;
+        let replying = self.shared.inbox.begin_send();
+        if !replying && data.len() < batch::BIG && !self.shared.faults.is_active() {
+            if let Some(link) = self.link(to) {
+                if link.queue.try_push_small(msg_id, kind, data).is_ok() {
+                    self.count_sent(link, data.len() as u64);
+                    return Ok(());
                 }
             }
-            return Ok(());
         }
-        if env.pid == self.shared.id {
-            return self.deliver_to_self(env, timeout);
-        }
-        match self.index.binary_search_by_key(&env.pid, |&(id, _)| id) {
-            Ok(k) => self.enqueue(&self.links[self.index[k].1], env, timeout, replying),
-            Err(_) => Err(Error::unknown_peer(env.pid)),
-        }
+        let env = Envelope::new(to, msg_id, kind, data);
+        self.send_checked(env, timeout, replying)
     }
 
     fn recv(&self, timeout: Timeout) -> Result<Envelope> {

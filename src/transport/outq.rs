@@ -59,6 +59,23 @@ impl Outq {
     /// Queues the frame of `env`, waiting up to `wait` for room; fails with
     /// `Closed` only if the node closes while it waits.
     pub fn push(&self, env: &Envelope, wait: Duration) -> Result<(), PushError> {
+        let mut s = self.room_for_one(wait)?;
+        s.batch.push(env);
+        self.pushed(s);
+        Ok(())
+    }
+
+    /// Queues a frame of a small payload (below [`BIG`](super::batch::BIG))
+    /// without waiting: no envelope is built.
+    pub fn try_push_small(&self, msg_id: i64, kind: u32, data: &[u8]) -> Result<(), PushError> {
+        let mut s = self.room_for_one(Duration::ZERO)?;
+        s.batch.push_small(msg_id, kind, data);
+        self.pushed(s);
+        Ok(())
+    }
+
+    /// The lock, once the queue has room for a frame (waiting up to `wait`).
+    fn room_for_one(&self, wait: Duration) -> Result<MutexGuard<'_, State>, PushError> {
         let mut s = self.lock();
         let mut end = None;
         while s.batch.frames() >= self.cap {
@@ -78,13 +95,16 @@ impl Outq {
                 .0;
             s.senders_wait -= 1;
         }
-        s.batch.push(env);
+        Ok(s)
+    }
+
+    /// Unlocks after a push, waking the writer if it sleeps.
+    fn pushed(&self, mut s: MutexGuard<'_, State>) {
         let wake = std::mem::take(&mut s.writer_waits);
         drop(s);
         if wake {
             self.ready.notify_one();
         }
-        Ok(())
     }
 
     /// The writer's wait: until frames are queued, `patience` runs out or

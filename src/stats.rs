@@ -63,7 +63,8 @@ pub struct PeerStats {
     /// Whether the last attempt to reach the peer failed: senders do not
     /// wait for room in a down peer's queue.
     pub down: AtomicBoolJson,
-    /// Messages accepted into this peer's queue.
+    /// Messages accepted for this peer (on TCP filled in when read from the
+    /// peer's queue, which counts them under its lock).
     pub sent: Counter,
     /// Messages handed to the peer's connection (TCP) or inbox (mock).
     pub written: Counter,

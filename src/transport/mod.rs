@@ -156,17 +156,14 @@ impl TcpNode {
         // A thread answering what it received writes the frame itself when
         // the writer is idle: request/reply saves a thread hand-off.
         if replying && link.direct.try_write(&link.queue, &env, &link.stats) {
-            self.count_sent(link, len);
+            link.queue.count_direct(env.data.len());
             link.stats.written.inc();
             link.stats.written_bytes.add(len);
             return Ok(());
         }
         // Fast path: the queue has room (no clock read).
         match link.queue.push(&env, Duration::ZERO) {
-            Ok(()) => {
-                self.count_sent(link, len);
-                return Ok(());
-            }
+            Ok(()) => return Ok(()),
             Err(PushError::Full) => {}
             Err(PushError::Closed) => return Err(Error::closed()),
         }
@@ -183,10 +180,7 @@ impl TcpNode {
                 })
             };
             match link.queue.push(&env, wait) {
-                Ok(()) => {
-                    self.count_sent(link, len);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(PushError::Full) if !wait.is_zero() => continue,
                 Err(PushError::Full) => {
                     link.stats.dropped.queue_full.inc();
@@ -230,12 +224,6 @@ impl TcpNode {
             Some(link) => self.enqueue(link, env, timeout, replying),
             None => Err(Error::unknown_peer(env.pid)),
         }
-    }
-
-    fn count_sent(&self, link: &Link, len: u64) {
-        link.stats.sent.inc();
-        self.shared.stats.sent.inc();
-        self.shared.stats.sent_bytes.add(len);
     }
 
     fn deliver_to_self(&self, mut env: Envelope, timeout: Timeout) -> Result<()> {
@@ -339,7 +327,6 @@ impl Transport for TcpNode {
         if !replying && data.len() < batch::BIG && !self.shared.faults.is_active() {
             if let Some(link) = self.link(to) {
                 if link.queue.try_push_small(msg_id, kind, data).is_ok() {
-                    self.count_sent(link, data.len() as u64);
                     return Ok(());
                 }
             }
@@ -419,15 +406,24 @@ impl Transport for TcpNode {
     fn stats(&self) -> serde_json::Value {
         let s = &self.shared;
         let mut v = serde_json::to_value(&s.stats).unwrap_or_default();
+        // Sends to peers are counted by their queues; the node's own
+        // counters hold only the messages it sent to itself.
+        let (mut sent, mut sent_bytes) = (s.stats.sent.get(), s.stats.sent_bytes.get());
         let peers: Vec<serde_json::Value> = self
             .links
             .iter()
             .map(|l| {
                 let mut p = serde_json::to_value(&*l.stats).unwrap_or_default();
+                let (n, bytes) = l.queue.sent();
+                sent += n;
+                sent_bytes += bytes;
+                p["sent"] = n.into();
                 p["queue_depth"] = l.queue.len().into();
                 p
             })
             .collect();
+        v["sent"] = sent.into();
+        v["sent_bytes"] = sent_bytes.into();
         v["pid"] = s.id.into();
         v["transport"] = "tcp".into();
         v["closed"] = s.shutdown.is_fired().into();

@@ -42,6 +42,10 @@ struct State {
     senders_wait: usize,
     /// The node is closing: nobody sleeps any more.
     closed: bool,
+    /// Messages (and their payload bytes) accepted for the peer, kept under
+    /// the lock a send takes anyway rather than in shared atomics.
+    sent: u64,
+    sent_bytes: u64,
 }
 
 impl Outq {
@@ -64,7 +68,7 @@ impl Outq {
     pub fn push(&self, env: &Envelope, wait: Duration) -> Result<(), PushError> {
         let mut s = self.room_for_one(wait)?;
         s.batch.push(env);
-        self.pushed(s);
+        self.pushed(s, env.data.len());
         Ok(())
     }
 
@@ -73,7 +77,7 @@ impl Outq {
     pub fn try_push_small(&self, msg_id: i64, kind: u32, data: &[u8]) -> Result<(), PushError> {
         let mut s = self.room_for_one(Duration::ZERO)?;
         s.batch.push_small(msg_id, kind, data);
-        self.pushed(s);
+        self.pushed(s, data.len());
         Ok(())
     }
 
@@ -101,8 +105,11 @@ impl Outq {
         Ok(s)
     }
 
-    /// Unlocks after a push, waking the writer if it sleeps.
-    fn pushed(&self, mut s: MutexGuard<'_, State>) {
+    /// Counts a push of `len` payload bytes and unlocks, waking the writer
+    /// if it sleeps.
+    fn pushed(&self, mut s: MutexGuard<'_, State>, len: usize) {
+        s.sent += 1;
+        s.sent_bytes += len as u64;
         let wake = std::mem::take(&mut s.writer_waits);
         drop(s);
         if wake {
@@ -160,6 +167,20 @@ impl Outq {
             self.room.notify_all();
         }
         true
+    }
+
+    /// Counts a message of `len` bytes that a sender wrote into the
+    /// connection itself.
+    pub fn count_direct(&self, len: usize) {
+        let mut s = self.lock();
+        s.sent += 1;
+        s.sent_bytes += len as u64;
+    }
+
+    /// Messages and payload bytes accepted for the peer so far.
+    pub fn sent(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.sent, s.sent_bytes)
     }
 
     /// Frames queued.

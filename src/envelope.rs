@@ -370,6 +370,150 @@ impl<R: std::io::Read> FrameReader<R> {
     }
 }
 
+/// What [`FrameReader::next_into`] did with the next frame.
+#[derive(Debug)]
+pub enum Next {
+    /// A small frame, wholly buffered, was appended to the [`Frames`].
+    Appended,
+    /// The next frame, decoded (a large one, or one not wholly buffered).
+    Envelope(Envelope),
+    /// A clean end of stream (between frames).
+    End,
+}
+
+impl<R: std::io::Read> FrameReader<R> {
+    /// Like [`FrameReader::next_frame`], but a small frame whose bytes are
+    /// all buffered is copied into `small` in its wire form instead: the
+    /// reading thread only checks and copies, and the thread that takes it
+    /// from the inbox decodes it.
+    pub fn next_into(&mut self, small: &mut Frames) -> Result<Next, FrameError> {
+        use std::io::BufRead;
+        let buf = self.inner.buffer();
+        if buf.len() >= HEADER_LEN {
+            let mut h = [0u8; HEADER_LEN];
+            h.copy_from_slice(&buf[..HEADER_LEN]);
+            let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
+            let end = HEADER_LEN + header.len as usize;
+            if header.len as usize <= INLINE && buf.len() >= end {
+                small.push_wire(&buf[..end], header.len);
+                self.inner.consume(end);
+                return Ok(Next::Appended);
+            }
+        }
+        Ok(match self.next_frame(small.from)? {
+            Some(env) => Next::Envelope(env),
+            None => Next::End,
+        })
+    }
+}
+
+/// Small frames from one peer still in their wire form, decoded one by one
+/// as they are taken (an iterator of envelopes).
+#[derive(Debug, Default)]
+pub struct Frames {
+    from: i64,
+    bytes: Vec<u8>,
+    /// Where the next frame starts in `bytes`.
+    at: usize,
+    /// Frames left.
+    count: usize,
+    /// Payload bytes left.
+    payload: u64,
+}
+
+impl Frames {
+    /// No frames yet; they come from peer `from`.
+    pub fn new(from: i64) -> Frames {
+        Frames {
+            from,
+            ..Frames::default()
+        }
+    }
+
+    /// The peer the frames come from.
+    pub fn from(&self) -> i64 {
+        self.from
+    }
+
+    /// Frames left.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no frame is left.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Payload bytes left.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload
+    }
+
+    /// Appends one frame's wire bytes, checked already, of `len` payload bytes.
+    fn push_wire(&mut self, wire: &[u8], len: u32) {
+        self.bytes.extend_from_slice(wire);
+        self.count += 1;
+        self.payload += len as u64;
+    }
+
+    /// Length of the frame that starts at `at`.
+    fn frame_len(&self, at: usize) -> usize {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&self.bytes[at..at + 4]);
+        HEADER_LEN + u32::from_le_bytes(len) as usize
+    }
+
+    /// Moves the first `n` frames (at most all) into a new `Frames`.
+    pub fn take_front(&mut self, n: usize) -> Frames {
+        let n = n.min(self.count);
+        let mut end = self.at;
+        for _ in 0..n {
+            end += self.frame_len(end);
+        }
+        let payload = (end - self.at - n * HEADER_LEN) as u64;
+        let front = Frames {
+            from: self.from,
+            bytes: self.bytes[self.at..end].to_vec(),
+            at: 0,
+            count: n,
+            payload,
+        };
+        self.at = end;
+        self.count -= n;
+        self.payload -= payload;
+        front
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Envelope;
+
+    fn next(&mut self) -> Option<Envelope> {
+        if self.count == 0 {
+            return None;
+        }
+        let at = self.at;
+        let end = at + self.frame_len(at);
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&self.bytes[at..at + HEADER_LEN]);
+        let header = Header::decode(&h, usize::MAX).ok()?;
+        self.at = end;
+        self.count -= 1;
+        self.payload -= header.len as u64;
+        Some(Envelope {
+            pid: self.from,
+            msg_id: header.msg_id,
+            kind: header.kind,
+            data: Payload::copy_from(&self.bytes[at + HEADER_LEN..end]),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.count, Some(self.count))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +565,40 @@ mod tests {
             big.next_frame(9),
             Err(FrameError::Wire(WireError::TooLarge(3)))
         ));
+    }
+
+    #[test]
+    fn small_buffered_frames_stay_in_wire_form_until_taken() {
+        let sizes = [3usize, 0, INLINE, INLINE + 1, 7];
+        let mut wire = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let env = Envelope::new(0, i as i64, 1, &vec![i as u8; n]);
+            wire.extend_from_slice(&Header::encode(&env));
+            wire.extend_from_slice(&env.data);
+        }
+        let mut r = FrameReader::new(&wire[..], 1 << 10, 1 << 10);
+        let mut small = Frames::new(9);
+        let mut big = Vec::new();
+        loop {
+            match r.next_into(&mut small).unwrap() {
+                Next::Appended => {}
+                Next::Envelope(e) => big.push(e),
+                Next::End => break,
+            }
+        }
+        // The first frame needs a read (nothing is buffered yet) and the
+        // fourth is too large: both come decoded.
+        let big: Vec<(i64, usize)> = big.iter().map(|e| (e.msg_id, e.data.len())).collect();
+        assert_eq!(big, [(0, 3), (3, INLINE + 1)]);
+        assert_eq!(small.len(), 3);
+        assert_eq!(small.payload_bytes(), (INLINE + 7) as u64);
+        let front = small.take_front(2);
+        assert_eq!((front.len(), small.len()), (2, 1));
+        let got: Vec<(i64, i64, usize)> = front
+            .chain(small)
+            .map(|e| (e.pid, e.msg_id, e.data.len()))
+            .collect();
+        assert_eq!(got, [(9, 1, 0), (9, 2, INLINE), (9, 4, 7)]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The bounded inbox and the shutdown signal that wakes every blocked call.
 
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Frames};
 use crate::error::{Error, Result};
 use crossbeam_channel::{bounded, never, Receiver, Sender};
 use std::cell::Cell;
@@ -127,9 +127,101 @@ pub struct Inbox {
     received: AtomicBool,
 }
 
+/// What the inbox holds: envelopes, or small frames still in wire form.
+#[derive(Debug)]
+pub enum Item {
+    /// One envelope.
+    One(Envelope),
+    /// Frames decoded when taken.
+    Frames(Frames),
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match self {
+            Item::One(_) => 1,
+            Item::Frames(f) => f.len(),
+        }
+    }
+
+    fn payload_bytes(&self) -> u64 {
+        match self {
+            Item::One(e) => e.data.len() as u64,
+            Item::Frames(f) => f.payload_bytes(),
+        }
+    }
+
+    /// Moves the first `n` messages of the item into a new one.
+    fn take_front(&mut self, n: usize) -> Item {
+        match self {
+            Item::Frames(f) => Item::Frames(f.take_front(n)),
+            Item::One(_) => unreachable!("an envelope is never split"),
+        }
+    }
+
+    fn decode_into(self, out: &mut Vec<Envelope>) {
+        match self {
+            Item::One(e) => out.push(e),
+            Item::Frames(f) => out.extend(f),
+        }
+    }
+}
+
+/// Messages on their way into the inbox, as a reader collects them.
+#[derive(Debug, Default)]
+pub struct Burst {
+    items: VecDeque<Item>,
+    /// The frames being appended to (the last item once closed).
+    open: Frames,
+    len: usize,
+}
+
+impl Burst {
+    /// An empty burst of messages from `from`.
+    pub fn new(from: i64) -> Burst {
+        Burst {
+            open: Frames::new(from),
+            ..Burst::default()
+        }
+    }
+
+    /// Messages in the burst.
+    pub fn len(&self) -> usize {
+        self.len + self.open.len()
+    }
+
+    /// Whether the burst holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frames that small messages are appended to.
+    pub fn frames(&mut self) -> &mut Frames {
+        &mut self.open
+    }
+
+    /// Appends an envelope, after the frames appended so far.
+    pub fn push(&mut self, env: Envelope) {
+        self.close();
+        self.items.push_back(Item::One(env));
+        self.len += 1;
+    }
+
+    fn close(&mut self) {
+        if !self.open.is_empty() {
+            let fresh = Frames::new(self.open.from());
+            let f = std::mem::replace(&mut self.open, fresh);
+            self.len += f.len();
+            self.items.push_back(Item::Frames(f));
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Envelope>,
+    queue: VecDeque<Item>,
+    /// Messages in `queue`.
+    len: usize,
     /// Receivers sleeping for an envelope.
     receivers: usize,
     /// Pushers sleeping for room.
@@ -165,7 +257,7 @@ impl Inbox {
 
     /// Envelopes waiting to be received.
     pub fn len(&self) -> usize {
-        self.lock().queue.len()
+        self.lock().len
     }
 
     /// Whether no envelope is waiting.
@@ -186,42 +278,60 @@ impl Inbox {
         timeout: Timeout,
         shutdown: &Shutdown,
     ) -> std::result::Result<(), PushError> {
-        let mut one = VecDeque::from([env]);
+        let mut one = Burst::default();
+        one.push(env);
         match self.push_many(&mut one, timeout, shutdown)? {
-            0 => Err(PushError::Full),
+            (0, _) => Err(PushError::Full),
             _ => Ok(()),
         }
     }
 
-    /// Moves envelopes from the front of `from` into the inbox, as many as
-    /// fit, waiting up to `timeout` for room for the first; how many moved.
-    /// Fails with `Closed` (moving none) once `shutdown` fired.
+    /// Moves messages from the front of `from` into the inbox, as many as
+    /// fit, waiting up to `timeout` for room for the first; how many moved
+    /// and their payload bytes. Fails with `Closed` (moving none) once
+    /// `shutdown` fired.
     pub fn push_many(
         &self,
-        from: &mut VecDeque<Envelope>,
+        from: &mut Burst,
         timeout: Timeout,
         shutdown: &Shutdown,
-    ) -> std::result::Result<usize, PushError> {
+    ) -> std::result::Result<(usize, u64), PushError> {
+        from.close();
         let mut s = self.lock();
         let end = deadline(timeout);
         loop {
             if shutdown.is_fired() {
                 return Err(PushError::Closed);
             }
-            let room = self.cap - s.queue.len().min(self.cap);
-            if room > 0 || from.is_empty() {
-                let n = room.min(from.len());
-                s.queue.extend(from.drain(..n));
+            let mut room = self.cap - s.len.min(self.cap);
+            if room > 0 || from.len == 0 {
+                let (mut n, mut bytes) = (0, 0);
+                while room > 0 {
+                    let Some(front) = from.items.front_mut() else {
+                        break;
+                    };
+                    let item = if front.len() <= room {
+                        from.items.pop_front().unwrap_or_else(|| unreachable!())
+                    } else {
+                        front.take_front(room)
+                    };
+                    room -= item.len();
+                    n += item.len();
+                    bytes += item.payload_bytes();
+                    s.queue.push_back(item);
+                }
+                from.len -= n;
+                s.len += n;
                 let wake = s.receivers > 0;
                 drop(s);
                 if wake {
                     self.ready.notify_all();
                 }
-                return Ok(n);
+                return Ok((n, bytes));
             }
             s = match wait(&self.room, s, end, |s| &mut s.pushers) {
                 Some(s) => s,
-                None => return Ok(0),
+                None => return Ok((0, 0)),
             };
         }
     }
@@ -284,19 +394,40 @@ impl Inbox {
 
     /// Takes up to `max` envelopes if there are any, without waiting.
     fn take(&self, max: usize, out: &mut Vec<Envelope>) -> bool {
-        let mut s = self.lock();
-        if s.queue.is_empty() {
+        let s = self.lock();
+        if s.len == 0 {
             return false;
         }
-        self.take_locked(&mut s, max, out);
+        self.take_locked(s, max, out);
         true
     }
 
-    fn take_locked(&self, s: &mut MutexGuard<'_, State>, max: usize, out: &mut Vec<Envelope>) {
-        let n = max.min(s.queue.len());
-        out.extend(s.queue.drain(..n));
-        if s.pushers > 0 {
+    /// Takes up to `max` messages out of the queue, and decodes them into
+    /// `out` once the lock is released.
+    fn take_locked(&self, mut s: MutexGuard<'_, State>, max: usize, out: &mut Vec<Envelope>) {
+        let mut taken = Vec::new();
+        let mut want = max;
+        while want > 0 {
+            let Some(front) = s.queue.front_mut() else {
+                break;
+            };
+            let item = if front.len() <= want {
+                s.queue.pop_front().unwrap_or_else(|| unreachable!())
+            } else {
+                front.take_front(want)
+            };
+            want -= item.len();
+            taken.push(item);
+        }
+        s.len -= max - want;
+        let wake = s.pushers > 0;
+        drop(s);
+        if wake {
             self.room.notify_all();
+        }
+        out.reserve(max - want);
+        for item in taken {
+            item.decode_into(out);
         }
     }
 
@@ -313,8 +444,8 @@ impl Inbox {
             if shutdown.is_fired() {
                 return Err(Error::closed());
             }
-            if !s.queue.is_empty() {
-                self.take_locked(&mut s, max, out);
+            if s.len > 0 {
+                self.take_locked(s, max, out);
                 return Ok(());
             }
             s = wait(&self.ready, s, end, |s| &mut s.receivers).ok_or_else(Error::timeout)?;
@@ -324,7 +455,7 @@ impl Inbox {
     /// Discards every waiting envelope; returns how many there were.
     pub fn drain(&self) -> usize {
         let mut s = self.lock();
-        let n = s.queue.len();
+        let n = std::mem::take(&mut s.len);
         s.queue.clear();
         if s.pushers > 0 {
             self.room.notify_all();

@@ -7,11 +7,10 @@ use crate::config::BROADCAST;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Inbox, Shutdown, Timeout};
+use crate::inbox::{Burst, Inbox, Shutdown, Timeout};
 use crate::node::Transport;
 use crate::stats::NodeStats;
 use serde_json::{json, Value};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,16 +70,17 @@ const WAIT_SLICE: Duration = Duration::from_millis(10);
 /// Pushes into `to`'s inbox, waiting up to `timeout` for room; gives up
 /// when either server closes.
 fn push(from: &Core, to: &Core, env: Envelope, timeout: Timeout) -> Pushed {
-    let mut one = VecDeque::from([env]);
+    let mut one = Burst::default();
+    one.push(env);
     let end = crate::inbox::deadline(timeout);
     loop {
         let wait = end.map_or(WAIT_SLICE, |e| {
             e.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
         });
         match to.inbox.push_many(&mut one, Some(wait), &to.shutdown) {
-            Ok(0) if wait.is_zero() => return Pushed::Full,
-            Ok(0) if from.shutdown.is_fired() => return Pushed::SenderClosed,
-            Ok(0) => {}
+            Ok((0, _)) if wait.is_zero() => return Pushed::Full,
+            Ok((0, _)) if from.shutdown.is_fired() => return Pushed::SenderClosed,
+            Ok((0, _)) => {}
             Ok(_) => return Pushed::Ok,
             Err(_) => return Pushed::DestClosed,
         }

@@ -2,10 +2,9 @@
 
 use super::acks::AckSender;
 use super::{handshake, Shared};
-use crate::envelope::Envelope;
-use crate::envelope::{FrameError, FrameReader};
-use crate::inbox::PushError;
-use std::collections::{HashMap, VecDeque};
+use crate::envelope::{FrameError, FrameReader, Next};
+use crate::inbox::{Burst, PushError};
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -155,7 +154,7 @@ impl Reader {
         if stream.set_read_timeout(Some(STALL_TIMEOUT)).is_err() {
             return;
         }
-        let mut got = VecDeque::with_capacity(BURST);
+        let mut got = Burst::new(from);
         loop {
             // About to wait for more bytes: deliver what was decoded and tell
             // the writer what arrived.
@@ -165,8 +164,22 @@ impl Reader {
                 }
                 acks.flush(stream);
             }
-            let env = match frames.next_frame(from) {
-                Ok(Some(env)) => env,
+            // Frames are appended in wire form only while no cut is set; a
+            // frame that needed a read is judged once it is in.
+            let next = match s.faults.cuts_in(from) {
+                false => frames.next_into(got.frames()),
+                true => frames
+                    .next_frame(from)
+                    .map(|e| e.map_or(Next::End, Next::Envelope)),
+            };
+            match next {
+                Ok(Next::Appended) => {}
+                Ok(Next::Envelope(_)) if s.faults.cuts_in(from) => {
+                    // Taken in and thrown away here: acknowledged and counted.
+                    acks.delivered(1);
+                    s.stats.dropped.fault.inc();
+                }
+                Ok(Next::Envelope(env)) => got.push(env),
                 Err(FrameError::Idle) => continue,
                 end => {
                     // The frames before the end are good: deliver them.
@@ -182,15 +195,8 @@ impl Reader {
                     }
                     return;
                 }
-            };
-            if s.faults.cuts_in(from) {
-                // Taken in and thrown away here: acknowledged and counted.
-                acks.delivered(1);
-                s.stats.dropped.fault.inc();
-                continue;
             }
-            got.push_back(env);
-            if got.len() == BURST && !self.deliver(&mut got, stream, acks, superseded) {
+            if got.len() >= BURST && !self.deliver(&mut got, stream, acks, superseded) {
                 return;
             }
         }
@@ -201,7 +207,7 @@ impl Reader {
     /// newer connection replaced this one.
     fn deliver(
         &self,
-        got: &mut VecDeque<Envelope>,
+        got: &mut Burst,
         stream: &TcpStream,
         acks: &mut AckSender,
         superseded: &AtomicBool,
@@ -209,9 +215,8 @@ impl Reader {
         let s = &self.shared;
         let mut wait = Duration::ZERO;
         while !got.is_empty() {
-            let bytes: u64 = got.iter().map(|e| e.data.len() as u64).sum();
             match s.inbox.push_many(got, Some(wait), &s.shutdown) {
-                Ok(0) => {
+                Ok((0, _)) => {
                     // About to wait for room in the inbox: acknowledge first.
                     acks.flush(stream);
                     if superseded.load(Ordering::Acquire) {
@@ -219,11 +224,10 @@ impl Reader {
                     }
                     wait = PUSH_SLICE;
                 }
-                Ok(n) => {
-                    let left: u64 = got.iter().map(|e| e.data.len() as u64).sum();
+                Ok((n, bytes)) => {
                     acks.delivered(n as u64);
                     s.stats.received.add(n as u64);
-                    s.stats.received_bytes.add(bytes - left);
+                    s.stats.received_bytes.add(bytes);
                 }
                 Err(PushError::Full) | Err(PushError::Closed) => return false,
             }

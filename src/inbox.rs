@@ -122,6 +122,8 @@ pub struct Inbox {
     /// Signalled when envelopes are taken while pushers sleep.
     room: Condvar,
     cap: usize,
+    /// How long a receive polls before it parks.
+    patience: Duration,
     /// A receive returned since the node last sent: wrappers receive and
     /// send on different threads, so the thread-local hint misses them.
     received: AtomicBool,
@@ -229,9 +231,14 @@ struct State {
 }
 
 impl Inbox {
-    /// An inbox holding at most `capacity` envelopes.
-    pub fn new(capacity: usize) -> Inbox {
+    /// An inbox holding at most `capacity` envelopes, whose receivers poll
+    /// for `patience` before they park. Pays where envelopes come one at a
+    /// time from many threads (the mock); where a reader delivers bursts
+    /// (TCP), parking at once lets the next burst build up and leaves the
+    /// CPU to the reader.
+    pub fn new(capacity: usize, patience: Duration) -> Inbox {
         Inbox {
+            patience,
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 ..State::default()
@@ -368,12 +375,15 @@ impl Inbox {
         if shutdown.is_fired() {
             return Err(Error::closed());
         }
-        if !self.take(max, out)
-            && timeout != Some(Duration::ZERO)
-            && LAST_OP.with(|f| f.get()) == SENT
-        {
-            // Most likely waiting for a reply: poll a little before parking.
-            let d = timeout.map_or(SPIN, |t| t.min(SPIN));
+        if !self.take(max, out) && timeout != Some(Duration::ZERO) {
+            // A message that comes while we poll costs no sleep and no
+            // wake-up: a thread most likely waiting for a reply polls for
+            // about a round trip, others for the inbox's patience.
+            let d = match LAST_OP.with(|f| f.get()) {
+                SENT => SPIN,
+                _ => self.patience,
+            };
+            let d = timeout.map_or(d, |t| t.min(d));
             let start = Instant::now();
             while start.elapsed() < d && !shutdown.is_fired() {
                 std::thread::yield_now();

@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long a receive polls before it parks: mock messages come one at a
+/// time from the senders' threads.
+const RECV_PATIENCE: Duration = Duration::from_micros(20);
+
 /// One incarnation of a server: a re-added id gets a new one.
 pub(crate) struct Core {
     pub id: i64,
@@ -30,7 +34,7 @@ impl Core {
     pub fn new(id: i64, inbox_size: usize, seed: u64) -> Core {
         Core {
             id,
-            inbox: Inbox::new(inbox_size),
+            inbox: Inbox::new(inbox_size, RECV_PATIENCE),
             shutdown: Shutdown::default(),
             stats: NodeStats::default(),
             faults: Faults::new(seed),

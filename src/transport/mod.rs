@@ -74,7 +74,7 @@ impl TcpNode {
         let listener = Arc::new(bind(&me)?);
         let shared = Arc::new(Shared {
             id,
-            inbox: Inbox::new(config.inbox_size),
+            inbox: Inbox::new(config.inbox_size, Duration::ZERO),
             stats: NodeStats::default(),
             shutdown: Shutdown::default(),
             sockets: Sockets::default(),

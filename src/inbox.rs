@@ -310,23 +310,13 @@ impl Inbox {
             if shutdown.is_fired() {
                 return Err(PushError::Closed);
             }
-            let mut room = self.cap - s.len.min(self.cap);
+            let room = self.cap - s.len.min(self.cap);
             if room > 0 || from.len == 0 {
-                let (mut n, mut bytes) = (0, 0);
-                while room > 0 {
-                    let Some(front) = from.items.front_mut() else {
-                        break;
-                    };
-                    let item = if front.len() <= room {
-                        from.items.pop_front().unwrap_or_else(|| unreachable!())
-                    } else {
-                        front.take_front(room)
-                    };
-                    room -= item.len();
-                    n += item.len();
+                let mut bytes = 0;
+                let n = move_front(&mut from.items, room, |item| {
                     bytes += item.payload_bytes();
                     s.queue.push_back(item);
-                }
+                });
                 from.len -= n;
                 s.len += n;
                 let wake = s.receivers > 0;
@@ -416,26 +406,14 @@ impl Inbox {
     /// `out` once the lock is released.
     fn take_locked(&self, mut s: MutexGuard<'_, State>, max: usize, out: &mut Vec<Envelope>) {
         let mut taken = Vec::new();
-        let mut want = max;
-        while want > 0 {
-            let Some(front) = s.queue.front_mut() else {
-                break;
-            };
-            let item = if front.len() <= want {
-                s.queue.pop_front().unwrap_or_else(|| unreachable!())
-            } else {
-                front.take_front(want)
-            };
-            want -= item.len();
-            taken.push(item);
-        }
-        s.len -= max - want;
+        let n = move_front(&mut s.queue, max, |item| taken.push(item));
+        s.len -= n;
         let wake = s.pushers > 0;
         drop(s);
         if wake {
             self.room.notify_all();
         }
-        out.reserve(max - want);
+        out.reserve(n);
         for item in taken {
             item.decode_into(out);
         }
@@ -472,6 +450,25 @@ impl Inbox {
         }
         n
     }
+}
+
+/// Hands the first `n` messages of `items` to `f` (at most all), splitting
+/// an item if need be; how many it handed.
+fn move_front(items: &mut VecDeque<Item>, n: usize, mut f: impl FnMut(Item)) -> usize {
+    let mut left = n;
+    while left > 0 {
+        let Some(front) = items.front_mut() else {
+            break;
+        };
+        let item = if front.len() <= left {
+            items.pop_front().unwrap_or_else(|| unreachable!())
+        } else {
+            front.take_front(left)
+        };
+        left -= item.len();
+        f(item);
+    }
+    n - left
 }
 
 /// Sleeps on `cv` until signalled or `end`, counted in the sleepers that

@@ -1,19 +1,47 @@
 //! The frame decoder on arbitrary bytes: no panic, no payload above the
-//! limit, never more payload than the input held.
+//! limit, never more payload than the input held; and the reader's path
+//! that keeps small frames in wire form yields exactly the same envelopes,
+//! in the same order, and stops where the plain decoder stops.
 #![no_main]
 
-use cluster::envelope::{FrameReader, HEADER_LEN};
+use cluster::envelope::{Envelope, FrameReader, Frames, Next, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 1 << 16;
 
 fuzz_target!(|data: &[u8]| {
     let mut frames = FrameReader::new(data, MAX, 4096);
+    let mut plain = Vec::new();
     let mut consumed = 0;
-    while let Ok(Some(env)) = frames.next_frame(7) {
-        assert!(env.data.len() <= MAX);
-        assert_eq!(env.pid, 7);
-        consumed += HEADER_LEN + env.data.len();
-        assert!(consumed <= data.len());
-    }
+    let plain_end = loop {
+        match frames.next_frame(7) {
+            Ok(Some(env)) => {
+                assert!(env.data.len() <= MAX);
+                assert_eq!(env.pid, 7);
+                consumed += HEADER_LEN + env.data.len();
+                assert!(consumed <= data.len());
+                plain.push(env);
+            }
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+    };
+
+    let mut frames = FrameReader::new(data, MAX, 4096);
+    let mut small = Frames::new(7);
+    let mut mixed: Vec<Envelope> = Vec::new();
+    let mixed_end = loop {
+        match frames.next_into(&mut small) {
+            Ok(Next::Appended) => {}
+            Ok(Next::Envelope(env)) => {
+                mixed.extend(std::mem::replace(&mut small, Frames::new(7)));
+                mixed.push(env);
+            }
+            Ok(Next::End) => break true,
+            Err(_) => break false,
+        }
+    };
+    mixed.extend(small);
+    assert_eq!(plain, mixed);
+    assert_eq!(plain_end, mixed_end);
 });

@@ -496,3 +496,88 @@ fn wait<'a>(
     *sleepers(&mut s) -= 1;
     Some(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{FrameReader, Header, Next};
+
+    /// A burst from peer 9: `n` small frames in wire form (ids from 0), then
+    /// one envelope (id `n`).
+    fn burst(n: usize) -> Burst {
+        let mut wire = Vec::new();
+        for i in 0..n {
+            let env = Envelope::new(0, i as i64, 0, &[i as u8; 3]);
+            wire.extend_from_slice(&Header::encode(&env));
+            wire.extend_from_slice(&env.data);
+        }
+        let mut reader = FrameReader::new(&wire[..], 64, 1 << 10);
+        let mut b = Burst::new(9);
+        // The first frame needs a read, so it comes decoded.
+        while let Ok(next) = reader.next_into(b.frames()) {
+            match next {
+                Next::Appended => {}
+                Next::Envelope(e) => b.push(e),
+                Next::End => break,
+            }
+        }
+        b.push(Envelope::new(9, n as i64, 0, b"last"));
+        b
+    }
+
+    #[test]
+    fn bursts_are_split_to_fit_and_to_serve_and_keep_their_order() {
+        let inbox = Inbox::new(5, Duration::ZERO);
+        let shutdown = Shutdown::default();
+        let mut b = burst(8);
+        assert_eq!(b.len(), 9);
+        let (n, bytes) = inbox
+            .push_many(&mut b, Some(Duration::ZERO), &shutdown)
+            .unwrap();
+        assert_eq!((n, bytes, inbox.len(), b.len()), (5, 15, 5, 4));
+        assert_eq!(
+            inbox.push_many(&mut b, Some(Duration::ZERO), &shutdown),
+            Ok((0, 0)),
+            "full"
+        );
+        let mut ids = Vec::new();
+        let mut out = Vec::new();
+        for max in [2, 1, 3, 2, 9] {
+            out.clear();
+            inbox
+                .push_many(&mut b, Some(Duration::ZERO), &shutdown)
+                .unwrap();
+            inbox
+                .recv_batch(max, Some(Duration::ZERO), &shutdown, &mut out)
+                .unwrap();
+            assert!(out.len() <= max);
+            assert!(out.iter().all(|e| e.pid == 9));
+            ids.extend(out.iter().map(|e| e.msg_id));
+        }
+        assert_eq!(ids, (0..=8).collect::<Vec<i64>>());
+        assert!(inbox.is_empty() && b.is_empty());
+        let last = inbox.recv(Some(Duration::ZERO), &shutdown).unwrap_err();
+        assert_eq!(last.status, crate::error::Status::Timeout);
+    }
+
+    #[test]
+    fn a_receiver_parked_on_an_empty_inbox_wakes_for_a_push_and_for_shutdown() {
+        let inbox = std::sync::Arc::new(Inbox::new(4, Duration::ZERO));
+        let shutdown = std::sync::Arc::new(Shutdown::default());
+        let (i, s) = (inbox.clone(), shutdown.clone());
+        let receiver = std::thread::spawn(move || i.recv(None, &s).map(|e| e.msg_id));
+        inbox
+            .push(Envelope::new(3, 42, 0, b"x"), None, &shutdown)
+            .unwrap();
+        assert_eq!(receiver.join().unwrap().unwrap(), 42);
+        let (i, s) = (inbox.clone(), shutdown.clone());
+        let receiver = std::thread::spawn(move || i.recv(None, &s).map(|e| e.msg_id));
+        while inbox.lock().receivers == 0 {
+            std::thread::yield_now();
+        }
+        shutdown.fire();
+        inbox.wake();
+        let e = receiver.join().unwrap().unwrap_err();
+        assert_eq!(e.status, crate::error::Status::Closed);
+    }
+}

@@ -17,16 +17,21 @@ import (
 // wrapper's benchmarks compare against. One goroutine uses it at a time.
 type Raw struct {
 	env  *C.cluster_envelope_t
+	envs []C.cluster_envelope_t // view of C memory, for RecvBatch
 	buf  unsafe.Pointer
 	size int
 	e    errbuf
 }
+
+// rawBatch is the most envelopes RecvBatch takes per call, as in the C bench.
+const rawBatch = 256
 
 // NewRaw makes a Raw able to send payloads up to size bytes. Release it
 // with Free.
 func NewRaw(size int) *Raw {
 	return &Raw{
 		env:  (*C.cluster_envelope_t)(C.calloc(1, C.sizeof_cluster_envelope_t)),
+		envs: unsafe.Slice((*C.cluster_envelope_t)(C.calloc(rawBatch, C.sizeof_cluster_envelope_t)), rawBatch),
 		buf:  C.malloc(C.size_t(size + 1)),
 		size: size,
 		e:    newErrbuf(),
@@ -63,9 +68,30 @@ func (r *Raw) Recv(n *Node, timeoutMs int64) (pid int64, size int, err error) {
 	return pid, size, nil
 }
 
+// RecvBatch receives up to max (at most 256) envelopes with one
+// cluster_recv_batch call, as the C bench does, and calls each with every
+// sender and payload in order. data is a view of C memory, valid only
+// during the call (nothing is copied); the payloads are released before
+// RecvBatch returns.
+func (r *Raw) RecvBatch(n *Node, max int, timeoutMs int64, each func(pid int64, data []byte)) (int, error) {
+	var got C.size_t
+	rc := C.cluster_recv_batch(n.p, &r.envs[0], C.size_t(min(max, rawBatch)), &got, C.int64_t(timeoutMs), r.e.p)
+	runtime.KeepAlive(n)
+	if err := r.e.check(rc); err != nil {
+		return 0, err
+	}
+	for i := range r.envs[:got] {
+		env := &r.envs[i]
+		each(int64(env.pid), unsafe.Slice((*byte)(env.data), int(env.len)))
+	}
+	C.cluster_envelopes_free(&r.envs[0], got)
+	return int(got), nil
+}
+
 // Free releases the C memory.
 func (r *Raw) Free() {
 	C.free(unsafe.Pointer(r.env))
+	C.free(unsafe.Pointer(&r.envs[0]))
 	C.free(r.buf)
 	r.e.free()
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Measures the Go binding as the C bench measures the C API, sender and
+# receiver in separate processes: unicast 64 B msgs/s and ping-pong 64 B
+# round trips through the Go wrapper (Outbox/Inbox), through the C ABI
+# called from Go, and with the C bench's own C children, interleaved run by
+# run, with the wrapper's ratio to C. Arguments go to the driver
+# (internal/gobench): [-runs N] [-only unicast|ping-pong] [-scale F].
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$here/../.."
+(cd "$root" && cargo build --release --quiet)
+source "$here/libid.sh"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+target="$root/target/release"
+cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
+    "$root"/bench/main.c "$root"/bench/net.c "$root"/bench/roles.c "$root"/bench/driver.c \
+    -o "$tmp/cbench" \
+    -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
+cd "$here"
+go build -o "$tmp/gobench" ./internal/gobench
+"$tmp/gobench" -cbench "$tmp/cbench" "$@"

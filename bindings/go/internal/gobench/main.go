@@ -1,0 +1,632 @@
+// Command gobench measures the Go binding the way the C bench (bench/ at
+// the repository root) measures the C API: sender and receiver in separate
+// processes over loopback, each a fresh child on fresh ports, talking to
+// the driver in the C bench's line protocol (ready, go, result, quit).
+//
+// It runs three transports, interleaved run by run so that drift on the
+// machine hits them alike:
+//
+//	go   the wrapper: Outbox and Inbox channels of package cluster
+//	raw  the C ABI called from Go: one cluster_send per message, up to 256
+//	     per cluster_recv_batch, no channels, no codec (what the C bench does)
+//	c    the C bench's own children (its binary, given with -cbench)
+//
+// and prints the median of the runs ± half their range, and the ratios of
+// the wrapper to the C bench. bindings/go/bench.sh builds everything and
+// runs it.
+//
+// Usage: gobench [-runs N] [-only unicast|ping-pong] [-cbench PATH]
+//
+// Run with a role (gobench thr|pp go|raw ME N PORTS SIZE COUNT) it is a child.
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	cluster "github.com/cluster-dev/cluster/bindings/go"
+	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+)
+
+// Workloads, as in the C bench's driver: size, count, and the metrics the
+// measuring child reports.
+type workload struct {
+	name    string
+	role    string // "thr" or "pp"
+	size    int
+	count   int
+	metrics []string
+	better  []int // per metric: +1 higher is better, -1 lower, 0 no goal
+}
+
+var workloads = []workload{
+	{"unicast 64 B", "thr", 64, 2000000, []string{"msgs/s", "MB/s"}, []int{+1, 0}},
+	{"ping-pong 64 B", "pp", 64, 5000, []string{"p50 us", "p99 us", "mean us"}, []int{-1, 0, 0}},
+}
+
+// The goal of the Go wrapper: within 2x of the C API.
+const goalFactor = 2.0
+
+var impls = []struct{ name, title string }{
+	{"go", "Go wrapper"},
+	{"raw", "raw C ABI from Go"},
+	{"c", "C bench"},
+}
+
+func main() {
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		child(os.Args[1:])
+		return
+	}
+	runs := flag.Int("runs", 5, "runs of each workload and transport")
+	only := flag.String("only", "", "workloads whose name contains this")
+	cbench := flag.String("cbench", "", "the C bench binary (bench/build/bench); without it the C column is skipped")
+	scale := flag.Float64("scale", 1, "multiply the message counts by this")
+	flag.Parse()
+	self, err := os.Executable()
+	if err != nil {
+		fail("%v", err)
+	}
+	fmt.Printf("machine: %d cores, %s; load %s\n", runtime.NumCPU(), cpuModel(), loadAvg())
+	fmt.Printf("%-16s %-8s %-16s %-18s %-16s %-8s %s\n", "workload", "metric",
+		impls[0].title, impls[1].title, impls[2].title, "go / C", "goal (go within 2x of C)")
+	for _, w := range workloads {
+		if !strings.Contains(w.name, *only) {
+			continue
+		}
+		w.count = max(1, int(float64(w.count)**scale))
+		res := map[string][][]float64{} // impl -> runs -> metrics
+		for r := 0; r < *runs; r++ {
+			for _, im := range impls {
+				exe, implArg := self, im.name
+				if im.name == "c" {
+					if *cbench == "" {
+						continue
+					}
+					exe, implArg = *cbench, "cluster"
+				}
+				v, err := runOnce(exe, implArg, w)
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "gobench: %s, %s, run %d: %v\n", w.name, im.name, r+1, err)
+					v = nil
+				}
+				res[im.name] = append(res[im.name], v)
+			}
+		}
+		for m, metric := range w.metrics {
+			var cells [3]summary
+			for i, im := range impls {
+				cells[i] = summarize(res[im.name], m)
+			}
+			name := w.name
+			if m > 0 {
+				name = ""
+			}
+			ratio, goal := "", ""
+			if cells[0].n > 0 && cells[2].n > 0 {
+				q := cells[0].med / cells[2].med
+				ratio = fmt.Sprintf("%.2fx", q)
+				switch w.better[m] {
+				case +1:
+					goal = verdict(q >= 1/goalFactor, fmt.Sprintf(">= %s", fmtNum(cells[2].med/goalFactor)))
+				case -1:
+					goal = verdict(q <= goalFactor, fmt.Sprintf("<= %s", fmtNum(cells[2].med*goalFactor)))
+				}
+			}
+			fmt.Printf("%-16s %-8s %-16s %-18s %-16s %-8s %s\n", name, metric,
+				cells[0], cells[1], cells[2], ratio, goal)
+		}
+	}
+}
+
+func verdict(ok bool, what string) string {
+	if ok {
+		return what + " met"
+	}
+	return what + " MISSED"
+}
+
+// runOnce runs workload w once on fresh ports with two children of exe and
+// returns the measuring child's numbers (the receiver's for unicast, the
+// client's for ping-pong), as the C bench's driver does.
+func runOnce(exe, impl string, w workload) ([]float64, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	var chs [2]*proc
+	defer func() {
+		for _, c := range chs {
+			if c != nil {
+				c.finish()
+			}
+		}
+	}()
+	for me := range chs {
+		c, err := spawn(exe, w.role, impl, strconv.Itoa(me), "2", ports, strconv.Itoa(w.size), strconv.Itoa(w.count))
+		if err != nil {
+			return nil, err
+		}
+		chs[me] = c
+	}
+	for _, c := range chs {
+		if err := c.expect("ready"); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range chs {
+		c.say("go")
+	}
+	meter := 0
+	if w.role == "thr" {
+		meter = 1
+	}
+	if _, err := chs[1-meter].result(); err != nil {
+		return nil, err
+	}
+	v, err := chs[meter].result()
+	if err == nil && len(v) != len(w.metrics) {
+		err = fmt.Errorf("%d numbers in the result, want %d", len(v), len(w.metrics))
+	}
+	return v, err
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func spawn(exe string, args ...string) (*proc, error) {
+	cmd := exec.Command(exe, args...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &proc{cmd: cmd, in: in, out: bufio.NewScanner(out)}, nil
+}
+
+// line is the child's next line; a child that ends or stalls for a minute
+// is an error (the kill in finish ends it).
+func (p *proc) line() (string, error) {
+	got := make(chan bool, 1)
+	go func() { got <- p.out.Scan() }()
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	select {
+	case ok := <-got:
+		if !ok {
+			return "", fmt.Errorf("child %d ended", p.cmd.Process.Pid)
+		}
+		return p.out.Text(), nil
+	case <-t.C:
+		p.cmd.Process.Kill()
+		return "", fmt.Errorf("child %d silent for a minute", p.cmd.Process.Pid)
+	}
+}
+
+func (p *proc) expect(word string) error {
+	l, err := p.line()
+	if err == nil && l != word {
+		err = fmt.Errorf("child %d said %q, want %q", p.cmd.Process.Pid, l, word)
+	}
+	return err
+}
+
+func (p *proc) result() ([]float64, error) {
+	l, err := p.line()
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(l)
+	if len(f) == 0 || f[0] != "result" {
+		return nil, fmt.Errorf("child %d: %s", p.cmd.Process.Pid, l)
+	}
+	var v []float64
+	for _, s := range f[1:] {
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, err
+		}
+		v = append(v, x)
+	}
+	return v, nil
+}
+
+func (p *proc) say(s string) { fmt.Fprintln(p.in, s) }
+
+// finish tells the child to quit and waits for it (killing it after 20 s).
+func (p *proc) finish() {
+	p.say("quit")
+	p.in.Close()
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	t := time.NewTimer(20 * time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		fmt.Fprintf(os.Stderr, "gobench: killing stuck child %d\n", p.cmd.Process.Pid)
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// freePorts is n loopback ports free right now, as "p1,p2".
+func freePorts(n int) (string, error) {
+	var ls []net.Listener
+	var ps []string
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		ls = append(ls, l)
+		ps = append(ps, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	}
+	return strings.Join(ps, ","), nil
+}
+
+type summary struct {
+	med, spread float64
+	n, failed   int
+}
+
+// summarize is the median of metric m over the runs that gave numbers and
+// half their range relative to it.
+func summarize(runs [][]float64, m int) summary {
+	var x []float64
+	s := summary{}
+	for _, v := range runs {
+		if v == nil {
+			s.failed++
+			continue
+		}
+		x = append(x, v[m])
+	}
+	s.n = len(x)
+	if s.n == 0 {
+		return s
+	}
+	sort.Float64s(x)
+	s.med = x[s.n/2]
+	if s.n%2 == 0 {
+		s.med = (x[s.n/2-1] + x[s.n/2]) / 2
+	}
+	s.spread = (x[s.n-1] - x[0]) / 2 / math.Abs(s.med)
+	return s
+}
+
+func (s summary) String() string {
+	if s.n == 0 {
+		if s.failed > 0 {
+			return "FAIL"
+		}
+		return "-"
+	}
+	out := fmt.Sprintf("%s ±%.0f%%", fmtNum(s.med), s.spread*100)
+	if s.failed > 0 {
+		out += fmt.Sprintf(" (%d FAIL)", s.failed)
+	}
+	return out
+}
+
+func fmtNum(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case a >= 1e4:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func fail(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "gobench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			return strings.TrimSpace(l[strings.Index(l, ":")+1:])
+		}
+	}
+	return "unknown CPU"
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// ---------- the children ----------
+
+// child runs one role: thr|pp go|raw ME N PORTS SIZE COUNT.
+func child(args []string) {
+	if len(args) != 7 {
+		fail("usage: gobench thr|pp go|raw ME N PORTS SIZE COUNT")
+	}
+	role, impl := args[0], args[1]
+	me, _ := strconv.Atoi(args[2])
+	size, _ := strconv.Atoi(args[5])
+	count, _ := strconv.Atoi(args[6])
+	if size < 16 || count < 1 {
+		fail("bad arguments")
+	}
+	var peers []string
+	for i, p := range strings.Split(args[4], ",") {
+		peers = append(peers, fmt.Sprintf(`{"Id":%d,"Address":"127.0.0.1:%s"}`, i+1, p))
+	}
+	config := `{"Peers":[` + strings.Join(peers, ",") +
+		`],"InboxSize":1000,"OutboxSize":1000,"CloseLingerMs":10000}`
+	in := bufio.NewScanner(os.Stdin)
+	c := &ctx{me: me, size: size, count: count, in: in}
+	switch impl {
+	case "go":
+		srv, err := cluster.New(me+1, config)
+		if err != nil {
+			fail("%v", err)
+		}
+		n := srv.(*cluster.Node)
+		waitConnected(n.Stats)
+		c.ready()
+		if role == "thr" {
+			c.goThr(srv)
+		} else {
+			c.goPP(srv)
+		}
+		c.expect("quit")
+		srv.Close()
+	case "raw":
+		h, err := ffi.NewNode(int64(me+1), config)
+		if err != nil {
+			fail("%v", err)
+		}
+		waitConnected(h.Stats)
+		c.ready()
+		r := ffi.NewRaw(size)
+		if role == "thr" {
+			c.rawThr(h, r)
+		} else {
+			c.rawPP(h, r)
+		}
+		c.expect("quit")
+		h.Close()
+		r.Free()
+		h.Free()
+	default:
+		fail("unknown transport %s", impl)
+	}
+}
+
+type ctx struct {
+	me, size, count int
+	in              *bufio.Scanner
+}
+
+func (c *ctx) ready() {
+	say("ready")
+	c.expect("go")
+}
+
+func (c *ctx) expect(word string) {
+	if !c.in.Scan() {
+		os.Exit(1) // the driver is gone
+	}
+	if c.in.Text() != word {
+		fail("expected %q, got %q", word, c.in.Text())
+	}
+}
+
+func say(format string, args ...interface{}) {
+	fmt.Printf(format+"\n", args...)
+}
+
+// waitConnected waits (20 s at most) until the stats say the peer is
+// connected, as the C bench does before saying ready.
+func waitConnected(stats func() (string, error)) {
+	end := time.Now().Add(20 * time.Second)
+	for {
+		s, err := stats()
+		if err != nil {
+			fail("stats: %v", err)
+		}
+		if strings.Contains(s, `"connected":true`) {
+			return
+		}
+		if time.Now().After(end) {
+			fail("peer not connected after 20 s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Unicast through the wrapper: node 0 sends count envelopes, MsgId the
+// sequence number; node 1 checks order and size and reports msgs/s from
+// its first message to its last.
+func (c *ctx) goThr(srv cluster.Server) {
+	payload := make([]byte, c.size)
+	if c.me == 0 {
+		out := srv.Outbox()
+		for i := 0; i < c.count; i++ {
+			out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: payload}
+		}
+		say("result 0")
+		return
+	}
+	in := srv.Inbox()
+	var t0 time.Time
+	for got := 0; got < c.count; got++ {
+		e := <-in
+		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || e.MsgId != int64(got) {
+			say("fail message %d: msg id %d", got, e.MsgId)
+			return
+		}
+		if got == 0 {
+			t0 = time.Now()
+		}
+	}
+	c.reportRate(time.Since(t0))
+}
+
+func (c *ctx) reportRate(d time.Duration) {
+	rate := float64(c.count-1) / d.Seconds()
+	say("result %.1f %.3f", rate, rate*float64(c.size)/1e6)
+}
+
+// Ping-pong through the wrapper: node 0 times round trips after 300
+// warm-ups, node 1 echoes the envelope back.
+func (c *ctx) goPP(srv cluster.Server) {
+	in, out := srv.Inbox(), srv.Outbox()
+	total := c.count + ppWarmup
+	if c.me == 1 {
+		for i := 0; i < total; i++ {
+			e := <-in
+			e.Pid = 1
+			out <- e
+		}
+		say("result 0")
+		return
+	}
+	payload := make([]byte, c.size)
+	rtts := make([]float64, 0, c.count)
+	for i := 0; i < total; i++ {
+		t := time.Now()
+		out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: payload}
+		e := <-in
+		us := float64(time.Since(t).Nanoseconds()) / 1e3
+		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || e.MsgId != int64(i) {
+			say("fail round trip %d came back wrong", i)
+			return
+		}
+		if i >= ppWarmup {
+			rtts = append(rtts, us)
+		}
+	}
+	reportRTT(rtts)
+}
+
+const ppWarmup = 300
+
+func reportRTT(rtts []float64) {
+	sum := 0.0
+	for _, v := range rtts {
+		sum += v
+	}
+	sort.Float64s(rtts)
+	n := len(rtts)
+	say("result %.2f %.2f %.2f", rtts[n/2], rtts[n*99/100], sum/float64(n))
+}
+
+// Unicast through the C ABI from Go, as the C bench: cluster_send per
+// message with the sequence number in the payload, cluster_recv_batch of
+// up to 256 at the receiver.
+func (c *ctx) rawThr(h *ffi.Node, r *ffi.Raw) {
+	buf := make([]byte, c.size)
+	if c.me == 0 {
+		for i := 0; i < c.count; i++ {
+			binary.LittleEndian.PutUint64(buf, uint64(i))
+			if err := r.Send(h, 2, 0, buf, -1); err != nil {
+				fail("send: %v", err)
+			}
+		}
+		say("result 0")
+		return
+	}
+	got, first, bad := 0, 0, false
+	var t0, t1 time.Time
+	for got < c.count && !bad {
+		_, err := r.RecvBatch(h, 256, -1, func(_ int64, data []byte) {
+			if len(data) != c.size || binary.LittleEndian.Uint64(data) != uint64(got) {
+				bad = true
+			}
+			got++
+		})
+		if err != nil {
+			fail("recv: %v", err)
+		}
+		t1 = time.Now()
+		if t0.IsZero() {
+			t0, first = t1, got
+		}
+	}
+	if bad {
+		say("fail a message came out of order or with the wrong size")
+		return
+	}
+	rate := float64(got-first) / t1.Sub(t0).Seconds()
+	say("result %.1f %.3f", rate, rate*float64(c.size)/1e6)
+}
+
+// Ping-pong through the C ABI from Go, as the C bench: cluster_send, then
+// cluster_recv_batch of one.
+func (c *ctx) rawPP(h *ffi.Node, r *ffi.Raw) {
+	total := c.count + ppWarmup
+	buf := make([]byte, c.size)
+	recv1 := func() {
+		if _, err := r.RecvBatch(h, 1, -1, func(_ int64, data []byte) { copy(buf, data) }); err != nil {
+			fail("recv: %v", err)
+		}
+	}
+	if c.me == 1 {
+		for i := 0; i < total; i++ {
+			recv1()
+			if err := r.Send(h, 1, 0, buf, -1); err != nil {
+				fail("send: %v", err)
+			}
+		}
+		say("result 0")
+		return
+	}
+	rtts := make([]float64, 0, c.count)
+	for i := 0; i < total; i++ {
+		binary.LittleEndian.PutUint64(buf, uint64(i))
+		t := time.Now()
+		if err := r.Send(h, 2, 0, buf, -1); err != nil {
+			fail("send: %v", err)
+		}
+		recv1()
+		us := float64(time.Since(t).Nanoseconds()) / 1e3
+		if binary.LittleEndian.Uint64(buf) != uint64(i) {
+			say("fail round trip %d came back wrong", i)
+			return
+		}
+		if i >= ppWarmup {
+			rtts = append(rtts, us)
+		}
+	}
+	reportRTT(rtts)
+}

@@ -7,6 +7,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 (cd "$here/../.." && cargo build --release --quiet)
+source "$here/libid.sh" # rebuild and rerun when libcluster.a changed
 cd "$here"
 test -z "$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 go vet ./...

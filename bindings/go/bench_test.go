@@ -96,7 +96,7 @@ func BenchmarkRawUnicast64(b *testing.B) {
 		r := ffi.NewRaw(64)
 		defer r.Free()
 		for i := 0; i < b.N; i++ {
-			if r.Send(h1, 2, 0, payload64, -1) != nil {
+			if r.Send(h1, 2, 0, 0, payload64, -1) != nil {
 				return
 			}
 		}
@@ -156,7 +156,7 @@ func BenchmarkRawPingPong64(b *testing.B) {
 			if _, _, err := r.Recv(h2, -1); err != nil {
 				return
 			}
-			if r.Send(h2, 1, 0, payload64, -1) != nil {
+			if r.Send(h2, 1, 0, 0, payload64, -1) != nil {
 				return
 			}
 		}
@@ -167,7 +167,7 @@ func BenchmarkRawPingPong64(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if err := r.Send(h1, 2, 0, payload64, -1); err != nil {
+		if err := r.Send(h1, 2, 0, 0, payload64, -1); err != nil {
 			b.Fatal(err)
 		}
 		if _, _, err := r.Recv(h1, 10000); err != nil {

@@ -36,7 +36,7 @@ func TestForeignKinds(t *testing.T) {
 		{7, "a kind Go does not know"}, // raw bytes
 	}
 	for _, s := range sends {
-		if err := raw.Send(peer, 1, s.kind, []byte(s.data), 5000); err != nil {
+		if err := raw.Send(peer, 1, 0, s.kind, []byte(s.data), 5000); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -40,15 +40,16 @@ func NewRaw(size int) *Raw {
 
 // Send copies data (at most the size given to NewRaw) into C memory and
 // sends it with cluster_send.
-func (r *Raw) Send(n *Node, pid int64, kind uint32, data []byte, timeoutMs int64) error {
+func (r *Raw) Send(n *Node, pid, msgID int64, kind uint32, data []byte, timeoutMs int64) error {
 	if len(data) > 0 {
 		C.memcpy(r.buf, unsafe.Pointer(&data[0]), C.size_t(min(len(data), r.size)))
 	}
 	*r.env = C.cluster_envelope_t{
-		pid:  C.int64_t(pid),
-		kind: C.uint32_t(kind),
-		data: (*C.uint8_t)(r.buf),
-		len:  C.size_t(min(len(data), r.size)),
+		pid:    C.int64_t(pid),
+		msg_id: C.int64_t(msgID),
+		kind:   C.uint32_t(kind),
+		data:   (*C.uint8_t)(r.buf),
+		len:    C.size_t(min(len(data), r.size)),
 	}
 	rc := C.cluster_send(n.p, r.env, C.int64_t(timeoutMs), r.e.p)
 	runtime.KeepAlive(n)
@@ -70,10 +71,10 @@ func (r *Raw) Recv(n *Node, timeoutMs int64) (pid int64, size int, err error) {
 
 // RecvBatch receives up to max (at most 256) envelopes with one
 // cluster_recv_batch call, as the C bench does, and calls each with every
-// sender and payload in order. data is a view of C memory, valid only
+// sender, message id and payload in order. data is a view of C memory, valid only
 // during the call (nothing is copied); the payloads are released before
 // RecvBatch returns.
-func (r *Raw) RecvBatch(n *Node, max int, timeoutMs int64, each func(pid int64, data []byte)) (int, error) {
+func (r *Raw) RecvBatch(n *Node, max int, timeoutMs int64, each func(pid, msgID int64, data []byte)) (int, error) {
 	var got C.size_t
 	rc := C.cluster_recv_batch(n.p, &r.envs[0], C.size_t(min(max, rawBatch)), &got, C.int64_t(timeoutMs), r.e.p)
 	runtime.KeepAlive(n)
@@ -82,7 +83,7 @@ func (r *Raw) RecvBatch(n *Node, max int, timeoutMs int64, each func(pid int64, 
 	}
 	for i := range r.envs[:got] {
 		env := &r.envs[i]
-		each(int64(env.pid), unsafe.Slice((*byte)(env.data), int(env.len)))
+		each(int64(env.pid), int64(env.msg_id), unsafe.Slice((*byte)(env.data), int(env.len)))
 	}
 	C.cluster_envelopes_free(&r.envs[0], got)
 	return int(got), nil

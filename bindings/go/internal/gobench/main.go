@@ -22,7 +22,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,6 +73,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs of each workload and transport")
 	only := flag.String("only", "", "workloads whose name contains this")
 	cbench := flag.String("cbench", "", "the C bench binary (bench/build/bench); without it the C column is skipped")
+	implList := flag.String("impl", "go,raw,c", "the transports to run (go+raw: a Go sender or client, a raw receiver or server)")
 	scale := flag.Float64("scale", 1, "multiply the message counts by this")
 	flag.Parse()
 	self, err := os.Executable()
@@ -82,6 +83,26 @@ func main() {
 	fmt.Printf("machine: %d cores, %s; load %s\n", runtime.NumCPU(), cpuModel(), loadAvg())
 	fmt.Printf("%-16s %-8s %-16s %-18s %-16s %-8s %s\n", "workload", "metric",
 		impls[0].title, impls[1].title, impls[2].title, "go / C", "goal (go within 2x of C)")
+	var cols []string // the transports run, in impls order, then any mixed ones
+	for _, name := range strings.Split(*implList, ",") {
+		if name == "c" && *cbench == "" {
+			continue
+		}
+		cols = append(cols, name)
+	}
+	title := func(name string) string {
+		for _, im := range impls {
+			if im.name == name {
+				return im.title
+			}
+		}
+		return name
+	}
+	header := fmt.Sprintf("%-16s %-8s", "workload", "metric")
+	for _, c := range cols {
+		header += fmt.Sprintf(" %-18s", title(c))
+	}
+	fmt.Printf("%s %-8s %s\n", header, "go / C", "goal (go within 2x of C)")
 	for _, w := range workloads {
 		if !strings.Contains(w.name, *only) {
 			continue
@@ -89,44 +110,41 @@ func main() {
 		w.count = max(1, int(float64(w.count)**scale))
 		res := map[string][][]float64{} // impl -> runs -> metrics
 		for r := 0; r < *runs; r++ {
-			for _, im := range impls {
-				exe, implArg := self, im.name
-				if im.name == "c" {
-					if *cbench == "" {
-						continue
-					}
+			for _, name := range cols {
+				exe, implArg := self, name
+				if name == "c" {
 					exe, implArg = *cbench, "cluster"
 				}
 				v, err := runOnce(exe, implArg, w)
 				if err != nil {
-					fmt.Fprintf(os.Stderr, "gobench: %s, %s, run %d: %v\n", w.name, im.name, r+1, err)
+					fmt.Fprintf(os.Stderr, "gobench: %s, %s, run %d: %v\n", w.name, name, r+1, err)
 					v = nil
 				}
-				res[im.name] = append(res[im.name], v)
+				res[name] = append(res[name], v)
 			}
 		}
 		for m, metric := range w.metrics {
-			var cells [3]summary
-			for i, im := range impls {
-				cells[i] = summarize(res[im.name], m)
-			}
 			name := w.name
 			if m > 0 {
 				name = ""
 			}
+			line := fmt.Sprintf("%-16s %-8s", name, metric)
+			for _, c := range cols {
+				line += fmt.Sprintf(" %-18s", summarize(res[c], m))
+			}
+			goS, cS := summarize(res["go"], m), summarize(res["c"], m)
 			ratio, goal := "", ""
-			if cells[0].n > 0 && cells[2].n > 0 {
-				q := cells[0].med / cells[2].med
+			if goS.n > 0 && cS.n > 0 {
+				q := goS.med / cS.med
 				ratio = fmt.Sprintf("%.2fx", q)
 				switch w.better[m] {
 				case +1:
-					goal = verdict(q >= 1/goalFactor, fmt.Sprintf(">= %s", fmtNum(cells[2].med/goalFactor)))
+					goal = verdict(q >= 1/goalFactor, fmt.Sprintf(">= %s", fmtNum(cS.med/goalFactor)))
 				case -1:
-					goal = verdict(q <= goalFactor, fmt.Sprintf("<= %s", fmtNum(cells[2].med*goalFactor)))
+					goal = verdict(q <= goalFactor, fmt.Sprintf("<= %s", fmtNum(cS.med*goalFactor)))
 				}
 			}
-			fmt.Printf("%-16s %-8s %-16s %-18s %-16s %-8s %s\n", name, metric,
-				cells[0], cells[1], cells[2], ratio, goal)
+			fmt.Printf("%s %-8s %s\n", line, ratio, goal)
 		}
 	}
 }
@@ -381,6 +399,9 @@ func child(args []string) {
 	}
 	role, impl := args[0], args[1]
 	me, _ := strconv.Atoi(args[2])
+	if a, b, mixed := strings.Cut(impl, "+"); mixed { // node 0's transport + node 1's
+		impl = []string{a, b}[me%2]
+	}
 	size, _ := strconv.Atoi(args[5])
 	count, _ := strconv.Atoi(args[6])
 	if size < 16 || count < 1 {
@@ -392,6 +413,17 @@ func child(args []string) {
 	}
 	config := `{"Peers":[` + strings.Join(peers, ",") +
 		`],"InboxSize":1000,"OutboxSize":1000,"CloseLingerMs":10000}`
+	if prefix := os.Getenv("GOBENCH_CPUPROFILE"); prefix != "" {
+		// a CPU profile of each Go child: PREFIX.ROLE.IMPL.ME
+		f, err := os.Create(fmt.Sprintf("%s.%s.%s.%d", prefix, role, impl, me))
+		if err != nil {
+			fail("%v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail("%v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	in := bufio.NewScanner(os.Stdin)
 	c := &ctx{me: me, size: size, count: count, in: in}
 	switch impl {
@@ -552,14 +584,13 @@ func reportRTT(rtts []float64) {
 }
 
 // Unicast through the C ABI from Go, as the C bench: cluster_send per
-// message with the sequence number in the payload, cluster_recv_batch of
+// message with the sequence number as its message id, cluster_recv_batch of
 // up to 256 at the receiver.
 func (c *ctx) rawThr(h *ffi.Node, r *ffi.Raw) {
 	buf := make([]byte, c.size)
 	if c.me == 0 {
 		for i := 0; i < c.count; i++ {
-			binary.LittleEndian.PutUint64(buf, uint64(i))
-			if err := r.Send(h, 2, 0, buf, -1); err != nil {
+			if err := r.Send(h, 2, int64(i), 0, buf, -1); err != nil {
 				fail("send: %v", err)
 			}
 		}
@@ -569,8 +600,8 @@ func (c *ctx) rawThr(h *ffi.Node, r *ffi.Raw) {
 	got, first, bad := 0, 0, false
 	var t0, t1 time.Time
 	for got < c.count && !bad {
-		_, err := r.RecvBatch(h, 256, -1, func(_ int64, data []byte) {
-			if len(data) != c.size || binary.LittleEndian.Uint64(data) != uint64(got) {
+		_, err := r.RecvBatch(h, 256, -1, func(_, msgID int64, data []byte) {
+			if len(data) != c.size || msgID != int64(got) {
 				bad = true
 			}
 			got++
@@ -596,15 +627,16 @@ func (c *ctx) rawThr(h *ffi.Node, r *ffi.Raw) {
 func (c *ctx) rawPP(h *ffi.Node, r *ffi.Raw) {
 	total := c.count + ppWarmup
 	buf := make([]byte, c.size)
+	var id int64
 	recv1 := func() {
-		if _, err := r.RecvBatch(h, 1, -1, func(_ int64, data []byte) { copy(buf, data) }); err != nil {
+		if _, err := r.RecvBatch(h, 1, -1, func(_, msgID int64, data []byte) { id = msgID; copy(buf, data) }); err != nil {
 			fail("recv: %v", err)
 		}
 	}
 	if c.me == 1 {
 		for i := 0; i < total; i++ {
 			recv1()
-			if err := r.Send(h, 1, 0, buf, -1); err != nil {
+			if err := r.Send(h, 1, id, 0, buf, -1); err != nil {
 				fail("send: %v", err)
 			}
 		}
@@ -613,14 +645,13 @@ func (c *ctx) rawPP(h *ffi.Node, r *ffi.Raw) {
 	}
 	rtts := make([]float64, 0, c.count)
 	for i := 0; i < total; i++ {
-		binary.LittleEndian.PutUint64(buf, uint64(i))
 		t := time.Now()
-		if err := r.Send(h, 2, 0, buf, -1); err != nil {
+		if err := r.Send(h, 2, int64(i), 0, buf, -1); err != nil {
 			fail("send: %v", err)
 		}
 		recv1()
 		us := float64(time.Since(t).Nanoseconds()) / 1e3
-		if binary.LittleEndian.Uint64(buf) != uint64(i) {
+		if id != int64(i) || len(buf) != c.size {
 			say("fail round trip %d came back wrong", i)
 			return
 		}

@@ -132,8 +132,9 @@ func NewRecvBatch(max int) *RecvBatch {
 
 // Recv waits up to timeoutMs (negative: until a message or close) for the
 // first envelope, takes what else is there, and calls each with every
-// envelope in order, its payload copied into Go memory. The C payloads are
-// released before Recv returns.
+// envelope in order. data is a view of the C payload, valid only during the
+// call: each copies what it keeps. The C payloads are released before Recv
+// returns.
 func (b *RecvBatch) Recv(n *Node, timeoutMs int64, each func(pid, msgID int64, kind uint32, data []byte)) error {
 	var got C.size_t
 	rc := C.cluster_recv_batch(n.p, &b.envs[0], C.size_t(len(b.envs)), &got, C.int64_t(timeoutMs), b.e.p)
@@ -144,9 +145,7 @@ func (b *RecvBatch) Recv(n *Node, timeoutMs int64, each func(pid, msgID int64, k
 	defer C.cluster_envelopes_free(&b.envs[0], got)
 	for i := range b.envs[:got] {
 		env := &b.envs[i]
-		data := make([]byte, int(env.len))
-		copy(data, unsafe.Slice((*byte)(env.data), int(env.len)))
-		each(int64(env.pid), int64(env.msg_id), uint32(env.kind), data)
+		each(int64(env.pid), int64(env.msg_id), uint32(env.kind), unsafe.Slice((*byte)(env.data), int(env.len)))
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
@@ -63,6 +64,7 @@ var impls = []struct{ name, title string }{
 	{"go", "Go wrapper"},
 	{"raw", "raw C ABI from Go"},
 	{"c", "C bench"},
+	{"alt", "alt Go wrapper"},
 }
 
 func main() {
@@ -73,6 +75,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs of each workload and transport")
 	only := flag.String("only", "", "workloads whose name contains this")
 	cbench := flag.String("cbench", "", "the C bench binary (bench/build/bench); without it the C column is skipped")
+	alt := flag.String("alt", "", "another build of this program: transport \"alt\" runs its Go wrapper children (for before/after comparisons in one run)")
 	implList := flag.String("impl", "go,raw,c", "the transports to run (go+raw: a Go sender or client, a raw receiver or server)")
 	scale := flag.Float64("scale", 1, "multiply the message counts by this")
 	flag.Parse()
@@ -81,8 +84,6 @@ func main() {
 		fail("%v", err)
 	}
 	fmt.Printf("machine: %d cores, %s; load %s\n", runtime.NumCPU(), cpuModel(), loadAvg())
-	fmt.Printf("%-16s %-8s %-16s %-18s %-16s %-8s %s\n", "workload", "metric",
-		impls[0].title, impls[1].title, impls[2].title, "go / C", "goal (go within 2x of C)")
 	var cols []string // the transports run, in impls order, then any mixed ones
 	for _, name := range strings.Split(*implList, ",") {
 		if name == "c" && *cbench == "" {
@@ -111,11 +112,23 @@ func main() {
 		res := map[string][][]float64{} // impl -> runs -> metrics
 		for r := 0; r < *runs; r++ {
 			for _, name := range cols {
-				exe, implArg := self, name
-				if name == "c" {
-					exe, implArg = *cbench, "cluster"
+				// a column "a+b" runs node 0 (sender, client) on a, node 1 on b
+				a, b, mixed := strings.Cut(name, "+")
+				if !mixed {
+					b = a
 				}
-				v, err := runOnce(exe, implArg, w)
+				var nodes [2]node
+				for i, t := range []string{a, b} {
+					switch t {
+					case "c":
+						nodes[i] = node{*cbench, "cluster"}
+					case "alt":
+						nodes[i] = node{*alt, "go"}
+					default:
+						nodes[i] = node{self, t}
+					}
+				}
+				v, err := runOnce(nodes, w)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "gobench: %s, %s, run %d: %v\n", w.name, name, r+1, err)
 					v = nil
@@ -159,7 +172,10 @@ func verdict(ok bool, what string) string {
 // runOnce runs workload w once on fresh ports with two children of exe and
 // returns the measuring child's numbers (the receiver's for unicast, the
 // client's for ping-pong), as the C bench's driver does.
-func runOnce(exe, impl string, w workload) ([]float64, error) {
+// node is how to run one child: a program and its transport argument.
+type node struct{ exe, impl string }
+
+func runOnce(nodes [2]node, w workload) ([]float64, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -173,7 +189,7 @@ func runOnce(exe, impl string, w workload) ([]float64, error) {
 		}
 	}()
 	for me := range chs {
-		c, err := spawn(exe, w.role, impl, strconv.Itoa(me), "2", ports, strconv.Itoa(w.size), strconv.Itoa(w.count))
+		c, err := spawn(nodes[me].exe, w.role, nodes[me].impl, strconv.Itoa(me), "2", ports, strconv.Itoa(w.size), strconv.Itoa(w.count))
 		if err != nil {
 			return nil, err
 		}
@@ -399,9 +415,6 @@ func child(args []string) {
 	}
 	role, impl := args[0], args[1]
 	me, _ := strconv.Atoi(args[2])
-	if a, b, mixed := strings.Cut(impl, "+"); mixed { // node 0's transport + node 1's
-		impl = []string{a, b}[me%2]
-	}
 	size, _ := strconv.Atoi(args[5])
 	count, _ := strconv.Atoi(args[6])
 	if size < 16 || count < 1 {
@@ -506,15 +519,24 @@ func waitConnected(stats func() (string, error)) {
 	}
 }
 
-// Unicast through the wrapper: node 0 sends count envelopes, MsgId the
-// sequence number; node 1 checks order and size and reports msgs/s from
-// its first message to its last.
+// Payloads carry their sequence number in their first 8 bytes
+// (little-endian), as in the C bench, so Go and C children can be paired.
+func seq(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+
+func numbered(size, i int) []byte {
+	b := make([]byte, size)
+	binary.LittleEndian.PutUint64(b, uint64(i))
+	return b
+}
+
+// Unicast through the wrapper: node 0 sends count envelopes, each with a
+// fresh payload carrying its sequence number (MsgId too); node 1 checks
+// order and size and reports msgs/s from its first message to its last.
 func (c *ctx) goThr(srv cluster.Server) {
-	payload := make([]byte, c.size)
 	if c.me == 0 {
 		out := srv.Outbox()
 		for i := 0; i < c.count; i++ {
-			out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: payload}
+			out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(c.size, i)}
 		}
 		say("result 0")
 		return
@@ -523,7 +545,7 @@ func (c *ctx) goThr(srv cluster.Server) {
 	var t0 time.Time
 	for got := 0; got < c.count; got++ {
 		e := <-in
-		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || e.MsgId != int64(got) {
+		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || seq(b) != uint64(got) {
 			say("fail message %d: msg id %d", got, e.MsgId)
 			return
 		}
@@ -553,14 +575,13 @@ func (c *ctx) goPP(srv cluster.Server) {
 		say("result 0")
 		return
 	}
-	payload := make([]byte, c.size)
 	rtts := make([]float64, 0, c.count)
 	for i := 0; i < total; i++ {
 		t := time.Now()
-		out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: payload}
+		out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(c.size, i)}
 		e := <-in
 		us := float64(time.Since(t).Nanoseconds()) / 1e3
-		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || e.MsgId != int64(i) {
+		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || seq(b) != uint64(i) {
 			say("fail round trip %d came back wrong", i)
 			return
 		}
@@ -584,12 +605,13 @@ func reportRTT(rtts []float64) {
 }
 
 // Unicast through the C ABI from Go, as the C bench: cluster_send per
-// message with the sequence number as its message id, cluster_recv_batch of
+// message with the sequence number in the payload (and message id), cluster_recv_batch of
 // up to 256 at the receiver.
 func (c *ctx) rawThr(h *ffi.Node, r *ffi.Raw) {
 	buf := make([]byte, c.size)
 	if c.me == 0 {
 		for i := 0; i < c.count; i++ {
+			binary.LittleEndian.PutUint64(buf, uint64(i))
 			if err := r.Send(h, 2, int64(i), 0, buf, -1); err != nil {
 				fail("send: %v", err)
 			}
@@ -601,7 +623,7 @@ func (c *ctx) rawThr(h *ffi.Node, r *ffi.Raw) {
 	var t0, t1 time.Time
 	for got < c.count && !bad {
 		_, err := r.RecvBatch(h, 256, -1, func(_, msgID int64, data []byte) {
-			if len(data) != c.size || msgID != int64(got) {
+			if len(data) != c.size || seq(data) != uint64(got) {
 				bad = true
 			}
 			got++
@@ -628,8 +650,9 @@ func (c *ctx) rawPP(h *ffi.Node, r *ffi.Raw) {
 	total := c.count + ppWarmup
 	buf := make([]byte, c.size)
 	var id int64
+	n := 0
 	recv1 := func() {
-		if _, err := r.RecvBatch(h, 1, -1, func(_, msgID int64, data []byte) { id = msgID; copy(buf, data) }); err != nil {
+		if _, err := r.RecvBatch(h, 1, -1, func(_, msgID int64, data []byte) { id, n = msgID, copy(buf, data) }); err != nil {
 			fail("recv: %v", err)
 		}
 	}
@@ -645,13 +668,14 @@ func (c *ctx) rawPP(h *ffi.Node, r *ffi.Raw) {
 	}
 	rtts := make([]float64, 0, c.count)
 	for i := 0; i < total; i++ {
+		binary.LittleEndian.PutUint64(buf, uint64(i))
 		t := time.Now()
 		if err := r.Send(h, 2, int64(i), 0, buf, -1); err != nil {
 			fail("send: %v", err)
 		}
 		recv1()
 		us := float64(time.Since(t).Nanoseconds()) / 1e3
-		if id != int64(i) || len(buf) != c.size {
+		if n != c.size || seq(buf) != uint64(i) {
 			say("fail round trip %d came back wrong", i)
 			return
 		}

@@ -1,0 +1,75 @@
+package cluster
+
+import (
+	"bytes"
+	"testing"
+)
+
+// Payloads carved from one block must behave as separate slices: writing
+// or appending to one leaves its neighbours alone, and the copy does not
+// alias the (C) memory it came from.
+func TestRecvMemPayloadsAreIndependent(t *testing.T) {
+	var m recvMem
+	src := []byte("abcd")
+	a := m.copy(src)
+	b := m.copy([]byte("efgh"))
+	src[0] = 'X'
+	if string(a) != "abcd" {
+		t.Fatalf("copy aliases its source: %q", a)
+	}
+	a = append(a, "zz"...)
+	a[0] = 'Y'
+	if string(b) != "efgh" {
+		t.Fatalf("appending to one payload changed the next: %q", b)
+	}
+	big := bytes.Repeat([]byte{7}, smallMax+1)
+	c := m.copy(big)
+	if !bytes.Equal(c, big) || cap(c) < len(big) {
+		t.Fatalf("large payload copied wrong")
+	}
+	big[0] = 8
+	if c[0] != 7 {
+		t.Fatalf("large payload aliases its source")
+	}
+	if e := m.copy(nil); len(e) != 0 {
+		t.Fatalf("empty payload has length %d", len(e))
+	}
+}
+
+func TestRecvMemSpansBlocks(t *testing.T) {
+	var m recvMem
+	var all [][]byte
+	for i := 0; i < 3*byteBlock/100; i++ {
+		all = append(all, m.copy(bytes.Repeat([]byte{byte(i)}, 100)))
+	}
+	for i, p := range all {
+		if len(p) != 100 || cap(p) != 100 || p[0] != byte(i) || p[99] != byte(i) {
+			t.Fatalf("payload %d corrupted (len %d cap %d)", i, len(p), cap(p))
+		}
+	}
+	seen := map[*Envelope]bool{}
+	for i := 0; i < 3*envBlock; i++ {
+		e := m.envelope()
+		if seen[e] {
+			t.Fatalf("envelope %d handed out twice", i)
+		}
+		seen[e] = true
+	}
+}
+
+func TestRecvMemDecode(t *testing.T) {
+	var m recvMem
+	view := []byte("héllo")
+	s, err := m.decode(kindText, view)
+	view[0] = 'X'
+	if err != nil || s != "héllo" {
+		t.Fatalf("text: %q, %v", s, err)
+	}
+	b, err := m.decode(kindBytes, []byte{1, 2})
+	if err != nil || !bytes.Equal(b.([]byte), []byte{1, 2}) {
+		t.Fatalf("bytes: %v, %v", b, err)
+	}
+	if _, err := m.decode(kindJSON, []byte("{")); err == nil {
+		t.Fatal("bad JSON decoded")
+	}
+}

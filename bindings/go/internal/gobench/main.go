@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"strings"
@@ -436,6 +437,17 @@ func child(args []string) {
 			fail("%v", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if prefix := os.Getenv("GOBENCH_TRACE"); prefix != "" {
+		// an execution trace of each Go child: PREFIX.ROLE.IMPL.ME
+		f, err := os.Create(fmt.Sprintf("%s.%s.%s.%d", prefix, role, impl, me))
+		if err != nil {
+			fail("%v", err)
+		}
+		if err := trace.Start(f); err != nil {
+			fail("%v", err)
+		}
+		defer trace.Stop()
 	}
 	in := bufio.NewScanner(os.Stdin)
 	c := &ctx{me: me, size: size, count: count, in: in}

@@ -5,6 +5,7 @@ import (
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
+	"unsafe"
 )
 
 // Kind tags of the payload, shared by every language (see SPEC.md).
@@ -29,15 +30,23 @@ func encode(msg interface{}) (uint32, []byte, error) {
 	case []byte:
 		return kindBytes, m, nil
 	case string:
-		return kindText, []byte(m), nil
+		// A read-only view, not a copy: the sender copies it into C memory.
+		return kindText, unsafe.Slice(unsafe.StringData(m), len(m)), nil
 	case nil:
 		return kindGob, nil, nil
 	}
+	data, err := encodeGob(msg)
+	return kindGob, data, err
+}
+
+// encodeGob is apart from encode so that only gob's callers pay for msg
+// escaping to the heap (Encode takes its address).
+func encodeGob(msg interface{}) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(&msg); err != nil {
-		return 0, nil, fmt.Errorf("gob-encoding a %T: %w", msg, err)
+		return nil, fmt.Errorf("gob-encoding a %T: %w", msg, err)
 	}
-	return kindGob, buf.Bytes(), nil
+	return buf.Bytes(), nil
 }
 
 // decode turns a kind tag and payload back into a message: raw bytes as

@@ -64,3 +64,16 @@ func TestBadValues(t *testing.T) {
 		t.Errorf("unknown kind: %#v, %v", v, err)
 	}
 }
+
+// Encoding []byte or a string must not allocate: it runs once a message
+// on the sender goroutine.
+func TestEncodeRawDoesNotAllocate(t *testing.T) {
+	var msg interface{} = []byte("payload")
+	var text interface{} = "text"
+	if n := testing.AllocsPerRun(100, func() { encode(msg) }); n != 0 {
+		t.Errorf("encode([]byte) allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { encode(text) }); n != 0 {
+		t.Errorf("encode(string) allocates %v times", n)
+	}
+}

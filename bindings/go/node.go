@@ -10,8 +10,9 @@ import (
 )
 
 const (
-	// batchMax is how many envelopes one cgo call sends or receives at most.
-	batchMax = 256
+	// batchMax is how many envelopes one cgo call sends or receives at most
+	// (1024 measured about 10 % more unicast msgs/s than 256 on 2 cores).
+	batchMax = 1024
 	// flushWait bounds how long Close lets the sender goroutine hand the
 	// envelopes still in Outbox to the node before closing it anyway.
 	flushWait = time.Second

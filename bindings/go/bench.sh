@@ -4,7 +4,8 @@
 # round trips through the Go wrapper (Outbox/Inbox), through the C ABI
 # called from Go, and with the C bench's own C children, interleaved run by
 # run, with the wrapper's ratio to C. Arguments go to the driver
-# (internal/gobench): [-runs N] [-only unicast|ping-pong] [-scale F].
+# (internal/gobench): [-runs N] [-only unicast|ping-pong] [-impl go,raw,c]
+# [-scale F]; e.g. -impl go,c,go+c,c+go shows which side costs what.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
@@ -13,6 +14,11 @@ source "$here/libid.sh"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 target="$root/target/release"
+if ! pkg-config --exists libzmq 2>/dev/null; then
+    # The C bench links libzmq; bench/run.sh installs it (apt).
+    echo "libzmq missing: run 'bash bench/run.sh --only none' once to install it" >&2
+    exit 1
+fi
 cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
     "$root"/bench/main.c "$root"/bench/net.c "$root"/bench/roles.c "$root"/bench/driver.c \
     -o "$tmp/cbench" \

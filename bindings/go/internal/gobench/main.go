@@ -1,21 +1,31 @@
 // Command gobench measures the Go binding the way the C bench (bench/ at
 // the repository root) measures the C API: sender and receiver in separate
 // processes over loopback, each a fresh child on fresh ports, talking to
-// the driver in the C bench's line protocol (ready, go, result, quit).
+// the driver in the C bench's line protocol (ready, go, result, quit), with
+// the C bench's workloads (unicast 64 B: 2M messages, msgs/s counted at the
+// receiver from its first message to its last; ping-pong 64 B: 5000 timed
+// round trips after 300 warm-ups) and checks (every payload carries its
+// sequence number; a lost, duplicated or reordered message fails the run).
 //
-// It runs three transports, interleaved run by run so that drift on the
+// It runs these transports, interleaved run by run so that drift on the
 // machine hits them alike:
 //
 //	go   the wrapper: Outbox and Inbox channels of package cluster
 //	raw  the C ABI called from Go: one cluster_send per message, up to 256
 //	     per cluster_recv_batch, no channels, no codec (what the C bench does)
 //	c    the C bench's own children (its binary, given with -cbench)
+//	alt  the wrapper children of another build of gobench (-alt), for A/B
+//	a+b  node 0 (sender, client) on a and node 1 (receiver, server) on b,
+//	     e.g. go+c and c+go to see which side costs what
 //
-// and prints the median of the runs ± half their range, and the ratios of
-// the wrapper to the C bench. bindings/go/bench.sh builds everything and
-// runs it.
+// and prints the median of the runs ± half their range (relative to the
+// median), and the ratio of the wrapper to the C bench with the goal
+// (within 2x). bindings/go/bench.sh builds everything and runs it.
 //
-// Usage: gobench [-runs N] [-only unicast|ping-pong] [-cbench PATH]
+// Usage: gobench [-runs N] [-only unicast|ping-pong] [-impl go,raw,c]
+// [-cbench PATH] [-alt PATH] [-scale F]. GOBENCH_CPUPROFILE=prefix and
+// GOBENCH_TRACE=prefix make each Go child write a CPU profile or an
+// execution trace.
 //
 // Run with a role (gobench thr|pp go|raw ME N PORTS SIZE COUNT) it is a child.
 package main

@@ -9,9 +9,12 @@ import (
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
-// Benchmarks at 64-byte payloads, through the wrapper (Outbox/Inbox
-// channels) and through the raw C ABI called from Go (one cgo call per
-// message, no channels, no codec) for comparison:
+// Quick in-process benchmarks at 64-byte payloads, through the wrapper
+// (Outbox/Inbox channels) and through the raw C ABI called from Go (one
+// cgo call per message, no channels, no codec), for profiling. Both nodes
+// run in this process, so these are not comparable with the C bench:
+// ./bench.sh (internal/gobench) measures in separate processes, as the C
+// bench does.
 //
 //	go test -bench . -run '^$'
 //

@@ -623,18 +623,23 @@ static PyObject *port_put(PyObject *self, PyObject *const *args, size_t nargsf,
     PyObject *f[2];
     if (parse("put", args, nargsf, kwnames, put_names, 2, 2, 1, f) < 0)
         return NULL;
-    PyObject *env = f[0];
-    if (!PyTuple_Check(env) || PyTuple_GET_SIZE(env) < 3) {
-        PyErr_SetString(PyExc_TypeError, "put takes an Envelope or a (pid, msg_id, msg) tuple");
+    PyObject *env = PyTuple_Check(f[0]) ? (Py_INCREF(f[0]), f[0]) : PySequence_Tuple(f[0]);
+    if (env == NULL)
         return NULL;
+    PyObject *result = NULL;
+    if (PyTuple_GET_SIZE(env) < 3) {
+        PyErr_SetString(PyExc_TypeError, "put takes an Envelope or a (pid, msg_id, msg) tuple");
+    } else {
+        PyObject *msg = PyTuple_GET_ITEM(env, 2);
+        PyObject *kind = NULL; /* the envelope's own kind counts for a bytes-like msg */
+        if (PyTuple_GET_SIZE(env) > 3 &&
+            (PyBytes_Check(msg) || PyByteArray_Check(msg) || PyMemoryView_Check(msg)))
+            kind = PyTuple_GET_ITEM(env, 3);
+        result = send_one((Port *)self, PyTuple_GET_ITEM(env, 0), msg, PyTuple_GET_ITEM(env, 1),
+                          f[1], kind);
     }
-    PyObject *msg = PyTuple_GET_ITEM(env, 2);
-    PyObject *kind = NULL; /* the envelope's own kind counts for a bytes-like msg */
-    if (PyTuple_GET_SIZE(env) > 3 &&
-        (PyBytes_Check(msg) || PyByteArray_Check(msg) || PyMemoryView_Check(msg)))
-        kind = PyTuple_GET_ITEM(env, 3);
-    return send_one((Port *)self, PyTuple_GET_ITEM(env, 0), msg, PyTuple_GET_ITEM(env, 1), f[1],
-                    kind);
+    Py_DECREF(env);
+    return result;
 }
 
 static const char *const recv_names[] = {"timeout"};

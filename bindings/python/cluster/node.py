@@ -317,8 +317,6 @@ class Node:
         self._pid = pid
         self._tls = _PerThread()
         self._closing = False
-        self.inbox = Inbox(self)
-        self.outbox = Outbox(self)
         self._port: Any = None
         if _sp is not None:
             # The hot calls in C, with read-ahead (see _speedups.c). Sends are
@@ -328,7 +326,10 @@ class Node:
             # through (see `recv`).
             port = self._port = _sp.Port(self._hint, self._handle)
             vars(self).update(send=port.send)
-            vars(self.outbox).update(put=port.put)
+        self.inbox = Inbox(self)
+        self.outbox = Outbox(self)
+        if self._port is not None:
+            vars(self.outbox).update(put=self._port.put)
         _open_nodes.add(self)
 
     # -- identity -----------------------------------------------------------
@@ -762,9 +763,15 @@ class Inbox:
 
     def __init__(self, node: Node) -> None:
         self._node = weakref.proxy(node)
+        self._port = node._port
 
     def get(self, timeout: Timeout = None) -> Envelope:
         """`Node.recv`: the next envelope, waiting up to ``timeout`` seconds."""
+        port = self._port
+        if port is not None:  # as Node.recv does, without a second frame
+            got: Envelope = port.recv(timeout)
+            port.pending = None
+            return got
         env: Envelope = self._node.recv(timeout)
         return env
 

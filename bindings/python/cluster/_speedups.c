@@ -210,6 +210,13 @@ static PyObject *make_envelope(const cluster_envelope_t *e) {
     }
     for (int i = 0; i < 4; i++)
         PyTuple_SET_ITEM(env, i, fields[i]);
+    /* Made of ints and bytes or str, it can be part of no reference cycle:
+     * untracked, the collector (run every 700 allocations, so every few
+     * hundred envelopes) does not walk it. CPython does the same for plain
+     * tuples, but not for tuple subclasses such as Envelope. A JSON value
+     * (a dict or a list) keeps it tracked. */
+    if (PyBytes_CheckExact(msg) || PyUnicode_CheckExact(msg))
+        PyObject_GC_UnTrack(env);
     return env;
 }
 

@@ -199,10 +199,12 @@ static PyObject *make_envelope(const cluster_envelope_t *e) {
         return NULL;
     PyObject *fields[4] = {PyLong_FromLongLong(e->pid), PyLong_FromLongLong(e->msg_id), msg,
                            PyLong_FromUnsignedLong(e->kind)};
-    PyTypeObject *type = (PyTypeObject *)envelope_type;
     PyObject *env = NULL;
     if (fields[0] != NULL && fields[1] != NULL && fields[3] != NULL)
-        env = type->tp_alloc(type, 4);
+        /* As tuple.__new__(Envelope, fields) makes it (Envelope has no
+         * __dict__: NamedTuple sets __slots__ = ()), but not yet tracked by
+         * the garbage collector; the type's reference is taken here. */
+        env = (PyObject *)PyObject_GC_NewVar(PyTupleObject, (PyTypeObject *)envelope_type, 4);
     if (env == NULL) {
         for (int i = 0; i < 4; i++)
             Py_XDECREF(fields[i]);
@@ -210,13 +212,13 @@ static PyObject *make_envelope(const cluster_envelope_t *e) {
     }
     for (int i = 0; i < 4; i++)
         PyTuple_SET_ITEM(env, i, fields[i]);
-    /* Made of ints and bytes or str, it can be part of no reference cycle:
-     * untracked, the collector (run every 700 allocations, so every few
-     * hundred envelopes) does not walk it. CPython does the same for plain
-     * tuples, but not for tuple subclasses such as Envelope. A JSON value
-     * (a dict or a list) keeps it tracked. */
-    if (PyBytes_CheckExact(msg) || PyUnicode_CheckExact(msg))
-        PyObject_GC_UnTrack(env);
+    /* Made of ints and bytes or str, it can be part of no reference cycle, so
+     * it stays untracked and the collector (run every 700 allocations, so
+     * every few hundred envelopes) never walks it. CPython does the same for
+     * plain tuples, but not for tuple subclasses such as Envelope. A JSON
+     * value (a dict or a list) could be, so its envelope is tracked. */
+    if (!PyBytes_CheckExact(msg) && !PyUnicode_CheckExact(msg))
+        PyObject_GC_Track(env);
     return env;
 }
 

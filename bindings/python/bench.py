@@ -2,7 +2,7 @@
 """Throughput and latency through the Python wrapper, side by side with pyzmq.
 
     pip install ./bindings/python pyzmq
-    python bindings/python/bench.py            # about a minute
+    python bindings/python/bench.py            # about a minute and a half
     python bindings/python/bench.py --quick    # a few seconds, smaller counts
 
 Each case runs its sender and its receiver in two separate processes over
@@ -319,7 +319,7 @@ def main() -> int:
     args = ap.parse_args()
     scale = 0.1 if args.quick else 1.0
     runs = args.runs or (2 if args.quick else 3)
-    n64, n1k, npp = int(600_000 * scale), int(300_000 * scale), int(10_000 * scale)
+    n64, n1k, npp = int(1_200_000 * scale), int(300_000 * scale), int(10_000 * scale)
 
     try:
         import zmq

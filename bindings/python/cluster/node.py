@@ -486,12 +486,12 @@ class Node:
         """
         port = self._port
         if port is not None:
-            env: Envelope = port.recv(timeout)
+            got: Envelope = port.recv(timeout)
             # Python may raise an interrupt right after a C call returns; until
-            # this store (which it never interrupts) the port keeps `env` and
+            # this store (which it never interrupts) the port keeps `got` and
             # the next receive returns it again.
             port.pending = None
-            return env
+            return got
         # A message is first kept in C memory owned by this thread's state,
         # then in `st.one` (or `st.pend` for a batch), and is released from
         # the one only once it is in the other; so a KeyboardInterrupt,

@@ -2,16 +2,26 @@
 """Throughput and latency through the Python wrapper, side by side with pyzmq.
 
     pip install ./bindings/python pyzmq
-    python bindings/python/bench.py            # about a minute
+    python bindings/python/bench.py            # about a minute and a half
     python bindings/python/bench.py --quick    # a few seconds, smaller counts
 
 Each case runs its sender and its receiver in two separate processes over
-loopback TCP:
+loopback TCP, with the same workload for cluster and pyzmq:
 - throughput at 64 B and 1 KiB: cluster with plain calls (send / recv),
-  cluster batched (send_many / recv_many), pyzmq PUSH/PULL and PAIR (send / recv);
-  the receiver times from the first message to the last;
-- ping-pong at 64 B: round-trip time p50 / p99 (cluster send/recv, pyzmq PAIR,
-  pyzmq PUSH/PULL over two sockets).
+  with the channel-like calls (outbox.put / inbox.get, 64 B only), batched
+  (send_many / recv_many); pyzmq PUSH/PULL and PAIR (send / recv). The
+  receiver counts and times from the first message to the last; a run
+  whose receiver does not get every message fails the bench (cluster also
+  checks the last msg_id and that neither node counted a drop);
+- ping-pong at 64 B: round-trip time p50 / p99 (cluster send / recv, pyzmq
+  PAIR, pyzmq PUSH/PULL over two sockets).
+
+Every case runs --runs times (default 3), the cases of one round back to
+back, so a change in the machine's load hits all of them alike. It prints
+the median of each and its spread (min-max), the ratios to the better pyzmq
+pattern (the median of the per-round ratios), and whether the goals are met:
+plain calls at least pyzmq's 64 B throughput and latency, the batched path
+at least twice its 64 B throughput.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 # Measure the installed package, not the source tree beside this script
 # (which has no compiled hot paths). Spawned children inherit this sys.path.
@@ -33,6 +43,10 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
 from cluster.testing import free_ports, local_config  # noqa: E402 (after the path fix)
 
 BATCH = 256
+LIMIT = 120  # seconds a case may take before the bench calls it lost or hung
+
+# The throughput modes of cluster: how the sender sends and the receiver receives.
+PLAIN, CHANNEL, BATCHED = "cluster", "cluster-put/get", "cluster-batched"
 
 
 def wait_connected(node: Any, peer: int) -> None:
@@ -43,10 +57,15 @@ def wait_connected(node: Any, peer: int) -> None:
         time.sleep(0.01)
 
 
+def drops(stats: Dict[str, Any]) -> int:
+    """Messages a node counted as dropped, for any reason."""
+    return sum(stats["dropped"].values()) + sum(sum(p["dropped"].values()) for p in stats["peers"])
+
+
 # -- cluster -------------------------------------------------------------------
 
 
-def cluster_sender(cfg: Dict[str, Any], n: int, size: int, batched: bool, ready: Any, go: Any, done: Any) -> None:
+def cluster_sender(cfg: Dict[str, Any], n: int, size: int, mode: str, ready: Any, go: Any, done: Any, out: Any) -> None:
     import cluster
 
     with cluster.Node(1, cfg) as node:
@@ -54,41 +73,49 @@ def cluster_sender(cfg: Dict[str, Any], n: int, size: int, batched: bool, ready:
         ready.set()
         go.wait()
         payload = b"x" * size
-        if batched:
+        if mode == BATCHED:
             chunk = [(2, i, payload) for i in range(BATCH)]
             for _ in range(n // BATCH):
                 node.send_many(chunk)
             rest = n % BATCH
             if rest:
-                node.send_many(chunk[:rest])
+                node.send_many([(2, n - rest + i, payload) for i in range(rest)])
+        elif mode == CHANNEL:
+            put = node.outbox.put
+            for i in range(n):
+                put((2, i, payload))
         else:
             send = node.send
             for i in range(n):
                 send(2, payload, i)
         done.wait()  # stay up until the receiver has everything
+        out.put(("sender", drops(node.stats())))
 
 
-def cluster_receiver(cfg: Dict[str, Any], n: int, batched: bool, out: Any) -> None:
+def cluster_receiver(cfg: Dict[str, Any], n: int, mode: str, out: Any) -> None:
     import cluster
 
     with cluster.Node(2, cfg) as node:
-        got = 0
-        if batched:
-            first = node.recv_many(1024)
+        if mode == BATCHED:
+            last = node.recv_many(1024)
             t0 = time.perf_counter()
-            got = len(first)
+            got = len(last)
             recv_many = node.recv_many
             while got < n:
-                got += len(recv_many(1024))
+                last = recv_many(1024)
+                got += len(last)
+            env = last[-1]
         else:
-            node.recv()
+            recv = node.inbox.get if mode == CHANNEL else node.recv
+            env = recv()
             t0 = time.perf_counter()
-            got = 1
-            recv = node.recv
-            while got < n:
-                recv()
-                got += 1
-        out.put(time.perf_counter() - t0)
+            for _ in range(n - 1):
+                env = recv()
+            got = n
+        elapsed = time.perf_counter() - t0
+        stats = node.stats()
+        ok = got == n and env.msg_id == n - 1 and stats["delivered"] == n and drops(stats) == 0
+        out.put(("receiver", elapsed if ok else f"got {got}, last msg_id {env.msg_id}, stats {stats}"))
 
 
 def cluster_pong(cfg: Dict[str, Any], n: int, ready: Any) -> None:
@@ -113,15 +140,18 @@ def cluster_ping(cfg: Dict[str, Any], n: int, warm: int, out: Any, ready: Any) -
         for i in range(n + warm):
             t = time.perf_counter()
             node.send(2, payload, i)
-            node.recv()
+            env = node.recv()
             rtts.append(time.perf_counter() - t)
+            if env.msg_id != i:
+                out.put(f"reply {env.msg_id} to {i}")
+                return
         out.put(rtts[warm:])
 
 
 # -- pyzmq ---------------------------------------------------------------------
 
 
-def zmq_sender(kind: str, port: int, n: int, size: int, ready: Any, go: Any, done: Any) -> None:
+def zmq_sender(kind: str, port: int, n: int, size: int, ready: Any, go: Any, done: Any, out: Any) -> None:
     import zmq
 
     ctx = zmq.Context()
@@ -136,6 +166,7 @@ def zmq_sender(kind: str, port: int, n: int, size: int, ready: Any, go: Any, don
     done.wait()
     sock.close(linger=0)
     ctx.term()
+    out.put(("sender", 0))
 
 
 def zmq_receiver(kind: str, port: int, n: int, out: Any, bound: Any) -> None:
@@ -150,7 +181,7 @@ def zmq_receiver(kind: str, port: int, n: int, out: Any, bound: Any) -> None:
     t0 = time.perf_counter()
     for _ in range(n - 1):
         recv()
-    out.put(time.perf_counter() - t0)
+    out.put(("receiver", time.perf_counter() - t0))
     sock.close(linger=0)
     ctx.term()
 
@@ -199,32 +230,47 @@ def zmq_ping(kind: str, ports: Tuple[int, int], n: int, warm: int, out: Any, rea
 CTX = mp.get_context("spawn")  # no fork: children start with no library threads
 
 
+def finish(procs: List[Any]) -> None:
+    for p in procs:
+        p.join(60)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 def throughput(system: str, n: int, size: int) -> float:
-    """Messages per second received."""
+    """Messages per second received; raises if any message was lost."""
     out, ready, go, bound, done = CTX.Queue(), CTX.Event(), CTX.Event(), CTX.Event(), CTX.Event()
     if system.startswith("cluster"):
-        batched = system == "cluster-batched"
         cfg = local_config([1, 2])
-        recv = CTX.Process(target=cluster_receiver, args=(cfg, n, batched, out))
-        send = CTX.Process(target=cluster_sender, args=(cfg, n, size, batched, ready, go, done))
+        recv = CTX.Process(target=cluster_receiver, args=(cfg, n, system, out))
+        send = CTX.Process(target=cluster_sender, args=(cfg, n, size, system, ready, go, done, out))
     else:
         kind = system.split("-")[1]
         (port,) = free_ports(1)
         recv = CTX.Process(target=zmq_receiver, args=(kind, port, n, out, bound))
-        send = CTX.Process(target=zmq_sender, args=(kind, port, n, size, ready, go, done))
+        send = CTX.Process(target=zmq_sender, args=(kind, port, n, size, ready, go, done, out))
     recv.start()
     if not system.startswith("cluster"):
         bound.wait(30)
     send.start()
-    if not ready.wait(60):
-        raise RuntimeError(f"{system}: sender never got ready")
-    go.set()
-    elapsed = out.get(timeout=600)
-    done.set()
-    for p in (recv, send):
-        p.join(60)
-        if p.is_alive():
-            p.kill()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError(f"{system}: sender never got ready")
+        go.set()
+        try:
+            who, elapsed = out.get(timeout=LIMIT)
+        except Exception:
+            raise RuntimeError(f"{system} {size} B: the receiver did not get all {n:,} messages") from None
+        if not isinstance(elapsed, float):
+            raise RuntimeError(f"{system} {size} B: messages lost or out of order: {elapsed}")
+        done.set()
+        who, dropped = out.get(timeout=60)
+        if dropped:
+            raise RuntimeError(f"{system} {size} B: the sender counted {dropped} drops")
+    finally:
+        done.set()
+        finish([recv, send])
     return (n - 1) / elapsed
 
 
@@ -243,22 +289,37 @@ def pingpong(system: str, n: int, warm: int) -> Tuple[float, float]:
         ping = CTX.Process(target=zmq_ping, args=(kind, ports, n, warm, out, ready))
     pong.start()
     ping.start()
-    rtts = sorted(out.get(timeout=600))
-    for p in (pong, ping):
-        p.join(60)
-        if p.is_alive():
-            p.kill()
-    q = statistics.quantiles(rtts, n=100)
+    try:
+        rtts = out.get(timeout=LIMIT)
+    finally:
+        finish([pong, ping])
+    if not isinstance(rtts, list):
+        raise RuntimeError(f"{system} ping-pong: {rtts}")
+    q = statistics.quantiles(sorted(rtts), n=100)
     return q[49] * 1e6, q[98] * 1e6
+
+
+def spread(values: List[float]) -> str:
+    """'median [min-max]' of a case's runs."""
+    def f(v: float) -> str:
+        return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+    return f"{f(statistics.median(values))} [{f(min(values))}-{f(max(values))}]"
+
+
+def ratio_spread(values: List[float]) -> str:
+    return f"{statistics.median(values):.2f}x [{min(values):.2f}-{max(values):.2f}]"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="small counts and 2 runs (a smoke run)")
+    ap.add_argument("--runs", type=int, default=None, help="rounds of every case (default 3; 2 with --quick)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args()
-    scale = 0.05 if args.quick else 1.0
-    n64, n1k, npp = int(400_000 * scale), int(200_000 * scale), int(20_000 * scale)
+    scale = 0.1 if args.quick else 1.0
+    runs = args.runs or (2 if args.quick else 3)
+    n64, n1k, npp = int(1_200_000 * scale), int(300_000 * scale), int(10_000 * scale)
 
     try:
         import zmq
@@ -269,35 +330,63 @@ def main() -> int:
     import cluster
 
     path = "C hot paths (_speedups)" if cluster.node._sp is not None else "cffi only"
-    print(f"cluster {cluster.__version__}, {path}; pyzmq {zmq.__version__}; {n64:,} msgs at 64 B, "
-          f"{n1k:,} at 1 KiB, {npp:,} round trips")
-    results: Dict[str, Any] = {"path": path}
-    rows: List[Tuple[Any, ...]] = []
-    for size, n in ((64, n64), (1024, n1k)):
-        r = {s: throughput(s, n, size) for s in ("cluster", "cluster-batched", "zmq-push", "zmq-pair")}
-        results[f"throughput_{size}"] = r
-        zmq_best = max(r["zmq-push"], r["zmq-pair"])
-        rows.append((f"throughput {size} B (msg/s)", r["cluster"], r["cluster-batched"], r["zmq-push"], r["zmq-pair"],
-                     r["cluster"] / zmq_best, r["cluster-batched"] / zmq_best))
-    pp = {s: pingpong(s, npp, max(100, npp // 10)) for s in ("cluster", "zmq-pair", "zmq-push")}
-    results["pingpong_64_us"] = pp
-    for i, q in enumerate(("p50", "p99")):
-        best = min(pp["zmq-pair"][i], pp["zmq-push"][i])
-        rows.append((f"ping-pong 64 B {q} (us)", pp["cluster"][i], None, pp["zmq-push"][i], pp["zmq-pair"][i],
-                     best / pp["cluster"][i], None))
+    print(f"cluster {cluster.__version__} from {os.path.dirname(cluster.__file__)}, {path}; pyzmq {zmq.__version__}")
+    print(f"{runs} runs of: {n64:,} msgs at 64 B, {n1k:,} at 1 KiB, {npp:,} round trips; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    head = ("case", "cluster", "cluster batched", "zmq PUSH/PULL", "zmq PAIR", "plain/zmq", "batched/zmq")
-    fmt = "{:<28} {:>12} {:>16} {:>14} {:>12} {:>10} {:>12}"
-    print(fmt.format(*head))
-    for row in rows:
-        cells = [row[0]] + [
-            "-" if v is None else (f"{v:.2f}x" if j >= 5 else f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
-            for j, v in enumerate(row[1:], start=1)
-        ]
-        print(fmt.format(*cells))
-    print("ratios: against the better of the two pyzmq patterns; for latency, zmq time / cluster time (>1 = cluster faster)")
+    tp_systems = {64: (PLAIN, CHANNEL, BATCHED, "zmq-push", "zmq-pair"), 1024: (PLAIN, BATCHED, "zmq-push", "zmq-pair")}
+    pp_systems = ("cluster", "zmq-pair", "zmq-push")
+    tp: Dict[int, Dict[str, List[float]]] = {size: {s: [] for s in systems} for size, systems in tp_systems.items()}
+    pp: Dict[str, List[Tuple[float, float]]] = {s: [] for s in pp_systems}
+    for r in range(runs):
+        for size, n in ((64, n64), (1024, n1k)):
+            for system in tp_systems[size]:
+                tp[size][system].append(throughput(system, n, size))
+        for system in pp_systems:
+            pp[system].append(pingpong(system, npp, max(100, npp // 10)))
+        print(f"  run {r + 1}/{runs} done, load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    def best_zmq_tp(size: int, i: int) -> float:
+        return max(tp[size]["zmq-push"][i], tp[size]["zmq-pair"][i])
+
+    def best_zmq_pp(q: int, i: int) -> float:
+        return min(pp["zmq-pair"][i][q], pp["zmq-push"][i][q])
+
+    fmt = "{:<34} {:>30} {:>24}"
+    print()
+    print(fmt.format("case", "median [min-max]", "vs better pyzmq"))
+    ratios: Dict[str, List[float]] = {}
+    for size in (64, 1024):
+        for system in tp_systems[size]:
+            r_list = [tp[size][system][i] / best_zmq_tp(size, i) for i in range(runs)]
+            key = f"{system} {size} B"
+            ratios[key] = r_list
+            shown = ratio_spread(r_list) if system.startswith("cluster") else ""
+            print(fmt.format(f"{key} (msg/s)", spread(tp[size][system]), shown))
+    for q, name in ((0, "p50"), (1, "p99")):
+        for system in pp_systems:
+            # for latency: pyzmq's time / cluster's, so above 1 means cluster is faster
+            r_list = [best_zmq_pp(q, i) / pp[system][i][q] for i in range(runs)]
+            key = f"{system} ping-pong {name}"
+            ratios[key] = r_list
+            shown = ratio_spread(r_list) if system == "cluster" else ""
+            print(fmt.format(f"{key} (us)", spread([v[q] for v in pp[system]]), shown))
+    print("ratios: the median over the runs of cluster / the better pyzmq pattern in the same run;")
+    print("for latency pyzmq's time / cluster's, so above 1 means cluster is faster")
+
+    goals = [
+        ("plain calls, 64 B throughput >= pyzmq", f"{PLAIN} 64 B", 1.0),
+        ("put/get calls, 64 B throughput >= pyzmq", f"{CHANNEL} 64 B", 1.0),
+        ("plain calls, ping-pong p50 <= pyzmq", "cluster ping-pong p50", 1.0),
+        ("plain calls, ping-pong p99 <= pyzmq", "cluster ping-pong p99", 1.0),
+        ("batched, 64 B throughput >= 2x pyzmq", f"{BATCHED} 64 B", 2.0),
+    ]
+    print()
+    for text, key, need in goals:
+        got = statistics.median(ratios[key])
+        print(f"goal {text}: {got:.2f}x -> {'met' if got >= need else 'MISSED'}")
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps({"path": path, "runs": runs, "throughput": tp, "pingpong_us": pp, "ratios": ratios}))
     return 0
 
 

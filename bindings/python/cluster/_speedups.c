@@ -1,27 +1,48 @@
 /*
  * cluster._speedups: the hot paths of the Python wrapper in C (optional).
  *
- * The wrapper works without this module (cffi calls libcluster directly);
- * with it, a send or a receive is one call from Python that builds the
- * envelope on the C stack or the Python objects straight from the received
- * envelope. It links against nothing: `init` hands it the addresses of
- * libcluster's functions, as cffi loaded them, so both use one library.
+ * The wrapper works without this module (cffi calls libcluster directly).
+ * With it, each node gets a `Port`: its `send`, `put`, `recv` and
+ * `recv_many` are bound on the node itself (`node.send` is `port.send`), so
+ * a plain call costs one C call from Python and no Python frame. It links
+ * against nothing: `init` hands it the addresses of libcluster's functions,
+ * as cffi loaded them, so both use one library.
  *
- * Handles, envelope buffers and error structs are passed as integer
- * addresses owned by cluster.node (which keeps them alive during the call).
- * Every call into libcluster releases the GIL.
+ * Read-ahead: `recv` takes what the inbox holds (up to READ_AHEAD envelopes)
+ * with one `cluster_recv_batch` and keeps the Envelopes it made in the
+ * port, in order, for the next calls on any thread. One thread at a time
+ * takes from the node (the port's lock), so order is kept across threads.
+ * The core counts a message "delivered" when it is taken; the wrapper's
+ * `stats()` subtracts what the port still holds (`buffered`, added to
+ * `inbox_depth` instead) and what it threw away at close (`discarded`, added
+ * to the core's `discarded`), so users see the counts of plain receives.
+ * Once the node is closed, `recv` raises Closed as the core does and the
+ * port throws its envelopes away, as the core does with its inbox.
  *
- * A received message must never be lost to a KeyboardInterrupt, which Python
- * raises only after a call returns. So the received envelope stays in the
- * caller's buffer until its Python object exists; that object is stored in
- * the caller's `slot` list before the C payload is freed; the caller clears
- * the slot after the call returns, with no call in between.
+ * Ctrl-C: a blocking receive waits in C in slices of at most SLICE_MS and
+ * runs Python's signal handlers between two slices (PyErr_CheckSignals);
+ * a slice that took envelopes is never interrupted, and envelopes are in
+ * the port before any Python code can run. Python may still raise an
+ * interrupt right after `recv` returns (CPython checks for signals after a
+ * call into C), before the caller has stored the result. So on the main
+ * thread (the only one Python raises signal exceptions in) the port keeps
+ * what it returned last in `pending`; the wrapper sets `port.pending =
+ * None` once it holds the result (an attribute store, where CPython checks
+ * no signal), and the next receive puts a result still pending back in
+ * front, so the interrupted one is returned again.
+ *
+ * Every call into libcluster that may block releases the GIL; the port's
+ * own state is only touched with the GIL held.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <stdint.h>
+#include <pythread.h>
+#include <math.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "cluster.h"
 
@@ -29,19 +50,21 @@ typedef int (*send_fn)(const cluster_node_t *, const cluster_envelope_t *, int64
                        cluster_error_t *);
 typedef int (*send_batch_fn)(const cluster_node_t *, const cluster_envelope_t *, size_t,
                              int64_t, size_t *, cluster_error_t *);
-typedef int (*recv_fn)(const cluster_node_t *, cluster_envelope_t *, int64_t,
-                       cluster_error_t *);
 typedef int (*recv_batch_fn)(const cluster_node_t *, cluster_envelope_t *, size_t, size_t *,
                              int64_t, cluster_error_t *);
 typedef void (*free_fn)(cluster_envelope_t *, size_t);
+typedef int (*is_closed_fn)(const cluster_node_t *);
 
 static send_fn p_send;
 static send_batch_fn p_send_batch;
-static recv_fn p_recv;
 static recv_batch_fn p_recv_batch;
 static free_fn p_free;
+static is_closed_fn p_is_closed;
 static PyObject *envelope_type; /* cluster.Envelope, a tuple subclass */
-static PyObject *decode_fn;     /* cluster.node.decode(kind, data) */
+static PyObject *decode_fn;     /* cluster.node.decode(kind, data) -> msg */
+static PyObject *encode_fn;     /* cluster.node.encode(msg, kind) -> (kind, data) */
+static PyObject *error_for_fn;  /* cluster.errors.error_for(code, message) -> exception */
+static unsigned long main_thread; /* ident of the thread Python raises signal exceptions in */
 
 /* Before a receive parks its thread, it tries this many times more, yielding
  * the CPU in between: when a sender is only a little slower than this
@@ -50,6 +73,15 @@ static PyObject *decode_fn;     /* cluster.node.decode(kind, data) */
  * calls between two Python processes). Costs a few microseconds of CPU
  * before an idle wait. */
 #define SPINS 20
+
+/* Longest wait in C before Python's signal handlers run (Ctrl-C). */
+#define SLICE_MS 50
+
+/* Most envelopes one plain `recv` takes from the node at once. */
+#define READ_AHEAD 256
+
+/* Most envelopes one `recv_many` takes (a larger `max` counts as this). */
+#define MAX_BATCH 65536
 
 /* Returned by send_many when an item is not (pid, msg_id, bytes[, kind]). */
 #define NEEDS_PYTHON 1000
@@ -64,109 +96,130 @@ static int check_args(Py_ssize_t got, Py_ssize_t want, const char *name) {
     return 0;
 }
 
-/* init(send, send_batch, recv, recv_batch, envelopes_free, Envelope, decode) */
+/* init(send, send_batch, recv_batch, envelopes_free, is_closed, Envelope,
+ *      decode, encode, error_for, main_thread_ident) */
 static PyObject *sp_init(PyObject *m, PyObject *const *a, Py_ssize_t n) {
     (void)m;
-    if (check_args(n, 7, "init") < 0)
+    if (check_args(n, 10, "init") < 0)
         return NULL;
+    main_thread = PyLong_AsUnsignedLong(a[9]);
     p_send = (send_fn)address(a[0]);
     p_send_batch = (send_batch_fn)address(a[1]);
-    p_recv = (recv_fn)address(a[2]);
-    p_recv_batch = (recv_batch_fn)address(a[3]);
-    p_free = (free_fn)address(a[4]);
+    p_recv_batch = (recv_batch_fn)address(a[2]);
+    p_free = (free_fn)address(a[3]);
+    p_is_closed = (is_closed_fn)address(a[4]);
     if (PyErr_Occurred())
         return NULL;
     if (!PyType_Check(a[5]) || !PyType_IsSubtype((PyTypeObject *)a[5], &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "Envelope must be a tuple subclass");
         return NULL;
     }
-    Py_XDECREF(envelope_type);
-    Py_XDECREF(decode_fn);
-    Py_INCREF(a[5]);
-    Py_INCREF(a[6]);
-    envelope_type = a[5];
-    decode_fn = a[6];
+    PyObject **slots[] = {&envelope_type, &decode_fn, &encode_fn, &error_for_fn};
+    for (int i = 0; i < 4; i++) {
+        Py_INCREF(a[5 + i]);
+        Py_XSETREF(*slots[i], a[5 + i]);
+    }
     Py_RETURN_NONE;
 }
 
+/* Raises the exception of status `code` with the message of `err` (NULL or
+ * empty: the core's words for it); returns NULL. */
+static PyObject *raise_status(int code, const cluster_error_t *err) {
+    const char *text = err != NULL ? err->message : "";
+    if (text[0] == '\0') {
+        if (code == CLUSTER_E_CLOSED)
+            text = "node is closed";
+        else if (code == CLUSTER_E_TIMEOUT)
+            text = "timed out";
+    }
+    size_t len = strnlen(text, CLUSTER_ERROR_MESSAGE_LEN);
+    PyObject *exc = PyObject_CallFunction(error_for_fn, "is#", code, text, (Py_ssize_t)len);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* Seconds (None = for ever) as the C ABI's milliseconds (-1 = for ever), as
+ * cluster.node.timeout_ms does; -2 with an exception set. */
+static long long timeout_ms(PyObject *timeout) {
+    if (timeout == NULL || timeout == Py_None)
+        return -1;
+    double t = PyFloat_AsDouble(timeout);
+    if (t == -1.0 && PyErr_Occurred())
+        return -2;
+    if (isnan(t) || t < 0) {
+        PyErr_Format(PyExc_ValueError, "timeout must be None or >= 0 seconds, got %R", timeout);
+        return -2;
+    }
+    if (t * 1000.0 >= 9.2e18) /* inf, or longer than int64 milliseconds: for ever */
+        return -1;
+    return (long long)ceil(t * 1000.0);
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Milliseconds until `deadline` (ns; 0 = none), capped at SLICE_MS; 0 once
+ * it has passed. */
+static long long slice_until(long long deadline) {
+    if (deadline == 0)
+        return SLICE_MS;
+    long long left = deadline - now_ns();
+    if (left <= 0)
+        return 0;
+    long long ms = (left + 999999) / 1000000;
+    return ms < SLICE_MS ? ms : SLICE_MS;
+}
+
 /* The Envelope for a received C envelope; NULL with an exception set (the C
- * envelope is left as it is). */
+ * envelope is left as it is). The tuple is made as tuple.__new__ would. */
 static PyObject *make_envelope(const cluster_envelope_t *e) {
-    PyObject *data = PyBytes_FromStringAndSize((const char *)e->data, (Py_ssize_t)e->len);
-    if (data == NULL)
-        return NULL;
-    PyObject *msg = data;
-    if (e->kind == 1) {
+    PyObject *msg;
+    if (e->kind == 0) {
+        msg = PyBytes_FromStringAndSize((const char *)e->data, (Py_ssize_t)e->len);
+    } else if (e->kind == 1) {
         msg = PyUnicode_DecodeUTF8((const char *)e->data, (Py_ssize_t)e->len, NULL);
-        if (msg == NULL) { /* not UTF-8: handed over as bytes */
-            PyErr_Clear();
-            msg = data;
-        } else {
-            Py_DECREF(data);
+        if (msg == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear(); /* not UTF-8: handed over as bytes */
+            msg = PyBytes_FromStringAndSize((const char *)e->data, (Py_ssize_t)e->len);
         }
-    } else if (e->kind != 0) {
+    } else {
+        PyObject *data = PyBytes_FromStringAndSize((const char *)e->data, (Py_ssize_t)e->len);
+        if (data == NULL)
+            return NULL;
         msg = PyObject_CallFunction(decode_fn, "kO", (unsigned long)e->kind, data);
         Py_DECREF(data);
-        if (msg == NULL)
-            return NULL;
     }
-    PyObject *fields = Py_BuildValue("(LLNk)", (long long)e->pid, (long long)e->msg_id, msg,
-                                     (unsigned long)e->kind);
-    if (fields == NULL)
+    if (msg == NULL)
         return NULL;
-    /* tuple.__new__(Envelope, fields) */
-    PyObject *args = PyTuple_Pack(1, fields);
-    Py_DECREF(fields);
-    if (args == NULL)
+    PyObject *fields[4] = {PyLong_FromLongLong(e->pid), PyLong_FromLongLong(e->msg_id), msg,
+                           PyLong_FromUnsignedLong(e->kind)};
+    PyObject *env = NULL;
+    if (fields[0] != NULL && fields[1] != NULL && fields[3] != NULL)
+        /* As tuple.__new__(Envelope, fields) makes it (Envelope has no
+         * __dict__: NamedTuple sets __slots__ = ()), but not yet tracked by
+         * the garbage collector; the type's reference is taken here. */
+        env = (PyObject *)PyObject_GC_NewVar(PyTupleObject, (PyTypeObject *)envelope_type, 4);
+    if (env == NULL) {
+        for (int i = 0; i < 4; i++)
+            Py_XDECREF(fields[i]);
         return NULL;
-    PyObject *env = PyTuple_Type.tp_new((PyTypeObject *)envelope_type, args, NULL);
-    Py_DECREF(args);
+    }
+    for (int i = 0; i < 4; i++)
+        PyTuple_SET_ITEM(env, i, fields[i]);
+    /* Made of ints and bytes or str, it can be part of no reference cycle, so
+     * it stays untracked and the collector (run every 700 allocations, so
+     * every few hundred envelopes) never walks it. CPython does the same for
+     * plain tuples, but not for tuple subclasses such as Envelope. A JSON
+     * value (a dict or a list) could be, so its envelope is tracked. */
+    if (!PyBytes_CheckExact(msg) && !PyUnicode_CheckExact(msg))
+        PyObject_GC_Track(env);
     return env;
-}
-
-/* Stores `value` in slot[0] (a list), keeping the caller's reference. */
-static int keep_in(PyObject *slot, PyObject *value) {
-    Py_INCREF(value);
-    if (PyList_SetItem(slot, 0, value) < 0) /* steals the new reference */
-        return -1;
-    return 0;
-}
-
-/* send(node, pid, msg_id, kind, data: bytes, timeout_ms, err) -> status */
-static PyObject *sp_send(PyObject *m, PyObject *const *a, Py_ssize_t n) {
-    (void)m;
-    if (check_args(n, 7, "send") < 0)
-        return NULL;
-    const cluster_node_t *node = address(a[0]);
-    long long pid = PyLong_AsLongLong(a[1]);
-    long long msg_id = PyLong_AsLongLong(a[2]);
-    unsigned long kind = PyLong_AsUnsignedLong(a[3]);
-    long long ms = PyLong_AsLongLong(a[5]);
-    cluster_error_t *err = address(a[6]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (!PyBytes_Check(a[4])) {
-        PyErr_SetString(PyExc_TypeError, "data must be bytes");
-        return NULL;
-    }
-    if (kind > UINT32_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "kind does not fit in 32 bits");
-        return NULL;
-    }
-    cluster_envelope_t env = {
-        .pid = pid,
-        .msg_id = msg_id,
-        .kind = (uint32_t)kind,
-        .data = (const uint8_t *)PyBytes_AS_STRING(a[4]),
-        .len = (size_t)PyBytes_GET_SIZE(a[4]),
-        ._owner = NULL,
-    };
-    int rc;
-    /* `a[4]` is immutable and held by the caller while the GIL is released. */
-    Py_BEGIN_ALLOW_THREADS
-    rc = p_send(node, &env, ms, err);
-    Py_END_ALLOW_THREADS
-    return PyLong_FromLong(rc);
 }
 
 /* send_many(node, items: list, timeout_ms, sent: size_t*, err) -> status, or
@@ -242,105 +295,532 @@ done:
     return result;
 }
 
-/* recv(node, buf: cluster_envelope_t*, timeout_ms, err, slot: list) -> Envelope
- * or a status. A buffer that still holds an envelope (an interrupted call)
- * is converted without receiving. */
-static PyObject *sp_recv(PyObject *m, PyObject *const *a, Py_ssize_t n) {
-    (void)m;
-    if (check_args(n, 5, "recv") < 0)
-        return NULL;
-    const cluster_node_t *node = address(a[0]);
-    cluster_envelope_t *buf = address(a[1]);
-    long long ms = PyLong_AsLongLong(a[2]);
-    cluster_error_t *err = address(a[3]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (buf->_owner == NULL) {
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = p_recv(node, buf, 0, err);
-        for (int i = 0; rc == CLUSTER_E_TIMEOUT && ms != 0 && i < SPINS; i++) {
-            sched_yield();
-            rc = p_recv(node, buf, 0, err);
-        }
-        if (rc == CLUSTER_E_TIMEOUT && ms != 0)
-            rc = p_recv(node, buf, ms, err);
-        Py_END_ALLOW_THREADS
-        if (rc != 0)
-            return PyLong_FromLong(rc);
-    }
-    PyObject *env = make_envelope(buf);
-    if (env == NULL)
-        return NULL;
-    if (keep_in(a[4], env) < 0) {
+/* -- Port: one node's hot calls and its read-ahead ------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    const cluster_node_t *node;
+    PyObject *keep;             /* keeps `node` alive: the wrapper's handle */
+    PyThread_type_lock taking;  /* held by the one thread taking from the node */
+    /* The batch being taken, arr[arr_pos..arr_count) not yet made into
+     * Envelopes (only after a failed conversion); lock holder only. */
+    cluster_envelope_t *arr;
+    size_t arr_cap, arr_pos, arr_count;
+    /* Envelopes read ahead, ready[head..tail), in order. */
+    PyObject **ready;
+    size_t ready_cap, head, tail;
+    unsigned long long discarded; /* read ahead, then thrown away at close */
+    PyObject *pending; /* the main thread's last result, until the wrapper has it */
+} Port;
+
+static PyTypeObject PortType;
+
+/* Throws the envelopes read ahead away (the node is closed). */
+static void discard_ready(Port *p) {
+    while (p->head < p->tail) {
+        PyObject *env = p->ready[p->head];
+        p->ready[p->head++] = NULL;
+        p->discarded++;
         Py_DECREF(env);
-        return NULL;
     }
-    p_free(buf, 1);
-    return env;
+    p->head = p->tail = 0;
 }
 
-/* recv_many(node, arr, cap, count: size_t*, timeout_ms, err, slot) -> list of
- * Envelopes or a status. With *count > 0 (an interrupted call), converts
- * those without receiving. */
-static PyObject *sp_recv_many(PyObject *m, PyObject *const *a, Py_ssize_t n) {
-    (void)m;
-    if (check_args(n, 7, "recv_many") < 0)
-        return NULL;
-    const cluster_node_t *node = address(a[0]);
-    cluster_envelope_t *arr = address(a[1]);
-    size_t cap = PyLong_AsSize_t(a[2]);
-    size_t *count = address(a[3]);
-    long long ms = PyLong_AsLongLong(a[4]);
-    cluster_error_t *err = address(a[5]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (*count == 0) {
+/* Up to `max` envelopes read ahead: one (`list` = 0) or a list. Raises
+ * Closed, as the core would, once the node is closed. */
+static PyObject *take_ready(Port *p, size_t max, int list) {
+    if (p_is_closed(p->node) == 1) {
+        discard_ready(p);
+        return raise_status(CLUSTER_E_CLOSED, NULL);
+    }
+    PyObject *out;
+    if (!list) {
+        out = p->ready[p->head];
+        p->ready[p->head++] = NULL;
+    } else {
+        size_t n = p->tail - p->head;
+        if (n > max)
+            n = max;
+        out = PyList_New((Py_ssize_t)n);
+        if (out == NULL)
+            return NULL;
+        for (size_t i = 0; i < n; i++) {
+            PyList_SET_ITEM(out, (Py_ssize_t)i, p->ready[p->head]);
+            p->ready[p->head++] = NULL;
+        }
+    }
+    if (p->head == p->tail)
+        p->head = p->tail = 0;
+    return out;
+}
+
+/* Puts `result` (an Envelope or a list of them, a reference the caller
+ * gives away) back in front of `ready`. */
+static int unshift(Port *p, PyObject *result) {
+    PyObject **items = &result;
+    size_t k = 1;
+    if (PyList_Check(result)) {
+        items = ((PyListObject *)result)->ob_item;
+        k = (size_t)PyList_GET_SIZE(result);
+    }
+    if (p->head < k) { /* make room in front */
+        size_t n = p->tail - p->head;
+        if (p->ready_cap < n + k) {
+            PyObject **ready = PyMem_Realloc(p->ready, (n + k) * sizeof *ready);
+            if (ready == NULL) {
+                Py_DECREF(result);
+                return PyErr_NoMemory(), -1;
+            }
+            p->ready = ready;
+            p->ready_cap = n + k;
+        }
+        memmove(p->ready + k, p->ready + p->head, n * sizeof *p->ready);
+        p->head = k;
+        p->tail = k + n;
+    }
+    p->head -= k;
+    for (size_t i = 0; i < k; i++) {
+        Py_INCREF(items[i]);
+        p->ready[p->head + i] = items[i];
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Before a receive: puts back a result the main thread never got. */
+static int restore_pending(Port *p) {
+    if (p->pending == NULL || PyThread_get_thread_ident() != main_thread)
+        return 0;
+    PyObject *result = p->pending;
+    p->pending = NULL;
+    return unshift(p, result);
+}
+
+/* After a receive: keeps the main thread's result until the wrapper has it. */
+static PyObject *keep_pending(Port *p, PyObject *result) {
+    if (result != NULL && PyThread_get_thread_ident() == main_thread) {
+        Py_INCREF(result);
+        Py_XSETREF(p->pending, result);
+    }
+    return result;
+}
+
+/* Room for a batch of `cap` (the lock holder, with `ready` empty). */
+static int reserve(Port *p, size_t cap) {
+    if (p->arr_cap < cap) {
+        cluster_envelope_t *arr = PyMem_Realloc(p->arr, cap * sizeof *arr);
+        if (arr == NULL)
+            return PyErr_NoMemory(), -1;
+        p->arr = arr;
+        p->arr_cap = cap;
+    }
+    if (p->ready_cap < cap) {
+        PyObject **ready = PyMem_Realloc(p->ready, cap * sizeof *ready);
+        if (ready == NULL)
+            return PyErr_NoMemory(), -1;
+        p->ready = ready;
+        p->ready_cap = cap;
+    }
+    return 0;
+}
+
+/* Makes Envelopes of the batch in `arr`, in order, into `ready` (empty),
+ * freeing each C envelope once its Envelope exists. On an error the rest
+ * stays in `arr` for the next call. */
+static int convert(Port *p) {
+    size_t i = p->arr_pos;
+    for (; i < p->arr_count; i++) {
+        PyObject *env = make_envelope(&p->arr[i]);
+        if (env == NULL)
+            break;
+        p->ready[p->tail++] = env;
+    }
+    if (i > p->arr_pos)
+        p_free(p->arr + p->arr_pos, i - p->arr_pos);
+    p->arr_pos = i;
+    if (i < p->arr_count)
+        return -1;
+    p->arr_pos = p->arr_count = 0;
+    return 0;
+}
+
+/* Waits for the lock until `deadline` (ns; 0 = for ever; `ms` 0 = not at
+ * all) in slices, running signal handlers in between: 1 taken, 0 timed
+ * out, -1 an exception (KeyboardInterrupt). */
+static int lock_taking(Port *p, long long ms, long long deadline) {
+    if (PyThread_acquire_lock(p->taking, NOWAIT_LOCK))
+        return 1;
+    while (ms != 0) {
+        long long slice = slice_until(deadline);
+        if (slice == 0)
+            return 0;
+        PyLockStatus got;
+        Py_BEGIN_ALLOW_THREADS
+        got = PyThread_acquire_lock_timed(p->taking, slice * 1000, 0);
+        Py_END_ALLOW_THREADS
+        if (got == PY_LOCK_ACQUIRED)
+            return 1;
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Takes up to `cap` envelopes from the node into `ready` (empty), waiting
+ * up to `ms` (-1 = for ever) for the first: holding the lock, so one
+ * thread at a time; 0 once `ready` holds something, -1 with an exception. */
+static int fill(Port *p, size_t cap, long long ms) {
+    long long deadline = ms > 0 ? now_ns() + ms * 1000000LL : 0;
+    int locked = lock_taking(p, ms, deadline);
+    if (locked <= 0)
+        return locked == 0 ? (raise_status(CLUSTER_E_TIMEOUT, NULL), -1) : -1;
+    int ok = -1;
+    if (p->head < p->tail) { /* the previous holder filled it */
+        ok = 0;
+        goto done;
+    }
+    if (reserve(p, cap) < 0)
+        goto done;
+    if (p->arr_pos == p->arr_count) {
+        cluster_error_t err;
+        err.code = 0;
+        err.message[0] = '\0';
+        size_t n = 0;
         int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = p_recv_batch(node, arr, cap, count, 0, err);
+        rc = p_recv_batch(p->node, p->arr, cap, &n, 0, &err);
         for (int i = 0; rc == CLUSTER_E_TIMEOUT && ms != 0 && i < SPINS; i++) {
             sched_yield();
-            rc = p_recv_batch(node, arr, cap, count, 0, err);
+            rc = p_recv_batch(p->node, p->arr, cap, &n, 0, &err);
         }
-        if (rc == CLUSTER_E_TIMEOUT && ms != 0)
-            rc = p_recv_batch(node, arr, cap, count, ms, err);
         Py_END_ALLOW_THREADS
-        if (rc != 0)
-            return PyLong_FromLong(rc);
-    }
-    size_t got = *count;
-    PyObject *list = PyList_New((Py_ssize_t)got);
-    if (list == NULL)
-        return NULL;
-    for (size_t i = 0; i < got; i++) {
-        PyObject *env = make_envelope(&arr[i]);
-        if (env == NULL) {
-            Py_DECREF(list);
-            return NULL;
+        while (rc == CLUSTER_E_TIMEOUT && ms != 0) {
+            long long slice = slice_until(deadline);
+            if (slice == 0)
+                break;
+            Py_BEGIN_ALLOW_THREADS
+            rc = p_recv_batch(p->node, p->arr, cap, &n, slice, &err);
+            Py_END_ALLOW_THREADS
+            if (rc == CLUSTER_E_TIMEOUT && PyErr_CheckSignals() < 0)
+                goto done;
         }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, env);
+        if (rc != 0) {
+            raise_status(rc, &err);
+            goto done;
+        }
+        p->arr_pos = 0;
+        p->arr_count = n;
     }
-    if (keep_in(a[6], list) < 0) {
-        Py_DECREF(list);
+    /* On an error (a KeyboardInterrupt inside decode, say) what was
+     * converted stays in `ready` and the rest in `arr`, for the next call. */
+    ok = convert(p);
+done:
+    PyThread_release_lock(p->taking);
+    return ok;
+}
+
+/* Fills `fields` (n of them) from positional `args` and keywords as Python
+ * would for def f(names[0], ..., names[n-1]) with at most `npos` positional
+ * and `required` required; unset ones are NULL. */
+static int parse(const char *fname, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                 const char *const *names, Py_ssize_t n, Py_ssize_t npos, Py_ssize_t required,
+                 PyObject **fields) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs > npos) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
+                     fname, npos, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        fields[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t j = 0;
+        while (j < n && PyUnicode_CompareWithASCIIString(key, names[j]) != 0)
+            j++;
+        if (j == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", fname, key);
+            return -1;
+        }
+        if (fields[j] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                         names[j]);
+            return -1;
+        }
+        fields[j] = args[nargs + k];
+    }
+    for (Py_ssize_t i = 0; i < required; i++) {
+        if (fields[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Sends `msg` (any payload; `kind` NULL or None: chosen from its type). */
+static PyObject *send_one(Port *p, PyObject *pid, PyObject *msg, PyObject *msg_id,
+                          PyObject *timeout, PyObject *kind) {
+    cluster_envelope_t env = {0};
+    env.pid = PyLong_AsLongLong(pid);
+    env.msg_id = msg_id == NULL ? 0 : PyLong_AsLongLong(msg_id);
+    long long ms = timeout_ms(timeout);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *encoded = NULL;
+    Py_buffer view = {0};
+    if ((kind == NULL || kind == Py_None) && PyBytes_CheckExact(msg)) {
+        env.data = (const uint8_t *)PyBytes_AS_STRING(msg);
+        env.len = (size_t)PyBytes_GET_SIZE(msg);
+    } else {
+        encoded = PyObject_CallFunctionObjArgs(encode_fn, msg, kind == NULL ? Py_None : kind, NULL);
+        if (encoded == NULL)
+            return NULL;
+        if (!PyTuple_Check(encoded) || PyTuple_GET_SIZE(encoded) != 2) {
+            PyErr_SetString(PyExc_TypeError, "encode must return (kind, data)");
+            goto fail;
+        }
+        unsigned long k = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(encoded, 0));
+        if (PyErr_Occurred())
+            goto fail;
+        if (k > UINT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "kind does not fit in 32 bits");
+            goto fail;
+        }
+        env.kind = (uint32_t)k;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(encoded, 1), &view, PyBUF_SIMPLE) < 0)
+            goto fail;
+        env.data = view.buf;
+        env.len = (size_t)view.len;
+    }
+    if (env.len == 0)
+        env.data = NULL;
+    cluster_error_t err;
+    err.code = 0;
+    err.message[0] = '\0';
+    int rc;
+    /* The payload is held (msg, or the buffer view) while the GIL is released. */
+    Py_BEGIN_ALLOW_THREADS
+    rc = p_send(p->node, &env, ms, &err);
+    Py_END_ALLOW_THREADS
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    Py_XDECREF(encoded);
+    if (rc != 0)
+        return raise_status(rc, &err);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(encoded);
+    return NULL;
+}
+
+static const char *const send_names[] = {"pid", "msg", "msg_id", "timeout", "kind"};
+
+static PyObject *port_send(PyObject *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames) {
+    PyObject *f[5];
+    if (parse("send", args, nargsf, kwnames, send_names, 5, 4, 2, f) < 0)
+        return NULL;
+    return send_one((Port *)self, f[0], f[1], f[2], f[3], f[4]);
+}
+
+static const char *const put_names[] = {"env", "timeout"};
+
+static PyObject *port_put(PyObject *self, PyObject *const *args, size_t nargsf,
+                          PyObject *kwnames) {
+    PyObject *f[2];
+    if (parse("put", args, nargsf, kwnames, put_names, 2, 2, 1, f) < 0)
+        return NULL;
+    PyObject *env = PyTuple_Check(f[0]) ? (Py_INCREF(f[0]), f[0]) : PySequence_Tuple(f[0]);
+    if (env == NULL)
+        return NULL;
+    PyObject *result = NULL;
+    if (PyTuple_GET_SIZE(env) < 3) {
+        PyErr_SetString(PyExc_TypeError, "put takes an Envelope or a (pid, msg_id, msg) tuple");
+    } else {
+        PyObject *msg = PyTuple_GET_ITEM(env, 2);
+        PyObject *kind = NULL; /* the envelope's own kind counts for a bytes-like msg */
+        if (PyTuple_GET_SIZE(env) > 3 &&
+            (PyBytes_Check(msg) || PyByteArray_Check(msg) || PyMemoryView_Check(msg)))
+            kind = PyTuple_GET_ITEM(env, 3);
+        result = send_one((Port *)self, PyTuple_GET_ITEM(env, 0), msg, PyTuple_GET_ITEM(env, 1),
+                          f[1], kind);
+    }
+    Py_DECREF(env);
+    return result;
+}
+
+static const char *const recv_names[] = {"timeout"};
+
+static PyObject *port_recv(PyObject *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames) {
+    Port *p = (Port *)self;
+    PyObject *f[1];
+    if (parse("recv", args, nargsf, kwnames, recv_names, 1, 1, 0, f) < 0)
+        return NULL;
+    long long ms = timeout_ms(f[0]);
+    if (ms == -2 || restore_pending(p) < 0)
+        return NULL;
+    if (p->head == p->tail && fill(p, READ_AHEAD, ms) < 0)
+        return NULL;
+    return keep_pending(p, take_ready(p, 1, 0));
+}
+
+static const char *const recv_many_names[] = {"max", "timeout"};
+
+static PyObject *port_recv_many(PyObject *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames) {
+    Port *p = (Port *)self;
+    PyObject *f[2];
+    if (parse("recv_many", args, nargsf, kwnames, recv_many_names, 2, 2, 0, f) < 0)
+        return NULL;
+    long long max = 1024;
+    if (f[0] != NULL) {
+        max = PyLong_AsLongLong(f[0]);
+        if (max == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (max < 1) {
+        PyErr_Format(PyExc_ValueError, "max must be at least 1, got %lld", max);
         return NULL;
     }
-    *count = 0;
-    p_free(arr, got);
-    return list;
+    if (max > MAX_BATCH)
+        max = MAX_BATCH;
+    long long ms = timeout_ms(f[1]);
+    if (ms == -2 || restore_pending(p) < 0)
+        return NULL;
+    if (p->head == p->tail && fill(p, (size_t)max, ms) < 0)
+        return NULL;
+    return keep_pending(p, take_ready(p, (size_t)max, 1));
 }
+
+static PyObject *port_discard_if_closed(PyObject *self, PyObject *unused) {
+    (void)unused;
+    Port *p = (Port *)self;
+    if (p_is_closed(p->node) == 1)
+        discard_ready(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *port_get_buffered(PyObject *self, void *closure) {
+    (void)closure;
+    Port *p = (Port *)self;
+    return PyLong_FromSize_t(p->tail - p->head + (p->arr_count - p->arr_pos));
+}
+
+static PyObject *port_get_pending(PyObject *self, void *closure) {
+    (void)closure;
+    PyObject *pending = ((Port *)self)->pending;
+    if (pending == NULL)
+        pending = Py_None;
+    Py_INCREF(pending);
+    return pending;
+}
+
+/* `port.pending = None`: the main thread holds what its receive returned. */
+static int port_set_pending(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (value != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "pending can only be cleared (set to None)");
+        return -1;
+    }
+    Port *p = (Port *)self;
+    if (PyThread_get_thread_ident() == main_thread)
+        Py_CLEAR(p->pending);
+    return 0;
+}
+
+static PyObject *port_get_discarded(PyObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(((Port *)self)->discarded);
+}
+
+/* Port(node: int address, keep: object) */
+static PyObject *port_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *addr, *keep;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Port takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Port", 2, 2, &addr, &keep))
+        return NULL;
+    const cluster_node_t *node = address(addr);
+    if (node == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "Port needs a node");
+        return NULL;
+    }
+    Port *p = (Port *)type->tp_alloc(type, 0);
+    if (p == NULL)
+        return NULL;
+    p->taking = PyThread_allocate_lock();
+    if (p->taking == NULL) {
+        Py_DECREF(p);
+        return PyErr_NoMemory();
+    }
+    p->node = node;
+    Py_INCREF(keep);
+    p->keep = keep;
+    return (PyObject *)p;
+}
+
+static void port_dealloc(PyObject *self) {
+    Port *p = (Port *)self;
+    Py_XDECREF(p->pending);
+    for (size_t i = p->head; i < p->tail; i++)
+        Py_DECREF(p->ready[i]);
+    if (p->arr_pos < p->arr_count)
+        p_free(p->arr + p->arr_pos, p->arr_count - p->arr_pos);
+    PyMem_Free(p->ready);
+    PyMem_Free(p->arr);
+    if (p->taking != NULL)
+        PyThread_free_lock(p->taking);
+    Py_XDECREF(p->keep); /* last: the node may be freed now */
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyMethodDef port_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))port_send, METH_FASTCALL | METH_KEYWORDS,
+     "send(pid, msg, msg_id=0, timeout=None, *, kind=None): Node.send"},
+    {"put", (PyCFunction)(void (*)(void))port_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(env, timeout=None): Outbox.put"},
+    {"recv", (PyCFunction)(void (*)(void))port_recv, METH_FASTCALL | METH_KEYWORDS,
+     "recv(timeout=None): Node.recv"},
+    {"recv_many", (PyCFunction)(void (*)(void))port_recv_many, METH_FASTCALL | METH_KEYWORDS,
+     "recv_many(max=1024, timeout=None): Node.recv_many"},
+    {"discard_if_closed", port_discard_if_closed, METH_NOARGS,
+     "Throws the envelopes read ahead away if the node is closed (counted in discarded)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef port_getset[] = {
+    {"buffered", port_get_buffered, NULL, "Envelopes read ahead, not yet returned.", NULL},
+    {"discarded", port_get_discarded, NULL, "Envelopes read ahead, then thrown away at close.",
+     NULL},
+    {"pending", port_get_pending, port_set_pending,
+     "The main thread's last result until the wrapper clears it (set to None).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject PortType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cluster._speedups.Port",
+    .tp_basicsize = sizeof(Port),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Port(node, keep): one node's hot calls in C, with read-ahead.",
+    .tp_new = port_new,
+    .tp_dealloc = port_dealloc,
+    .tp_methods = port_methods,
+    .tp_getset = port_getset,
+};
 
 static PyMethodDef methods[] = {
     {"init", (PyCFunction)(void (*)(void))sp_init, METH_FASTCALL,
-     "init(send, send_batch, recv, recv_batch, envelopes_free, Envelope, decode)"},
-    {"send", (PyCFunction)(void (*)(void))sp_send, METH_FASTCALL,
-     "send(node, pid, msg_id, kind, data, timeout_ms, err) -> status"},
+     "init(send, send_batch, recv_batch, envelopes_free, is_closed, Envelope, decode, encode, "
+     "error_for)"},
     {"send_many", (PyCFunction)(void (*)(void))sp_send_many, METH_FASTCALL,
      "send_many(node, items, timeout_ms, sent, err) -> status"},
-    {"recv", (PyCFunction)(void (*)(void))sp_recv, METH_FASTCALL,
-     "recv(node, buf, timeout_ms, err, slot) -> Envelope or status"},
-    {"recv_many", (PyCFunction)(void (*)(void))sp_recv_many, METH_FASTCALL,
-     "recv_many(node, arr, cap, count, timeout_ms, err, slot) -> list or status"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -351,8 +831,16 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {
+    if (PyType_Ready(&PortType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "NEEDS_PYTHON", NEEDS_PYTHON) < 0) {
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&PortType);
+    if (PyModule_AddObject(m, "Port", (PyObject *)&PortType) < 0 ||
+        PyModule_AddIntConstant(m, "NEEDS_PYTHON", NEEDS_PYTHON) < 0 ||
+        PyModule_AddIntConstant(m, "READ_AHEAD", READ_AHEAD) < 0) {
+        Py_DECREF(&PortType);
         Py_DECREF(m);
         return NULL;
     }

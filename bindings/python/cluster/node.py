@@ -27,7 +27,7 @@ from typing import (
 )
 
 from ._ffi import ffi, lib
-from .errors import Closed, ClusterError, raise_error
+from .errors import Closed, ClusterError, error_for, raise_error
 
 BROADCAST: int = -1
 """The id that addresses every peer but the sender."""
@@ -218,7 +218,8 @@ def check(rc: int, err: Any) -> None:
 
 
 class _PerThread(threading.local):
-    """Buffers one thread uses with one node, so that threads never share C memory.
+    """Buffers one thread uses with one node, so that threads never share C memory
+    (for the cffi path; with `_speedups` only `send_many` uses ``err`` and ``sent``).
 
     ``rbuf`` (and ``batch``) hold a received payload until it has been turned
     into Python objects; ``one[0]`` (a received envelope) and ``pend[0]`` (a
@@ -234,12 +235,9 @@ class _PerThread(threading.local):
         self.count = ffi.new("size_t *")  # envelopes in `batch` not yet taken
         self.sent = ffi.new("size_t *")
         self.err_addr = _addr(self.err)
-        self.rbuf_addr = _addr(self.rbuf)
-        self.count_addr = _addr(self.count)
         self.sent_addr = _addr(self.sent)
         self.batch: Any = None
         self.batch_owner: Any = None
-        self.batch_addr = 0
         self.batch_cap = 0
         self.one: List[Optional[Envelope]] = [None]
         self.pend: List[Optional[List[Envelope]]] = [None]
@@ -319,8 +317,19 @@ class Node:
         self._pid = pid
         self._tls = _PerThread()
         self._closing = False
+        self._port: Any = None
+        if _sp is not None:
+            # The hot calls in C, with read-ahead (see _speedups.c). Sends are
+            # bound on the instance: `node.send(...)` is one C call with no
+            # Python frame (`Node.send` documents it and delegates). Receives
+            # keep a frame of their own, which tells the port the result got
+            # through (see `recv`).
+            port = self._port = _sp.Port(self._hint, self._handle)
+            vars(self).update(send=port.send)
         self.inbox = Inbox(self)
         self.outbox = Outbox(self)
+        if self._port is not None:
+            vars(self.outbox).update(put=self._port.put)
         _open_nodes.add(self)
 
     # -- identity -----------------------------------------------------------
@@ -366,6 +375,9 @@ class Node:
         never makes the caller wait. Raises `UnknownPeer`, `TooLarge`,
         `Closed`, `TypeError` for a payload that cannot be encoded.
         """
+        if self._port is not None:
+            self._port.send(pid, msg, msg_id, timeout, kind=kind)
+            return
         if kind is None and type(msg) is bytes:
             kind = KIND_BYTES
             data = msg
@@ -373,21 +385,18 @@ class Node:
             kind, data = encode(msg, kind)
         st = self._tls
         ms = -1 if timeout is None else timeout_ms(timeout)
-        if _sp is not None and type(data) is bytes:
-            rc = _sp.send(self._hint, pid, msg_id, kind, data, ms, st.err_addr)
+        e = st.env
+        e.pid = pid
+        e.msg_id = msg_id
+        e.kind = kind
+        if data:
+            buf = _from_buffer(data)
+            e.data = buf
+            e.len = len(buf)  # in bytes, also for a memoryview of wider items
         else:
-            e = st.env
-            e.pid = pid
-            e.msg_id = msg_id
-            e.kind = kind
-            if data:
-                buf = _from_buffer(data)
-                e.data = buf
-                e.len = len(buf)  # in bytes, also for a memoryview of wider items
-            else:
-                e.data = _NULL
-                e.len = 0
-            rc = _send(self._handle, e, ms, st.err)
+            e.data = _NULL
+            e.len = 0
+        rc = _send(self._handle, e, ms, st.err)
         if rc:
             raise_error(rc, st.err)
 
@@ -470,7 +479,19 @@ class Node:
         then raises `Timeout`. Raises `Closed` when the node is closed (at
         once if another thread closes it meanwhile). Releases the GIL while
         it waits; Ctrl-C raises KeyboardInterrupt within about 50 ms.
+
+        With `_speedups`, a receive takes every envelope already waiting (up
+        to 256) from the node at once and returns the others from the next
+        calls, on any thread, in order; see `stats` for how they are counted.
         """
+        port = self._port
+        if port is not None:
+            got: Envelope = port.recv(timeout)
+            # Python may raise an interrupt right after a C call returns; until
+            # this store (which it never interrupts) the port keeps `got` and
+            # the next receive returns it again.
+            port.pending = None
+            return got
         # A message is first kept in C memory owned by this thread's state,
         # then in `st.one` (or `st.pend` for a batch), and is released from
         # the one only once it is in the other; so a KeyboardInterrupt,
@@ -485,12 +506,6 @@ class Node:
         if st.pend[0] is not None or (st.batch is not None and st.count[0]):
             return self._next_pending(st)
         ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
-        if _sp is not None:
-            got = _sp.recv(self._hint, st.rbuf_addr, ms, st.err_addr, one)
-            if type(got) is int:
-                got = self._wait(_sp.recv, (self._hint, st.rbuf_addr), (st.err_addr, one), got, ms, timeout, st)
-            one[0] = None
-            return got  # type: ignore[no-any-return]
         buf = st.rbuf
         if buf._owner == _NULL:
             rc = _recv(self._handle, buf, ms, st.err)
@@ -522,7 +537,13 @@ class Node:
         """Up to ``max`` envelopes in one foreign call: waits up to ``timeout``
         for the first (as `recv`), then takes what is already there. Never
         returns an empty list: raises `Timeout` or `Closed` instead. ``max``
-        above 65536 counts as 65536 (the buffer is kept per thread)."""
+        above 65536 counts as 65536 (the buffer is kept per thread). With
+        `_speedups`, envelopes a `recv` read ahead come first."""
+        port = self._port
+        if port is not None:
+            envs: List[Envelope] = port.recv_many(max, timeout)
+            port.pending = None  # as in `recv`
+            return envs
         if max < 1:
             raise ValueError(f"max must be at least 1, got {max}")
         if max > _MAX_BATCH:
@@ -545,22 +566,14 @@ class Node:
                     owner = ffi.gc(ffi.new("cluster_envelope_t[]", max), _free_batch(max))
                     st.batch_owner = owner
                     st.batch = ffi.cast("cluster_envelope_t *", owner)
-                    st.batch_addr = _addr(owner)
                     st.batch_cap = max
                 st.pos = 0
                 ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
-                if _sp is not None:
-                    head = (self._hint, st.batch_addr, max, st.count_addr)
-                    got = _sp.recv_many(*head, ms, st.err_addr, st.pend)
-                    if type(got) is int:
-                        got = self._wait(_sp.recv_many, head, (st.err_addr, st.pend), got, ms, timeout, st)
-                    p = got
-                else:
-                    head = (self._handle, st.batch, max, st.count)
-                    rc = _recv_batch(*head, ms, st.err)
-                    if rc:
-                        self._wait(_recv_batch, head, (st.err,), rc, ms, timeout, st)
-                    p = self._take_batch(st)
+                head = (self._handle, st.batch, max, st.count)
+                rc = _recv_batch(*head, ms, st.err)
+                if rc:
+                    self._wait(_recv_batch, head, (st.err,), rc, ms, timeout, st)
+                p = self._take_batch(st)
         i = st.pos
         st.pend[0] = None
         return p[i:] if i else p
@@ -598,8 +611,7 @@ class Node:
         waiting ``waited_ms``: calls ``fn(*head, ms, *tail)`` again in slices
         of at most 50 ms (Python handles signals between two calls) until it
         returns something other than a timeout, or ``timeout`` runs out.
-        Returns what ``fn`` returned last if it is not a status (the
-        `_speedups` functions return the envelopes); raises a failed status."""
+        Raises a failed status."""
         if timeout is None or math.isinf(timeout):
             while got == _TIMEOUT:
                 got = fn(*head, _SLICE_MS, *tail)
@@ -610,7 +622,7 @@ class Node:
                 if left <= 0:
                     break
                 got = fn(*head, min(math.ceil(left * 1000), _SLICE_MS), *tail)
-        if type(got) is int and got:
+        if got:
             raise_error(got, st.err)
         return got
 
@@ -629,10 +641,13 @@ class Node:
         """Closes the node: stops accepting sends, flushes queued messages
         within the configured linger, wakes every blocked call (they raise
         `Closed`) and releases the port before returning. Idempotent; any
-        thread. Messages still in the inbox are discarded."""
+        thread. Messages still in the inbox are discarded, and so are those a
+        receive read ahead (counted in ``stats()["discarded"]`` alike)."""
         self._closing = True
         err = ffi.new("cluster_error_t *")
         check(lib.cluster_close(self._handle, err), err)
+        if self._port is not None:
+            self._port.discard_if_closed()
         _open_nodes.discard(self)
 
     def _close_quietly(self) -> None:
@@ -661,8 +676,21 @@ class Node:
     def stats(self) -> Dict[str, Any]:
         """The node's counters: sent, received, delivered, bytes, drops by cause,
         reconnects, and per peer queue depth and connection state. Works on a
-        closed node too."""
+        closed node too.
+
+        ``delivered`` counts the envelopes receives returned; envelopes read
+        ahead but not yet returned count in ``inbox_depth``, and those thrown
+        away at close in ``discarded``, as if they had stayed in the inbox."""
+        port = self._port
+        if port is not None:
+            port.discard_if_closed()
+            buffered, discarded = port.buffered, port.discarded
         stats: Dict[str, Any] = json.loads(take_string(lib.cluster_stats, self._handle))
+        if port is not None:
+            # The core counts an envelope delivered when the port takes it.
+            stats["delivered"] -= buffered + discarded
+            stats["inbox_depth"] = stats.get("inbox_depth", 0) + buffered
+            stats["discarded"] = stats.get("discarded", 0) + discarded
         return stats
 
     # -- fault injection (real nodes and mock servers alike) -----------------
@@ -735,9 +763,15 @@ class Inbox:
 
     def __init__(self, node: Node) -> None:
         self._node = weakref.proxy(node)
+        self._port = node._port
 
     def get(self, timeout: Timeout = None) -> Envelope:
         """`Node.recv`: the next envelope, waiting up to ``timeout`` seconds."""
+        port = self._port
+        if port is not None:  # as Node.recv does, without a second frame
+            got: Envelope = port.recv(timeout)
+            port.pending = None
+            return got
         env: Envelope = self._node.recv(timeout)
         return env
 
@@ -762,9 +796,12 @@ if _sp is not None:
     _sp.init(
         _addr(lib.cluster_send),
         _addr(lib.cluster_send_batch),
-        _addr(lib.cluster_recv),
         _addr(lib.cluster_recv_batch),
         _addr(lib.cluster_envelopes_free),
+        _addr(lib.cluster_is_closed),
         Envelope,
         decode,
+        encode,
+        error_for,
+        threading.main_thread().ident,
     )

@@ -23,6 +23,20 @@ BLOCKED = textwrap.dedent(
     """
 )
 
+# The main thread blocks in recv while another thread is blocked in recv on
+# the same node: one of them takes from the node, the other waits for its
+# turn (with `_speedups`, the port's lock); Ctrl-C must end either wait.
+BLOCKED_BEHIND_A_THREAD = textwrap.dedent(
+    """
+    import sys, threading, time, cluster
+    node = cluster.Node(1, sys.argv[1])
+    threading.Thread(target=node.recv, daemon=True).start()
+    time.sleep(0.1)  # lets the thread block first (the test holds either way)
+    print("ready", flush=True)
+    node.recv()  # blocks for ever
+    """
+)
+
 # Receives until the message with msg_id -1, through recv and recv_many,
 # catching KeyboardInterrupt. After each interrupt it writes "ack" from
 # inside the try block, and the test sends the next SIGINT only after
@@ -85,6 +99,19 @@ def test_sigint_interrupts_a_blocked_recv(tmp_path):
     assert child.returncode in (-signal.SIGINT, 1, 130)
 
 
+def test_sigint_interrupts_a_recv_waiting_behind_another_thread(tmp_path):
+    cfg = json.dumps(make_config([1]))
+    child = spawn(BLOCKED_BEHIND_A_THREAD, tmp_path, cfg)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    assert "KeyboardInterrupt" in err
+    assert child.returncode in (-signal.SIGINT, 1, 130)
+
+
 def test_interrupts_while_messages_flow_lose_none(tmp_path):
     cfg = make_config([1, 2], InboxSize=64)
     child = spawn(RECEIVER, tmp_path, json.dumps(cfg))
@@ -93,9 +120,19 @@ def test_interrupts_while_messages_flow_lose_none(tmp_path):
         assert child.stdout.readline().strip() == "ready"
         with cluster.Node(1, cfg) as node:
             wait_connected([node])
-            sender = threading.Thread(
-                target=lambda: [node.send(2, b"m", msg_id=i) for i in range(n)]
-            )
+            # The sender waits for one more interrupt every `per` messages,
+            # so however fast the wrapper is, a couple of hundred interrupts
+            # land while messages flow.
+            per = 100
+            acked = threading.Semaphore(0)
+
+            def send() -> None:
+                for i in range(n):
+                    if i and i % per == 0:
+                        acked.acquire()
+                    node.send(2, b"m", msg_id=i)
+
+            sender = threading.Thread(target=send)
             sender.start()
             signals = 0
             while sender.is_alive() or signals == 0:
@@ -103,11 +140,12 @@ def test_interrupts_while_messages_flow_lose_none(tmp_path):
                 signals += 1
                 line = child.stdout.readline().strip()
                 assert line == "ack", child.stderr.read()
+                acked.release()
             sender.join()
             node.send(2, b"done", msg_id=-1)
             report = json.loads(child.stdout.readline())
         child.wait(timeout=20)
     finally:
         child.kill()
-    assert report["interrupts"] == signals > 0
+    assert report["interrupts"] == signals >= n // per
     assert report["ids"] == list(range(n))

@@ -430,6 +430,15 @@ impl Frames {
         }
     }
 
+    /// Like [`Frames::new`], with room for `bytes` bytes of frames.
+    pub fn with_capacity(from: i64, bytes: usize) -> Frames {
+        Frames {
+            from,
+            bytes: Vec::with_capacity(bytes),
+            ..Frames::default()
+        }
+    }
+
     /// The peer the frames come from.
     pub fn from(&self) -> i64 {
         self.from
@@ -459,9 +468,14 @@ impl Frames {
 
     /// Length of the frame that starts at `at`.
     fn frame_len(&self, at: usize) -> usize {
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&self.bytes[at..at + 4]);
-        HEADER_LEN + u32::from_le_bytes(len) as usize
+        frame_at(&self.bytes, at).1.end - at
+    }
+
+    /// The wire bytes, where the first frame left starts in them, and how
+    /// many frames are left: for a caller that hands the payloads out
+    /// where they are (see [`frame_at`]).
+    pub fn into_wire(self) -> (Vec<u8>, usize, usize) {
+        (self.bytes, self.at, self.count)
     }
 
     /// Moves the first `n` frames (at most all) into a new `Frames`.
@@ -486,6 +500,20 @@ impl Frames {
     }
 }
 
+/// The header of the checked frame that starts at `at` in `wire`, and where
+/// its payload lies.
+pub fn frame_at(wire: &[u8], at: usize) -> (Header, std::ops::Range<usize>) {
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(&wire[at..at + HEADER_LEN]);
+    let header = Header {
+        len: u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
+        kind: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+        msg_id: i64_at(&h, 8),
+    };
+    let start = at + HEADER_LEN;
+    (header, start..start + header.len as usize)
+}
+
 impl Iterator for Frames {
     type Item = Envelope;
 
@@ -493,19 +521,15 @@ impl Iterator for Frames {
         if self.count == 0 {
             return None;
         }
-        let at = self.at;
-        let end = at + self.frame_len(at);
-        let mut h = [0u8; HEADER_LEN];
-        h.copy_from_slice(&self.bytes[at..at + HEADER_LEN]);
-        let header = Header::decode(&h, usize::MAX).ok()?;
-        self.at = end;
+        let (header, payload) = frame_at(&self.bytes, self.at);
+        self.at = payload.end;
         self.count -= 1;
         self.payload -= header.len as u64;
         Some(Envelope {
             pid: self.from,
             msg_id: header.msg_id,
             kind: header.kind,
-            data: Payload::copy_from(&self.bytes[at + HEADER_LEN..end]),
+            data: Payload::copy_from(&self.bytes[payload]),
         })
     }
 

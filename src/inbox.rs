@@ -139,11 +139,17 @@ pub enum Item {
 }
 
 impl Item {
-    fn len(&self) -> usize {
+    /// Messages in the item.
+    pub fn len(&self) -> usize {
         match self {
             Item::One(_) => 1,
             Item::Frames(f) => f.len(),
         }
+    }
+
+    /// Whether the item holds no message (never so in the inbox).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn payload_bytes(&self) -> u64 {
@@ -161,13 +167,17 @@ impl Item {
         }
     }
 
-    fn decode_into(self, out: &mut Vec<Envelope>) {
+    /// Appends the item's envelopes to `out`.
+    pub fn decode_into(self, out: &mut Vec<Envelope>) {
         match self {
             Item::One(e) => out.push(e),
             Item::Frames(f) => out.extend(f),
         }
     }
 }
+
+/// Room a burst makes for small frames at once (64 frames of 48 bytes).
+const OPEN_BYTES: usize = 64 * 64;
 
 /// Messages on their way into the inbox, as a reader collects them.
 #[derive(Debug, Default)]
@@ -182,7 +192,7 @@ impl Burst {
     /// An empty burst of messages from `from`.
     pub fn new(from: i64) -> Burst {
         Burst {
-            open: Frames::new(from),
+            open: Frames::with_capacity(from, OPEN_BYTES),
             ..Burst::default()
         }
     }
@@ -211,7 +221,7 @@ impl Burst {
 
     fn close(&mut self) {
         if !self.open.is_empty() {
-            let fresh = Frames::new(self.open.from());
+            let fresh = Frames::with_capacity(self.open.from(), OPEN_BYTES);
             let f = std::mem::replace(&mut self.open, fresh);
             self.len += f.len();
             self.items.push_back(Item::Frames(f));
@@ -359,13 +369,32 @@ impl Inbox {
         shutdown: &Shutdown,
         out: &mut Vec<Envelope>,
     ) -> Result<()> {
+        let mut items = Vec::new();
+        self.recv_items(max, timeout, shutdown, &mut items)?;
+        out.reserve(items.iter().map(Item::len).sum());
+        for item in items {
+            item.decode_into(out);
+        }
+        Ok(())
+    }
+
+    /// Like [`Inbox::recv_batch`], but small frames are handed over still
+    /// in their wire form; how many messages `out` received.
+    pub fn recv_items(
+        &self,
+        max: usize,
+        timeout: Timeout,
+        shutdown: &Shutdown,
+        out: &mut Vec<Item>,
+    ) -> Result<usize> {
         if max == 0 {
-            return Ok(());
+            return Ok(0);
         }
         if shutdown.is_fired() {
             return Err(Error::closed());
         }
-        if !self.take(max, out) && timeout != Some(Duration::ZERO) {
+        let mut taken = self.take(max, out);
+        if taken == 0 && timeout != Some(Duration::ZERO) {
             // A message that comes while we poll costs no sleep and no
             // wake-up: a thread most likely waiting for a reply polls for
             // about a round trip, others for the inbox's patience.
@@ -377,46 +406,43 @@ impl Inbox {
             let start = Instant::now();
             while start.elapsed() < d && !shutdown.is_fired() {
                 std::thread::yield_now();
-                if self.take(max, out) {
+                taken = self.take(max, out);
+                if taken > 0 {
                     break;
                 }
             }
         }
-        if out.is_empty() {
-            self.wait_take(max, timeout, shutdown, out)?;
+        let mut n = taken;
+        if n == 0 {
+            n = self.wait_take(max, timeout, shutdown, out)?;
         }
         note_recv();
         if !self.received.load(Ordering::Relaxed) {
             self.received.store(true, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(n)
     }
 
-    /// Takes up to `max` envelopes if there are any, without waiting.
-    fn take(&self, max: usize, out: &mut Vec<Envelope>) -> bool {
+    /// Takes up to `max` messages if there are any, without waiting; how
+    /// many.
+    fn take(&self, max: usize, out: &mut Vec<Item>) -> usize {
         let s = self.lock();
         if s.len == 0 {
-            return false;
+            return 0;
         }
-        self.take_locked(s, max, out);
-        true
+        self.take_locked(s, max, out)
     }
 
-    /// Takes up to `max` messages out of the queue, and decodes them into
-    /// `out` once the lock is released.
-    fn take_locked(&self, mut s: MutexGuard<'_, State>, max: usize, out: &mut Vec<Envelope>) {
-        let mut taken = Vec::new();
-        let n = move_front(&mut s.queue, max, |item| taken.push(item));
+    /// Takes up to `max` messages out of the queue; how many.
+    fn take_locked(&self, mut s: MutexGuard<'_, State>, max: usize, out: &mut Vec<Item>) -> usize {
+        let n = move_front(&mut s.queue, max, |item| out.push(item));
         s.len -= n;
         let wake = s.pushers > 0;
         drop(s);
         if wake {
             self.room.notify_all();
         }
-        out.reserve(n);
-        for item in taken {
-            item.decode_into(out);
-        }
+        n
     }
 
     fn wait_take(
@@ -424,8 +450,8 @@ impl Inbox {
         max: usize,
         timeout: Timeout,
         shutdown: &Shutdown,
-        out: &mut Vec<Envelope>,
-    ) -> Result<()> {
+        out: &mut Vec<Item>,
+    ) -> Result<usize> {
         let end = deadline(timeout);
         let mut s = self.lock();
         loop {
@@ -433,8 +459,7 @@ impl Inbox {
                 return Err(Error::closed());
             }
             if s.len > 0 {
-                self.take_locked(s, max, out);
-                return Ok(());
+                return Ok(self.take_locked(s, max, out));
             }
             s = wait(&self.ready, s, end, |s| &mut s.receivers).ok_or_else(Error::timeout)?;
         }

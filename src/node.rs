@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::Timeout;
+use crate::inbox::{Item, Timeout};
 use std::sync::Arc;
 
 /// What every kind of node does. Implemented by the TCP transport and by the
@@ -37,7 +37,18 @@ pub trait Transport: Send + Sync {
     fn recv(&self, timeout: Timeout) -> Result<Envelope>;
 
     /// Takes up to `max` envelopes: waits up to `timeout` for the first.
-    fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()>;
+    fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {
+        let mut items = Vec::new();
+        self.recv_items(max, timeout, &mut items)?;
+        for item in items {
+            item.decode_into(out);
+        }
+        Ok(())
+    }
+
+    /// Like `recv_batch`, with small frames still in their wire form (for a
+    /// caller that hands payloads on where they are); how many messages.
+    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize>;
 
     /// Stops the node; idempotent; wakes every blocked call.
     fn close(&self);
@@ -105,6 +116,11 @@ impl Node {
     /// Receives the next envelope; see [`Transport::recv`].
     pub fn recv(&self, timeout: Timeout) -> Result<Envelope> {
         self.0.recv(timeout)
+    }
+
+    /// Receives up to `max` messages; see [`Transport::recv_items`].
+    pub fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
+        self.0.recv_items(max, timeout, out)
     }
 
     /// Receives up to `max` envelopes; see [`Transport::recv_batch`].

@@ -1,8 +1,9 @@
 //! C functions on a node handle, real or mock.
 
 use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
-use crate::envelope::{Envelope, INLINE};
+use crate::envelope::{frame_at, Envelope, INLINE};
 use crate::error::{Error, Result, Status};
+use crate::inbox::Item;
 use crate::inbox::{timeout_from_ms, Timeout};
 use crate::node::Node;
 use std::ffi::{c_char, c_int, c_void, CString};
@@ -60,8 +61,9 @@ fn send_c(node: &Node, e: &ClusterEnvelope, timeout: Timeout) -> Result<()> {
     node.send_copy(e.pid, e.msg_id, e.kind, payload(e)?, timeout)
 }
 
-/// The payloads of the small envelopes of one `cluster_recv_batch` call,
-/// freed when the last of them is.
+/// Payload bytes shared by several envelopes handed to C, freed with the
+/// last of them: the small payloads of one `cluster_recv_batch` call, or
+/// frames received together still in their wire form.
 struct BatchBuf(Box<[u8]>);
 
 fn fill(out: &mut ClusterEnvelope, env: Envelope) {
@@ -200,40 +202,82 @@ pub extern "C" fn cluster_recv_batch(
             return Err(Error::new(Status::InvalidArg, "cap is 0"));
         }
         let slots = slice_out(out, cap, "out")?;
-        let mut got = Vec::with_capacity(cap.min(4096));
-        node.recv_batch(cap, timeout_from_ms(timeout_ms), &mut got)?;
-        // Small payloads share one buffer per call instead of one
-        // allocation each; large ones are handed over as they are.
-        let small: usize = got
-            .iter()
-            .map(|e| e.data.len())
-            .filter(|&l| l <= INLINE)
-            .sum();
-        let mut bytes = Vec::with_capacity(small);
-        for e in got.iter().filter(|e| e.data.len() <= INLINE) {
-            bytes.extend_from_slice(&e.data);
+        let mut items = Vec::new();
+        node.recv_items(cap, timeout_from_ms(timeout_ms), &mut items)?;
+        // Small payloads of single envelopes share one buffer per call
+        // instead of one allocation each; frames still in wire form are
+        // handed out where they are; large payloads as they are.
+        let mut bytes = Vec::new();
+        for item in &items {
+            if let Item::One(e) = item {
+                if e.data.len() <= INLINE {
+                    bytes.extend_from_slice(&e.data);
+                }
+            }
         }
         let batch = Arc::new(BatchBuf(bytes.into_boxed_slice()));
         let mut at = 0;
-        for (slot, env) in slots.iter_mut().zip(got) {
-            let len = env.data.len();
-            if len <= INLINE {
-                *slot = ClusterEnvelope {
-                    pid: env.pid,
-                    msg_id: env.msg_id,
-                    kind: env.kind,
-                    data: batch.0[at..].as_ptr(),
-                    len,
-                    _owner: Arc::into_raw(batch.clone()).cast(),
-                };
-                at += len;
-            } else {
-                fill(slot, env);
+        let mut slots = slots.iter_mut();
+        for item in items {
+            match item {
+                Item::One(env) if env.data.len() <= INLINE => {
+                    let (len, slot) = (env.data.len(), next_slot(&mut slots)?);
+                    lend(slot, env.pid, env.msg_id, env.kind, &batch, at..at + len);
+                    at += len;
+                }
+                Item::One(env) => fill(next_slot(&mut slots)?, env),
+                Item::Frames(frames) => {
+                    let from = frames.from();
+                    let (wire, mut pos, n) = frames.into_wire();
+                    let wire = Arc::new(BatchBuf(wire.into_boxed_slice()));
+                    for _ in 0..n {
+                        let (h, payload) = frame_at(&wire.0, pos);
+                        pos = payload.end;
+                        lend(
+                            next_slot(&mut slots)?,
+                            from,
+                            h.msg_id,
+                            h.kind,
+                            &wire,
+                            payload,
+                        );
+                    }
+                }
             }
-            *count += 1;
         }
+        *count = cap - slots.len();
         Ok(())
     })
+}
+
+/// The next free slot of the caller's array (there is one for every message
+/// received: no more than its size were asked for).
+fn next_slot<'a>(
+    slots: &mut std::slice::IterMut<'a, ClusterEnvelope>,
+) -> Result<&'a mut ClusterEnvelope> {
+    slots
+        .next()
+        .ok_or_else(|| Error::new(Status::Panic, "more messages than slots"))
+}
+
+/// Fills `slot` with an envelope whose payload is `range` of `buf`, which
+/// it keeps alive until it is freed.
+fn lend(
+    slot: &mut ClusterEnvelope,
+    pid: i64,
+    msg_id: i64,
+    kind: u32,
+    buf: &Arc<BatchBuf>,
+    range: std::ops::Range<usize>,
+) {
+    *slot = ClusterEnvelope {
+        pid,
+        msg_id,
+        kind,
+        data: buf.0[range.start..].as_ptr(),
+        len: range.len(),
+        _owner: Arc::into_raw(buf.clone()).cast(),
+    };
 }
 
 impl ClusterEnvelope {

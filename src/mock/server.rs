@@ -7,7 +7,7 @@ use crate::config::BROADCAST;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Burst, Inbox, Shutdown, Timeout};
+use crate::inbox::{Burst, Inbox, Item, Shutdown, Timeout};
 use crate::node::Transport;
 use crate::stats::NodeStats;
 use serde_json::{json, Value};
@@ -350,12 +350,11 @@ impl Transport for MockServer {
         Ok(env)
     }
 
-    fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {
+    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
         let c = &self.core;
-        let before = out.len();
-        c.inbox.recv_batch(max, timeout, &c.shutdown, out)?;
-        c.stats.delivered.add((out.len() - before) as u64);
-        Ok(())
+        let n = c.inbox.recv_items(max, timeout, &c.shutdown, out)?;
+        c.stats.delivered.add(n as u64);
+        Ok(n)
     }
 
     /// Leaves the cluster (every peer list), wakes blocked calls and drops

@@ -14,7 +14,7 @@ use crate::config::{Config, Peer, BROADCAST};
 use crate::envelope::Envelope;
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Inbox, PushError, Shutdown, Timeout};
+use crate::inbox::{Inbox, Item, PushError, Shutdown, Timeout};
 use crate::node::Transport;
 use crate::stats::{NodeStats, PeerStats};
 use crossbeam_channel::{bounded, Receiver};
@@ -341,13 +341,11 @@ impl Transport for TcpNode {
         Ok(env)
     }
 
-    fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {
-        let before = out.len();
-        self.shared
-            .inbox
-            .recv_batch(max, timeout, &self.shared.shutdown, out)?;
-        self.shared.stats.delivered.add((out.len() - before) as u64);
-        Ok(())
+    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
+        let s = &self.shared;
+        let n = s.inbox.recv_items(max, timeout, &s.shutdown, out)?;
+        s.stats.delivered.add(n as u64);
+        Ok(n)
     }
 
     fn close(&self) {

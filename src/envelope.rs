@@ -459,6 +459,21 @@ impl Frames {
         self.payload
     }
 
+    /// Gives back the buffer's room beyond the frames it holds, if that is
+    /// more than they take: what waits in an inbox then holds at most twice
+    /// the bytes of its frames.
+    pub fn shrink(&mut self) {
+        if self.bytes.capacity() > 2 * self.bytes.len() {
+            self.bytes.shrink_to_fit();
+        }
+    }
+
+    /// Bytes the buffer holds room for.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Appends one frame's wire bytes, checked already, of `len` payload bytes.
     fn push_wire(&mut self, wire: &[u8], len: u32) {
         self.bytes.extend_from_slice(wire);

@@ -222,7 +222,9 @@ impl Burst {
     fn close(&mut self) {
         if !self.open.is_empty() {
             let fresh = Frames::with_capacity(self.open.from(), OPEN_BYTES);
-            let f = std::mem::replace(&mut self.open, fresh);
+            let mut f = std::mem::replace(&mut self.open, fresh);
+            // The inbox's memory is bounded by what its messages hold.
+            f.shrink();
             self.len += f.len();
             self.items.push_back(Item::Frames(f));
         }
@@ -393,6 +395,8 @@ impl Inbox {
         if shutdown.is_fired() {
             return Err(Error::closed());
         }
+        // One deadline for the poll and the wait that may follow it.
+        let end = deadline(timeout);
         let mut taken = self.take(max, out);
         if taken == 0 && timeout != Some(Duration::ZERO) {
             // A message that comes while we poll costs no sleep and no
@@ -414,7 +418,7 @@ impl Inbox {
         }
         let mut n = taken;
         if n == 0 {
-            n = self.wait_take(max, timeout, shutdown, out)?;
+            n = self.wait_take(max, end, shutdown, out)?;
         }
         note_recv();
         if !self.received.load(Ordering::Relaxed) {
@@ -448,11 +452,10 @@ impl Inbox {
     fn wait_take(
         &self,
         max: usize,
-        timeout: Timeout,
+        end: Option<Instant>,
         shutdown: &Shutdown,
         out: &mut Vec<Item>,
     ) -> Result<usize> {
-        let end = deadline(timeout);
         let mut s = self.lock();
         loop {
             if shutdown.is_fired() {
@@ -525,7 +528,7 @@ fn wait<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{FrameReader, Header, Next};
+    use crate::envelope::{FrameReader, Header, Next, HEADER_LEN};
 
     /// A burst from peer 9: `n` small frames in wire form (ids from 0), then
     /// one envelope (id `n`).
@@ -583,6 +586,27 @@ mod tests {
         assert!(inbox.is_empty() && b.is_empty());
         let last = inbox.recv(Some(Duration::ZERO), &shutdown).unwrap_err();
         assert_eq!(last.status, crate::error::Status::Timeout);
+    }
+
+    #[test]
+    fn a_burst_in_the_inbox_holds_no_more_memory_than_its_frames() {
+        let inbox = Inbox::new(10, Duration::ZERO);
+        let shutdown = Shutdown::default();
+        let mut b = burst(2);
+        inbox
+            .push_many(&mut b, Some(Duration::ZERO), &shutdown)
+            .unwrap();
+        let s = inbox.lock();
+        let frames: Vec<&Frames> = s
+            .queue
+            .iter()
+            .filter_map(|i| match i {
+                Item::Frames(f) => Some(f),
+                Item::One(_) => None,
+            })
+            .collect();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].capacity(), HEADER_LEN + 3, "one 3-byte frame");
     }
 
     #[test]

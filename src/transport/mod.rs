@@ -154,8 +154,11 @@ impl TcpNode {
         };
         let len = env.data.len() as u64;
         // A thread answering what it received writes the frame itself when
-        // the writer is idle: request/reply saves a thread hand-off.
-        if replying && link.direct.try_write(&link.queue, &env, &link.stats) {
+        // the writer is idle: request/reply saves a thread hand-off. Not for
+        // a send that must not wait (a frame the socket takes only in part
+        // is finished, blocking) nor for a large payload.
+        let direct = replying && timeout != Some(Duration::ZERO) && len < batch::BIG as u64;
+        if direct && link.direct.try_write(&link.queue, &env, &link.stats) {
             link.queue.count_direct(env.data.len());
             link.stats.written.inc();
             link.stats.written_bytes.add(len);

@@ -64,7 +64,7 @@ impl Outq {
     }
 
     /// Queues the frame of `env`, waiting up to `wait` for room; fails with
-    /// `Closed` only if the node closes while it waits.
+    /// `Closed` once the node is closing.
     pub fn push(&self, env: &Envelope, wait: Duration) -> Result<(), PushError> {
         let mut s = self.room_for_one(wait)?;
         s.batch.push(env);
@@ -82,12 +82,17 @@ impl Outq {
     }
 
     /// The lock, once the queue has room for a frame (waiting up to `wait`).
+    /// Fails with `Closed` once the queue is closed: a send that raced
+    /// with `close` is refused rather than left unaccounted for.
     fn room_for_one(&self, wait: Duration) -> Result<MutexGuard<'_, State>, PushError> {
         let mut s = self.lock();
         let mut end = None;
-        while s.batch.frames() >= self.cap {
+        loop {
             if s.closed {
                 return Err(PushError::Closed);
+            }
+            if s.batch.frames() < self.cap {
+                break;
             }
             let now = Instant::now();
             let end = *end.get_or_insert(now + wait);
@@ -269,7 +274,15 @@ mod tests {
         let sender = std::thread::spawn(move || q2.push(&env(1), Duration::from_secs(30)));
         q.close();
         assert_eq!(sender.join().unwrap(), Err(PushError::Closed));
-        assert_eq!(q.clear(), 1);
+        // A send that raced with close is refused, not left uncounted.
+        q.clear();
+        assert_eq!(q.push(&env(2), Duration::ZERO), Err(PushError::Closed));
+        assert_eq!(
+            q.try_push_small(3, 0, b"x"),
+            Err(PushError::Closed),
+            "the fast path too"
+        );
         assert!(q.is_empty());
+        assert_eq!(q.sent(), (1, 1));
     }
 }

@@ -437,23 +437,26 @@ func child(args []string) {
 	}
 	config := `{"Peers":[` + strings.Join(peers, ",") +
 		`],"InboxSize":1000,"OutboxSize":1000,"CloseLingerMs":10000}`
-	if prefix := os.Getenv("GOBENCH_CPUPROFILE"); prefix != "" {
-		// a CPU profile of each Go child: PREFIX.ROLE.IMPL.ME
+	// A CPU profile or an execution trace of each Go child, on request:
+	// the file PREFIX.ROLE.IMPL.ME for PREFIX in the environment variable.
+	output := func(env string) *os.File {
+		prefix := os.Getenv(env)
+		if prefix == "" {
+			return nil
+		}
 		f, err := os.Create(fmt.Sprintf("%s.%s.%s.%d", prefix, role, impl, me))
 		if err != nil {
 			fail("%v", err)
 		}
+		return f
+	}
+	if f := output("GOBENCH_CPUPROFILE"); f != nil {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			fail("%v", err)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if prefix := os.Getenv("GOBENCH_TRACE"); prefix != "" {
-		// an execution trace of each Go child: PREFIX.ROLE.IMPL.ME
-		f, err := os.Create(fmt.Sprintf("%s.%s.%s.%d", prefix, role, impl, me))
-		if err != nil {
-			fail("%v", err)
-		}
+	if f := output("GOBENCH_TRACE"); f != nil {
 		if err := trace.Start(f); err != nil {
 			fail("%v", err)
 		}

@@ -181,8 +181,8 @@ pub extern "C" fn cluster_recv(
 /// Receives up to `cap` envelopes into `out[0..*n]`: waits up to `timeout_ms`
 /// for the first, then takes what is already there. The caller owns each
 /// received payload (release with `cluster_envelopes_free(out, *n)`, or each
-/// with `cluster_envelope_free`; small payloads share one allocation, freed
-/// with the last of them).
+/// with `cluster_envelope_free`; small payloads share a few allocations,
+/// each freed with the last envelope that points into it).
 /// Errors as `cluster_recv`. Thread-safe.
 /// Blocks up to `timeout_ms` for the first envelope only.
 #[no_mangle]

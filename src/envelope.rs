@@ -101,6 +101,27 @@ impl Envelope {
     }
 }
 
+/// A message to send whose payload is still the caller's: it is copied
+/// once, into wherever the transport keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct Outgoing<'a> {
+    /// The destination id, BROADCAST or one's own id.
+    pub to: i64,
+    /// Opaque to the library.
+    pub msg_id: i64,
+    /// How `data` is encoded.
+    pub kind: u32,
+    /// The payload.
+    pub data: &'a [u8],
+}
+
+impl Outgoing<'_> {
+    /// The message as an envelope (the payload copied).
+    pub fn to_envelope(&self) -> Envelope {
+        Envelope::new(self.to, self.msg_id, self.kind, self.data)
+    }
+}
+
 /// The four bytes that open every connection.
 pub const MAGIC: [u8; 4] = *b"CLST";
 /// The protocol version this build speaks.
@@ -459,15 +480,6 @@ impl Frames {
         self.payload
     }
 
-    /// Gives back the buffer's room beyond the frames it holds, if that is
-    /// more than they take: what waits in an inbox then holds at most twice
-    /// the bytes of its frames.
-    pub fn shrink(&mut self) {
-        if self.bytes.capacity() > 2 * self.bytes.len() {
-            self.bytes.shrink_to_fit();
-        }
-    }
-
     /// Bytes the buffer holds room for.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
@@ -511,7 +523,17 @@ impl Frames {
         self.at = end;
         self.count -= n;
         self.payload -= payload;
+        self.recycle();
         front
+    }
+
+    /// Once every frame is taken, the buffer is empty again and kept for
+    /// the frames to come.
+    fn recycle(&mut self) {
+        if self.count == 0 {
+            self.bytes.clear();
+            self.at = 0;
+        }
     }
 }
 
@@ -540,12 +562,14 @@ impl Iterator for Frames {
         self.at = payload.end;
         self.count -= 1;
         self.payload -= header.len as u64;
-        Some(Envelope {
+        let env = Envelope {
             pid: self.from,
             msg_id: header.msg_id,
             kind: header.kind,
             data: Payload::copy_from(&self.bytes[payload]),
-        })
+        };
+        self.recycle();
+        Some(env)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

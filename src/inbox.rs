@@ -2,7 +2,7 @@
 
 use crate::envelope::{Envelope, Frames};
 use crate::error::{Error, Result};
-use crossbeam_channel::{bounded, never, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,15 +18,6 @@ pub fn timeout_from_ms(ms: i64) -> Timeout {
         None
     } else {
         Some(Duration::from_millis(ms as u64))
-    }
-}
-
-/// A channel that becomes ready when `timeout` runs out (never for `None`),
-/// for a `select!` that waits with a timeout.
-pub fn timer(timeout: Timeout) -> Receiver<Instant> {
-    match timeout {
-        Some(t) => crossbeam_channel::after(t),
-        None => never(),
     }
 }
 
@@ -57,7 +48,8 @@ fn note_recv() {
     LAST_OP.with(|f| f.set(RECEIVED));
 }
 
-/// A one-shot signal: once fired, every receiver of [`Shutdown::waiter`] wakes.
+/// A one-shot signal: once fired, every [`Shutdown::sleep`] ends at once (and
+/// an inbox closed with it wakes its callers, see [`Inbox::close`]).
 #[derive(Debug)]
 pub struct Shutdown {
     fired: AtomicBool,
@@ -89,11 +81,6 @@ impl Shutdown {
         self.fired.load(Ordering::Acquire)
     }
 
-    /// A channel that becomes ready (disconnected) when the signal fires.
-    pub fn waiter(&self) -> &Receiver<()> {
-        &self.rx
-    }
-
     /// Sleeps for `d` or until the signal fires; true if it fired.
     pub fn sleep(&self, d: Duration) -> bool {
         let _ = self.rx.recv_timeout(d);
@@ -113,7 +100,8 @@ pub enum PushError {
 /// A node's bounded inbox. The threads that fill it push what they have
 /// in one go, and a batched receive takes what is there in one go: one lock
 /// for many envelopes each way, and a wake-up only for a receiver that
-/// sleeps. Whoever fires the node's [`Shutdown`] calls [`Inbox::wake`].
+/// sleeps. The node closes it with [`Inbox::close`], which fires its
+/// [`Shutdown`].
 #[derive(Debug)]
 pub struct Inbox {
     state: Mutex<State>,
@@ -219,15 +207,17 @@ impl Burst {
         self.len += 1;
     }
 
+    /// Moves the frames appended so far to the items. The inbox gets an
+    /// exactly sized copy of them (a lone frame as an envelope), so what it
+    /// holds is what its messages take, and the open buffer is reused.
     fn close(&mut self) {
-        if !self.open.is_empty() {
-            let fresh = Frames::with_capacity(self.open.from(), OPEN_BYTES);
-            let mut f = std::mem::replace(&mut self.open, fresh);
-            // The inbox's memory is bounded by what its messages hold.
-            f.shrink();
-            self.len += f.len();
-            self.items.push_back(Item::Frames(f));
-        }
+        let item = match self.open.len() {
+            0 => return,
+            1 => Item::One(self.open.next().unwrap_or_else(|| unreachable!())),
+            n => Item::Frames(self.open.take_front(n)),
+        };
+        self.len += item.len();
+        self.items.push_back(item);
     }
 }
 
@@ -266,12 +256,14 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes every call sleeping on the inbox so it sees that `shutdown`
-    /// fired; call it right after firing.
-    pub fn wake(&self) {
+    /// Fires `shutdown`, the node's, and wakes every call sleeping on the
+    /// inbox so it fails with `Closed`; false if it had fired already.
+    pub fn close(&self, shutdown: &Shutdown) -> bool {
+        let first = shutdown.fire();
         drop(self.lock());
         self.ready.notify_all();
         self.room.notify_all();
+        first
     }
 
     /// Envelopes waiting to be received.
@@ -282,11 +274,6 @@ impl Inbox {
     /// Whether no envelope is waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Whether the inbox has no room left.
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.cap
     }
 
     /// Pushes `env`, waiting up to `timeout` for room; gives up at once when
@@ -592,7 +579,9 @@ mod tests {
     fn a_burst_in_the_inbox_holds_no_more_memory_than_its_frames() {
         let inbox = Inbox::new(10, Duration::ZERO);
         let shutdown = Shutdown::default();
-        let mut b = burst(2);
+        // The first frame comes decoded (it needed a read), the next two
+        // in wire form: one item of two 3-byte frames.
+        let mut b = burst(3);
         inbox
             .push_many(&mut b, Some(Duration::ZERO), &shutdown)
             .unwrap();
@@ -606,7 +595,16 @@ mod tests {
             })
             .collect();
         assert_eq!(frames.len(), 1);
-        assert_eq!(frames[0].capacity(), HEADER_LEN + 3, "one 3-byte frame");
+        assert_eq!(frames[0].len(), 2);
+        assert_eq!(frames[0].capacity(), 2 * (HEADER_LEN + 3), "exactly sized");
+        drop(s);
+        // A lone frame in wire form becomes an envelope: no buffer at all.
+        let inbox = Inbox::new(10, Duration::ZERO);
+        let mut b = burst(2);
+        inbox
+            .push_many(&mut b, Some(Duration::ZERO), &shutdown)
+            .unwrap();
+        assert!(inbox.lock().queue.iter().all(|i| matches!(i, Item::One(_))));
     }
 
     #[test]
@@ -624,8 +622,7 @@ mod tests {
         while inbox.lock().receivers == 0 {
             std::thread::yield_now();
         }
-        shutdown.fire();
-        inbox.wake();
+        inbox.close(&shutdown);
         let e = receiver.join().unwrap().unwrap_err();
         assert_eq!(e.status, crate::error::Status::Closed);
     }

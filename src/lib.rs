@@ -19,7 +19,7 @@ pub mod stats;
 pub mod transport;
 
 pub use config::{Config, BROADCAST};
-pub use envelope::Envelope;
+pub use envelope::{Envelope, Outgoing};
 pub use error::{Error, Result, Status};
 pub use fault::FaultCmd;
 pub use inbox::Timeout;

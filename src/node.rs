@@ -1,7 +1,7 @@
 //! The node interface shared by the real TCP transport and the mock network.
 
 use crate::config::Config;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
 use crate::inbox::{Item, Timeout};
@@ -20,17 +20,10 @@ pub trait Transport: Send + Sync {
     /// to `timeout` for room when a live peer's queue is full.
     fn send(&self, env: Envelope, timeout: Timeout) -> Result<()>;
 
-    /// Sends a copy of `data` as `send` would; a transport that can encode
-    /// it straight into a queue skips building the envelope.
-    fn send_copy(
-        &self,
-        to: i64,
-        msg_id: i64,
-        kind: u32,
-        data: &[u8],
-        timeout: Timeout,
-    ) -> Result<()> {
-        self.send(Envelope::new(to, msg_id, kind, data), timeout)
+    /// Sends `msg` as `send` would; a transport that can encode it straight
+    /// into a queue skips building the envelope.
+    fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
+        self.send(msg.to_envelope(), timeout)
     }
 
     /// Takes the next received envelope, its `pid` set to the sender's id.
@@ -101,16 +94,9 @@ impl Node {
         self.0.send(env, timeout)
     }
 
-    /// Sends a copy of `data` to `to`; see [`Transport::send_copy`].
-    pub fn send_copy(
-        &self,
-        to: i64,
-        msg_id: i64,
-        kind: u32,
-        data: &[u8],
-        timeout: Timeout,
-    ) -> Result<()> {
-        self.0.send_copy(to, msg_id, kind, data, timeout)
+    /// Sends a copy of `msg`; see [`Transport::send_copy`].
+    pub fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
+        self.0.send_copy(msg, timeout)
     }
 
     /// Receives the next envelope; see [`Transport::recv`].

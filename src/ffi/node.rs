@@ -1,7 +1,7 @@
 //! C functions on a node handle, real or mock.
 
 use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
-use crate::envelope::{frame_at, Envelope, INLINE};
+use crate::envelope::{frame_at, Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
 use crate::inbox::Item;
 use crate::inbox::{timeout_from_ms, Timeout};
@@ -58,7 +58,13 @@ fn payload(e: &ClusterEnvelope) -> Result<&[u8]> {
 
 /// Sends a copy of a C envelope.
 fn send_c(node: &Node, e: &ClusterEnvelope, timeout: Timeout) -> Result<()> {
-    node.send_copy(e.pid, e.msg_id, e.kind, payload(e)?, timeout)
+    let msg = Outgoing {
+        to: e.pid,
+        msg_id: e.msg_id,
+        kind: e.kind,
+        data: payload(e)?,
+    };
+    node.send_copy(msg, timeout)
 }
 
 /// Payload bytes shared by several envelopes handed to C, freed with the

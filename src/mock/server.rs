@@ -45,8 +45,7 @@ impl Core {
     /// Stops the server: wakes blocked calls and empties the inbox, counting
     /// what it throws away as `discarded`, as a real node does.
     pub fn close(&self) {
-        if self.shutdown.fire() {
-            self.inbox.wake();
+        if self.inbox.close(&self.shutdown) {
             let left = self.inbox.drain() as u64;
             self.stats.discarded.add(left);
         }

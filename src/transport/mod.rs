@@ -11,7 +11,7 @@ mod sockets;
 mod writer;
 
 use crate::config::{Config, Peer, BROADCAST};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{Inbox, Item, PushError, Shutdown, Timeout};
@@ -156,9 +156,13 @@ impl TcpNode {
         // A thread answering what it received writes the frame itself when
         // the writer is idle: request/reply saves a thread hand-off. Not for
         // a send that must not wait (a frame the socket takes only in part
-        // is finished, blocking) nor for a large payload.
+        // is finished, blocking up to the timeout) nor for a large payload.
         let direct = replying && timeout != Some(Duration::ZERO) && len < batch::BIG as u64;
-        if direct && link.direct.try_write(&link.queue, &env, &link.stats) {
+        if direct
+            && link
+                .direct
+                .try_write(&link.queue, &env, &link.stats, timeout)
+        {
             link.queue.count_direct(env.data.len());
             link.stats.written.inc();
             link.stats.written_bytes.add(len);
@@ -204,8 +208,18 @@ impl TcpNode {
         Some(&self.links[self.index[k].1])
     }
 
-    /// Sends an envelope whose size was checked; `replying` from
-    /// [`Inbox::begin_send`].
+    /// What every send checks first: the node is open and the payload not
+    /// too large. Whether the send most likely answers a message received
+    /// (see [`Inbox::begin_send`]).
+    fn begin_send(&self, len: usize) -> Result<bool> {
+        if self.shared.shutdown.is_fired() {
+            return Err(Error::closed());
+        }
+        self.shared.config.check_size(len)?;
+        Ok(self.shared.inbox.begin_send())
+    }
+
+    /// Sends an envelope that passed [`TcpNode::begin_send`].
     fn send_checked(&self, env: Envelope, timeout: Timeout, replying: bool) -> Result<()> {
         if env.pid == BROADCAST {
             // Every peer gets its chance even if one queue is full; the
@@ -255,8 +269,7 @@ impl TcpNode {
 
 /// Stops the threads a failed start had already begun, and passes `e` on.
 fn abandon(shared: &Shared, links: &[Link], threads: Vec<JoinHandle<()>>, e: Error) -> Error {
-    shared.shutdown.fire();
-    shared.inbox.wake();
+    shared.inbox.close(&shared.shutdown);
     for l in links {
         l.queue.close();
     }
@@ -304,38 +317,26 @@ impl Transport for TcpNode {
     }
 
     fn send(&self, env: Envelope, timeout: Timeout) -> Result<()> {
-        if self.shared.shutdown.is_fired() {
-            return Err(Error::closed());
-        }
-        self.shared.config.check_size(env.data.len())?;
-        let replying = self.shared.inbox.begin_send();
+        let replying = self.begin_send(env.data.len())?;
         self.send_checked(env, timeout, replying)
     }
 
     /// The common case (a small payload to one live peer with room in its
     /// queue, no fault set, not a reply) is encoded straight into the queue.
-    fn send_copy(
-        &self,
-        to: i64,
-        msg_id: i64,
-        kind: u32,
-        data: &[u8],
-        timeout: Timeout,
-    ) -> Result<()> {
-        if self.shared.shutdown.is_fired() {
-            return Err(Error::closed());
-        }
-        self.shared.config.check_size(data.len())?;
-        let replying = self.shared.inbox.begin_send();
-        if !replying && data.len() < batch::BIG && !self.shared.faults.is_active() {
-            if let Some(link) = self.link(to) {
-                if link.queue.try_push_small(msg_id, kind, data).is_ok() {
+    fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
+        let replying = self.begin_send(msg.data.len())?;
+        if !replying && msg.data.len() < batch::BIG && !self.shared.faults.is_active() {
+            if let Some(link) = self.link(msg.to) {
+                if link
+                    .queue
+                    .try_push_small(msg.msg_id, msg.kind, msg.data)
+                    .is_ok()
+                {
                     return Ok(());
                 }
             }
         }
-        let env = Envelope::new(to, msg_id, kind, data);
-        self.send_checked(env, timeout, replying)
+        self.send_checked(msg.to_envelope(), timeout, replying)
     }
 
     fn recv(&self, timeout: Timeout) -> Result<Envelope> {
@@ -365,8 +366,7 @@ impl Transport for TcpNode {
             sockets::shutdown_fd(l);
         }
         self.faults.stop();
-        self.shared.shutdown.fire();
-        self.shared.inbox.wake();
+        self.shared.inbox.close(&self.shared.shutdown);
         for l in &self.links {
             l.queue.close();
         }

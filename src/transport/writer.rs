@@ -7,6 +7,7 @@ use super::outq::{Outq, Wait};
 use super::{handshake, Shared};
 use crate::config::Peer;
 use crate::envelope::{Envelope, Header};
+use crate::inbox::Timeout;
 use crate::stats::PeerStats;
 use crossbeam_channel::Sender;
 use std::net::TcpStream;
@@ -277,8 +278,15 @@ impl Direct {
     /// `queue` is empty; true if it did (the frame then counts as written,
     /// and as lost with the other unacknowledged ones if the connection
     /// breaks). Never blocks on a busy writer or a full socket; a frame it
-    /// has started but cannot finish within a second cuts the connection.
-    pub fn try_write(&self, queue: &Outq, env: &Envelope, stats: &PeerStats) -> bool {
+    /// has started but cannot finish within `timeout` (a second at most)
+    /// cuts the connection, so the send blocks no longer than it may.
+    pub fn try_write(
+        &self,
+        queue: &Outq,
+        env: &Envelope,
+        stats: &PeerStats,
+        timeout: Timeout,
+    ) -> bool {
         let Ok(mut guard) = self.state.try_lock() else {
             return false;
         };
@@ -304,7 +312,7 @@ impl Direct {
             Some(n) => n,
         };
         acks.written += 1;
-        let deadline = Instant::now() + DIRECT_FINISH;
+        let deadline = Instant::now() + timeout.map_or(DIRECT_FINISH, |t| t.min(DIRECT_FINISH));
         while done < total {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {

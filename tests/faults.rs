@@ -375,23 +375,11 @@ struct Proc {
 
 impl Proc {
     fn start(id: i64, config: &str) -> Proc {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cluster-node"))
-            .arg(id.to_string())
-            .arg(config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start cluster-node");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
+        let (child, stdin, lines) = spawn_lines(
+            std::process::Command::new(env!("CARGO_BIN_EXE_cluster-node"))
+                .arg(id.to_string())
+                .arg(config),
+        );
         let mut p = Proc {
             child,
             stdin,
@@ -474,11 +462,9 @@ fn partition_and_heal_across_processes() {
     let v = node!(2).ok("recv 10000");
     assert_eq!(v["msg_id"], 4, "1 and 2 still talk");
     // 3's message to 1 is lost at send, 1's to 3 at 3's reader.
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while node!(3).stat("/dropped/fault") < 2 {
-        assert!(std::time::Instant::now() < end, "both losses counted by 3");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(10), "both losses counted by 3", || {
+        node!(3).stat("/dropped/fault") >= 2
+    });
     assert_eq!(node!(3).stat("/dropped/fault"), 2);
     assert_eq!(node!(3).cmd("recv 0")["code"], "CLUSTER_E_TIMEOUT");
     assert_eq!(node!(1).cmd("recv 0")["code"], "CLUSTER_E_TIMEOUT");

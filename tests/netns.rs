@@ -4,9 +4,11 @@
 //! by themselves and deliver again. Needs root and `ip` (iproute2); where
 //! namespaces cannot be made the test says so loudly and passes.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+use common::{expect_line, spawn_lines};
+use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 struct Net {
@@ -86,24 +88,12 @@ struct Host {
 
 impl Host {
     fn start(net: &Net, x: &str, id: i64, config: &str) -> Host {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &net.ns(x)])
-            .arg(env!("CARGO_BIN_EXE_cluster-soak"))
-            .args(["node", &id.to_string(), config, "1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take().unwrap();
+        let (child, stdin, lines) = spawn_lines(
+            Command::new("ip")
+                .args(["netns", "exec", &net.ns(x)])
+                .arg(env!("CARGO_BIN_EXE_cluster-soak"))
+                .args(["node", &id.to_string(), config, "1"]),
+        );
         Host {
             child,
             stdin,
@@ -113,15 +103,7 @@ impl Host {
 
     /// Waits (ten seconds at most) for a line matching `f`.
     fn expect(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if f(&l) => return l,
-                Ok(_) => {}
-                Err(_) => panic!("timed out waiting for {what}"),
-            }
-        }
+        expect_line(&self.lines, what, f)
     }
 
     fn stats(&mut self) -> serde_json::Value {

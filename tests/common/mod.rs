@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 use cluster::{Envelope, Node, Status};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 /// A loopback port that was free a moment ago.
@@ -69,7 +72,47 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 /// Receives one envelope within ten seconds.
 pub fn recv(node: &Node) -> Envelope {
     node.recv(Some(Duration::from_secs(10)))
-        .unwrap_or_else(|e| panic!("node {} received nothing: {e}", node.pid()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "node {} received nothing: {e}\n{}",
+                node.pid(),
+                node.stats()
+            )
+        })
+}
+
+/// Starts `cmd` with its stdin and stdout piped; a thread passes its output
+/// on line by line until the pipe closes.
+pub fn spawn_lines(cmd: &mut Command) -> (Child, ChildStdin, Receiver<String>) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let stdin = child.stdin.take().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (child, stdin, lines)
+}
+
+/// Waits (ten seconds at most) for a line that `f` accepts, skipping others.
+pub fn expect_line(lines: &Receiver<String>, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if f(&l) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
 }
 
 /// Sends bytes from `node` to `to`, waiting as long as needed for room.

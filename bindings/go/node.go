@@ -53,9 +53,10 @@ func New(myid int, configuration interface{}) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sizes := &Config{}
-	if c, err := ToConfig(configuration); err == nil {
-		sizes = c
+	// The sizes from the same text the node gets (a file is read once).
+	sizes, err := parseConfig([]byte(text))
+	if err != nil {
+		sizes = &Config{} // the node reports the error
 	}
 	h, err := ffi.NewNode(int64(myid), text)
 	if err != nil {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"runtime"
+	"unsafe"
 
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
@@ -94,7 +95,7 @@ func (n *Node) recvLoop() {
 	var mem recvMem
 	for {
 		got = got[:0]
-		err := b.Recv(n.h, -1, func(pid, msgID int64, kind uint32, data []byte) {
+		err := b.Recv(n.h, batchMax, -1, func(pid, msgID int64, kind uint32, data []byte) {
 			msg, err := mem.decode(kind, data)
 			if err != nil {
 				n.decodeErrors.Add(1)
@@ -131,7 +132,8 @@ func (n *Node) recvLoop() {
 }
 
 // Received envelopes and small payloads are carved out of blocks of Go
-// memory, so a batch costs a few allocations instead of three a message.
+// memory, so a message costs one allocation (the interface that holds its
+// []byte or string) instead of three.
 // A block stays alive while any envelope or payload carved from it does.
 const (
 	envBlock  = 64      // envelopes a block
@@ -168,11 +170,13 @@ func (m *recvMem) copy(view []byte) []byte {
 	return out
 }
 
-// decode decodes a payload still in C memory: text straight into a string,
-// everything else from a Go copy.
+// decode decodes a payload still in C memory from a Go copy. Text becomes
+// a string over its copy: no region of a block is written twice, so the
+// string stays immutable.
 func (m *recvMem) decode(kind uint32, view []byte) (interface{}, error) {
+	b := m.copy(view)
 	if kind == kindText {
-		return string(view), nil
+		return unsafe.String(unsafe.SliceData(b), len(b)), nil
 	}
-	return decode(kind, m.copy(view))
+	return decode(kind, b)
 }

@@ -73,3 +73,23 @@ func TestRecvMemDecode(t *testing.T) {
 		t.Fatal("bad JSON decoded")
 	}
 }
+
+func TestRecvMemTextCostsOnlyItsInterface(t *testing.T) {
+	var m recvMem
+	view := []byte("a short line of text")
+	// Blocks are amortized over many messages; what is left is the
+	// interface that holds the string (string(view) would add its bytes).
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, err := m.decode(kindText, view); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 1 {
+		t.Errorf("%v allocations per text message", n)
+	}
+	// Two strings carved from one block stay what they were.
+	a, _ := m.decode(kindText, []byte("first"))
+	b, _ := m.decode(kindText, []byte("second"))
+	if a != "first" || b != "second" {
+		t.Errorf("strings changed: %q %q", a, b)
+	}
+}

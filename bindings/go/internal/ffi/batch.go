@@ -131,13 +131,13 @@ func NewRecvBatch(max int) *RecvBatch {
 }
 
 // Recv waits up to timeoutMs (negative: until a message or close) for the
-// first envelope, takes what else is there, and calls each with every
-// envelope in order. data is a view of the C payload, valid only during the
+// first envelope, takes what else is there (up to max, and no more than the
+// buffer holds), and calls each with every envelope in order. data is a view of the C payload, valid only during the
 // call: each copies what it keeps. The C payloads are released before Recv
 // returns.
-func (b *RecvBatch) Recv(n *Node, timeoutMs int64, each func(pid, msgID int64, kind uint32, data []byte)) error {
+func (b *RecvBatch) Recv(n *Node, max int, timeoutMs int64, each func(pid, msgID int64, kind uint32, data []byte)) error {
 	var got C.size_t
-	rc := C.cluster_recv_batch(n.p, &b.envs[0], C.size_t(len(b.envs)), &got, C.int64_t(timeoutMs), b.e.p)
+	rc := C.cluster_recv_batch(n.p, &b.envs[0], C.size_t(min(max, len(b.envs))), &got, C.int64_t(timeoutMs), b.e.p)
 	runtime.KeepAlive(n)
 	if err := b.e.check(rc); err != nil {
 		return err

@@ -174,13 +174,6 @@ func (n *Node) Close() error {
 	return err
 }
 
-// IsClosed reports whether the node is closed.
-func (n *Node) IsClosed() bool {
-	rc := C.cluster_is_closed(n.p)
-	runtime.KeepAlive(n)
-	return rc == 1
-}
-
 // Free releases the handle; the Node must not be used afterwards.
 func (n *Node) Free() {
 	C.cluster_free(n.p)

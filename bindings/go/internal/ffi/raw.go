@@ -16,11 +16,11 @@ import (
 // cluster_recv), with no Go-side codec or channels: the baseline the
 // wrapper's benchmarks compare against. One goroutine uses it at a time.
 type Raw struct {
-	env  *C.cluster_envelope_t
-	envs []C.cluster_envelope_t // view of C memory, for RecvBatch
-	buf  unsafe.Pointer
-	size int
-	e    errbuf
+	env   *C.cluster_envelope_t
+	batch *RecvBatch
+	buf   unsafe.Pointer
+	size  int
+	e     errbuf
 }
 
 // rawBatch is the most envelopes RecvBatch takes per call, as in the C bench.
@@ -30,26 +30,25 @@ const rawBatch = 256
 // with Free.
 func NewRaw(size int) *Raw {
 	return &Raw{
-		env:  (*C.cluster_envelope_t)(C.calloc(1, C.sizeof_cluster_envelope_t)),
-		envs: unsafe.Slice((*C.cluster_envelope_t)(C.calloc(rawBatch, C.sizeof_cluster_envelope_t)), rawBatch),
-		buf:  C.malloc(C.size_t(size + 1)),
-		size: size,
-		e:    newErrbuf(),
+		env:   (*C.cluster_envelope_t)(C.calloc(1, C.sizeof_cluster_envelope_t)),
+		batch: NewRecvBatch(rawBatch),
+		buf:   C.malloc(C.size_t(size + 1)),
+		size:  size,
+		e:     newErrbuf(),
 	}
 }
 
 // Send copies data (at most the size given to NewRaw) into C memory and
 // sends it with cluster_send.
 func (r *Raw) Send(n *Node, pid, msgID int64, kind uint32, data []byte, timeoutMs int64) error {
-	if len(data) > 0 {
-		C.memcpy(r.buf, unsafe.Pointer(&data[0]), C.size_t(min(len(data), r.size)))
-	}
+	// A Go copy, not C.memcpy: no second cgo call per message.
+	size := copy(unsafe.Slice((*byte)(r.buf), r.size), data)
 	*r.env = C.cluster_envelope_t{
 		pid:    C.int64_t(pid),
 		msg_id: C.int64_t(msgID),
 		kind:   C.uint32_t(kind),
 		data:   (*C.uint8_t)(r.buf),
-		len:    C.size_t(min(len(data), r.size)),
+		len:    C.size_t(size),
 	}
 	rc := C.cluster_send(n.p, r.env, C.int64_t(timeoutMs), r.e.p)
 	runtime.KeepAlive(n)
@@ -75,24 +74,18 @@ func (r *Raw) Recv(n *Node, timeoutMs int64) (pid int64, size int, err error) {
 // during the call (nothing is copied); the payloads are released before
 // RecvBatch returns.
 func (r *Raw) RecvBatch(n *Node, max int, timeoutMs int64, each func(pid, msgID int64, data []byte)) (int, error) {
-	var got C.size_t
-	rc := C.cluster_recv_batch(n.p, &r.envs[0], C.size_t(min(max, rawBatch)), &got, C.int64_t(timeoutMs), r.e.p)
-	runtime.KeepAlive(n)
-	if err := r.e.check(rc); err != nil {
-		return 0, err
-	}
-	for i := range r.envs[:got] {
-		env := &r.envs[i]
-		each(int64(env.pid), int64(env.msg_id), unsafe.Slice((*byte)(env.data), int(env.len)))
-	}
-	C.cluster_envelopes_free(&r.envs[0], got)
-	return int(got), nil
+	got := 0
+	err := r.batch.Recv(n, max, timeoutMs, func(pid, msgID int64, _ uint32, data []byte) {
+		got++
+		each(pid, msgID, data)
+	})
+	return got, err
 }
 
 // Free releases the C memory.
 func (r *Raw) Free() {
 	C.free(unsafe.Pointer(r.env))
-	C.free(unsafe.Pointer(&r.envs[0]))
+	r.batch.Free()
 	C.free(r.buf)
 	r.e.free()
 }

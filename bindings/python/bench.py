@@ -40,21 +40,13 @@ from typing import Any, Callable, Dict, List, Tuple
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     del sys.path[0]
 
-from cluster.testing import free_ports, local_config  # noqa: E402 (after the path fix)
+from cluster.testing import free_ports, local_config, wait_connected  # noqa: E402 (after the path fix)
 
 BATCH = 256
 LIMIT = 120  # seconds a case may take before the bench calls it lost or hung
 
 # The throughput modes of cluster: how the sender sends and the receiver receives.
 PLAIN, CHANNEL, BATCHED = "cluster", "cluster-put/get", "cluster-batched"
-
-
-def wait_connected(node: Any, peer: int) -> None:
-    deadline = time.monotonic() + 30
-    while not any(p["id"] == peer and p["connected"] for p in node.stats()["peers"]):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"node {node.pid} never connected to {peer}")
-        time.sleep(0.01)
 
 
 def drops(stats: Dict[str, Any]) -> int:
@@ -69,7 +61,7 @@ def cluster_sender(cfg: Dict[str, Any], n: int, size: int, mode: str, ready: Any
     import cluster
 
     with cluster.Node(1, cfg) as node:
-        wait_connected(node, 2)
+        wait_connected([node])
         ready.set()
         go.wait()
         payload = b"x" * size
@@ -122,7 +114,7 @@ def cluster_pong(cfg: Dict[str, Any], n: int, ready: Any) -> None:
     import cluster
 
     with cluster.Node(2, cfg) as node:
-        wait_connected(node, 1)
+        wait_connected([node])
         ready.set()
         for _ in range(n):
             env = node.recv()
@@ -133,7 +125,7 @@ def cluster_ping(cfg: Dict[str, Any], n: int, warm: int, out: Any, ready: Any) -
     import cluster
 
     with cluster.Node(1, cfg) as node:
-        wait_connected(node, 2)
+        wait_connected([node])
         ready.wait()
         payload = b"p" * 64
         rtts = []

@@ -338,12 +338,20 @@ static PyObject *take_ready(Port *p, size_t max, int list) {
         out = p->ready[p->head];
         p->ready[p->head++] = NULL;
     } else {
-        size_t n = p->tail - p->head;
-        if (n > max)
-            n = max;
-        out = PyList_New((Py_ssize_t)n);
-        if (out == NULL)
-            return NULL;
+        /* PyList_New may collect garbage, and so run Python and let
+         * another thread take envelopes: count again once it returns. */
+        size_t n;
+        for (;;) {
+            n = p->tail - p->head;
+            if (n > max)
+                n = max;
+            out = PyList_New((Py_ssize_t)n);
+            if (out == NULL)
+                return NULL;
+            if (p->tail - p->head >= n)
+                break;
+            Py_DECREF(out);
+        }
         for (size_t i = 0; i < n; i++) {
             PyList_SET_ITEM(out, (Py_ssize_t)i, p->ready[p->head]);
             p->ready[p->head++] = NULL;
@@ -433,6 +441,21 @@ static int convert(Port *p) {
         PyObject *env = make_envelope(&p->arr[i]);
         if (env == NULL)
             break;
+        /* make_envelope may run Python (a JSON decoder, the collector),
+         * and meanwhile another thread may put a pending result back in
+         * front (unshift) or take some: `ready` is looked at again only
+         * now, and grown if that filled it. */
+        if (p->tail == p->ready_cap) {
+            size_t cap = 2 * p->ready_cap + 1;
+            PyObject **ready = PyMem_Realloc(p->ready, cap * sizeof *ready);
+            if (ready == NULL) {
+                Py_DECREF(env);
+                PyErr_NoMemory();
+                break;
+            }
+            p->ready = ready;
+            p->ready_cap = cap;
+        }
         p->ready[p->tail++] = env;
     }
     if (i > p->arr_pos)

@@ -158,6 +158,13 @@ def _packer(count: int) -> struct.Struct:
     return struct.Struct("=" + ("qqI4xQQ8x" * count))
 
 
+def _first_slice(timeout: Timeout) -> int:
+    """The first wait of a receive, in ms: never longer than a slice, so a
+    wait for ever (``None`` or ``inf``) still checks for signals."""
+    ms = timeout_ms(timeout)
+    return _SLICE_MS if ms < 0 else min(ms, _SLICE_MS)
+
+
 def timeout_ms(timeout: Timeout) -> int:
     """Seconds (``None`` = for ever) as the C ABI's milliseconds (negative = for ever)."""
     if timeout is None:
@@ -505,7 +512,7 @@ class Node:
             return env
         if st.pend[0] is not None or (st.batch is not None and st.count[0]):
             return self._next_pending(st)
-        ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
+        ms = _first_slice(timeout)
         buf = st.rbuf
         if buf._owner == _NULL:
             rc = _recv(self._handle, buf, ms, st.err)
@@ -568,7 +575,7 @@ class Node:
                     st.batch = ffi.cast("cluster_envelope_t *", owner)
                     st.batch_cap = max
                 st.pos = 0
-                ms = _SLICE_MS if timeout is None else min(timeout_ms(timeout), _SLICE_MS)
+                ms = _first_slice(timeout)
                 head = (self._handle, st.batch, max, st.count)
                 rc = _recv_batch(*head, ms, st.err)
                 if rc:

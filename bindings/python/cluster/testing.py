@@ -1,8 +1,10 @@
-"""Helpers for tests of code built on cluster: loopback configs on free ports."""
+"""Helpers for tests of code built on cluster: loopback configs on free
+ports, and waiting until nodes are connected."""
 
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any, Dict, Iterable, List
 
 
@@ -31,3 +33,20 @@ def local_config(ids: Iterable[int], **settings: Any) -> Dict[str, Any]:
     }
     config.update(settings)
     return config
+
+
+def connected(node: Any, peer: int) -> bool:
+    """Whether ``node`` has a live connection to ``peer``."""
+    return any(p["id"] == peer and p["connected"] for p in node.stats()["peers"])
+
+
+def wait_connected(nodes: Iterable[Any], timeout: float = 30.0) -> None:
+    """Waits until each of ``nodes`` is connected to every one of its peers;
+    ``TimeoutError`` naming the pair after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    for node in nodes:
+        for peer in node.peers:
+            while not connected(node, peer):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"node {node.pid} never connected to {peer}")
+                time.sleep(0.005)

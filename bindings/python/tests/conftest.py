@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
 import cluster
-from cluster.testing import local_config
+from cluster.testing import wait_connected  # noqa: F401 (for the tests)
+from cluster.testing import local_config as make_config
 
 
 def pytest_report_header() -> str:
@@ -32,11 +33,6 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     return str(request.param)
 
 
-def make_config(ids: List[int], **settings: Any) -> Dict[str, Any]:
-    """A loopback config for ``ids`` on free ports, plus extra settings."""
-    return local_config(ids, **settings)
-
-
 def recv_all(node: cluster.Node, quiet: float = 0.2) -> List[cluster.Envelope]:
     """What the node receives until nothing arrives for ``quiet`` seconds."""
     got = []
@@ -57,18 +53,6 @@ def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "cond
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.01)
-
-
-def connected(node: cluster.Node, peer: int) -> bool:
-    """Whether ``node`` has a live connection to ``peer``."""
-    return any(p["id"] == peer and p["connected"] for p in node.stats()["peers"])
-
-
-def wait_connected(nodes: List[cluster.Node]) -> None:
-    """Waits until every node is connected to every other."""
-    for n in nodes:
-        for p in n.peers:
-            wait_until(lambda: connected(n, p), what=f"{n.pid} connected to {p}")
 
 
 @pytest.fixture

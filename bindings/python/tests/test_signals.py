@@ -25,6 +25,9 @@ BLOCKED = textwrap.dedent(
     """
 )
 
+# The same with a timeout of infinity (waits for ever, in slices too).
+BLOCKED_INF = BLOCKED.replace("node.recv()", 'node.recv(float("inf"))')
+
 # The main thread blocks in recv while another thread is blocked in recv on
 # the same node: one of them takes from the node, the other waits for its
 # turn (with `_speedups`, the port's lock); Ctrl-C must end either wait.
@@ -90,8 +93,8 @@ def spawn(script: str, tmp_path, *args: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize(
     "script",
-    [BLOCKED, BLOCKED_BEHIND_A_THREAD],
-    ids=["blocked_recv", "recv_waiting_behind_another_thread"],
+    [BLOCKED, BLOCKED_INF, BLOCKED_BEHIND_A_THREAD],
+    ids=["blocked_recv", "recv_for_ever_as_inf", "recv_waiting_behind_another_thread"],
 )
 def test_sigint_interrupts_a_recv(tmp_path, script):
     cfg = json.dumps(make_config([1]))

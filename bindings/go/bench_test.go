@@ -96,7 +96,7 @@ func BenchmarkRawUnicast64(b *testing.B) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		r := ffi.NewRaw(64)
+		r := ffi.NewRaw()
 		defer r.Free()
 		for i := 0; i < b.N; i++ {
 			if r.Send(h1, 2, 0, 0, payload64, -1) != nil {
@@ -104,11 +104,11 @@ func BenchmarkRawUnicast64(b *testing.B) {
 			}
 		}
 	}()
-	r := ffi.NewRaw(64)
+	r := ffi.NewRaw()
 	defer r.Free()
 	got := 0
 	for ; got < b.N; got++ {
-		if _, _, err := r.Recv(h2, 10000); err != nil {
+		if _, err := r.RecvBatch(h2, 1, 10000, ignore); err != nil {
 			b.Fatalf("after %d of %d: %v", got, b.N, err)
 		}
 	}
@@ -153,10 +153,10 @@ func BenchmarkRawPingPong64(b *testing.B) {
 	wg.Add(1)
 	go func() { // echo until h2 closes
 		defer wg.Done()
-		r := ffi.NewRaw(64)
+		r := ffi.NewRaw()
 		defer r.Free()
 		for {
-			if _, _, err := r.Recv(h2, -1); err != nil {
+			if _, err := r.RecvBatch(h2, 1, -1, ignore); err != nil {
 				return
 			}
 			if r.Send(h2, 1, 0, 0, payload64, -1) != nil {
@@ -164,7 +164,7 @@ func BenchmarkRawPingPong64(b *testing.B) {
 			}
 		}
 	}()
-	r := ffi.NewRaw(64)
+	r := ffi.NewRaw()
 	defer r.Free()
 	rtts := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -173,7 +173,7 @@ func BenchmarkRawPingPong64(b *testing.B) {
 		if err := r.Send(h1, 2, 0, 0, payload64, -1); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := r.Recv(h1, 10000); err != nil {
+		if _, err := r.RecvBatch(h1, 1, 10000, ignore); err != nil {
 			b.Fatalf("no reply to %d: %v", i, err)
 		}
 		rtts = append(rtts, time.Since(t0))
@@ -181,3 +181,6 @@ func BenchmarkRawPingPong64(b *testing.B) {
 	b.StopTimer()
 	reportRTT(b, rtts)
 }
+
+// ignore is a RecvBatch callback that keeps nothing.
+func ignore(_, _ int64, _ []byte) {}

@@ -22,7 +22,7 @@ func TestForeignKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { peer.Close(); peer.Free() }()
-	raw := ffi.NewRaw(64)
+	raw := ffi.NewRaw()
 	defer raw.Free()
 	sends := []struct {
 		kind uint32

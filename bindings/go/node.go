@@ -39,6 +39,14 @@ type Node struct {
 	once          sync.Once
 	closed        atomic.Bool
 
+	rx       receiver
+	senders  chan *ffi.Sender // idle C buffers of Send
+	batchMu  sync.Mutex       // held while SendMany uses batch
+	batch    *ffi.SendBatch
+	pumpOnce sync.Once
+	pumpMu   sync.Mutex  // orders the Inbox goroutine's start and Close
+	pumping  atomic.Bool // the Inbox goroutine receives
+
 	encodeErrors, decodeErrors, sendErrors, discarded atomic.Uint64
 	log                                               limiter
 }
@@ -87,14 +95,15 @@ func start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, er
 	}
 	n := &Node{
 		h: h, pid: int(pid), peers: peers, dynamic: dynamicPeers,
-		inbox:  make(chan *Envelope, queueSize(inboxSize)),
-		outbox: make(chan *Envelope, queueSize(outboxSize)),
-		stop:   make(chan struct{}),
-		sent:   make(chan struct{}),
+		inbox:   make(chan *Envelope, queueSize(inboxSize)),
+		outbox:  make(chan *Envelope, queueSize(outboxSize)),
+		stop:    make(chan struct{}),
+		sent:    make(chan struct{}),
+		senders: make(chan *ffi.Sender, sendersKept),
 	}
-	n.wg.Add(2)
+	n.rx.turn = make(chan struct{}, 1)
+	n.wg.Add(1)
 	go n.sendLoop()
-	go n.recvLoop()
 	return n, nil
 }
 
@@ -134,8 +143,22 @@ func (n *Node) Peers() []int {
 // then a send blocks like a send on any channel nobody reads.
 func (n *Node) Outbox() chan *Envelope { return n.outbox }
 
-// Inbox is the channel received envelopes arrive on, Pid set to the sender.
-func (n *Node) Inbox() chan *Envelope { return n.inbox }
+// Inbox is the channel received envelopes arrive on, Pid set to the
+// sender. Its goroutine starts on the first call (until then, envelopes
+// wait in the node, for Recv or for Inbox).
+func (n *Node) Inbox() chan *Envelope {
+	n.pumpOnce.Do(func() {
+		n.pumpMu.Lock()
+		defer n.pumpMu.Unlock()
+		if n.closed.Load() {
+			return
+		}
+		n.pumping.Store(true)
+		n.wg.Add(1)
+		go n.recvLoop()
+	})
+	return n.inbox
+}
 
 // IsClosed reports whether Close has been called.
 func (n *Node) IsClosed() bool { return n.closed.Load() }
@@ -177,7 +200,9 @@ func (n *Node) with(f func(*ffi.Node) error) error {
 // safe from any goroutine; a concurrent second call waits for the first.
 func (n *Node) Close() {
 	n.once.Do(func() {
+		n.pumpMu.Lock()
 		n.closed.Store(true)
+		n.pumpMu.Unlock()
 		close(n.stop)
 		t := time.NewTimer(flushWait)
 		select {
@@ -192,6 +217,13 @@ func (n *Node) Close() {
 		n.mu.Lock()
 		n.freed = true
 		n.h.Free()
+		n.rx.free()
+		if n.batch != nil {
+			n.batch.Free()
+		}
+		for len(n.senders) > 0 {
+			(<-n.senders).Free()
+		}
 		n.mu.Unlock()
 	})
 }

@@ -457,3 +457,27 @@ func TestCutOneWay(t *testing.T) {
 		t.Fatalf("got %+v; the cut message arrived", e)
 	}
 }
+
+// A mock server's Send and Recv go through the same faults as Outbox and
+// Inbox: across a partition nothing arrives; healed, it does.
+func TestSendRecvThroughFaults(t *testing.T) {
+	cl := mkCluster(t)
+	s1, s2 := cl.Servers[1], cl.Servers[2]
+	if err := cl.Partition([]int{1}, []int{2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Send(&cluster.Envelope{Pid: 2, Msg: "lost"}); err != nil {
+		t.Fatalf("a send into a partition is not the sender's error: %v", err)
+	}
+	if e, err := s2.Recv(50 * time.Millisecond); err != cluster.ErrTimeout {
+		t.Fatalf("received across a partition: %+v, %v", e, err)
+	}
+	cl.Heal()
+	if err := s1.Send(&cluster.Envelope{Pid: 2, Msg: "found"}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s2.Recv(30 * time.Second)
+	if err != nil || e.Msg != "found" || e.Pid != 1 {
+		t.Fatalf("after Heal: %+v, %v", e, err)
+	}
+}

@@ -2,6 +2,7 @@ package mock
 
 import (
 	"log"
+	"time"
 
 	cluster "github.com/cluster-dev/cluster/bindings/go"
 )
@@ -25,6 +26,15 @@ func (ms *MockServer) Outbox() chan *cluster.Envelope { return ms.n.Outbox() }
 
 // Inbox is the channel received envelopes arrive on, Pid set to the sender.
 func (ms *MockServer) Inbox() chan *cluster.Envelope { return ms.n.Inbox() }
+
+// Send sends e now and says why if it could not (see cluster.Node.Send).
+func (ms *MockServer) Send(e *cluster.Envelope) error { return ms.n.Send(e) }
+
+// Recv returns the next envelope, waiting up to timeout (see
+// cluster.Node.Recv).
+func (ms *MockServer) Recv(timeout time.Duration) (*cluster.Envelope, error) {
+	return ms.n.Recv(timeout)
+}
 
 // IsClosed reports whether Close has been called.
 func (ms *MockServer) IsClosed() bool { return ms.n.IsClosed() }

@@ -72,12 +72,13 @@ func (b *SendBatch) Add(pid, msgID int64, kind uint32, data []byte) {
 	b.n++
 }
 
-// Send sends the collected envelopes in order and empties the batch. An
-// envelope the node refuses (unknown peer, too large, queue full) is passed
-// to refused with its index, and the rest are still sent; a closed node ends
-// the send and returns its error. timeoutMs is how long to wait for room in a
-// live peer's queue (negative: until room or close).
-func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error)) (int, error) {
+// Send sends the collected envelopes in order and empties the batch,
+// waiting up to timeoutMs for room in a live peer's queue (negative: until
+// room or close). An envelope the node refuses (unknown peer, too large,
+// queue full) is passed to refused with its index, and the rest are still
+// sent if it returns true; a closed node ends the send with its error.
+// Send returns how many envelopes were neither sent nor refused.
+func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error) bool) (int, error) {
 	defer b.reset()
 	for i := 0; i < b.n; i++ {
 		b.envs[i].data = (*C.uint8_t)(unsafe.Add(b.arena, b.offs[i]))
@@ -94,7 +95,9 @@ func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error
 		if rc == C.CLUSTER_E_CLOSED {
 			return b.n - at, err
 		}
-		refused(at, err)
+		if !refused(at, err) {
+			return b.n - at - 1, nil
+		}
 		start = at + 1
 	}
 	return 0, nil

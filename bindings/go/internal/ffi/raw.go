@@ -12,60 +12,81 @@ import (
 	"unsafe"
 )
 
-// Raw sends and receives one message per cgo call (cluster_send and
-// cluster_recv), with no Go-side codec or channels: the baseline the
-// wrapper's benchmarks compare against. One goroutine uses it at a time.
+// Sender sends one message per cgo call (cluster_send), its payload copied
+// into a C buffer it owns: no envelope is built and C keeps no Go pointer.
+// One goroutine uses it at a time.
+type Sender struct {
+	env  *C.cluster_envelope_t
+	buf  unsafe.Pointer
+	size int
+	e    errbuf
+}
+
+// senderStart is the initial capacity of a Sender's buffer; a buffer grown
+// past senderKeep by a large payload is given back after the send.
+const (
+	senderStart = 256
+	senderKeep  = 64 << 10
+)
+
+// NewSender makes a Sender. Release it with Free.
+func NewSender() *Sender {
+	return &Sender{
+		env:  (*C.cluster_envelope_t)(C.calloc(1, C.sizeof_cluster_envelope_t)),
+		buf:  C.malloc(senderStart),
+		size: senderStart,
+		e:    newErrbuf(),
+	}
+}
+
+// Send copies data into C memory and sends it with cluster_send, waiting up
+// to timeoutMs for room in the peer's queue (negative: until room or close).
+func (s *Sender) Send(n *Node, pid, msgID int64, kind uint32, data []byte, timeoutMs int64) error {
+	if len(data) > s.size {
+		C.free(s.buf)
+		s.size = len(data)
+		s.buf = C.malloc(C.size_t(s.size))
+	}
+	// A Go copy, not C.memcpy: no second cgo call per message.
+	copy(unsafe.Slice((*byte)(s.buf), s.size), data)
+	*s.env = C.cluster_envelope_t{
+		pid:    C.int64_t(pid),
+		msg_id: C.int64_t(msgID),
+		kind:   C.uint32_t(kind),
+		data:   (*C.uint8_t)(s.buf),
+		len:    C.size_t(len(data)),
+	}
+	rc := C.cluster_send(n.p, s.env, C.int64_t(timeoutMs), s.e.p)
+	runtime.KeepAlive(n)
+	if s.size > senderKeep {
+		C.free(s.buf)
+		s.buf, s.size = C.malloc(senderStart), senderStart
+	}
+	return s.e.check(rc)
+}
+
+// Free releases the C memory.
+func (s *Sender) Free() {
+	C.free(unsafe.Pointer(s.env))
+	C.free(s.buf)
+	s.e.free()
+}
+
+// Raw sends and receives with no Go-side codec or channels: one
+// cluster_send per message and up to 256 per cluster_recv_batch, the
+// baseline the wrapper's benchmarks compare against. One goroutine uses it
+// at a time.
 type Raw struct {
-	env   *C.cluster_envelope_t
+	*Sender
 	batch *RecvBatch
-	buf   unsafe.Pointer
-	size  int
-	e     errbuf
 }
 
 // rawBatch is the most envelopes RecvBatch takes per call, as in the C bench.
 const rawBatch = 256
 
-// NewRaw makes a Raw able to send payloads up to size bytes. Release it
-// with Free.
-func NewRaw(size int) *Raw {
-	return &Raw{
-		env:   (*C.cluster_envelope_t)(C.calloc(1, C.sizeof_cluster_envelope_t)),
-		batch: NewRecvBatch(rawBatch),
-		buf:   C.malloc(C.size_t(size + 1)),
-		size:  size,
-		e:     newErrbuf(),
-	}
-}
-
-// Send copies data (at most the size given to NewRaw) into C memory and
-// sends it with cluster_send.
-func (r *Raw) Send(n *Node, pid, msgID int64, kind uint32, data []byte, timeoutMs int64) error {
-	// A Go copy, not C.memcpy: no second cgo call per message.
-	size := copy(unsafe.Slice((*byte)(r.buf), r.size), data)
-	*r.env = C.cluster_envelope_t{
-		pid:    C.int64_t(pid),
-		msg_id: C.int64_t(msgID),
-		kind:   C.uint32_t(kind),
-		data:   (*C.uint8_t)(r.buf),
-		len:    C.size_t(size),
-	}
-	rc := C.cluster_send(n.p, r.env, C.int64_t(timeoutMs), r.e.p)
-	runtime.KeepAlive(n)
-	return r.e.check(rc)
-}
-
-// Recv receives one message with cluster_recv and returns the sender's id
-// and the payload length; the payload is released at once.
-func (r *Raw) Recv(n *Node, timeoutMs int64) (pid int64, size int, err error) {
-	rc := C.cluster_recv(n.p, r.env, C.int64_t(timeoutMs), r.e.p)
-	runtime.KeepAlive(n)
-	if err := r.e.check(rc); err != nil {
-		return 0, 0, err
-	}
-	pid, size = int64(r.env.pid), int(r.env.len)
-	C.cluster_envelope_free(r.env)
-	return pid, size, nil
+// NewRaw makes a Raw. Release it with Free.
+func NewRaw() *Raw {
+	return &Raw{Sender: NewSender(), batch: NewRecvBatch(rawBatch)}
 }
 
 // RecvBatch receives up to max (at most 256) envelopes with one
@@ -84,8 +105,6 @@ func (r *Raw) RecvBatch(n *Node, max int, timeoutMs int64, each func(pid, msgID 
 
 // Free releases the C memory.
 func (r *Raw) Free() {
-	C.free(unsafe.Pointer(r.env))
+	r.Sender.Free()
 	r.batch.Free()
-	C.free(r.buf)
-	r.e.free()
 }

@@ -11,6 +11,8 @@
 // machine hits them alike:
 //
 //	go   the wrapper: Outbox and Inbox channels of package cluster
+//	direct  the wrapper's synchronous Send and Recv methods
+//	batch   the same with SendMany of 256 envelopes (Recv to receive)
 //	raw  the C ABI called from Go: one cluster_send per message, up to 256
 //	     per cluster_recv_batch, no channels, no codec (what the C bench does)
 //	c    the C bench's own children (its binary, given with -cbench)
@@ -73,6 +75,8 @@ const goalFactor = 2.0
 
 var impls = []struct{ name, title string }{
 	{"go", "Go wrapper"},
+	{"direct", "Go Send/Recv"},
+	{"batch", "Go SendMany/Recv"},
 	{"raw", "raw C ABI from Go"},
 	{"c", "C bench"},
 	{"alt", "alt Go wrapper"},
@@ -87,7 +91,7 @@ func main() {
 	only := flag.String("only", "", "workloads whose name contains this")
 	cbench := flag.String("cbench", "", "the C bench binary (bench/build/bench); without it the C column is skipped")
 	alt := flag.String("alt", "", "another build of this program: transport \"alt\" runs its Go wrapper children (for before/after comparisons in one run)")
-	implList := flag.String("impl", "go,raw,c", "the transports to run (go+raw: a Go sender or client, a raw receiver or server)")
+	implList := flag.String("impl", "go,direct,batch,raw,c", "the transports to run (go+raw: a Go sender or client, a raw receiver or server)")
 	scale := flag.Float64("scale", 1, "multiply the message counts by this")
 	flag.Parse()
 	self, err := os.Executable()
@@ -114,7 +118,14 @@ func main() {
 	for _, c := range cols {
 		header += fmt.Sprintf(" %-18s", title(c))
 	}
-	fmt.Printf("%s %-8s %s\n", header, "go / C", "goal (go within 2x of C)")
+	var wrappers []string // the wrapper columns, each with its ratio to C
+	for _, c := range cols {
+		if c == "go" || c == "direct" || c == "batch" {
+			wrappers = append(wrappers, c)
+			header += fmt.Sprintf(" %-8s %-22s", c+" / C", "goal (within 2x of C)")
+		}
+	}
+	fmt.Println(header)
 	for _, w := range workloads {
 		if !strings.Contains(w.name, *only) {
 			continue
@@ -156,19 +167,22 @@ func main() {
 			for _, c := range cols {
 				line += fmt.Sprintf(" %-18s", summarize(res[c], m))
 			}
-			goS, cS := summarize(res["go"], m), summarize(res["c"], m)
-			ratio, goal := "", ""
-			if goS.n > 0 && cS.n > 0 {
-				q := goS.med / cS.med
-				ratio = fmt.Sprintf("%.2fx", q)
-				switch w.better[m] {
-				case +1:
-					goal = verdict(q >= 1/goalFactor, fmt.Sprintf(">= %s", fmtNum(cS.med/goalFactor)))
-				case -1:
-					goal = verdict(q <= goalFactor, fmt.Sprintf("<= %s", fmtNum(cS.med*goalFactor)))
+			for _, wr := range wrappers {
+				ratio, goal := "", ""
+				goS, cS := summarize(res[wr], m), summarize(res["c"], m)
+				if goS.n > 0 && cS.n > 0 {
+					q := goS.med / cS.med
+					ratio = fmt.Sprintf("%.2fx", q)
+					switch w.better[m] {
+					case +1:
+						goal = verdict(q >= 1/goalFactor, fmt.Sprintf(">= %s", fmtNum(cS.med/goalFactor)))
+					case -1:
+						goal = verdict(q <= goalFactor, fmt.Sprintf("<= %s", fmtNum(cS.med*goalFactor)))
+					}
 				}
+				line += fmt.Sprintf(" %-8s %-22s", ratio, goal)
 			}
-			fmt.Printf("%s %-8s %s\n", line, ratio, goal)
+			fmt.Println(strings.TrimRight(line, " "))
 		}
 	}
 }
@@ -465,18 +479,27 @@ func child(args []string) {
 	in := bufio.NewScanner(os.Stdin)
 	c := &ctx{me: me, size: size, count: count, in: in}
 	switch impl {
-	case "go":
+	case "go", "direct", "batch":
 		srv, err := cluster.New(me+1, config)
 		if err != nil {
 			fail("%v", err)
 		}
 		n := srv.(*cluster.Node)
 		waitConnected(n.Stats)
+		var p port
+		switch impl {
+		case "direct":
+			p = direct(n) // Inbox is never called: Recv takes from the node
+		case "batch":
+			p = batched(n)
+		default:
+			p = channels(srv)
+		}
 		c.ready()
 		if role == "thr" {
-			c.goThr(srv)
+			c.goThr(p)
 		} else {
-			c.goPP(srv)
+			c.goPP(p)
 		}
 		c.expect("quit")
 		srv.Close()
@@ -487,7 +510,7 @@ func child(args []string) {
 		}
 		waitConnected(h.Stats)
 		c.ready()
-		r := ffi.NewRaw(size)
+		r := ffi.NewRaw()
 		if role == "thr" {
 			c.rawThr(h, r)
 		} else {
@@ -554,22 +577,110 @@ func numbered(size, i int) []byte {
 	return b
 }
 
+// port is how a child sends and receives through the wrapper: send sends
+// an envelope, seq sends message i (see numbered) to node 2, flush sends
+// what seq has kept back, recv receives.
+type port struct {
+	send  func(*cluster.Envelope)
+	seq   func(size, i int)
+	flush func()
+	recv  func() *cluster.Envelope
+}
+
+// channels is the original API: Outbox and Inbox. An envelope put on
+// Outbox belongs to the library, so each message is a new one.
+func channels(srv cluster.Server) port {
+	out, in := srv.Outbox(), srv.Inbox()
+	return port{
+		send: func(e *cluster.Envelope) { out <- e },
+		seq: func(size, i int) {
+			out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(size, i)}
+		},
+		flush: func() {},
+		recv:  func() *cluster.Envelope { return <-in },
+	}
+}
+
+// direct is the Node's synchronous Send and Recv. Send has copied the
+// message when it returns, so the sender reuses one envelope and payload,
+// as the C bench reuses its buffer.
+func direct(n *cluster.Node) port {
+	var buf []byte
+	e := &cluster.Envelope{Pid: 2}
+	p := port{
+		send: func(e *cluster.Envelope) {
+			if err := n.Send(e); err != nil {
+				fail("send: %v", err)
+			}
+		},
+		flush: func() {},
+		recv: func() *cluster.Envelope {
+			e, err := n.Recv(-1)
+			if err != nil {
+				fail("recv: %v", err)
+			}
+			return e
+		},
+	}
+	p.seq = func(size, i int) {
+		if len(buf) != size {
+			buf = make([]byte, size)
+			e.Msg = buf
+		}
+		binary.LittleEndian.PutUint64(buf, uint64(i))
+		e.MsgId = int64(i)
+		p.send(e)
+	}
+	return p
+}
+
+// batched sends with SendMany, 256 envelopes at a time (reused, as Send's
+// are), and receives with Recv.
+func batched(n *cluster.Node) port {
+	p := direct(n)
+	const batch = 256
+	envs := make([]*cluster.Envelope, batch)
+	bufs := make([][]byte, batch)
+	for k := range envs {
+		envs[k] = &cluster.Envelope{Pid: 2}
+	}
+	kept := 0
+	p.flush = func() {
+		if _, err := n.SendMany(envs[:kept]); err != nil {
+			fail("send: %v", err)
+		}
+		kept = 0
+	}
+	p.seq = func(size, i int) {
+		e := envs[kept]
+		if len(bufs[kept]) != size {
+			bufs[kept] = make([]byte, size)
+			e.Msg = bufs[kept]
+		}
+		binary.LittleEndian.PutUint64(bufs[kept], uint64(i))
+		e.MsgId = int64(i)
+		if kept++; kept == batch {
+			p.flush()
+		}
+	}
+	return p
+}
+
 // Unicast through the wrapper: node 0 sends count envelopes, each with a
 // fresh payload carrying its sequence number (MsgId too); node 1 checks
 // order and size and reports msgs/s from its first message to its last.
-func (c *ctx) goThr(srv cluster.Server) {
+func (c *ctx) goThr(p port) {
 	if c.me == 0 {
-		out := srv.Outbox()
 		for i := 0; i < c.count; i++ {
-			out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(c.size, i)}
+			p.seq(c.size, i)
 		}
+		p.flush()
 		say("result 0")
 		return
 	}
-	in := srv.Inbox()
 	var t0 time.Time
 	for got := 0; got < c.count; got++ {
-		e := <-in
+		e := p.recv()
 		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || seq(b) != uint64(got) {
 			say("fail message %d: msg id %d", got, e.MsgId)
 			return
@@ -588,14 +699,14 @@ func (c *ctx) reportRate(d time.Duration) {
 
 // Ping-pong through the wrapper: node 0 times round trips after 300
 // warm-ups, node 1 echoes the envelope back.
-func (c *ctx) goPP(srv cluster.Server) {
-	in, out := srv.Inbox(), srv.Outbox()
+func (c *ctx) goPP(p port) {
 	total := c.count + ppWarmup
 	if c.me == 1 {
 		for i := 0; i < total; i++ {
-			e := <-in
+			e := p.recv()
 			e.Pid = 1
-			out <- e
+			p.send(e)
+			p.flush()
 		}
 		say("result 0")
 		return
@@ -603,8 +714,9 @@ func (c *ctx) goPP(srv cluster.Server) {
 	rtts := make([]float64, 0, c.count)
 	for i := 0; i < total; i++ {
 		t := time.Now()
-		out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(c.size, i)}
-		e := <-in
+		p.seq(c.size, i)
+		p.flush()
+		e := p.recv()
 		us := float64(time.Since(t).Nanoseconds()) / 1e3
 		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || seq(b) != uint64(i) {
 			say("fail round trip %d came back wrong", i)

@@ -1,0 +1,247 @@
+package cluster
+
+import (
+	"errors"
+	"time"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+)
+
+// Send and Recv are the synchronous way in and out of a Node, beside
+// Outbox and Inbox: the calling goroutine calls into the library itself,
+// with no goroutine in between, so a send's error comes back to its caller
+// and a request/reply round trip skips four goroutine hand-offs.
+
+// ErrTimeout is returned by Recv when no envelope came in time.
+var ErrTimeout = errors.New("cluster: receive timed out")
+
+// sendersKept is how many idle C send buffers a node keeps for Send.
+const sendersKept = 4
+
+// Send sends e now, from the calling goroutine: it returns once the node
+// has queued e (waiting, as Outbox does, while a live peer's queue is full)
+// or with the reason it did not: an unknown peer or a payload too large
+// (*Error), a Msg that cannot be encoded, ErrClosed after Close. Envelopes
+// sent with Send and on Outbox keep no order between them. Safe for
+// concurrent use.
+func (n *Node) Send(e *Envelope) error {
+	if e == nil {
+		return errNil
+	}
+	kind, data, err := encode(e.Msg)
+	if err != nil {
+		return err
+	}
+	return n.with(func(h *ffi.Node) error {
+		var s *ffi.Sender
+		select {
+		case s = <-n.senders:
+		default:
+			s = ffi.NewSender()
+		}
+		err := s.Send(h, int64(e.Pid), e.MsgId, kind, data, -1)
+		select {
+		case n.senders <- s:
+		default:
+			s.Free()
+		}
+		if ffi.Code(err) == ffi.ErrClosed {
+			return ErrClosed
+		}
+		return err
+	})
+}
+
+// errNil is the error of sending a nil envelope.
+var errNil = errors.New("cluster: nil envelope")
+
+// SendMany sends envs in order, as Send would one by one, with one call
+// into the library per 1024: it stops at the first envelope that is nil,
+// cannot be encoded or is refused, and returns how many were sent and why
+// it stopped. Concurrent calls take turns.
+func (n *Node) SendMany(envs []*Envelope) (int, error) {
+	sent := 0
+	err := n.with(func(h *ffi.Node) error {
+		n.batchMu.Lock()
+		defer n.batchMu.Unlock()
+		if n.batch == nil { // made here: Close frees it under the same lock
+			n.batch = ffi.NewSendBatch(batchMax)
+		}
+		b := n.batch
+		var stop error
+		for sent < len(envs) && stop == nil {
+			added := 0
+			for _, e := range envs[sent:] {
+				if b.Full() {
+					break
+				}
+				if e == nil {
+					stop = errNil
+					break
+				}
+				kind, data, err := encode(e.Msg)
+				if err != nil {
+					stop = err
+					break
+				}
+				b.Add(int64(e.Pid), e.MsgId, kind, data)
+				added++
+			}
+			refused := 0
+			unsent, err := b.Send(h, -1, func(_ int, err error) bool {
+				stop, refused = err, 1
+				return false
+			})
+			sent += added - unsent - refused
+			if err != nil {
+				return err
+			}
+		}
+		return stop
+	})
+	if ffi.Code(err) == ffi.ErrClosed {
+		err = ErrClosed
+	}
+	return sent, err
+}
+
+// Recv returns the next envelope received, Pid set to the sender, waiting
+// up to timeout for it (0: not at all; negative: until one comes or
+// Close). It fails with ErrTimeout, or ErrClosed after Close. Recv takes
+// envelopes in batches and hands them out in order to its callers, with no
+// goroutine in between. Use Recv or Inbox: once Inbox has been called, its
+// goroutine receives and Recv takes from Inbox. Safe for concurrent use.
+func (n *Node) Recv(timeout time.Duration) (*Envelope, error) {
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	if !n.pumping.Load() {
+		if e := n.rx.pop(); e != nil { // received ahead
+			return e, nil
+		}
+	}
+	w := newWait(timeout)
+	defer w.stop()
+	if !n.pumping.Load() {
+		if e, err := n.recvDirect(w); e != nil || err != errPumping {
+			return e, err
+		}
+	}
+	return n.recvInbox(w)
+}
+
+// errPumping: the Inbox goroutine receives now.
+var errPumping = errors.New("cluster: Inbox receives")
+
+// recvDirect receives from the node unless the Inbox goroutine does.
+func (n *Node) recvDirect(w *wait) (*Envelope, error) {
+	if err := w.send(n.rx.turn, n.stop); err != nil {
+		return nil, err
+	}
+	defer func() { <-n.rx.turn }()
+	if e := n.rx.pop(); e != nil {
+		return e, nil
+	}
+	for !n.pumping.Load() {
+		err := n.fill(w.ms())
+		if e := n.rx.pop(); e != nil {
+			return e, nil
+		}
+		switch {
+		case ffi.Code(err) == ffi.ErrTimeout:
+			return nil, ErrTimeout
+		case ffi.Code(err) == ffi.ErrClosed:
+			return nil, ErrClosed
+		case err != nil:
+			return nil, err
+		}
+		// Every envelope of the batch failed to decode: wait on.
+	}
+	return nil, errPumping
+}
+
+// recvInbox is Recv once the Inbox goroutine receives.
+func (n *Node) recvInbox(w *wait) (*Envelope, error) {
+	select {
+	case e := <-n.inbox:
+		return e, nil
+	default:
+	}
+	if w.timeout == 0 {
+		return nil, ErrTimeout
+	}
+	select {
+	case e := <-n.inbox:
+		return e, nil
+	case <-n.stop:
+		return nil, ErrClosed
+	case <-w.expired():
+		return nil, ErrTimeout
+	}
+}
+
+// wait is one call's timeout (0: do not wait; negative: no limit), its
+// timer made only if the call has to wait.
+type wait struct {
+	timeout  time.Duration
+	deadline time.Time
+	timer    *time.Timer
+}
+
+func newWait(timeout time.Duration) *wait {
+	w := &wait{timeout: timeout}
+	if timeout > 0 {
+		w.deadline = time.Now().Add(timeout)
+	}
+	return w
+}
+
+// expired is a channel that fires at the deadline (never without one).
+func (w *wait) expired() <-chan time.Time {
+	if w.timeout < 0 {
+		return nil
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(time.Until(w.deadline))
+	}
+	return w.timer.C
+}
+
+// ms is the time left in whole milliseconds, rounded up, for the C ABI.
+func (w *wait) ms() int64 {
+	if w.timeout < 0 {
+		return -1
+	}
+	left := time.Until(w.deadline)
+	if w.timeout == 0 || left <= 0 {
+		return 0
+	}
+	return int64((left + time.Millisecond - 1) / time.Millisecond)
+}
+
+// send puts a token into ch within the time left; ErrClosed once stop is
+// closed.
+func (w *wait) send(ch chan struct{}, stop chan struct{}) error {
+	select {
+	case ch <- struct{}{}:
+		return nil
+	default:
+	}
+	if w.timeout == 0 {
+		return ErrTimeout
+	}
+	select {
+	case ch <- struct{}{}:
+		return nil
+	case <-stop:
+		return ErrClosed
+	case <-w.expired():
+		return ErrTimeout
+	}
+}
+
+func (w *wait) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}

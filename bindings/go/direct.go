@@ -15,41 +15,16 @@ import (
 // ErrTimeout is returned by Recv when no envelope came in time.
 var ErrTimeout = errors.New("cluster: receive timed out")
 
-// sendersKept is how many idle C send buffers a node keeps for Send.
-const sendersKept = 4
-
 // Send sends e now, from the calling goroutine: it returns once the node
 // has queued e (waiting, as Outbox does, while a live peer's queue is full)
 // or with the reason it did not: an unknown peer or a payload too large
-// (*Error), a Msg that cannot be encoded, ErrClosed after Close. Envelopes
-// sent with Send and on Outbox keep no order between them. Safe for
-// concurrent use.
+// (*Error), a Msg that cannot be encoded, ErrClosed after Close. The
+// message is copied: e and its Msg may be reused once Send returns.
+// Envelopes sent with Send and on Outbox keep no order between them.
+// Concurrent calls take turns.
 func (n *Node) Send(e *Envelope) error {
-	if e == nil {
-		return errNil
-	}
-	kind, data, err := encode(e.Msg)
-	if err != nil {
-		return err
-	}
-	return n.with(func(h *ffi.Node) error {
-		var s *ffi.Sender
-		select {
-		case s = <-n.senders:
-		default:
-			s = ffi.NewSender()
-		}
-		err := s.Send(h, int64(e.Pid), e.MsgId, kind, data, -1)
-		select {
-		case n.senders <- s:
-		default:
-			s.Free()
-		}
-		if ffi.Code(err) == ffi.ErrClosed {
-			return ErrClosed
-		}
-		return err
-	})
+	_, err := n.SendMany([]*Envelope{e})
+	return err
 }
 
 // errNil is the error of sending a nil envelope.

@@ -40,8 +40,7 @@ type Node struct {
 	closed        atomic.Bool
 
 	rx       receiver
-	senders  chan *ffi.Sender // idle C buffers of Send
-	batchMu  sync.Mutex       // held while SendMany uses batch
+	batchMu  sync.Mutex // held while SendMany uses batch
 	batch    *ffi.SendBatch
 	pumpOnce sync.Once
 	pumpMu   sync.Mutex  // orders the Inbox goroutine's start and Close
@@ -95,11 +94,10 @@ func start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, er
 	}
 	n := &Node{
 		h: h, pid: int(pid), peers: peers, dynamic: dynamicPeers,
-		inbox:   make(chan *Envelope, queueSize(inboxSize)),
-		outbox:  make(chan *Envelope, queueSize(outboxSize)),
-		stop:    make(chan struct{}),
-		sent:    make(chan struct{}),
-		senders: make(chan *ffi.Sender, sendersKept),
+		inbox:  make(chan *Envelope, queueSize(inboxSize)),
+		outbox: make(chan *Envelope, queueSize(outboxSize)),
+		stop:   make(chan struct{}),
+		sent:   make(chan struct{}),
 	}
 	n.rx.turn = make(chan struct{}, 1)
 	n.wg.Add(1)
@@ -220,9 +218,6 @@ func (n *Node) Close() {
 		n.rx.free()
 		if n.batch != nil {
 			n.batch.Free()
-		}
-		for len(n.senders) > 0 {
-			(<-n.senders).Free()
 		}
 		n.mu.Unlock()
 	})

@@ -74,30 +74,59 @@ func (r *receiver) free() {
 	}
 }
 
-// Received envelopes and small payloads are carved out of blocks of Go
-// memory, so a message costs one allocation (the interface that holds its
-// []byte or string) instead of three.
-// A block stays alive while any envelope or payload carved from it does.
+// Received envelopes, small payloads and the values their Msg interfaces
+// point to are carved out of blocks of Go memory, so a []byte or string
+// message costs no allocation of its own instead of four. A block stays
+// alive while anything carved from it does.
 const (
-	envBlock  = 64      // envelopes a block
+	envBlock  = 64      // envelopes (and boxes) a block
 	byteBlock = 4 << 10 // bytes a block of payloads
 	smallMax  = 256     // larger payloads get their own allocation
 )
 
 // recvMem hands out received envelopes and payloads; one goroutine uses it.
 type recvMem struct {
-	envs  []Envelope
-	bytes []byte
+	envs    []Envelope
+	bytes   []byte
+	slices  [][]byte // boxes of []byte messages
+	strings []string // boxes of string messages
 }
 
-func (m *recvMem) envelope() *Envelope {
-	if len(m.envs) == 0 {
-		m.envs = make([]Envelope, envBlock)
-	}
-	e := &m.envs[0]
-	m.envs = m.envs[1:]
-	return e
+// eface is the layout of an interface{}: its dynamic type, and a pointer
+// to its value (for a []byte or a string, a box the runtime allocates when
+// converting). box builds such interfaces over boxes carved from a block;
+// TestRecvMemBoxes checks that they behave as converted ones.
+type eface struct {
+	typ  unsafe.Pointer
+	data unsafe.Pointer
 }
+
+func typeOf(v interface{}) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
+
+var (
+	bytesType  = typeOf([]byte(nil))
+	stringType = typeOf("")
+)
+
+// box is the interface{} of type typ whose value is at p, which nothing
+// writes again.
+func box(typ, p unsafe.Pointer) (v interface{}) {
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = typ, p
+	return v
+}
+
+// carve takes the next element of a block, making a new block when empty.
+func carve[T any](block *[]T) *T {
+	if len(*block) == 0 {
+		*block = make([]T, envBlock)
+	}
+	p := &(*block)[0]
+	*block = (*block)[1:]
+	return p
+}
+
+func (m *recvMem) envelope() *Envelope { return carve(&m.envs) }
 
 // copy copies view (C memory) into Go memory.
 func (m *recvMem) copy(view []byte) []byte {
@@ -118,8 +147,15 @@ func (m *recvMem) copy(view []byte) []byte {
 // string stays immutable.
 func (m *recvMem) decode(kind uint32, view []byte) (interface{}, error) {
 	b := m.copy(view)
-	if kind == kindText {
-		return unsafe.String(unsafe.SliceData(b), len(b)), nil
+	switch kind {
+	case kindText:
+		p := carve(&m.strings)
+		*p = unsafe.String(unsafe.SliceData(b), len(b))
+		return box(stringType, unsafe.Pointer(p)), nil
+	case kindBytes:
+		p := carve(&m.slices)
+		*p = b
+		return box(bytesType, unsafe.Pointer(p)), nil
 	}
 	return decode(kind, b)
 }

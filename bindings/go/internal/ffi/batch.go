@@ -28,6 +28,7 @@ type SendBatch struct {
 	arena unsafe.Pointer
 	size  int // arena capacity
 	used  int
+	sent  *C.size_t // C memory: a Go variable passed by address would escape
 	e     errbuf
 }
 
@@ -39,6 +40,7 @@ func NewSendBatch(max int) *SendBatch {
 		offs:  make([]int, max),
 		arena: C.malloc(arenaStart),
 		size:  arenaStart,
+		sent:  (*C.size_t)(C.calloc(1, C.sizeof_size_t)),
 		e:     newErrbuf(),
 	}
 }
@@ -84,14 +86,13 @@ func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error
 		b.envs[i].data = (*C.uint8_t)(unsafe.Add(b.arena, b.offs[i]))
 	}
 	for start := 0; start < b.n; {
-		var sent C.size_t
-		rc := C.cluster_send_batch(n.p, &b.envs[start], C.size_t(b.n-start), C.int64_t(timeoutMs), &sent, b.e.p)
+		rc := C.cluster_send_batch(n.p, &b.envs[start], C.size_t(b.n-start), C.int64_t(timeoutMs), b.sent, b.e.p)
 		runtime.KeepAlive(n)
 		if rc == C.CLUSTER_OK {
 			return 0, nil
 		}
 		err := b.e.check(rc)
-		at := start + int(sent)
+		at := start + int(*b.sent)
 		if rc == C.CLUSTER_E_CLOSED {
 			return b.n - at, err
 		}
@@ -115,6 +116,7 @@ func (b *SendBatch) reset() {
 func (b *SendBatch) Free() {
 	C.free(unsafe.Pointer(&b.envs[0]))
 	C.free(b.arena)
+	C.free(unsafe.Pointer(b.sent))
 	b.e.free()
 	b.envs, b.arena = nil, nil
 }
@@ -123,6 +125,7 @@ func (b *SendBatch) Free() {
 // call into C memory it owns. One goroutine uses it at a time.
 type RecvBatch struct {
 	envs []C.cluster_envelope_t // view of C memory
+	got  *C.size_t              // C memory, as SendBatch.sent
 	e    errbuf
 }
 
@@ -130,7 +133,11 @@ type RecvBatch struct {
 // with Free.
 func NewRecvBatch(max int) *RecvBatch {
 	p := (*C.cluster_envelope_t)(C.calloc(C.size_t(max), C.sizeof_cluster_envelope_t))
-	return &RecvBatch{envs: unsafe.Slice(p, max), e: newErrbuf()}
+	return &RecvBatch{
+		envs: unsafe.Slice(p, max),
+		got:  (*C.size_t)(C.calloc(1, C.sizeof_size_t)),
+		e:    newErrbuf(),
+	}
 }
 
 // Recv waits up to timeoutMs (negative: until a message or close) for the
@@ -139,12 +146,12 @@ func NewRecvBatch(max int) *RecvBatch {
 // call: each copies what it keeps. The C payloads are released before Recv
 // returns.
 func (b *RecvBatch) Recv(n *Node, max int, timeoutMs int64, each func(pid, msgID int64, kind uint32, data []byte)) error {
-	var got C.size_t
-	rc := C.cluster_recv_batch(n.p, &b.envs[0], C.size_t(min(max, len(b.envs))), &got, C.int64_t(timeoutMs), b.e.p)
+	rc := C.cluster_recv_batch(n.p, &b.envs[0], C.size_t(min(max, len(b.envs))), b.got, C.int64_t(timeoutMs), b.e.p)
 	runtime.KeepAlive(n)
 	if err := b.e.check(rc); err != nil {
 		return err
 	}
+	got := *b.got
 	defer C.cluster_envelopes_free(&b.envs[0], got)
 	for i := range b.envs[:got] {
 		env := &b.envs[i]
@@ -156,6 +163,7 @@ func (b *RecvBatch) Recv(n *Node, max int, timeoutMs int64, each func(pid, msgID
 // Free releases the buffer's C memory.
 func (b *RecvBatch) Free() {
 	C.free(unsafe.Pointer(&b.envs[0]))
+	C.free(unsafe.Pointer(b.got))
 	b.e.free()
 	b.envs = nil
 }

@@ -103,7 +103,7 @@ impl Envelope {
 
 /// A message to send whose payload is still the caller's: it is copied
 /// once, into wherever the transport keeps it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Outgoing<'a> {
     /// The destination id, BROADCAST or one's own id.
     pub to: i64,

@@ -26,6 +26,18 @@ pub trait Transport: Send + Sync {
         self.send(msg.to_envelope(), timeout)
     }
 
+    /// Sends `msgs` in order as `send_copy` would one by one, stopping at
+    /// the first error; how many were sent, and the error. A transport may
+    /// queue a run of messages to one peer at once.
+    fn send_copies(&self, msgs: &[Outgoing<'_>], timeout: Timeout) -> (usize, Result<()>) {
+        for (i, &msg) in msgs.iter().enumerate() {
+            if let Err(e) = self.send_copy(msg, timeout) {
+                return (i, Err(e));
+            }
+        }
+        (msgs.len(), Ok(()))
+    }
+
     /// Takes the next received envelope, its `pid` set to the sender's id.
     fn recv(&self, timeout: Timeout) -> Result<Envelope>;
 
@@ -97,6 +109,11 @@ impl Node {
     /// Sends a copy of `msg`; see [`Transport::send_copy`].
     pub fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
         self.0.send_copy(msg, timeout)
+    }
+
+    /// Sends copies of `msgs` in order; see [`Transport::send_copies`].
+    pub fn send_copies(&self, msgs: &[Outgoing<'_>], timeout: Timeout) -> (usize, Result<()>) {
+        self.0.send_copies(msgs, timeout)
     }
 
     /// Receives the next envelope; see [`Transport::recv`].

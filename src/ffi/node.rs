@@ -3,8 +3,8 @@
 use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
 use crate::envelope::{frame_at, Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
+use crate::inbox::timeout_from_ms;
 use crate::inbox::Item;
-use crate::inbox::{timeout_from_ms, Timeout};
 use crate::node::Node;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
@@ -56,16 +56,19 @@ fn payload(e: &ClusterEnvelope) -> Result<&[u8]> {
     })
 }
 
-/// Sends a copy of a C envelope.
-fn send_c(node: &Node, e: &ClusterEnvelope, timeout: Timeout) -> Result<()> {
-    let msg = Outgoing {
+/// A C envelope as a message to send, checked.
+fn outgoing(e: &ClusterEnvelope) -> Result<Outgoing<'_>> {
+    Ok(Outgoing {
         to: e.pid,
         msg_id: e.msg_id,
         kind: e.kind,
         data: payload(e)?,
-    };
-    node.send_copy(msg, timeout)
+    })
 }
+
+/// How many C envelopes `cluster_send_batch` checks and hands to the node
+/// at a time (from a buffer on the stack).
+const SEND_CHUNK: usize = 64;
 
 /// Payload bytes shared by several envelopes handed to C, freed with the
 /// last of them: the small payloads of one `cluster_recv_batch` call, or
@@ -131,7 +134,7 @@ pub extern "C" fn cluster_send(
 ) -> c_int {
     call(err, || {
         let node = node_arg(node)?;
-        send_c(node, arg(env, "env")?, timeout_from_ms(timeout_ms))
+        node.send_copy(outgoing(arg(env, "env")?)?, timeout_from_ms(timeout_ms))
     })
 }
 
@@ -153,9 +156,26 @@ pub extern "C" fn cluster_send_batch(
         set_opt(sent, 0);
         let envs = slice_arg(envs, n, "envs")?;
         let timeout = timeout_from_ms(timeout_ms);
-        for (i, e) in envs.iter().enumerate() {
-            send_c(node, e, timeout)?;
-            set_opt(sent, i + 1);
+        let mut done = 0;
+        let mut msgs = [Outgoing::default(); SEND_CHUNK];
+        for chunk in envs.chunks(SEND_CHUNK) {
+            // Checked up to the first bad envelope; what precedes it is sent.
+            let mut bad = Ok(());
+            let mut k = 0;
+            for e in chunk {
+                match outgoing(e) {
+                    Ok(m) => msgs[k] = m,
+                    Err(e) => {
+                        bad = Err(e);
+                        break;
+                    }
+                }
+                k += 1;
+            }
+            let (n, result) = node.send_copies(&msgs[..k], timeout);
+            done += n;
+            set_opt(sent, done);
+            result.and(bad)?;
         }
         Ok(())
     })

@@ -324,19 +324,40 @@ impl Transport for TcpNode {
     /// The common case (a small payload to one live peer with room in its
     /// queue, no fault set, not a reply) is encoded straight into the queue.
     fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
-        let replying = self.begin_send(msg.data.len())?;
-        if !replying && msg.data.len() < batch::BIG && !self.shared.faults.is_active() {
-            if let Some(link) = self.link(msg.to) {
-                if link
-                    .queue
-                    .try_push_small(msg.msg_id, msg.kind, msg.data)
-                    .is_ok()
-                {
-                    return Ok(());
+        let (_, result) = self.send_copies(std::slice::from_ref(&msg), timeout);
+        result
+    }
+
+    /// In the common case, the messages of a run to one peer go into its
+    /// queue under one lock.
+    fn send_copies(&self, msgs: &[Outgoing<'_>], timeout: Timeout) -> (usize, Result<()>) {
+        let mut sent = 0;
+        while let Some(&msg) = msgs.get(sent) {
+            let replying = match self.begin_send(msg.data.len()) {
+                Ok(replying) => replying,
+                Err(e) => return (sent, Err(e)),
+            };
+            if !replying && msg.data.len() < batch::BIG && !self.shared.faults.is_active() {
+                if let Some(link) = self.link(msg.to) {
+                    // The run: this message and those after it to the same
+                    // peer, small and within the size limit.
+                    let max = self.shared.config.max_message_size.min(batch::BIG - 1);
+                    let run = 1 + msgs[sent + 1..]
+                        .iter()
+                        .take_while(|m| m.to == msg.to && m.data.len() <= max)
+                        .count();
+                    if let Ok(n) = link.queue.try_push_small_run(&msgs[sent..sent + run]) {
+                        sent += n;
+                        continue;
+                    }
                 }
             }
+            if let Err(e) = self.send_checked(msg.to_envelope(), timeout, replying) {
+                return (sent, Err(e));
+            }
+            sent += 1;
         }
-        self.send_checked(msg.to_envelope(), timeout, replying)
+        (sent, Ok(()))
     }
 
     fn recv(&self, timeout: Timeout) -> Result<Envelope> {

@@ -4,7 +4,7 @@
 //! however many frames it holds, and is woken only when it sleeps.
 
 use super::batch::Batch;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Outgoing};
 use crate::inbox::PushError;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -68,17 +68,25 @@ impl Outq {
     pub fn push(&self, env: &Envelope, wait: Duration) -> Result<(), PushError> {
         let mut s = self.room_for_one(wait)?;
         s.batch.push(env);
-        self.pushed(s, env.data.len());
+        self.pushed(s, 1, env.data.len() as u64);
         Ok(())
     }
 
-    /// Queues a frame of a small payload (below [`BIG`](super::batch::BIG))
-    /// without waiting: no envelope is built.
-    pub fn try_push_small(&self, msg_id: i64, kind: u32, data: &[u8]) -> Result<(), PushError> {
+    /// Queues the frames of a run of small payloads (each below
+    /// [`BIG`](super::batch::BIG)) under one lock, without waiting: as many
+    /// from the front as there is room for (at least one: `Full` if there
+    /// is none); how many. `msgs` is not empty.
+    pub fn try_push_small_run(&self, msgs: &[Outgoing<'_>]) -> Result<usize, PushError> {
+        debug_assert!(!msgs.is_empty());
         let mut s = self.room_for_one(Duration::ZERO)?;
-        s.batch.push_small(msg_id, kind, data);
-        self.pushed(s, data.len());
-        Ok(())
+        let room = (self.cap - s.batch.frames()).min(msgs.len() as u64) as usize;
+        let mut bytes = 0u64;
+        for m in &msgs[..room] {
+            s.batch.push_small(m.msg_id, m.kind, m.data);
+            bytes += m.data.len() as u64;
+        }
+        self.pushed(s, room as u64, bytes);
+        Ok(room)
     }
 
     /// The lock, once the queue has room for a frame (waiting up to `wait`).
@@ -110,11 +118,11 @@ impl Outq {
         Ok(s)
     }
 
-    /// Counts a push of `len` payload bytes and unlocks, waking the writer
-    /// if it sleeps.
-    fn pushed(&self, mut s: MutexGuard<'_, State>, len: usize) {
-        s.sent += 1;
-        s.sent_bytes += len as u64;
+    /// Counts a push of `n` messages of `bytes` payload bytes in all and
+    /// unlocks, waking the writer if it sleeps.
+    fn pushed(&self, mut s: MutexGuard<'_, State>, n: u64, bytes: u64) {
+        s.sent += n;
+        s.sent_bytes += bytes;
         let wake = std::mem::take(&mut s.writer_waits);
         drop(s);
         if wake {
@@ -278,11 +286,33 @@ mod tests {
         q.clear();
         assert_eq!(q.push(&env(2), Duration::ZERO), Err(PushError::Closed));
         assert_eq!(
-            q.try_push_small(3, 0, b"x"),
+            q.try_push_small_run(&[Outgoing {
+                data: b"x",
+                ..Outgoing::default()
+            }]),
             Err(PushError::Closed),
             "the fast path too"
         );
         assert!(q.is_empty());
         assert_eq!(q.sent(), (1, 1));
+    }
+
+    #[test]
+    fn a_run_takes_what_fits_and_counts_it() {
+        let q = Outq::new(5);
+        q.push(&env(0), Duration::ZERO).unwrap();
+        let msgs: Vec<Outgoing> = (1..=6)
+            .map(|i| Outgoing {
+                msg_id: i,
+                data: b"abc",
+                ..Outgoing::default()
+            })
+            .collect();
+        assert_eq!(q.try_push_small_run(&msgs), Ok(4), "room for four");
+        assert_eq!(q.try_push_small_run(&msgs[4..]), Err(PushError::Full));
+        assert_eq!(q.sent(), (5, 1 + 4 * 3));
+        let mut b = Batch::default();
+        assert!(q.take(&mut b));
+        assert_eq!(b.frames(), 5);
     }
 }

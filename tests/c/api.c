@@ -151,6 +151,31 @@ static void test_two_nodes(void) {
     CHECK(got_n == 2 && many[0].msg_id == 1 && many[1].msg_id == 2);
     cluster_envelopes_free(many, got_n);
 
+    /* A long batch (several chunks inside the library) stops at a bad
+     * envelope deep inside it, with all that came before it sent in order. */
+    enum { LONG = 150, BAD = 130 };
+    static cluster_envelope_t longb[LONG];
+    for (int i = 0; i < LONG; i++) {
+        cluster_envelope_t e = {2, 100 + i, 0, (const uint8_t *)"z", 1, NULL};
+        longb[i] = e;
+    }
+    longb[BAD].data = NULL;
+    CHECK_RC(CLUSTER_E_NULL_ARG, cluster_send_batch(a, longb, LONG, -1, &sent, &err), err);
+    CHECK(sent == BAD);
+    longb[BAD].data = big;
+    longb[BAD].len = sizeof big; /* now too large: refused by the node */
+    CHECK_RC(CLUSTER_E_TOO_LARGE, cluster_send_batch(a, longb + BAD, 2, -1, &sent, &err), err);
+    CHECK(sent == 0);
+    for (size_t next = 0; next < BAD;) {
+        size_t k = 0;
+        CHECK_RC(CLUSTER_OK, cluster_recv_batch(b, many, 16, &k, 10000, &err), err);
+        for (size_t i = 0; i < k; i++)
+            CHECK(many[i].msg_id == (int64_t)(100 + next + i) && many[i].len == 1);
+        cluster_envelopes_free(many, k);
+        next += k;
+    }
+    CHECK_RC(CLUSTER_E_TIMEOUT, cluster_recv(b, &got, 50, &err), err);
+
     /* Stats are JSON the caller owns. */
     char *stats = NULL;
     CHECK_RC(CLUSTER_OK, cluster_stats(a, &stats, &err), err);

@@ -10,29 +10,38 @@ import (
 // receiver is a node's side of receiving, shared by Recv and the Inbox
 // goroutine: whoever holds turn calls into the node, and what one call
 // brings beyond the envelope asked for waits in ready, in order.
+//
+// The envelopes of a batch are consecutive in their blocks, so ready
+// holds runs of them, not a pointer each: while the garbage collector
+// marks (often, at millions of small messages a second), every pointer
+// written costs a write barrier.
 type receiver struct {
 	turn  chan struct{} // holds a token while someone receives
 	batch *ffi.RecvBatch
 	each  func(pid, msgID int64, kind uint32, data []byte)
 	mem   recvMem
-	got   []*Envelope // the batch being received
 
 	mu    sync.Mutex
-	ready []*Envelope // received, not yet handed out
-	next  int         // ready[next:] are still to hand out
+	ready [][]Envelope // runs received, not yet handed out
+	run   int          // ready[run] is the run being handed out,
+	at    int          // from ready[run][at]
 }
 
 // pop is the next envelope received ahead, or nil.
 func (r *receiver) pop() *Envelope {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.next == len(r.ready) {
-		r.ready, r.next = r.ready[:0], 0
+	if r.run == len(r.ready) {
 		return nil
 	}
-	e := r.ready[r.next]
-	r.ready[r.next] = nil
-	r.next++
+	e := &r.ready[r.run][r.at]
+	if r.at++; r.at == len(r.ready[r.run]) {
+		r.ready[r.run] = nil
+		r.run, r.at = r.run+1, 0
+		if r.run == len(r.ready) {
+			r.ready, r.run = r.ready[:0], 0
+		}
+	}
 	return e
 }
 
@@ -51,17 +60,13 @@ func (n *Node) fill(timeoutMs int64) error {
 					n.log.printf("decode", "cluster: server %d: message %d from %d dropped: %v", n.pid, msgID, pid, err)
 					return
 				}
-				e := r.mem.envelope()
-				*e = Envelope{Pid: int(pid), MsgId: msgID, Msg: msg}
-				r.got = append(r.got, e)
+				*r.mem.envelope() = Envelope{Pid: int(pid), MsgId: msgID, Msg: msg}
 			}
 		}
 		err := r.batch.Recv(h, batchMax, timeoutMs, r.each)
 		r.mu.Lock()
-		r.ready = append(r.ready, r.got...)
+		r.ready = r.mem.runs(r.ready)
 		r.mu.Unlock()
-		clear(r.got)
-		r.got = r.got[:0]
 		return err
 	})
 }
@@ -84,12 +89,59 @@ const (
 	smallMax  = 256     // larger payloads get their own allocation
 )
 
-// recvMem hands out received envelopes and payloads; one goroutine uses it.
+// recvMem hands out received envelopes and payloads; one goroutine uses
+// it. Blocks are used up by index, so handing out writes no pointer.
 type recvMem struct {
-	envs    []Envelope
-	bytes   []byte
-	slices  [][]byte // boxes of []byte messages
-	strings []string // boxes of string messages
+	envs    block[Envelope]
+	from    int // envs.items[from:envs.used] are handed out but not in a run yet
+	full    [][]Envelope
+	bytes   block[byte]
+	slices  block[[]byte] // boxes of []byte messages
+	strings block[string] // boxes of string messages
+}
+
+// block is a slice of Go memory handed out from the front.
+type block[T any] struct {
+	items []T
+	used  int
+}
+
+// take hands out the next n items (n <= size), making a block of size
+// first if fewer are left.
+func (b *block[T]) take(n, size int) []T {
+	if len(b.items)-b.used < n {
+		b.items, b.used = make([]T, size), 0
+	}
+	out := b.items[b.used : b.used+n : b.used+n]
+	b.used += n
+	return out
+}
+
+func (b *block[T]) one() *T { return &b.take(1, envBlock)[0] }
+
+// envelope hands out the next envelope.
+func (m *recvMem) envelope() *Envelope {
+	if m.envs.used == len(m.envs.items) && m.envs.used > m.from {
+		m.full = append(m.full, m.envs.items[m.from:m.envs.used])
+	}
+	e := m.envs.one()
+	if m.envs.used == 1 {
+		m.from = 0
+	}
+	return e
+}
+
+// runs appends to ready the envelopes handed out since the last call, as
+// runs of consecutive ones.
+func (m *recvMem) runs(ready [][]Envelope) [][]Envelope {
+	ready = append(ready, m.full...)
+	clear(m.full)
+	m.full = m.full[:0]
+	if m.envs.used > m.from {
+		ready = append(ready, m.envs.items[m.from:m.envs.used])
+		m.from = m.envs.used
+	}
+	return ready
 }
 
 // eface is the layout of an interface{}: its dynamic type, and a pointer
@@ -116,28 +168,12 @@ func box(typ, p unsafe.Pointer) (v interface{}) {
 	return v
 }
 
-// carve takes the next element of a block, making a new block when empty.
-func carve[T any](block *[]T) *T {
-	if len(*block) == 0 {
-		*block = make([]T, envBlock)
-	}
-	p := &(*block)[0]
-	*block = (*block)[1:]
-	return p
-}
-
-func (m *recvMem) envelope() *Envelope { return carve(&m.envs) }
-
 // copy copies view (C memory) into Go memory.
 func (m *recvMem) copy(view []byte) []byte {
 	if len(view) > smallMax {
 		return append([]byte(nil), view...)
 	}
-	if len(m.bytes) < len(view) {
-		m.bytes = make([]byte, byteBlock)
-	}
-	out := m.bytes[:len(view):len(view)]
-	m.bytes = m.bytes[len(view):]
+	out := m.bytes.take(len(view), byteBlock)
 	copy(out, view)
 	return out
 }
@@ -149,11 +185,11 @@ func (m *recvMem) decode(kind uint32, view []byte) (interface{}, error) {
 	b := m.copy(view)
 	switch kind {
 	case kindText:
-		p := carve(&m.strings)
+		p := m.strings.one()
 		*p = unsafe.String(unsafe.SliceData(b), len(b))
 		return box(stringType, unsafe.Pointer(p)), nil
 	case kindBytes:
-		p := carve(&m.slices)
+		p := m.slices.one()
 		*p = b
 		return box(bytesType, unsafe.Pointer(p)), nil
 	}

@@ -18,8 +18,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// A tiny run of each workload through the wrapper, the raw C ABI and a
-// mixed pair: the children check that every message arrives once, in order,
+// A tiny run of each workload through the wrapper's channels, its Send and
+// Recv, SendMany, the raw C ABI and mixed pairs: the children check that every message arrives once, in order,
 // with its size, and report numbers.
 func TestRuns(t *testing.T) {
 	self, err := os.Executable()
@@ -31,7 +31,7 @@ func TestRuns(t *testing.T) {
 		if w.role == "pp" {
 			w.count = 20
 		}
-		for _, pair := range [][2]string{{"go", "go"}, {"raw", "raw"}, {"go", "raw"}, {"raw", "go"}} {
+		for _, pair := range [][2]string{{"go", "go"}, {"direct", "direct"}, {"batch", "batch"}, {"raw", "raw"}, {"go", "raw"}, {"raw", "go"}, {"batch", "go"}} {
 			v, err := runOnce([2]node{{self, pair[0]}, {self, pair[1]}}, w)
 			if err != nil {
 				t.Fatalf("%s, %s+%s: %v", w.name, pair[0], pair[1], err)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Measures the Go binding as the C bench measures the C API, sender and
 # receiver in separate processes: unicast 64 B msgs/s and ping-pong 64 B
-# round trips through the Go wrapper (Outbox/Inbox), through the C ABI
-# called from Go, and with the C bench's own C children, interleaved run by
-# run, with the wrapper's ratio to C. Arguments go to the driver
-# (internal/gobench): [-runs N] [-only unicast|ping-pong] [-impl go,raw,c]
+# round trips through the Go wrapper (Outbox/Inbox; Send/Recv; SendMany/
+# Recv), through the C ABI called from Go, and with the C bench's own C
+# children, interleaved run by run, with each wrapper path's ratio to C.
+# Arguments go to the driver (internal/gobench): [-runs N]
+# [-only unicast|ping-pong] [-impl go,direct,batch,raw,c]
 # [-scale F]; e.g. -impl go,c,go+c,c+go shows which side costs what.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

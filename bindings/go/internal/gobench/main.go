@@ -10,26 +10,28 @@
 // It runs these transports, interleaved run by run so that drift on the
 // machine hits them alike:
 //
-//	go   the wrapper: Outbox and Inbox channels of package cluster
-//	direct  the wrapper's synchronous Send and Recv methods
-//	batch   the same with SendMany of 256 envelopes (Recv to receive)
-//	raw  the C ABI called from Go: one cluster_send per message, up to 256
-//	     per cluster_recv_batch, no channels, no codec (what the C bench does)
-//	c    the C bench's own children (its binary, given with -cbench)
-//	alt  the wrapper children of another build of gobench (-alt), for A/B
-//	a+b  node 0 (sender, client) on a and node 1 (receiver, server) on b,
-//	     e.g. go+c and c+go to see which side costs what
+//	go      the wrapper: Outbox and Inbox channels of package cluster
+//	direct  the wrapper's synchronous Send and Recv
+//	batch   SendMany of 256 envelopes, and Recv
+//	raw     the C ABI called from Go: one cluster_send per message, up to
+//	        256 per cluster_recv_batch, no channels, no codec (what the C
+//	        bench does)
+//	c       the C bench's own children (its binary, given with -cbench)
+//	alt     the channel children of another build of gobench (-alt), for A/B
+//	a+b     node 0 (sender, client) on a and node 1 (receiver, server) on
+//	        b, e.g. go+c and c+go to see which side costs what
 //
 // and prints the median of the runs ± half their range (relative to the
-// median), and the ratio of the wrapper to the C bench with the goal
+// median), and the ratio of each wrapper path to the C bench with the goal
 // (within 2x). bindings/go/bench.sh builds everything and runs it.
 //
-// Usage: gobench [-runs N] [-only unicast|ping-pong] [-impl go,raw,c]
+// Usage: gobench [-runs N] [-only unicast|ping-pong] [-impl go,direct,batch,raw,c]
 // [-cbench PATH] [-alt PATH] [-scale F]. GOBENCH_CPUPROFILE=prefix and
 // GOBENCH_TRACE=prefix make each Go child write a CPU profile or an
 // execution trace.
 //
-// Run with a role (gobench thr|pp go|raw ME N PORTS SIZE COUNT) it is a child.
+// Run with a role (gobench thr|pp go|direct|batch|raw ME N PORTS SIZE
+// COUNT) it is a child.
 package main
 
 import (
@@ -433,10 +435,10 @@ func loadAvg() string {
 
 // ---------- the children ----------
 
-// child runs one role: thr|pp go|raw ME N PORTS SIZE COUNT.
+// child runs one role: thr|pp go|direct|batch|raw ME N PORTS SIZE COUNT.
 func child(args []string) {
 	if len(args) != 7 {
-		fail("usage: gobench thr|pp go|raw ME N PORTS SIZE COUNT")
+		fail("usage: gobench thr|pp go|direct|batch|raw ME N PORTS SIZE COUNT")
 	}
 	role, impl := args[0], args[1]
 	me, _ := strconv.Atoi(args[2])

@@ -21,7 +21,8 @@ var ErrTimeout = errors.New("cluster: receive timed out")
 // (*Error), a Msg that cannot be encoded, ErrClosed after Close. The
 // message is copied: e and its Msg may be reused once Send returns.
 // Envelopes sent with Send and on Outbox keep no order between them.
-// Concurrent calls take turns.
+// Concurrent calls of Send and SendMany take turns: one waiting for room in
+// a full peer's queue holds up the others.
 func (n *Node) Send(e *Envelope) error {
 	_, err := n.SendMany([]*Envelope{e})
 	return err
@@ -33,7 +34,7 @@ var errNil = errors.New("cluster: nil envelope")
 // SendMany sends envs in order, as Send would one by one, with one call
 // into the library per 1024: it stops at the first envelope that is nil,
 // cannot be encoded or is refused, and returns how many were sent and why
-// it stopped. Concurrent calls take turns.
+// it stopped. Concurrent calls take turns, as Send's do.
 func (n *Node) SendMany(envs []*Envelope) (int, error) {
 	sent := 0
 	err := n.with(func(h *ffi.Node) error {
@@ -98,19 +99,20 @@ func (n *Node) Recv(timeout time.Duration) (*Envelope, error) {
 	w := newWait(timeout)
 	defer w.stop()
 	if !n.pumping.Load() {
-		if e, err := n.recvDirect(w); e != nil || err != errPumping {
+		if e, err := n.recvDirect(&w); e != nil || err != errPumping {
 			return e, err
 		}
 	}
-	return n.recvInbox(w)
+	return n.recvInbox(&w)
 }
 
 // errPumping: the Inbox goroutine receives now.
 var errPumping = errors.New("cluster: Inbox receives")
 
-// recvDirect receives from the node unless the Inbox goroutine does.
+// recvDirect receives from the node unless the Inbox goroutine does (then
+// errPumping).
 func (n *Node) recvDirect(w *wait) (*Envelope, error) {
-	if err := w.send(n.rx.turn, n.stop); err != nil {
+	if err := n.takeTurn(w); err != nil {
 		return nil, err
 	}
 	defer func() { <-n.rx.turn }()
@@ -129,10 +131,39 @@ func (n *Node) recvDirect(w *wait) (*Envelope, error) {
 			return nil, ErrClosed
 		case err != nil:
 			return nil, err
+		case w.ms() == 0:
+			return nil, ErrTimeout
 		}
 		// Every envelope of the batch failed to decode: wait on.
 	}
 	return nil, errPumping
+}
+
+// takeTurn takes the right to receive from the node within the time
+// left: errPumping once the Inbox goroutine has it for good, ErrClosed
+// after Close.
+func (n *Node) takeTurn(w *wait) error {
+	select {
+	case n.rx.turn <- struct{}{}:
+		return nil
+	default:
+	}
+	if n.pumping.Load() {
+		return errPumping
+	}
+	if w.timeout == 0 {
+		return ErrTimeout
+	}
+	select {
+	case n.rx.turn <- struct{}{}:
+		return nil
+	case <-n.pumped:
+		return errPumping
+	case <-n.stop:
+		return ErrClosed
+	case <-w.expired():
+		return ErrTimeout
+	}
 }
 
 // recvInbox is Recv once the Inbox goroutine receives.
@@ -163,8 +194,8 @@ type wait struct {
 	timer    *time.Timer
 }
 
-func newWait(timeout time.Duration) *wait {
-	w := &wait{timeout: timeout}
+func newWait(timeout time.Duration) wait {
+	w := wait{timeout: timeout}
 	if timeout > 0 {
 		w.deadline = time.Now().Add(timeout)
 	}
@@ -192,27 +223,6 @@ func (w *wait) ms() int64 {
 		return 0
 	}
 	return int64((left + time.Millisecond - 1) / time.Millisecond)
-}
-
-// send puts a token into ch within the time left; ErrClosed once stop is
-// closed.
-func (w *wait) send(ch chan struct{}, stop chan struct{}) error {
-	select {
-	case ch <- struct{}{}:
-		return nil
-	default:
-	}
-	if w.timeout == 0 {
-		return ErrTimeout
-	}
-	select {
-	case ch <- struct{}{}:
-		return nil
-	case <-stop:
-		return ErrClosed
-	case <-w.expired():
-		return ErrTimeout
-	}
 }
 
 func (w *wait) stop() {

@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"encoding/json"
-	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,20 +248,23 @@ func TestConcurrentRecv(t *testing.T) {
 	const total, workers = 4000, 4
 	seen := make([]int, total)
 	var mu sync.Mutex
+	var got atomic.Int64
 	var wg sync.WaitGroup
+	deadline := time.Now().Add(30 * time.Second)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				e, err := b.Recv(200 * time.Millisecond)
-				if errors.Is(err, ErrTimeout) {
-					return
+			for got.Load() < total && time.Now().Before(deadline) {
+				e, err := b.Recv(50 * time.Millisecond)
+				if err == ErrTimeout {
+					continue
 				}
 				if err != nil {
 					t.Error(err)
 					return
 				}
+				got.Add(1)
 				mu.Lock()
 				seen[e.MsgId]++
 				mu.Unlock()
@@ -280,6 +283,81 @@ func TestConcurrentRecv(t *testing.T) {
 		if c != 1 {
 			t.Fatalf("message %d received %d times", i, c)
 		}
+	}
+	if e, err := b.Recv(50 * time.Millisecond); err != ErrTimeout {
+		t.Fatalf("a message too many: %+v, %v", e, err)
+	}
+}
+
+// A Recv that waits for the right to receive while Inbox starts goes on
+// to take from Inbox instead of waiting for a turn that never comes back.
+func TestRecvWhileInboxStarts(t *testing.T) {
+	a, b := pair(t)
+	b.Inbox()
+	waitFor(t, 10*time.Second, "the Inbox goroutine to receive", func() bool {
+		return len(b.rx.turn) == 1
+	})
+	if err := a.Send(&Envelope{Pid: 2, Msg: "late"}); err != nil {
+		t.Fatal(err)
+	}
+	w := newWait(10 * time.Second)
+	defer w.stop()
+	// What Recv does when it saw no Inbox goroutine just before it started.
+	if _, err := b.recvDirect(&w); err != errPumping {
+		t.Fatalf("recvDirect: %v, want errPumping", err)
+	}
+	if e, err := b.Recv(10 * time.Second); err != nil || e.Msg != "late" {
+		t.Fatalf("Recv: %+v, %v", e, err)
+	}
+}
+
+// A poll that finds nothing allocates nothing.
+func TestEmptyRecvDoesNotAllocate(t *testing.T) {
+	_, b := pair(t)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := b.Recv(0); err != ErrTimeout {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per empty Recv(0)", n)
+	}
+}
+
+// A stream of messages that cannot be decoded does not keep Recv past its
+// timeout; they are counted.
+func TestRecvTimeoutUnderUndecodableStream(t *testing.T) {
+	a, b := pair(t)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s := ffi.NewSender()
+		defer s.Free()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// kind 2 is JSON, and "{" is not.
+			if a.with(func(h *ffi.Node) error { return s.Send(h, 2, 0, kindJSON, []byte("{"), -1) }) != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	waitFor(t, 10*time.Second, "bad messages to arrive", func() bool {
+		return stat(t, b).Received > 0
+	})
+	t0 := time.Now()
+	if _, err := b.Recv(100 * time.Millisecond); err != ErrTimeout {
+		t.Fatalf("Recv: %v, want ErrTimeout", err)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Fatalf("Recv(100ms) returned after %v", d)
+	}
+	if b.Counters().DecodeErrors == 0 {
+		t.Fatal("undecodable messages not counted")
 	}
 }
 

@@ -43,8 +43,9 @@ type Node struct {
 	batchMu  sync.Mutex // held while SendMany uses batch
 	batch    *ffi.SendBatch
 	pumpOnce sync.Once
-	pumpMu   sync.Mutex  // orders the Inbox goroutine's start and Close
-	pumping  atomic.Bool // the Inbox goroutine receives
+	pumpMu   sync.Mutex    // orders the Inbox goroutine's start and Close
+	pumping  atomic.Bool   // the Inbox goroutine receives
+	pumped   chan struct{} // closed when it starts
 
 	encodeErrors, decodeErrors, sendErrors, discarded atomic.Uint64
 	log                                               limiter
@@ -98,6 +99,7 @@ func start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, er
 		outbox: make(chan *Envelope, queueSize(outboxSize)),
 		stop:   make(chan struct{}),
 		sent:   make(chan struct{}),
+		pumped: make(chan struct{}),
 	}
 	n.rx.turn = make(chan struct{}, 1)
 	n.wg.Add(1)
@@ -152,6 +154,7 @@ func (n *Node) Inbox() chan *Envelope {
 			return
 		}
 		n.pumping.Store(true)
+		close(n.pumped)
 		n.wg.Add(1)
 		go n.recvLoop()
 	})
@@ -194,8 +197,9 @@ func (n *Node) with(f func(*ffi.Node) error) error {
 // Close sends what Outbox holds (waiting at most a second for room), stops
 // the node (which flushes within its linger and releases its port, so a
 // new server can start on the same address at once), waits for the
-// server's two goroutines to end and releases the handle. Idempotent and
-// safe from any goroutine; a concurrent second call waits for the first.
+// server's goroutines and the calls in progress to end and releases the
+// handle. Idempotent and safe from any goroutine; a concurrent second call
+// waits for the first.
 func (n *Node) Close() {
 	n.once.Do(func() {
 		n.pumpMu.Lock()

@@ -340,7 +340,10 @@ impl Transport for TcpNode {
             if !replying && msg.data.len() < batch::BIG && !self.shared.faults.is_active() {
                 if let Some(link) = self.link(msg.to) {
                     // The run: this message and those after it to the same
-                    // peer, small and within the size limit.
+                    // peer, small and within the size limit. What
+                    // `begin_send` checked for the first holds for them
+                    // (a close racing the run is refused by the queue), and
+                    // none of them is a reply.
                     let max = self.shared.config.max_message_size.min(batch::BIG - 1);
                     let run = 1 + msgs[sent + 1..]
                         .iter()

@@ -176,6 +176,27 @@ static void test_two_nodes(void) {
     }
     CHECK_RC(CLUSTER_E_TIMEOUT, cluster_recv(b, &got, 50, &err), err);
 
+    /* A too-large envelope after small ones to the same peer (which the
+     * library queues as one run) stops the batch there too. */
+    cluster_envelope_t mixed[5];
+    for (int i = 0; i < 5; i++) {
+        cluster_envelope_t e = {2, 300 + i, 0, (const uint8_t *)"m", 1, NULL};
+        mixed[i] = e;
+    }
+    mixed[3].data = big;
+    mixed[3].len = sizeof big;
+    CHECK_RC(CLUSTER_E_TOO_LARGE, cluster_send_batch(a, mixed, 5, -1, &sent, &err), err);
+    CHECK(sent == 3);
+    for (size_t next = 0; next < 3;) {
+        size_t k = 0;
+        CHECK_RC(CLUSTER_OK, cluster_recv_batch(b, many, 16, &k, 10000, &err), err);
+        for (size_t i = 0; i < k; i++)
+            CHECK(many[i].msg_id == (int64_t)(300 + next + i));
+        cluster_envelopes_free(many, k);
+        next += k;
+    }
+    CHECK_RC(CLUSTER_E_TIMEOUT, cluster_recv(b, &got, 50, &err), err);
+
     /* Stats are JSON the caller owns. */
     char *stats = NULL;
     CHECK_RC(CLUSTER_OK, cluster_stats(a, &stats, &err), err);

@@ -86,6 +86,7 @@ func (b *SendBatch) Send(n *Node, timeoutMs int64, refused func(i int, err error
 		b.envs[i].data = (*C.uint8_t)(unsafe.Add(b.arena, b.offs[i]))
 	}
 	for start := 0; start < b.n; {
+		*b.sent = 0
 		rc := C.cluster_send_batch(n.p, &b.envs[start], C.size_t(b.n-start), C.int64_t(timeoutMs), b.sent, b.e.p)
 		runtime.KeepAlive(n)
 		if rc == C.CLUSTER_OK {
@@ -146,6 +147,7 @@ func NewRecvBatch(max int) *RecvBatch {
 // call: each copies what it keeps. The C payloads are released before Recv
 // returns.
 func (b *RecvBatch) Recv(n *Node, max int, timeoutMs int64, each func(pid, msgID int64, kind uint32, data []byte)) error {
+	*b.got = 0
 	rc := C.cluster_recv_batch(n.p, &b.envs[0], C.size_t(min(max, len(b.envs))), b.got, C.int64_t(timeoutMs), b.e.p)
 	runtime.KeepAlive(n)
 	if err := b.e.check(rc); err != nil {

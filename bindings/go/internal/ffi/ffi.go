@@ -64,10 +64,17 @@ func newErrbuf() errbuf {
 
 func (e errbuf) free() { C.free(unsafe.Pointer(e.p)) }
 
+// timedOut is the error of every timeout, made once: a poll that finds
+// nothing allocates nothing.
+var timedOut = &Error{Code: ErrTimeout, Name: "CLUSTER_E_TIMEOUT", Message: "timed out"}
+
 // check turns a status and the message written by the same call into an error.
 func (e errbuf) check(rc C.int) error {
-	if rc == C.CLUSTER_OK {
+	switch rc {
+	case C.CLUSTER_OK:
 		return nil
+	case C.CLUSTER_E_TIMEOUT:
+		return timedOut
 	}
 	return &Error{
 		Code:    int(rc),

@@ -5,6 +5,8 @@
 # cached result. A define naming the archive's hash in CGO_CFLAGS changes
 # the cgo packages' action ids whenever the archive changes, so the go
 # command rebuilds and relinks (and a library seen before hits the cache).
+# Sourced again (after a rebuild), it replaces the define it added before.
 lib="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/target/release/libcluster.a"
-CGO_CFLAGS="${CGO_CFLAGS:--g -O2} -DCLUSTER_LIB_ID=$(sha256sum "$lib" | cut -c1-32)"
+CGO_CFLAGS="$(printf '%s' "${CGO_CFLAGS:--g -O2}" | sed 's/ *-DCLUSTER_LIB_ID=[0-9a-f]*//g')"
+CGO_CFLAGS="$CGO_CFLAGS -DCLUSTER_LIB_ID=$(sha256sum "$lib" | cut -c1-32)"
 export CGO_CFLAGS

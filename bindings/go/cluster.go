@@ -20,8 +20,9 @@
 // 1), json.RawMessage JSON (kind 2, received as the value encoding/json
 // decodes into interface{}), anything else gob-encoded (kind 16; register
 // its type with gob.Register), so C and Python peers read bytes, text and
-// JSON. A message that cannot be encoded or decoded is logged, counted (see
-// Node.Counters) and skipped.
+// JSON. A message put on Outbox that cannot be encoded, or one received
+// that cannot be decoded, is logged, counted (see Node.Counters) and
+// skipped; Node.Send and Node.SendMany return an encoding error instead.
 package cluster
 
 import (

@@ -23,7 +23,8 @@ const (
 
 // Node is a member of a cluster: the Server that New returns (and, inside
 // package mock, each mock server). Its methods beyond Server are extras:
-// counters and fault injection. All methods are safe for concurrent use.
+// the synchronous Send, SendMany and Recv, counters and fault injection.
+// All methods are safe for concurrent use.
 type Node struct {
 	h       *ffi.Node
 	mu      sync.RWMutex // write-held only to free h

@@ -6,7 +6,8 @@ import (
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
-// The two goroutines of a Node: one serves Outbox, one feeds Inbox.
+// A Node's goroutines: one serves Outbox (started by New), one feeds Inbox
+// (started by the first Inbox call).
 
 // sendLoop takes envelopes from Outbox, as many as are there up to
 // batchMax, and sends them with one cgo call. After stop it sends what is

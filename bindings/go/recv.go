@@ -81,7 +81,7 @@ func (r *receiver) free() {
 
 // Received envelopes, small payloads and the values their Msg interfaces
 // point to are carved out of blocks of Go memory, so a []byte or string
-// message costs no allocation of its own instead of four. A block stays
+// message costs no allocation of its own instead of three. A block stays
 // alive while anything carved from it does.
 const (
 	envBlock  = 64      // envelopes (and boxes) a block

@@ -481,3 +481,18 @@ func TestSendRecvThroughFaults(t *testing.T) {
 		t.Fatalf("after Heal: %+v, %v", e, err)
 	}
 }
+
+// SendMany on a mock server sends in order and stops at an unknown peer.
+func TestMockSendMany(t *testing.T) {
+	cl := mkCluster(t)
+	envs := []*cluster.Envelope{{Pid: 2, MsgId: 1, Msg: "a"}, {Pid: 2, MsgId: 2, Msg: "b"}, {Pid: 99, MsgId: 3}}
+	if n, err := cl.Servers[1].SendMany(envs); n != 2 || err == nil {
+		t.Fatalf("SendMany: %d, %v; want 2 sent and an unknown-peer error", n, err)
+	}
+	for _, want := range []int64{1, 2} {
+		e, err := cl.Servers[2].Recv(30 * time.Second)
+		if err != nil || e.MsgId != want {
+			t.Fatalf("got %+v, %v; want message %d", e, err, want)
+		}
+	}
+}

@@ -30,6 +30,10 @@ func (ms *MockServer) Inbox() chan *cluster.Envelope { return ms.n.Inbox() }
 // Send sends e now and says why if it could not (see cluster.Node.Send).
 func (ms *MockServer) Send(e *cluster.Envelope) error { return ms.n.Send(e) }
 
+// SendMany sends envs in order and says how many went out and why it
+// stopped (see cluster.Node.SendMany).
+func (ms *MockServer) SendMany(envs []*cluster.Envelope) (int, error) { return ms.n.SendMany(envs) }
+
 // Recv returns the next envelope, waiting up to timeout (see
 // cluster.Node.Recv).
 func (ms *MockServer) Recv(timeout time.Duration) (*cluster.Envelope, error) {

@@ -668,9 +668,11 @@ func batched(n *cluster.Node) port {
 	return p
 }
 
-// Unicast through the wrapper: node 0 sends count envelopes, each with a
-// fresh payload carrying its sequence number (MsgId too); node 1 checks
-// order and size and reports msgs/s from its first message to its last.
+// Unicast through the wrapper: node 0 sends count envelopes, each payload
+// carrying its sequence number (MsgId too; a fresh envelope and payload a
+// message through the channels, reused ones through Send and SendMany);
+// node 1 checks order and size and reports msgs/s from its first message
+// to its last.
 func (c *ctx) goThr(p port) {
 	if c.me == 0 {
 		for i := 0; i < c.count; i++ {

@@ -91,14 +91,14 @@ func (n *Node) Recv(timeout time.Duration) (*Envelope, error) {
 	if n.closed.Load() {
 		return nil, ErrClosed
 	}
-	if !n.pumping.Load() {
+	if !n.pumping() {
 		if e := n.rx.pop(); e != nil { // received ahead
 			return e, nil
 		}
 	}
 	w := newWait(timeout)
 	defer w.stop()
-	if !n.pumping.Load() {
+	if !n.pumping() {
 		if e, err := n.recvDirect(&w); e != nil || err != errPumping {
 			return e, err
 		}
@@ -119,7 +119,7 @@ func (n *Node) recvDirect(w *wait) (*Envelope, error) {
 	if e := n.rx.pop(); e != nil {
 		return e, nil
 	}
-	for !n.pumping.Load() {
+	for !n.pumping() {
 		err := n.fill(w.ms())
 		if e := n.rx.pop(); e != nil {
 			return e, nil
@@ -148,7 +148,7 @@ func (n *Node) takeTurn(w *wait) error {
 		return nil
 	default:
 	}
-	if n.pumping.Load() {
+	if n.pumping() {
 		return errPumping
 	}
 	if w.timeout == 0 {

@@ -45,8 +45,7 @@ type Node struct {
 	batch    *ffi.SendBatch
 	pumpOnce sync.Once
 	pumpMu   sync.Mutex    // orders the Inbox goroutine's start and Close
-	pumping  atomic.Bool   // the Inbox goroutine receives
-	pumped   chan struct{} // closed when it starts
+	pumped   chan struct{} // closed when the Inbox goroutine starts
 
 	encodeErrors, decodeErrors, sendErrors, discarded atomic.Uint64
 	log                                               limiter
@@ -144,6 +143,17 @@ func (n *Node) Peers() []int {
 // then a send blocks like a send on any channel nobody reads.
 func (n *Node) Outbox() chan *Envelope { return n.outbox }
 
+// pumping reports whether the Inbox goroutine receives (from now on, for
+// good).
+func (n *Node) pumping() bool {
+	select {
+	case <-n.pumped:
+		return true
+	default:
+		return false
+	}
+}
+
 // Inbox is the channel received envelopes arrive on, Pid set to the
 // sender. Its goroutine starts on the first call (until then, envelopes
 // wait in the node, for Recv or for Inbox).
@@ -154,7 +164,6 @@ func (n *Node) Inbox() chan *Envelope {
 		if n.closed.Load() {
 			return
 		}
-		n.pumping.Store(true)
 		close(n.pumped)
 		n.wg.Add(1)
 		go n.recvLoop()

@@ -243,14 +243,18 @@ impl MockCluster {
     /// and counted. Returns how many were delivered; 0 if the link was not
     /// held.
     pub fn release(&self, from: i64, to: i64, shuffle: bool) -> Result<usize> {
-        let Some(hold) = self.shared.update(|t| Ok(t.holds.remove(&(from, to))))? else {
+        let Some(hold) = self.shared.snapshot().holds.get(&(from, to)).cloned() else {
             return Ok(0);
         };
         let trace = &*self.shared.trace;
-        // Delivered under the hold's lock so that a sender racing with the
-        // release queues behind the held messages.
+        // Everything happens under the hold's lock, and the hold leaves the
+        // topology last: a sender that still sees it queues behind the lock
+        // and then finds it released, and one that no longer sees it comes
+        // after the held messages were delivered. Either way FIFO holds.
         let mut q = hold.lock();
-        q.released = true;
+        if q.released {
+            return Ok(0);
+        }
         let mut msgs = std::mem::take(&mut q.msgs);
         if shuffle {
             crate::fault::shuffle(&mut msgs, self.shared.seed, from, to);
@@ -259,6 +263,16 @@ impl MockCluster {
         for m in msgs {
             n += server::land(m, trace).is_ok() as usize;
         }
+        q.released = true;
+        let _ = self.shared.update(|t| {
+            if t.holds
+                .get(&(from, to))
+                .is_some_and(|h| Arc::ptr_eq(h, &hold))
+            {
+                t.holds.remove(&(from, to));
+            }
+            Ok(())
+        });
         Ok(n)
     }
 

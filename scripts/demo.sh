@@ -2,5 +2,5 @@
 # The main job: a local TCP cluster and the mock network, from embedded configs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v cargo >/dev/null || { echo "demo: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
+./scripts/setup.sh demo
 cargo run --quiet --release --bin cluster-demo -- "$@"

@@ -5,21 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Install what a fresh machine lacks; it stops with a message naming anything
+# it cannot install. Below, a missing tool is still an error, never a skip.
+./scripts/setup.sh
+
 need() {
     command -v "$1" >/dev/null 2>&1 || { echo "test.sh: '$1' is required but not installed ($2)" >&2; exit 1; }
 }
-need cargo "Rust toolchain"
 need cc "a C compiler"
 need valgrind "apt-get install valgrind"
 need pkg-config "apt-get install pkg-config"
 need cargo-fuzz "cargo install cargo-fuzz"
-need python3 "Python 3"
 need go "the Go toolchain"
-python3 -m pytest --version >/dev/null 2>&1 || { echo "test.sh: pytest is required (python3 -m pip install pytest)" >&2; exit 1; }
-rustup run nightly rustc --version >/dev/null 2>&1 || {
-    echo "test.sh: the nightly Rust toolchain is required for the fuzzers (rustup toolchain install nightly)" >&2
-    exit 1
-}
+python3 -m pytest --version >/dev/null 2>&1 || { echo "test.sh: pytest is required" >&2; exit 1; }
+rustup run nightly rustc --version >/dev/null 2>&1 || { echo "test.sh: the nightly toolchain is required for the fuzzers" >&2; exit 1; }
 
 step() { printf '\n=== %s\n' "$*"; }
 

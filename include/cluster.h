@@ -28,6 +28,11 @@
 #include <stdlib.h>
 
 /*
+ Default time after which a peer that answers nothing is marked down.
+ */
+#define DEFAULT_PEER_TIMEOUT_MS 10000
+
+/*
  Bytes of message an error can carry, including the terminating NUL.
  */
 #define CLUSTER_ERROR_MESSAGE_LEN 256

@@ -18,6 +18,8 @@ pub const DEFAULT_CLOSE_LINGER_MS: u64 = 1000;
 pub const DEFAULT_RECONNECT_MIN_MS: u64 = 10;
 /// Default cap of the reconnect delay.
 pub const DEFAULT_RECONNECT_MAX_MS: u64 = 1000;
+/// Default time after which a peer that answers nothing is marked down.
+pub const DEFAULT_PEER_TIMEOUT_MS: u64 = 10_000;
 
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +51,10 @@ pub struct Config {
     pub reconnect_min: Duration,
     /// Cap of the delay between reconnect attempts.
     pub reconnect_max: Duration,
+    /// How long a connected peer may leave our TCP probes and data
+    /// unanswered before it is marked down (a peer that answers but reads
+    /// slowly is never cut).
+    pub peer_timeout: Duration,
     /// A shared secret every member must prove it knows; `None` lets in any
     /// configured id.
     pub secret: Option<Vec<u8>>,
@@ -73,6 +79,7 @@ struct RawConfig {
     close_linger_ms: Option<i64>,
     reconnect_min_ms: Option<i64>,
     reconnect_max_ms: Option<i64>,
+    peer_timeout_ms: Option<i64>,
     secret: Option<String>,
 }
 
@@ -179,6 +186,12 @@ impl Config {
                 raw.reconnect_max_ms,
                 DEFAULT_RECONNECT_MAX_MS,
             )?,
+            peer_timeout: millis(
+                "PeerTimeoutMs",
+                raw.peer_timeout_ms,
+                DEFAULT_PEER_TIMEOUT_MS,
+            )?
+            .max(Duration::from_millis(100)),
         })
     }
 

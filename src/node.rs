@@ -66,6 +66,9 @@ pub trait Transport: Send + Sync {
 
     /// Changes the node's fault settings (see [`crate::fault`]).
     fn fault(&self, cmd: &FaultCmd) -> Result<()>;
+
+    /// The configuration the node runs with.
+    fn config(&self) -> &Config;
 }
 
 /// A member of a cluster, real or mock. Cheap to clone; every clone is the
@@ -89,6 +92,12 @@ impl Node {
     /// Wraps any transport as a node.
     pub fn from_transport(t: Arc<dyn Transport>) -> Node {
         Node(t)
+    }
+
+    /// Refuses a payload of `len` bytes above the node's `MaxMessageSize`:
+    /// callers that copy a payload check this first.
+    pub fn check_size(&self, len: usize) -> Result<()> {
+        self.0.config().check_size(len)
     }
 
     /// This node's own id.

@@ -41,8 +41,10 @@ pub(crate) fn node_arg<'a>(node: *const ClusterNode) -> Result<&'a Node> {
     arg(node, "node").map(|n| &n.node)
 }
 
-/// The payload of a C envelope, checked.
-fn payload(e: &ClusterEnvelope) -> Result<&[u8]> {
+/// The payload of a C envelope, checked: its length against the node's
+/// `MaxMessageSize` before any slice is made of it.
+fn payload<'a>(node: &Node, e: &'a ClusterEnvelope) -> Result<&'a [u8]> {
+    node.check_size(e.len)?;
     Ok(if e.len == 0 {
         &[]
     } else if e.data.is_null() {
@@ -57,12 +59,12 @@ fn payload(e: &ClusterEnvelope) -> Result<&[u8]> {
 }
 
 /// A C envelope as a message to send, checked.
-fn outgoing(e: &ClusterEnvelope) -> Result<Outgoing<'_>> {
+fn outgoing<'a>(node: &Node, e: &'a ClusterEnvelope) -> Result<Outgoing<'a>> {
     Ok(Outgoing {
         to: e.pid,
         msg_id: e.msg_id,
         kind: e.kind,
-        data: payload(e)?,
+        data: payload(node, e)?,
     })
 }
 
@@ -135,7 +137,10 @@ pub extern "C" fn cluster_send(
 ) -> c_int {
     call(err, || {
         let node = node_arg(node)?;
-        node.send_copy(outgoing(arg(env, "env")?)?, timeout_from_ms(timeout_ms))
+        node.send_copy(
+            outgoing(node, arg(env, "env")?)?,
+            timeout_from_ms(timeout_ms),
+        )
     })
 }
 
@@ -159,7 +164,7 @@ pub extern "C" fn cluster_send_batch(
         let timeout = timeout_from_ms(timeout_ms);
         if let [one] = envs {
             // As cluster_send: no buffer to fill for a single envelope.
-            node.send_copy(outgoing(one)?, timeout)?;
+            node.send_copy(outgoing(node, one)?, timeout)?;
             set_opt(sent, 1);
             return Ok(());
         }
@@ -170,7 +175,7 @@ pub extern "C" fn cluster_send_batch(
             let mut bad = Ok(());
             let mut k = 0;
             for e in chunk {
-                match outgoing(e) {
+                match outgoing(node, e) {
                     Ok(m) => msgs[k] = m,
                     Err(e) => {
                         bad = Err(e);

@@ -3,8 +3,8 @@
 
 use super::trace::{Event, Tag, Trace};
 use super::{Hold, Shared, Topology};
-use crate::config::BROADCAST;
-use crate::envelope::Envelope;
+use crate::config::{Config, BROADCAST};
+use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{Burst, Inbox, Item, Shutdown, Timeout};
@@ -314,6 +314,12 @@ impl Transport for MockServer {
             .collect()
     }
 
+    /// The size is checked before the payload is copied.
+    fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
+        self.cluster.config.check_size(msg.data.len())?;
+        self.send(msg.to_envelope(), timeout)
+    }
+
     fn send(&self, mut env: Envelope, timeout: Timeout) -> Result<()> {
         let me = &self.core;
         if me.shutdown.is_fired() {
@@ -388,5 +394,9 @@ impl Transport for MockServer {
     /// Fault settings of this server; cuts may name any id, open or not.
     fn fault(&self, cmd: &FaultCmd) -> Result<()> {
         self.core.faults.apply(cmd)
+    }
+
+    fn config(&self) -> &Config {
+        &self.cluster.config
     }
 }

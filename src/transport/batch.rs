@@ -5,7 +5,8 @@
 //! byte is copied at most once before the kernel takes it.
 
 use crate::envelope::{Envelope, Header, Payload};
-use std::io::{IoSlice, Write};
+use std::io::{self, IoSlice};
+use std::net::TcpStream;
 
 /// Payloads from this size on are not copied into the buffer.
 pub(crate) const BIG: usize = 8 << 10;
@@ -65,8 +66,23 @@ impl Batch {
         self.payload
     }
 
-    /// Writes the whole batch into `out` and empties it (also on error).
-    pub fn write_to(&mut self, mut out: impl Write) -> std::io::Result<()> {
+    /// Writes the whole batch into `s` and empties it (also on error). When
+    /// the socket is full, `stalled` waits for room and may give up with an
+    /// error (the deadline passed, the peer is gone).
+    pub fn write_to(
+        &mut self,
+        s: &TcpStream,
+        stalled: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.write_with(|b| super::sockets::send_now(s, b), stalled)
+    }
+
+    /// [`Batch::write_to`] through any non-blocking `send`.
+    fn write_with(
+        &mut self,
+        mut send: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+        mut stalled: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * self.big.len() + 1);
         let mut at = 0;
         for (end, data) in &self.big {
@@ -81,10 +97,15 @@ impl Batch {
             if rest.is_empty() {
                 break Ok(());
             }
-            match out.write_vectored(rest) {
-                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+            match send(rest) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = stalled() {
+                        break Err(e);
+                    }
+                }
                 Err(e) => break Err(e),
             }
         };
@@ -112,30 +133,27 @@ mod tests {
 
     #[test]
     fn small_and_big_frames_come_out_in_order_through_short_writes() {
-        /// Accepts at most 1000 bytes per call, like a busy socket.
-        struct Trickle(Vec<u8>);
-        impl Write for Trickle {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                let n = b.len().min(1000);
-                self.0.extend_from_slice(&b[..n]);
-                Ok(n)
+        // Accepts at most 1000 bytes per call and is full every other
+        // call, like a busy socket.
+        let mut out = Vec::new();
+        let mut full = false;
+        let mut stalls = 0;
+        let send = |bufs: &[IoSlice<'_>]| {
+            full = !full;
+            if full {
+                return Err(io::ErrorKind::WouldBlock.into());
             }
-            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-                let mut n = 0;
-                for b in bufs {
-                    let k = (1000 - n).min(b.len());
-                    self.0.extend_from_slice(&b[..k]);
-                    n += k;
-                    if n == 1000 {
-                        break;
-                    }
+            let mut n = 0;
+            for b in bufs {
+                let k = (1000 - n).min(b.len());
+                out.extend_from_slice(&b[..k]);
+                n += k;
+                if n == 1000 {
+                    break;
                 }
-                Ok(n)
             }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
+            Ok(n)
+        };
         let sizes = [0usize, 5, BIG, 3, BIG * 3 + 1, BIG - 1, 0, BIG];
         let envs: Vec<Envelope> = sizes
             .iter()
@@ -143,15 +161,20 @@ mod tests {
             .map(|(i, &n)| Envelope::new(2, i as i64, 0, &vec![i as u8 + 1; n]))
             .collect();
         let mut batch = Batch::default();
-        let mut out = Trickle(Vec::new());
         for e in &envs {
             batch.push(e);
         }
         assert_eq!(batch.frames(), envs.len() as u64);
         assert!(batch.buf.len() < 3 * BIG, "large payloads are not copied");
-        batch.write_to(&mut out).unwrap();
+        batch
+            .write_with(send, || {
+                stalls += 1;
+                Ok(())
+            })
+            .unwrap();
         assert!(batch.is_empty());
-        let mut frames = FrameReader::new(&out.0[..], 1 << 20, 4096);
+        assert!(stalls > 10, "waited for room when the socket was full");
+        let mut frames = FrameReader::new(&out[..], 1 << 20, 4096);
         for e in &envs {
             let got = frames.next_frame(2).unwrap().unwrap();
             assert_eq!((got.msg_id, &got.data[..]), (e.msg_id, &e.data[..]));
@@ -167,7 +190,9 @@ mod tests {
             batch.push(&env);
         }
         assert!(batch.buf.capacity() > KEEP);
-        batch.write_to(std::io::sink()).unwrap();
+        batch
+            .write_with(|b| Ok(b.iter().map(|s| s.len()).sum()), || Ok(()))
+            .unwrap();
         assert!(batch.buf.capacity() <= KEEP);
         assert_eq!((batch.frames(), batch.payload_bytes()), (0, 0));
     }

@@ -25,6 +25,7 @@ pub(crate) struct Queue {
 /// The delay thread of a real node and the bound on what it holds.
 pub(crate) struct TcpFaults {
     shared: Arc<Shared>,
+    queues: Arc<HashMap<i64, Queue>>,
     delayer: Delayer<(i64, Envelope)>,
     in_flight: Arc<AtomicUsize>,
     bound: usize,
@@ -35,15 +36,17 @@ impl TcpFaults {
     pub fn new(shared: Arc<Shared>, queues: HashMap<i64, Queue>) -> TcpFaults {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let bound = shared.config.outbox_size * queues.len().max(1);
-        let (s, n) = (shared.clone(), in_flight.clone());
+        let queues = Arc::new(queues);
+        let (s, n, q) = (shared.clone(), in_flight.clone(), queues.clone());
         let delayer = Delayer::new(format!("cluster-d{}", shared.id), move |(to, env)| {
             n.fetch_sub(1, Ordering::AcqRel);
-            if let Some(q) = queues.get(&to) {
+            if let Some(q) = q.get(&to) {
                 arrive(&s, q, env);
             }
         });
         TcpFaults {
             shared,
+            queues,
             delayer,
             in_flight,
             bound,
@@ -98,10 +101,17 @@ impl TcpFaults {
         }
     }
 
-    /// Stops the delay thread; what it still held is dropped and counted.
+    /// Stops the delay thread; what it still held is dropped and counted,
+    /// per peer as sent and then dropped at close, so each peer's accounts
+    /// still add up.
     pub fn stop(&self) {
-        let left = self.delayer.stop().len() as u64;
-        self.shared.stats.dropped.closed.add(left);
+        for (to, env) in self.delayer.stop() {
+            if let Some(q) = self.queues.get(&to) {
+                q.queue.count_sent(env.data.len());
+                q.stats.dropped.closed.inc();
+            }
+            self.shared.stats.dropped.closed.inc();
+        }
     }
 }
 

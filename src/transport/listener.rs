@@ -91,7 +91,7 @@ struct Reader {
 
 impl Reader {
     fn serve(self, stream: TcpStream) {
-        super::sockets::tune(&stream);
+        super::sockets::tune(&stream, self.shared.config.peer_timeout);
         let Some(token) = self.shared.sockets.add(&stream, true) else {
             self.registry.pending.fetch_sub(1, Ordering::AcqRel);
             return;

@@ -163,7 +163,7 @@ impl TcpNode {
                 .direct
                 .try_write(&link.queue, &env, &link.stats, timeout)
         {
-            link.queue.count_direct(env.data.len());
+            link.queue.count_sent(env.data.len());
             link.stats.written.inc();
             link.stats.written_bytes.add(len);
             return Ok(());
@@ -467,6 +467,10 @@ impl Transport for TcpNode {
     /// Cuts must name configured peers.
     fn fault(&self, cmd: &FaultCmd) -> Result<()> {
         self.faults.apply(cmd)
+    }
+
+    fn config(&self) -> &Config {
+        &self.shared.config
     }
 }
 

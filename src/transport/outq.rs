@@ -23,7 +23,8 @@ pub(crate) enum Wait {
     Closed,
 }
 
-/// A bounded queue of encoded frames (the bound counts frames).
+/// A bounded queue of encoded frames (the bound counts frames, queued and
+/// being written).
 pub(crate) struct Outq {
     state: Mutex<State>,
     /// Signalled when frames arrive while the writer sleeps.
@@ -36,6 +37,9 @@ pub(crate) struct Outq {
 #[derive(Default)]
 struct State {
     batch: Batch,
+    /// Frames the writer took and is still writing: they count against the
+    /// bound, so a peer holds at most `cap` frames however slow its socket.
+    writing: u64,
     /// The writer sleeps in [`Outq::wait`].
     writer_waits: bool,
     /// Senders sleeping in [`Outq::push`] for room.
@@ -79,7 +83,7 @@ impl Outq {
     pub fn try_push_small_run(&self, msgs: &[Outgoing<'_>]) -> Result<usize, PushError> {
         debug_assert!(!msgs.is_empty());
         let mut s = self.room_for_one(Duration::ZERO)?;
-        let room = (self.cap - s.batch.frames()).min(msgs.len() as u64) as usize;
+        let room = (self.cap - s.batch.frames() - s.writing).min(msgs.len() as u64) as usize;
         let mut bytes = 0u64;
         for m in &msgs[..room] {
             s.batch.push_small(m.msg_id, m.kind, m.data);
@@ -99,7 +103,7 @@ impl Outq {
             if s.closed {
                 return Err(PushError::Closed);
             }
-            if s.batch.frames() < self.cap {
+            if s.batch.frames() + s.writing < self.cap {
                 break;
             }
             let now = Instant::now();
@@ -166,7 +170,8 @@ impl Outq {
 
     /// Moves every queued frame into `into`, which must be empty (its
     /// buffer becomes the queue's: the two are swapped, not copied); false
-    /// if there were none.
+    /// if there were none. The frames count against the bound until
+    /// [`Outq::written`].
     pub fn take(&self, into: &mut Batch) -> bool {
         debug_assert!(into.is_empty());
         let mut s = self.lock();
@@ -174,17 +179,26 @@ impl Outq {
             return false;
         }
         std::mem::swap(into, &mut s.batch);
+        s.writing = into.frames();
+        true
+    }
+
+    /// The writer is done with what it took (written, or failed): room for
+    /// as many new frames.
+    pub fn written(&self) {
+        let mut s = self.lock();
+        s.writing = 0;
         let wake = s.senders_wait > 0;
         drop(s);
         if wake {
             self.room.notify_all();
         }
-        true
     }
 
-    /// Counts a message of `len` bytes that a sender wrote into the
-    /// connection itself.
-    pub fn count_direct(&self, len: usize) {
+    /// Counts a message of `len` bytes accepted for the peer outside the
+    /// queue: written into the connection by its sender, or dropped at close
+    /// while it waited out an injected delay.
+    pub fn count_sent(&self, len: usize) {
         let mut s = self.lock();
         s.sent += 1;
         s.sent_bytes += len as u64;
@@ -196,12 +210,13 @@ impl Outq {
         (s.sent, s.sent_bytes)
     }
 
-    /// Frames queued.
+    /// Frames queued or being written.
     pub fn len(&self) -> u64 {
-        self.lock().batch.frames()
+        let s = self.lock();
+        s.batch.frames() + s.writing
     }
 
-    /// Whether no frame is queued.
+    /// Whether no frame is queued or being written.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -219,6 +234,7 @@ impl Outq {
         let mut s = self.lock();
         let n = s.batch.frames();
         s.batch.clear();
+        s.writing = 0;
         n
     }
 }
@@ -250,6 +266,12 @@ mod tests {
         let mut b = Batch::default();
         assert!(q.take(&mut b));
         assert_eq!(b.frames(), 2);
+        // Frames being written still count: the peer holds at most 2.
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!sender.is_finished(), "room only once they are written");
+        assert_eq!(q.len(), 2);
+        b.clear();
+        q.written();
         assert_eq!(sender.join().unwrap(), Ok(()));
         assert_eq!(q.len(), 1);
     }

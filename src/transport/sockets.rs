@@ -1,10 +1,15 @@
-//! The registry of a node's live sockets, so `close` can cut every one.
+//! A node's sockets: the registry of live ones (so `close` can cut every
+//! one), the settings and writes every connection uses, and how a writer
+//! tells a gone peer from a slow one.
 
+use socket2::SockRef;
 use std::collections::HashMap;
+use std::io::{self, IoSlice};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// A registered socket and whether it is an incoming (reader) connection.
 type Entry = (TcpStream, bool);
@@ -82,22 +87,92 @@ pub(crate) fn shutdown_fd(fd: &impl AsRawFd) {
     }
 }
 
-/// How long data may stay unacknowledged by a peer's TCP before the kernel
-/// gives the connection up: a host that vanished without a word is noticed
-/// in bounded time, and its writer stops blocking its senders.
-pub(crate) const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Sends `bufs` with one `sendmsg`, without blocking and without raising
+/// SIGPIPE in the host process: `MSG_NOSIGNAL` on every write we make.
+pub(crate) fn send_now(s: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    SockRef::from(s).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+}
 
-/// Settings every peer connection gets: no Nagle delay, keepalive probes on
-/// idle connections, and [`PEER_TIMEOUT`] on unacknowledged data.
-pub(crate) fn tune(s: &TcpStream) {
-    use socket2::{SockRef, TcpKeepalive};
-    use std::time::Duration;
+/// Blocks until `s` is readable (`POLLIN`) or writable (`POLLOUT`), has
+/// failed or ended, or `d` has passed.
+pub(crate) fn wait_for(s: &TcpStream, events: libc::c_short, d: Duration) {
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one pollfd on a socket we own, for the length of the call.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
+
+/// How often a writer checks that its peer is still there: a quarter of
+/// the peer timeout, between 50 ms and 1 s.
+pub(crate) fn check_every(peer_timeout: Duration) -> Duration {
+    (peer_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+/// Settings every peer connection gets: no Nagle delay, and keepalive probes
+/// on idle connections often enough for [`Liveness`] to see a silent peer
+/// within `peer_timeout`. No `TCP_USER_TIMEOUT`: it also cuts a live peer
+/// that merely stopped reading (its window stays zero), which must get
+/// back-pressure, not loss.
+pub(crate) fn tune(s: &TcpStream, peer_timeout: Duration) {
+    use socket2::TcpKeepalive;
     let sock = SockRef::from(s);
     let _ = sock.set_nodelay(true);
+    let second = Duration::from_secs(1);
     let keepalive = TcpKeepalive::new()
-        .with_time(Duration::from_secs(10))
-        .with_interval(Duration::from_secs(5))
-        .with_retries(3);
+        .with_time((peer_timeout / 2).max(second))
+        .with_interval((peer_timeout / 8).max(second))
+        .with_retries(8);
     let _ = sock.set_tcp_keepalive(&keepalive);
-    let _ = sock.set_tcp_user_timeout(Some(PEER_TIMEOUT));
+}
+
+/// Tells a peer that is gone (killed, unplugged, its link cut) from one
+/// that is only slow to read. The kernel answers our data, window probes
+/// and keepalive probes for a live peer even while its application reads
+/// nothing; a peer that owes an answer (data or a probe is out) and has
+/// sent no ACK for the peer timeout, and still so a check interval later,
+/// is gone.
+#[derive(Default)]
+pub(crate) struct Liveness {
+    /// Since when every check found the peer silent.
+    silent_since: Option<Instant>,
+}
+
+impl Liveness {
+    /// False once the peer at the end of `s` is judged gone.
+    pub fn check(&mut self, s: &TcpStream, peer_timeout: Duration) -> bool {
+        let silent = tcp_info(s).is_some_and(|i| {
+            let owes = i.tcpi_unacked > 0 || i.tcpi_probes > 0 || i.tcpi_retransmits > 0;
+            owes && u128::from(i.tcpi_last_ack_recv) >= peer_timeout.as_millis()
+        });
+        if !silent {
+            self.silent_since = None;
+            return true;
+        }
+        // A probe that is answered a moment later is a live peer.
+        let since = *self.silent_since.get_or_insert_with(Instant::now);
+        since.elapsed() < check_every(peer_timeout)
+    }
+}
+
+/// The kernel's view of a TCP connection.
+fn tcp_info(s: &TcpStream) -> Option<libc::tcp_info> {
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which is
+    // zeroed, so fields an older kernel does not fill read as 0.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    // SAFETY: zero-initialised and partly written by the kernel: valid.
+    (r == 0).then(|| unsafe { info.assume_init() })
 }

@@ -4,14 +4,15 @@
 use super::acks::Acks;
 use super::batch::Batch;
 use super::outq::{Outq, Wait};
+use super::sockets::{self, Liveness};
 use super::{handshake, Shared};
 use crate::config::Peer;
 use crate::envelope::{Envelope, Header};
 use crate::inbox::Timeout;
 use crate::stats::PeerStats;
 use crossbeam_channel::Sender;
+use std::io::IoSlice;
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -102,7 +103,7 @@ impl Writer {
     /// handshake that stalls.
     fn connect(&self) -> Option<(TcpStream, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
-        super::sockets::tune(&s);
+        super::sockets::tune(&s, self.shared.config.peer_timeout);
         let token = self.shared.sockets.add(&s, false)?;
         if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
             Some((s, token))
@@ -125,19 +126,21 @@ impl Writer {
     /// writer's own.
     fn pump(&self, stream: &TcpStream, pending: &mut Batch) -> Ended {
         let mut reply_mode = false;
+        let mut live = Liveness::default();
+        let check_every = sockets::check_every(self.shared.config.peer_timeout);
         *self.direct.lock() = DirectState {
             stream: stream.try_clone().ok(),
             ..DirectState::default()
         };
         loop {
-            // While frames await their ack, wake now and then to take the
-            // acks in (and notice a peer that died); otherwise sleep.
+            // While frames await their ack, wake often to take the acks in.
             // In reply mode senders write without waking the writer, so it
-            // wakes anyway to take their acks in.
+            // wakes anyway to take their acks in. Idle, it still wakes now
+            // and then to notice a peer that is gone.
             let patience = if reply_mode || self.direct.lock().acks.unacked() > 0 {
                 ACK_POLL
             } else {
-                Duration::from_secs(3600)
+                check_every
             };
             let idle = pending.is_empty()
                 && match self.queue.wait(patience) {
@@ -146,9 +149,9 @@ impl Writer {
                     Wait::Ready => false,
                 };
             let mut direct = self.direct.lock();
-            // Take in the acks; a peer that closed while we were idle is
-            // noticed before we write into a dead connection.
-            let alive = direct.acks.poll(stream);
+            // Take in the acks; a peer that closed or went silent while we
+            // were idle is noticed before we write into a dead connection.
+            let alive = direct.acks.poll(stream) && self.check(stream, &mut live);
             self.stats.acked.add(direct.acks.fresh());
             if idle {
                 if !alive {
@@ -172,7 +175,10 @@ impl Writer {
                 return self.ended(stream, false);
             }
             let (n, bytes) = (pending.frames(), pending.payload_bytes());
-            let ok = pending.write_to(stream).is_ok();
+            let ok = pending
+                .write_to(stream, || self.stalled(stream, &mut live, None))
+                .is_ok();
+            self.queue.written();
             direct.acks.written += n;
             self.stats.written.add(n);
             self.stats.written_bytes.add(bytes);
@@ -187,14 +193,48 @@ impl Writer {
         }
     }
 
+    /// Whether the peer is still there (see [`Liveness`]); marks it down
+    /// when it is not.
+    fn check(&self, stream: &TcpStream, live: &mut Liveness) -> bool {
+        if live.check(stream, self.shared.config.peer_timeout) {
+            return true;
+        }
+        self.stats.down.set(true);
+        false
+    }
+
+    /// Waits, while the socket is full, until it has room or `deadline`
+    /// passes; an error once the deadline passed or the peer is gone.
+    fn stalled(
+        &self,
+        stream: &TcpStream,
+        live: &mut Liveness,
+        deadline: Option<Instant>,
+    ) -> std::io::Result<()> {
+        let mut wait = sockets::check_every(self.shared.config.peer_timeout);
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(Instant::now()));
+            if wait.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+        sockets::wait_for(stream, libc::POLLOUT, wait);
+        match self.check(stream, live) {
+            true => Ok(()),
+            false => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
     /// Settles the accounts of a connection that ends: what the peer
     /// acknowledged is delivered; on a break, the rest was lost and counted.
+    /// A break that our own close caused (it cuts the sockets when the
+    /// linger ends) is a close: the rest counts as `closed`.
     fn ended(&self, stream: &TcpStream, shutdown: bool) -> Ended {
         let mut direct = self.direct.lock();
         direct.open = false;
         direct.acks.poll(stream);
         self.stats.acked.add(direct.acks.fresh());
-        if shutdown {
+        if shutdown || self.shared.shutdown.is_fired() {
             return Ended::Shutdown;
         }
         let lost = direct.acks.unacked();
@@ -206,18 +246,22 @@ impl Writer {
     /// On close: writes what is queued within the linger, then says goodbye.
     fn linger(&self, stream: &TcpStream, pending: &mut Batch) {
         let deadline = Instant::now() + self.shared.config.close_linger;
+        let mut live = Liveness::default();
         while !pending.is_empty() || self.queue.take(pending) {
-            let left = deadline.saturating_duration_since(Instant::now());
             let (k, bytes) = (pending.frames(), pending.payload_bytes());
-            if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+            if Instant::now() >= deadline {
                 pending.clear();
+                self.queue.written();
                 self.stats.dropped.closed.add(k);
                 self.shared.stats.dropped.closed.add(k);
                 break;
             }
             // Part of a batch that fails may have arrived: the whole batch
             // counts as written, and what is not acknowledged as dropped.
-            let ok = pending.write_to(stream).is_ok();
+            let ok = pending
+                .write_to(stream, || self.stalled(stream, &mut live, Some(deadline)))
+                .is_ok();
+            self.queue.written();
             self.stats.written.add(k);
             self.stats.written_bytes.add(bytes);
             self.direct.lock().acks.written += k;
@@ -235,7 +279,7 @@ impl Writer {
             if !alive || direct.acks.unacked() == 0 || left.is_zero() {
                 break;
             }
-            wait_readable(stream, left);
+            sockets::wait_for(stream, libc::POLLIN, left);
         }
         let unacked = direct.acks.unacked();
         self.stats.dropped.closed.add(unacked);
@@ -307,23 +351,27 @@ impl Direct {
         }
         let header = Header::encode(env);
         let total = header.len() + env.data.len();
-        let mut done = match send_parts(stream, &header, &env.data, 0, libc::MSG_DONTWAIT) {
-            Some(0) | None => return false,
-            Some(n) => n,
+        let mut done = match send_from(stream, &header, &env.data, 0) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
         };
         acks.written += 1;
         let deadline = Instant::now() + timeout.map_or(DIRECT_FINISH, |t| t.min(DIRECT_FINISH));
         while done < total {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+            if left.is_zero() {
                 break;
             }
-            match send_parts(stream, &header, &env.data, done, 0) {
-                Some(n) if n > 0 => done += n,
-                _ => break,
+            match send_from(stream, &header, &env.data, done) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    sockets::wait_for(stream, libc::POLLOUT, left)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
         }
-        let _ = stream.set_write_timeout(None);
         if done < total {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
@@ -331,51 +379,20 @@ impl Direct {
     }
 }
 
-/// Sends `header` then `data` from byte `skip` on, in one system call;
-/// the bytes sent, or `None` on an error (EAGAIN included).
-fn send_parts(
+/// Sends `header` then `data` from byte `skip` on, in one system call that
+/// never blocks.
+fn send_from(
     stream: &TcpStream,
     header: &[u8],
     data: &[u8],
     skip: usize,
-    flags: i32,
-) -> Option<usize> {
+) -> std::io::Result<usize> {
     let (h, d) = if skip < header.len() {
         (&header[skip..], data)
     } else {
         (&header[..0], &data[skip - header.len()..])
     };
-    let mut iov = [
-        libc::iovec {
-            iov_base: h.as_ptr() as *mut libc::c_void,
-            iov_len: h.len(),
-        },
-        libc::iovec {
-            iov_base: d.as_ptr() as *mut libc::c_void,
-            iov_len: d.len(),
-        },
-    ];
-    // SAFETY: a zeroed msghdr is valid; it points at the two iovecs above,
-    // which point at live slices that the kernel only reads.
-    let n = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = 2;
-        libc::sendmsg(stream.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL)
-    };
-    (n >= 0).then_some(n as usize)
-}
-
-/// Blocks until `stream` has bytes to read (or has ended), at most `d`.
-fn wait_readable(stream: &TcpStream, d: Duration) {
-    let mut p = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: one pollfd on a socket we own.
-    unsafe { libc::poll(&mut p, 1, ms) };
+    sockets::send_now(stream, &[IoSlice::new(h), IoSlice::new(d)])
 }
 
 /// A tiny xorshift generator for backoff jitter; no cryptographic use.

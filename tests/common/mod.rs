@@ -176,3 +176,83 @@ pub fn within<T: Send + 'static>(
         Err(_) => panic!("{what} panicked"),
     }
 }
+
+/// A `cluster-node` process and its stdout lines.
+pub struct Proc {
+    pub child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl Proc {
+    /// Starts node `id` of `config` and waits until it listens.
+    pub fn start(id: i64, config: &str) -> Proc {
+        Proc::start_with(Command::new(env!("CARGO_BIN_EXE_cluster-node")), id, config)
+    }
+
+    /// As [`Proc::start`], through a wrapper command such as
+    /// `ip netns exec NS`, which gets the binary as its first argument.
+    pub fn start_with(mut cmd: Command, id: i64, config: &str) -> Proc {
+        if cmd.get_program() != env!("CARGO_BIN_EXE_cluster-node") {
+            cmd.arg(env!("CARGO_BIN_EXE_cluster-node"));
+        }
+        let (child, stdin, lines) = spawn_lines(cmd.arg(id.to_string()).arg(config));
+        let mut p = Proc {
+            child,
+            stdin,
+            lines,
+        };
+        let ready = p.answer();
+        assert_eq!(ready["ready"], true, "node {id} started: {ready}");
+        p
+    }
+
+    /// The next JSON line it prints.
+    pub fn answer(&mut self) -> serde_json::Value {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("cluster-node answers within 20 s");
+        serde_json::from_str(&line).expect("a JSON line")
+    }
+
+    /// Sends a command line; its answer.
+    pub fn cmd(&mut self, line: &str) -> serde_json::Value {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        self.answer()
+    }
+
+    /// Sends a command that must succeed; its answer.
+    pub fn ok(&mut self, line: &str) -> serde_json::Value {
+        let v = self.cmd(line);
+        assert_eq!(v["ok"], true, "{line}: {v}");
+        v
+    }
+
+    /// A stat by JSON pointer.
+    pub fn stat(&mut self, pointer: &str) -> u64 {
+        self.ok("stats")["stats"]
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.stdin.flush();
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

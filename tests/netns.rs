@@ -1,13 +1,15 @@
 //! Three nodes on three hosts: network namespaces joined by a bridge, each
 //! node a real process at its own address. A link goes down, messages to the
 //! cut host are dropped and counted, the link comes back, the nodes reconnect
-//! by themselves and deliver again. Needs root and `ip` (iproute2); where
+//! by themselves and deliver again; a peer behind a cut link is marked down
+//! within the peer timeout, whether the link was idle or busy. Needs root and `ip` (iproute2); where
 //! namespaces cannot be made the test says so loudly and passes.
 
 mod common;
-use common::{expect_line, spawn_lines};
+use common::{expect_line, spawn_lines, wait_until, Proc};
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -31,8 +33,13 @@ impl Net {
 
     /// A hub namespace with a bridge, and hosts a, b, c on 10.213.x.1..3.
     fn build() -> Option<Net> {
+        static NETS: AtomicUsize = AtomicUsize::new(0);
         let net = Net {
-            tag: format!("cl{}", std::process::id()),
+            tag: format!(
+                "cl{}n{}",
+                std::process::id(),
+                NETS.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         let hub = net.ns("h");
         if !ip(&["netns", "add", &hub]) {
@@ -164,4 +171,38 @@ fn three_hosts_survive_a_cut_link() {
     a.expect("1 hears from 3 again", |l| l.starts_with("R 3 "));
     let st = c.stats();
     assert_eq!(st["bad_frames"], 0);
+}
+
+#[test]
+fn a_cut_link_marks_the_peer_down_on_idle_and_busy_links() {
+    let Some(net) = Net::build() else {
+        println!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
+        return;
+    };
+    let config = r#"{"Peers":[{"Id":1,"Address":"10.213.7.1:7000"},{"Id":2,"Address":"10.213.7.2:7000"},{"Id":3,"Address":"10.213.7.3:7000"}],"PeerTimeoutMs":1000}"#;
+    let host = |x: &str, id: i64| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &net.ns(x)]);
+        Proc::start_with(cmd, id, config)
+    };
+    let (mut a, mut b, mut c) = (host("a", 1), host("b", 2), host("c", 3));
+    for (to, p) in [(2, &mut b), (3, &mut c)] {
+        a.ok(&format!("send {to} 1 hello"));
+        p.ok("recv 10000");
+    }
+    wait_until(Duration::from_secs(10), "both hellos acknowledged", || {
+        a.stat("/peers/0/acked") == 1 && a.stat("/peers/1/acked") == 1
+    });
+    // Both links go quiet for good; 1 -> 2 stays idle, 1 -> 3 has data out.
+    net.link("b", false);
+    net.link("c", false);
+    for i in 2..6 {
+        a.ok(&format!("send 3 {i} into the void"));
+    }
+    let cut = Instant::now();
+    wait_until(Duration::from_secs(15), "peers 2 and 3 marked down", || {
+        let s = a.ok("stats")["stats"].clone();
+        s["peers"][0]["down"] == true && s["peers"][1]["down"] == true
+    });
+    println!("both marked down {:?} after the cut", cut.elapsed());
 }

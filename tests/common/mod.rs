@@ -20,8 +20,17 @@ pub fn free_port() -> u16 {
 
 /// A config for ids 1..=n on free loopback ports, with extra settings.
 pub fn config(n: usize, extra: &str) -> String {
-    let peers: Vec<String> = (1..=n)
-        .map(|i| format!(r#"{{"Id":{i},"Address":"127.0.0.1:{}"}}"#, free_port()))
+    // Held until all are chosen, so no port is picked twice.
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let peers: Vec<String> = held
+        .iter()
+        .zip(1..)
+        .map(|(l, i)| {
+            let port = l.local_addr().unwrap().port();
+            format!(r#"{{"Id":{i},"Address":"127.0.0.1:{port}"}}"#)
+        })
         .collect();
     let extra = if extra.is_empty() {
         String::new()

@@ -247,6 +247,12 @@ impl Log {
                     let last = self.last.entry((from, finc, id, inc)).or_insert(seq);
                     if seq < *last {
                         self.reordered += 1;
+                        if self.reordered <= 5 {
+                            eprintln!(
+                                "soak: FIFO: {from}#{finc} -> {id}#{inc}: seq {seq} after {}",
+                                *last
+                            );
+                        }
                     }
                     *last = seq;
                 }

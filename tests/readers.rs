@@ -1,0 +1,115 @@
+//! The receiving side of a real node under stress: what a reader
+//! acknowledges, what an old connection may still deliver, handshake
+//! floods, and the threads a close leaves behind.
+
+mod common;
+use cluster::fault::CUT_IN;
+use cluster::{FaultCmd, Node};
+use common::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A stat of a node's link to `peer`, by JSON pointer inside its entry.
+fn peer_stat(node: &Node, peer: i64, pointer: &str) -> u64 {
+    let s = node.stats();
+    let p = s["peers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["id"] == peer))
+        .unwrap_or_else(|| panic!("no peer {peer} in {s}"));
+    p.pointer(pointer)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| panic!("no stat {pointer} in {p}"))
+}
+
+/// Checks that `ids` strictly increase; names the first place they do not.
+fn assert_increasing(ids: &[i64], what: &str) {
+    if let Some(w) = ids.windows(2).position(|w| w[0] >= w[1]) {
+        let lo = w.saturating_sub(3);
+        panic!(
+            "{what}: message {} came after {} (at {w} of {}: {:?})",
+            ids[w + 1],
+            ids[w],
+            ids.len(),
+            &ids[lo..(w + 5).min(ids.len())]
+        );
+    }
+}
+
+/// Suspicion 1: an in-cut toggled in the middle of a burst. Every frame the
+/// receiver acknowledges must be in its inbox or counted as a fault drop,
+/// and what reaches the inbox comes in order, once.
+#[test]
+fn an_in_cut_toggled_mid_burst_acknowledges_only_what_it_accounts_for() {
+    // A small inbox, so readers also wait for room mid-burst.
+    let (nodes, _) = cluster(2, r#""InboxSize": 64"#);
+    let (rx, tx) = (nodes[0].clone(), nodes[1].clone());
+    const N: i64 = 200_000;
+    let done = Arc::new(AtomicBool::new(false));
+    let toggler = {
+        let (rx, done) = (rx.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut toggles = 0u64;
+            while !done.load(Ordering::Acquire) {
+                let cut = FaultCmd::Cut {
+                    peers: vec![2],
+                    direction: CUT_IN,
+                };
+                rx.fault(&cut).unwrap();
+                std::thread::yield_now();
+                rx.fault(&FaultCmd::Heal).unwrap();
+                std::thread::yield_now();
+                toggles += 1;
+            }
+            toggles
+        })
+    };
+    let consumer = {
+        let rx = rx.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut out = Vec::new();
+            while rx
+                .recv_batch(256, Some(Duration::from_millis(200)), &mut out)
+                .is_ok()
+                || !out.is_empty()
+            {
+                got.extend(out.drain(..).map(|e| (e.pid, e.msg_id)));
+            }
+            got
+        })
+    };
+    // Small frames (appended in wire form) and larger ones (decoded).
+    let big = vec![7u8; 300];
+    for i in 0..N {
+        let data: &[u8] = if i % 5 == 0 { &big } else { b"small" };
+        send(&tx, 1, i, data);
+    }
+    wait_until(Duration::from_secs(10), "every frame acknowledged", || {
+        peer_stat(&tx, 1, "/acked") >= N as u64
+    });
+    done.store(true, Ordering::Release);
+    let toggles = toggler.join().unwrap();
+    rx.fault(&FaultCmd::Heal).unwrap();
+    assert_eq!(peer_stat(&tx, 1, "/written"), N as u64, "{}", tx.stats());
+    assert_eq!(peer_stat(&tx, 1, "/acked"), N as u64, "{}", tx.stats());
+    assert_eq!(peer_stat(&tx, 1, "/dropped/conn_lost"), 0);
+    let received = stat(&rx, "/received");
+    let cut = stat(&rx, "/dropped/fault");
+    assert_eq!(
+        received + cut,
+        N as u64,
+        "acknowledged = received + dropped by the in-cut ({toggles} toggles): {}",
+        rx.stats()
+    );
+    assert!(cut > 0, "the cut dropped something ({toggles} toggles)");
+    wait_until(Duration::from_secs(10), "the inbox drained", || {
+        stat(&rx, "/delivered") == received
+    });
+    rx.close();
+    let got = consumer.join().unwrap();
+    assert_eq!(got.len() as u64, received);
+    assert!(got.iter().all(|&(pid, _)| pid == 2));
+    let ids: Vec<i64> = got.iter().map(|&(_, id)| id).collect();
+    assert_increasing(&ids, "in-cut toggling");
+}

@@ -3,11 +3,14 @@
 //! floods, and the threads a close leaves behind.
 
 mod common;
+use cluster::envelope::Header;
 use cluster::fault::CUT_IN;
-use cluster::{FaultCmd, Node};
+use cluster::{Config, Envelope, FaultCmd, Node};
 use common::*;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A stat of a node's link to `peer`, by JSON pointer inside its entry.
@@ -112,4 +115,90 @@ fn an_in_cut_toggled_mid_burst_acknowledges_only_what_it_accounts_for() {
     assert!(got.iter().all(|&(pid, _)| pid == 2));
     let ids: Vec<i64> = got.iter().map(|&(_, id)| id).collect();
     assert_increasing(&ids, "in-cut toggling");
+}
+
+/// A raw connection to `addr` that has passed the handshake as `from`.
+fn dial(addr: SocketAddr, cfg: &Config, from: i64, to: i64) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    cluster::transport::handshake::dial_on(&mut s, cfg, from, to).expect("handshake");
+    s
+}
+
+/// The wire form of messages `ids` with small payloads.
+fn frames(ids: impl Iterator<Item = i64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for id in ids {
+        let env = Envelope::new(1, id, 0, b"payload!");
+        out.extend_from_slice(&Header::encode(&env));
+        out.extend_from_slice(&env.data);
+    }
+    out
+}
+
+/// Suspicion 2: a peer reconnects while its old connection's reader holds
+/// a burst and waits for room in a full inbox. The old reader must not
+/// deliver after the new connection delivered anything, so what the
+/// receiver sees from the peer always increases.
+#[test]
+fn a_superseded_reader_never_delivers_after_the_new_connection() {
+    let (nodes, cfg) = cluster(2, r#""InboxSize": 16"#);
+    let rx = nodes[0].clone();
+    let cfg = Config::from_json(&cfg).unwrap();
+    let addr = cfg.peers[0].addr;
+    // Node 2 leaves: its id is the test's to claim.
+    nodes[1].close();
+    // A consumer slower than the network keeps the inbox full, so readers
+    // hold bursts and wait for room.
+    let seen: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let (rx, seen, stop) = (rx.clone(), seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                if let Ok(e) = rx.recv(Some(Duration::from_millis(20))) {
+                    assert_eq!(e.pid, 2);
+                    seen.lock().unwrap().push(e.msg_id);
+                }
+            }
+        })
+    };
+    let count_from = |lo: i64, hi: i64| {
+        let s = seen.lock().unwrap();
+        s.iter().filter(|&&id| (lo..hi).contains(&id)).count()
+    };
+    const ROUND: i64 = 10_000_000;
+    for round in 0..20i64 {
+        let old_base = 2 * round * ROUND;
+        let new_base = old_base + ROUND;
+        // The old connection streams until the node cuts it.
+        let mut old = dial(addr, &cfg, 2, 1);
+        let streamer = std::thread::spawn(move || {
+            let mut next = old_base;
+            loop {
+                let chunk = frames(next..next + 1000);
+                next += 1000;
+                if next >= old_base + ROUND || old.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        wait_until(
+            Duration::from_secs(10),
+            "the old connection flowing",
+            || count_from(old_base, new_base) >= 500,
+        );
+        // The peer reconnects: a new connection with later messages.
+        let mut new = dial(addr, &cfg, 2, 1);
+        new.write_all(&frames(new_base..new_base + 2000)).unwrap();
+        wait_until(
+            Duration::from_secs(10),
+            "the new connection's messages",
+            || count_from(new_base, new_base + 2000) == 2000,
+        );
+        streamer.join().unwrap();
+        let s = seen.lock().unwrap();
+        assert_increasing(&s, &format!("round {round}"));
+    }
+    stop.store(true, Ordering::Release);
+    consumer.join().unwrap();
 }

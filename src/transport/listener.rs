@@ -16,8 +16,8 @@ use std::time::Duration;
 const MAX_PENDING: usize = 64;
 /// How long a peer may pause in the middle of a frame before it is cut.
 const STALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often a reader waiting for inbox room checks that its connection is
-/// still the peer's current one.
+/// How long a reader waits for inbox room under its peer's gate before it
+/// checks again that its connection is still the peer's current one.
 const PUSH_SLICE: Duration = Duration::from_millis(50);
 /// Read buffer of an incoming connection.
 const READ_BUFFER: usize = 64 << 10;
@@ -35,9 +35,20 @@ pub(crate) struct Acceptor {
 #[derive(Default)]
 struct Registry {
     pending: AtomicUsize,
-    /// Each peer's current connection: its socket token and the flag that
-    /// tells its reader a newer connection has replaced it.
-    by_peer: Mutex<HashMap<i64, (u64, Arc<AtomicBool>)>>,
+    /// Each peer's current connection: its socket token and its turn.
+    by_peer: Mutex<HashMap<i64, (u64, Turn)>>,
+}
+
+/// A connection's right to push into the inbox. A peer's connections share
+/// one gate; each push happens under it, after a check of the connection's
+/// own flag, which a newer connection of the peer sets before its first
+/// push. So once the new connection has pushed anything, the old one
+/// cannot push again: what it still holds was counted lost by the peer's
+/// writer, and delivering it would break FIFO.
+#[derive(Clone)]
+struct Turn {
+    gate: Arc<Mutex<()>>,
+    superseded: Arc<AtomicBool>,
 }
 
 impl Acceptor {
@@ -103,18 +114,24 @@ impl Reader {
             // A peer has one connection to us; a new one means the old is
             // dead, and its writer has counted what the old one had not
             // acknowledged as lost: the old reader must deliver no more.
-            let superseded = Arc::new(AtomicBool::new(false));
-            let old = self
-                .registry
-                .by_peer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(from, (token, superseded.clone()));
-            if let Some((old, flag)) = old {
-                flag.store(true, Ordering::Release);
-                self.shared.sockets.cut(old);
-            }
-            self.read_frames(&stream, from, &superseded);
+            let turn = {
+                let mut by_peer = self
+                    .registry
+                    .by_peer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let gate = by_peer.get(&from).map(|(_, t)| t.gate.clone());
+                let turn = Turn {
+                    gate: gate.unwrap_or_default(),
+                    superseded: Arc::default(),
+                };
+                if let Some((old, t)) = by_peer.insert(from, (token, turn.clone())) {
+                    t.superseded.store(true, Ordering::Release);
+                    self.shared.sockets.cut(old);
+                }
+                turn
+            };
+            self.read_frames(&stream, from, &turn);
             let mut by_peer = self
                 .registry
                 .by_peer
@@ -133,20 +150,14 @@ impl Reader {
     }
 
     /// Moves frames into the inbox until the connection ends or misbehaves.
-    fn read_frames(&self, stream: &TcpStream, from: i64, superseded: &AtomicBool) {
+    fn read_frames(&self, stream: &TcpStream, from: i64, turn: &Turn) {
         let mut acks = AckSender::default();
-        self.read_frames_acked(stream, from, &mut acks, superseded);
+        self.read_frames_acked(stream, from, &mut acks, turn);
         // Whatever ended the stream, the writer learns all we took in.
         acks.flush(stream);
     }
 
-    fn read_frames_acked(
-        &self,
-        stream: &TcpStream,
-        from: i64,
-        acks: &mut AckSender,
-        superseded: &AtomicBool,
-    ) {
+    fn read_frames_acked(&self, stream: &TcpStream, from: i64, acks: &mut AckSender, turn: &Turn) {
         let s = &self.shared;
         let mut frames = FrameReader::new(stream, s.config.max_message_size, READ_BUFFER);
         // A peer that stops in the middle of a frame is cut after this long;
@@ -159,7 +170,7 @@ impl Reader {
             // About to wait for more bytes: deliver what was decoded and tell
             // the writer what arrived.
             if frames.buffered() == 0 {
-                if !self.deliver(&mut got, stream, acks, superseded) {
+                if !self.deliver(&mut got, stream, acks, turn) {
                     return;
                 }
                 acks.flush(stream);
@@ -183,7 +194,7 @@ impl Reader {
                 Err(FrameError::Idle) => continue,
                 end => {
                     // The frames before the end are good: deliver them.
-                    self.deliver(&mut got, stream, acks, superseded);
+                    self.deliver(&mut got, stream, acks, turn);
                     match end {
                         Err(FrameError::Io(e))
                             if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
@@ -196,7 +207,7 @@ impl Reader {
                     return;
                 }
             }
-            if got.len() >= BURST && !self.deliver(&mut got, stream, acks, superseded) {
+            if got.len() >= BURST && !self.deliver(&mut got, stream, acks, turn) {
                 return;
             }
         }
@@ -210,18 +221,24 @@ impl Reader {
         got: &mut Burst,
         stream: &TcpStream,
         acks: &mut AckSender,
-        superseded: &AtomicBool,
+        turn: &Turn,
     ) -> bool {
         let s = &self.shared;
         let mut wait = Duration::ZERO;
         while !got.is_empty() {
-            match s.inbox.push_many(got, Some(wait), &s.shutdown) {
+            // The gate is held for one push: at most a slice of waiting for
+            // room, and only the peer's newer connection waits for it.
+            let pushed = {
+                let _gate = turn.gate.lock().unwrap_or_else(|e| e.into_inner());
+                if turn.superseded.load(Ordering::Acquire) {
+                    return false;
+                }
+                s.inbox.push_many(got, Some(wait), &s.shutdown)
+            };
+            match pushed {
                 Ok((0, _)) => {
                     // About to wait for room in the inbox: acknowledge first.
                     acks.flush(stream);
-                    if superseded.load(Ordering::Acquire) {
-                        return false;
-                    }
                     wait = PUSH_SLICE;
                 }
                 Ok((n, bytes)) => {

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A stat of a node's link to `peer`, by JSON pointer inside its entry.
 fn peer_stat(node: &Node, peer: i64, pointer: &str) -> u64 {
@@ -201,4 +201,62 @@ fn a_superseded_reader_never_delivers_after_the_new_connection() {
     }
     stop.store(true, Ordering::Release);
     consumer.join().unwrap();
+}
+
+/// Keeps `n` silent connections to `addr` open, replacing each one the
+/// node closes and each one older than `renew`, until `stop`; how many it
+/// opened.
+fn silent_flood(addr: SocketAddr, n: usize, renew: Duration, stop: Arc<AtomicBool>) -> u64 {
+    let mut conns: Vec<Option<(TcpStream, Instant)>> = (0..n).map(|_| None).collect();
+    let mut opened = 0;
+    while !stop.load(Ordering::Acquire) {
+        for slot in conns.iter_mut() {
+            let alive = slot.as_ref().is_some_and(|(s, at)| {
+                let mut b = [0u8; 16];
+                at.elapsed() < renew
+                    && matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            });
+            if !alive {
+                *slot = TcpStream::connect(addr).ok().map(|s| {
+                    opened += 1;
+                    s.set_nonblocking(true).unwrap();
+                    (s, Instant::now())
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    opened
+}
+
+/// Suspicion 3: silent sockets renewed before the handshake timeout hold
+/// every pending-handshake slot. A real peer that restarts must still get
+/// back in within a few seconds, and the node keeps serving.
+#[test]
+fn silent_sockets_do_not_keep_a_restarted_peer_out() {
+    let (nodes, cfg) = cluster(2, "");
+    let a = nodes[0].clone();
+    let addr = Config::from_json(&cfg).unwrap().peers[0].addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || silent_flood(addr, 72, Duration::from_millis(1500), stop))
+    };
+    wait_until(Duration::from_secs(10), "the pending slots to fill", || {
+        stat(&a, "/rejected") >= 16
+    });
+    nodes[1].close();
+    drop(nodes);
+    let b = Node::new(2, &cfg).expect("restart node 2");
+    wait_until(Duration::from_secs(5), "node 2 to reconnect to 1", || {
+        b.stats()["peers"][0]["connected"] == true
+    });
+    for i in 0..3 {
+        send(&b, 1, i, b"back");
+        let e = recv(&a);
+        assert_eq!((e.pid, e.msg_id), (2, i));
+    }
+    stop.store(true, Ordering::Release);
+    let opened = attacker.join().unwrap();
+    assert!(opened >= 72, "the attacker opened {opened}");
 }

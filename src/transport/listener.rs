@@ -4,15 +4,17 @@ use super::acks::AckSender;
 use super::{handshake, Shared};
 use crate::envelope::{FrameError, FrameReader, Next};
 use crate::inbox::{Burst, PushError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Connections still in their handshake beyond this number are refused.
+/// Connections in their handshake at most: a newcomer beyond it cuts the
+/// oldest of them. A real peer's handshake takes microseconds and a silent
+/// socket's never ends, so silent sockets cannot keep real peers out.
 const MAX_PENDING: usize = 64;
 /// How long a peer may pause in the middle of a frame before it is cut.
 const STALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,11 +32,11 @@ pub(crate) struct Acceptor {
     pub readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-/// What the readers share: the count of pending handshakes and the current
+/// What the readers share: the pending handshakes and the current
 /// connection of each peer.
 #[derive(Default)]
 struct Registry {
-    pending: AtomicUsize,
+    pending: Mutex<Pending>,
     /// Each peer's current connection: its socket token and its turn.
     by_peer: Mutex<HashMap<i64, (u64, Turn)>>,
 }
@@ -49,6 +51,39 @@ struct Registry {
 struct Turn {
     gate: Arc<Mutex<()>>,
     superseded: Arc<AtomicBool>,
+}
+
+/// Connections in their handshake, by ticket: the oldest has the lowest.
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    socks: BTreeMap<u64, TcpStream>,
+}
+
+impl Registry {
+    /// Registers a connection that starts its handshake, cutting the oldest
+    /// pending one if the cap is reached; its ticket, or `None` if the
+    /// socket cannot be kept.
+    fn admit(&self, s: &TcpStream) -> Option<u64> {
+        let clone = s.try_clone().ok()?;
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.socks.len() >= MAX_PENDING {
+            // Its reader fails the handshake and counts it as rejected.
+            if let Some((_, oldest)) = p.socks.pop_first() {
+                let _ = oldest.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        let ticket = p.next;
+        p.next += 1;
+        p.socks.insert(ticket, clone);
+        Some(ticket)
+    }
+
+    /// Ends the handshake of `ticket`: false if a newer connection cut it.
+    fn settle(&self, ticket: u64) -> bool {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.socks.remove(&ticket).is_some()
+    }
 }
 
 impl Acceptor {
@@ -70,24 +105,23 @@ impl Acceptor {
                     continue;
                 }
             };
-            if registry.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
-                registry.pending.fetch_sub(1, Ordering::AcqRel);
+            let Some(ticket) = registry.admit(&stream) else {
                 self.shared.stats.rejected.inc();
                 continue;
-            }
+            };
             let reader = Reader {
                 shared: self.shared.clone(),
                 registry: registry.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("cluster-r{}", self.shared.id))
-                .spawn(move || reader.serve(stream));
+                .spawn(move || reader.serve(stream, ticket));
             let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
             readers.retain(|h| !h.is_finished());
             match spawned {
                 Ok(h) => readers.push(h),
                 Err(_) => {
-                    registry.pending.fetch_sub(1, Ordering::AcqRel);
+                    registry.settle(ticket);
                     self.shared.stats.rejected.inc();
                 }
             }
@@ -101,14 +135,19 @@ struct Reader {
 }
 
 impl Reader {
-    fn serve(self, stream: TcpStream) {
+    fn serve(self, stream: TcpStream, ticket: u64) {
         super::sockets::tune(&stream);
         let Some(token) = self.shared.sockets.add(&stream, true) else {
-            self.registry.pending.fetch_sub(1, Ordering::AcqRel);
+            self.registry.settle(ticket);
             return;
         };
         let answer = handshake::answer(&stream, &self.shared.config, self.shared.id);
-        self.registry.pending.fetch_sub(1, Ordering::AcqRel);
+        // A handshake cut for a newer connection is refused, however far
+        // it got (and is no proof of a wrong secret).
+        let answer = match self.registry.settle(ticket) {
+            true => answer,
+            false => Err(handshake::Refusal::Protocol),
+        };
         if let Ok(from) = answer {
             self.shared.stats.accepted.inc();
             // A peer has one connection to us; a new one means the old is
@@ -250,5 +289,42 @@ impl Reader {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    #[test]
+    fn pending_handshakes_stay_capped_and_the_oldest_are_cut() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let r = Registry::default();
+        let mut clients = Vec::new();
+        let mut tickets = Vec::new();
+        for _ in 0..MAX_PENDING + 10 {
+            clients.push(TcpStream::connect(addr).unwrap());
+            let (s, _) = l.accept().unwrap();
+            tickets.push(r.admit(&s).unwrap());
+            assert!(r.pending.lock().unwrap().socks.len() <= MAX_PENDING);
+        }
+        let mut b = [0u8; 1];
+        for (i, c) in clients.iter_mut().enumerate() {
+            // The ten oldest see their end; the others are left alone.
+            if i < 10 {
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                assert!(matches!(c.read(&mut b), Ok(0)), "connection {i}");
+            } else {
+                c.set_nonblocking(true).unwrap();
+                let e = c.read(&mut b).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::WouldBlock, "connection {i}");
+            }
+        }
+        assert!(!r.settle(tickets[0]), "the oldest was cut");
+        assert!(r.settle(tickets[10]));
+        assert!(!r.settle(tickets[10]), "settled once");
     }
 }

@@ -9,7 +9,7 @@ use cluster::{Config, Envelope, FaultCmd, Node};
 use common::*;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -259,4 +259,98 @@ fn silent_sockets_do_not_keep_a_restarted_peer_out() {
     stop.store(true, Ordering::Release);
     let opened = attacker.join().unwrap();
     assert!(opened >= 72, "the attacker opened {opened}");
+}
+
+/// Threads of this process whose name starts with one of `prefixes` and
+/// that are not on their way out: a joined thread may linger in the kernel
+/// for a moment, but it is past `do_exit`, which sets PF_EXITING first.
+fn live_threads(prefixes: &[String]) -> Vec<String> {
+    const PF_EXITING: u64 = 0x4;
+    let mut found = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        // Gone since the listing: not live.
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        if !prefixes.iter().any(|p| comm.starts_with(p.as_str())) {
+            continue;
+        }
+        // After the name: state ppid pgrp session tty_nr tpgid flags.
+        let flags: u64 = stat[close + 1..]
+            .split_whitespace()
+            .nth(6)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse {stat}"));
+        if flags & PF_EXITING == 0 {
+            found.push(format!("{comm} ({:?})", t.file_name()));
+        }
+    }
+    found
+}
+
+/// Suspicion 4: the accept thread may start a reader while the node
+/// closes. Nodes open and close in a loop while a client hammers their
+/// port; once `close` returns, no thread the node started is left.
+#[test]
+fn close_leaves_no_thread_of_the_node_behind() {
+    // Ids no other test uses, so the thread names are this test's own (a
+    // reader not yet started still bears its parent's name, cluster-a).
+    let port = free_port();
+    let cfg = format!(
+        r#"{{"CloseLingerMs": 50, "Peers":[{{"Id":7301,"Address":"127.0.0.1:{port}"}},{{"Id":7302,"Address":"127.0.0.1:{}"}}]}}"#,
+        free_port()
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let names: Vec<String> = [
+        "cluster-a7301",
+        "cluster-r7301",
+        "cluster-d7301",
+        "cluster-w7302",
+    ]
+    .map(String::from)
+    .to_vec();
+    let stop = Arc::new(AtomicBool::new(false));
+    let connects = Arc::new(AtomicU64::new(0));
+    let hammer = {
+        let (stop, connects) = (stop.clone(), connects.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                match TcpStream::connect(addr) {
+                    Ok(_) => {
+                        connects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => std::thread::yield_now(),
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut rounds = 0;
+    while start.elapsed() < Duration::from_secs(3) || rounds < 20 {
+        let node = match Node::new(7301, &cfg) {
+            Ok(n) => n,
+            Err(e) if e.status == cluster::Status::AddrInUse => {
+                assert!(start.elapsed() < Duration::from_secs(8), "port taken");
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let before = connects.load(Ordering::Relaxed);
+        wait_until(Duration::from_secs(5), "connections to come in", || {
+            connects.load(Ordering::Relaxed) > before + 2
+        });
+        node.close();
+        let left = live_threads(&names);
+        assert!(
+            left.is_empty(),
+            "round {rounds}: left after close: {left:?}"
+        );
+        rounds += 1;
+    }
+    stop.store(true, Ordering::Release);
+    hammer.join().unwrap();
 }

@@ -117,13 +117,19 @@ impl Acceptor {
                 .name(format!("cluster-r{}", self.shared.id))
                 .spawn(move || reader.serve(stream, ticket));
             let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-            readers.retain(|h| !h.is_finished());
+            // Readers that are done are joined here, not left detached.
+            let (done, live): (Vec<_>, Vec<_>) = readers.drain(..).partition(|h| h.is_finished());
+            *readers = live;
             match spawned {
                 Ok(h) => readers.push(h),
                 Err(_) => {
                     registry.settle(ticket);
                     self.shared.stats.rejected.inc();
                 }
+            }
+            drop(readers);
+            for h in done {
+                let _ = h.join();
             }
         }
     }

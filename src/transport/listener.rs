@@ -4,20 +4,22 @@ use super::acks::AckSender;
 use super::{handshake, Shared};
 use crate::envelope::{FrameError, FrameReader, Next};
 use crate::inbox::{Burst, PushError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Connections still in their handshake beyond this number are refused.
+/// Connections in their handshake at most: a newcomer beyond it cuts the
+/// oldest of them. A real peer's handshake takes microseconds and a silent
+/// socket's never ends, so silent sockets cannot keep real peers out.
 const MAX_PENDING: usize = 64;
 /// How long a peer may pause in the middle of a frame before it is cut.
 const STALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often a reader waiting for inbox room checks that its connection is
-/// still the peer's current one.
+/// How long a reader waits for inbox room under its peer's gate before it
+/// checks again that its connection is still the peer's current one.
 const PUSH_SLICE: Duration = Duration::from_millis(50);
 /// Read buffer of an incoming connection.
 const READ_BUFFER: usize = 64 << 10;
@@ -30,14 +32,58 @@ pub(crate) struct Acceptor {
     pub readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-/// What the readers share: the count of pending handshakes and the current
+/// What the readers share: the pending handshakes and the current
 /// connection of each peer.
 #[derive(Default)]
 struct Registry {
-    pending: AtomicUsize,
-    /// Each peer's current connection: its socket token and the flag that
-    /// tells its reader a newer connection has replaced it.
-    by_peer: Mutex<HashMap<i64, (u64, Arc<AtomicBool>)>>,
+    pending: Mutex<Pending>,
+    /// Each peer's current connection: its socket token and its turn.
+    by_peer: Mutex<HashMap<i64, (u64, Turn)>>,
+}
+
+/// A connection's right to push into the inbox. A peer's connections share
+/// one gate; each push happens under it, after a check of the connection's
+/// own flag, which a newer connection of the peer sets before its first
+/// push. So once the new connection has pushed anything, the old one
+/// cannot push again: what it still holds was counted lost by the peer's
+/// writer, and delivering it would break FIFO.
+#[derive(Clone)]
+struct Turn {
+    gate: Arc<Mutex<()>>,
+    superseded: Arc<AtomicBool>,
+}
+
+/// Connections in their handshake, by ticket: the oldest has the lowest.
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    socks: BTreeMap<u64, TcpStream>,
+}
+
+impl Registry {
+    /// Registers a connection that starts its handshake, cutting the oldest
+    /// pending one if the cap is reached; its ticket, or `None` if the
+    /// socket cannot be kept.
+    fn admit(&self, s: &TcpStream) -> Option<u64> {
+        let clone = s.try_clone().ok()?;
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.socks.len() >= MAX_PENDING {
+            // Its reader fails the handshake and counts it as rejected.
+            if let Some((_, oldest)) = p.socks.pop_first() {
+                let _ = oldest.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        let ticket = p.next;
+        p.next += 1;
+        p.socks.insert(ticket, clone);
+        Some(ticket)
+    }
+
+    /// Ends the handshake of `ticket`: false if a newer connection cut it.
+    fn settle(&self, ticket: u64) -> bool {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.socks.remove(&ticket).is_some()
+    }
 }
 
 impl Acceptor {
@@ -59,26 +105,31 @@ impl Acceptor {
                     continue;
                 }
             };
-            if registry.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
-                registry.pending.fetch_sub(1, Ordering::AcqRel);
+            let Some(ticket) = registry.admit(&stream) else {
                 self.shared.stats.rejected.inc();
                 continue;
-            }
+            };
             let reader = Reader {
                 shared: self.shared.clone(),
                 registry: registry.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("cluster-r{}", self.shared.id))
-                .spawn(move || reader.serve(stream));
+                .spawn(move || reader.serve(stream, ticket));
             let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-            readers.retain(|h| !h.is_finished());
+            // Readers that are done are joined here, not left detached.
+            let (done, live): (Vec<_>, Vec<_>) = readers.drain(..).partition(|h| h.is_finished());
+            *readers = live;
             match spawned {
                 Ok(h) => readers.push(h),
                 Err(_) => {
-                    registry.pending.fetch_sub(1, Ordering::AcqRel);
+                    registry.settle(ticket);
                     self.shared.stats.rejected.inc();
                 }
+            }
+            drop(readers);
+            for h in done {
+                let _ = h.join();
             }
         }
     }
@@ -90,31 +141,42 @@ struct Reader {
 }
 
 impl Reader {
-    fn serve(self, stream: TcpStream) {
+    fn serve(self, stream: TcpStream, ticket: u64) {
         super::sockets::tune(&stream, self.shared.config.peer_timeout);
         let Some(token) = self.shared.sockets.add(&stream, true) else {
-            self.registry.pending.fetch_sub(1, Ordering::AcqRel);
+            self.registry.settle(ticket);
             return;
         };
         let answer = handshake::answer(&stream, &self.shared.config, self.shared.id);
-        self.registry.pending.fetch_sub(1, Ordering::AcqRel);
+        // A handshake cut for a newer connection is refused, however far
+        // it got (and is no proof of a wrong secret).
+        let answer = match self.registry.settle(ticket) {
+            true => answer,
+            false => Err(handshake::Refusal::Protocol),
+        };
         if let Ok(from) = answer {
             self.shared.stats.accepted.inc();
             // A peer has one connection to us; a new one means the old is
             // dead, and its writer has counted what the old one had not
             // acknowledged as lost: the old reader must deliver no more.
-            let superseded = Arc::new(AtomicBool::new(false));
-            let old = self
-                .registry
-                .by_peer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(from, (token, superseded.clone()));
-            if let Some((old, flag)) = old {
-                flag.store(true, Ordering::Release);
-                self.shared.sockets.cut(old);
-            }
-            self.read_frames(&stream, from, &superseded);
+            let turn = {
+                let mut by_peer = self
+                    .registry
+                    .by_peer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let gate = by_peer.get(&from).map(|(_, t)| t.gate.clone());
+                let turn = Turn {
+                    gate: gate.unwrap_or_default(),
+                    superseded: Arc::default(),
+                };
+                if let Some((old, t)) = by_peer.insert(from, (token, turn.clone())) {
+                    t.superseded.store(true, Ordering::Release);
+                    self.shared.sockets.cut(old);
+                }
+                turn
+            };
+            self.read_frames(&stream, from, &turn);
             let mut by_peer = self
                 .registry
                 .by_peer
@@ -133,20 +195,14 @@ impl Reader {
     }
 
     /// Moves frames into the inbox until the connection ends or misbehaves.
-    fn read_frames(&self, stream: &TcpStream, from: i64, superseded: &AtomicBool) {
+    fn read_frames(&self, stream: &TcpStream, from: i64, turn: &Turn) {
         let mut acks = AckSender::default();
-        self.read_frames_acked(stream, from, &mut acks, superseded);
+        self.read_frames_acked(stream, from, &mut acks, turn);
         // Whatever ended the stream, the writer learns all we took in.
         acks.flush(stream);
     }
 
-    fn read_frames_acked(
-        &self,
-        stream: &TcpStream,
-        from: i64,
-        acks: &mut AckSender,
-        superseded: &AtomicBool,
-    ) {
+    fn read_frames_acked(&self, stream: &TcpStream, from: i64, acks: &mut AckSender, turn: &Turn) {
         let s = &self.shared;
         let mut frames = FrameReader::new(stream, s.config.max_message_size, READ_BUFFER);
         // A peer that stops in the middle of a frame is cut after this long;
@@ -159,7 +215,7 @@ impl Reader {
             // About to wait for more bytes: deliver what was decoded and tell
             // the writer what arrived.
             if frames.buffered() == 0 {
-                if !self.deliver(&mut got, stream, acks, superseded) {
+                if !self.deliver(&mut got, stream, acks, turn) {
                     return;
                 }
                 acks.flush(stream);
@@ -183,7 +239,7 @@ impl Reader {
                 Err(FrameError::Idle) => continue,
                 end => {
                     // The frames before the end are good: deliver them.
-                    self.deliver(&mut got, stream, acks, superseded);
+                    self.deliver(&mut got, stream, acks, turn);
                     match end {
                         Err(FrameError::Io(e))
                             if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
@@ -196,7 +252,7 @@ impl Reader {
                     return;
                 }
             }
-            if got.len() >= BURST && !self.deliver(&mut got, stream, acks, superseded) {
+            if got.len() >= BURST && !self.deliver(&mut got, stream, acks, turn) {
                 return;
             }
         }
@@ -210,18 +266,24 @@ impl Reader {
         got: &mut Burst,
         stream: &TcpStream,
         acks: &mut AckSender,
-        superseded: &AtomicBool,
+        turn: &Turn,
     ) -> bool {
         let s = &self.shared;
         let mut wait = Duration::ZERO;
         while !got.is_empty() {
-            match s.inbox.push_many(got, Some(wait), &s.shutdown) {
+            // The gate is held for one push: at most a slice of waiting for
+            // room, and only the peer's newer connection waits for it.
+            let pushed = {
+                let _gate = turn.gate.lock().unwrap_or_else(|e| e.into_inner());
+                if turn.superseded.load(Ordering::Acquire) {
+                    return false;
+                }
+                s.inbox.push_many(got, Some(wait), &s.shutdown)
+            };
+            match pushed {
                 Ok((0, _)) => {
                     // About to wait for room in the inbox: acknowledge first.
                     acks.flush(stream);
-                    if superseded.load(Ordering::Acquire) {
-                        return false;
-                    }
                     wait = PUSH_SLICE;
                 }
                 Ok((n, bytes)) => {
@@ -233,5 +295,42 @@ impl Reader {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    #[test]
+    fn pending_handshakes_stay_capped_and_the_oldest_are_cut() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let r = Registry::default();
+        let mut clients = Vec::new();
+        let mut tickets = Vec::new();
+        for _ in 0..MAX_PENDING + 10 {
+            clients.push(TcpStream::connect(addr).unwrap());
+            let (s, _) = l.accept().unwrap();
+            tickets.push(r.admit(&s).unwrap());
+            assert!(r.pending.lock().unwrap().socks.len() <= MAX_PENDING);
+        }
+        let mut b = [0u8; 1];
+        for (i, c) in clients.iter_mut().enumerate() {
+            // The ten oldest see their end; the others are left alone.
+            if i < 10 {
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                assert!(matches!(c.read(&mut b), Ok(0)), "connection {i}");
+            } else {
+                c.set_nonblocking(true).unwrap();
+                let e = c.read(&mut b).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::WouldBlock, "connection {i}");
+            }
+        }
+        assert!(!r.settle(tickets[0]), "the oldest was cut");
+        assert!(r.settle(tickets[10]));
+        assert!(!r.settle(tickets[10]), "settled once");
     }
 }

@@ -55,7 +55,11 @@ pub struct TcpNode {
     /// cheaper than hashing on every send.
     index: Vec<(i64, usize)>,
     listener: Mutex<Option<Arc<TcpListener>>>,
+    /// The writers.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The accept thread, joined before the readers: it is what starts them.
+    acceptor: Mutex<Option<JoinHandle<()>>>,
+    /// The readers the accept thread started and has not joined yet.
     readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     writers_done: Receiver<()>,
     close_lock: Mutex<bool>,
@@ -114,10 +118,10 @@ impl TcpNode {
             listener: listener.clone(),
             readers: readers.clone(),
         };
-        match spawn(format!("cluster-a{id}"), move || acceptor.run()) {
-            Ok(t) => threads.push(t),
+        let acceptor = match spawn(format!("cluster-a{id}"), move || acceptor.run()) {
+            Ok(t) => t,
             Err(e) => return Err(abandon(&shared, &links, threads, e)),
-        }
+        };
         let mut index: Vec<(i64, usize)> =
             links.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
         index.sort_unstable();
@@ -137,6 +141,7 @@ impl TcpNode {
             index,
             listener: Mutex::new(Some(listener)),
             threads: Mutex::new(threads),
+            acceptor: Mutex::new(Some(acceptor)),
             readers,
             writers_done,
             close_lock: Mutex::new(false),
@@ -393,6 +398,16 @@ impl Transport for TcpNode {
         self.shared.inbox.close(&self.shared.shutdown);
         for l in &self.links {
             l.queue.close();
+        }
+        // The accept thread sees the shutdown and ends; once it is joined it
+        // starts no more readers, so the list below holds every one.
+        let acceptor = self
+            .acceptor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = acceptor {
+            let _ = t.join();
         }
         // Readers stop at the end of what they have and acknowledge it, so
         // the peers know exactly what this node took in.

@@ -1,101 +1,12 @@
 //! The bounded inbox and the shutdown signal that wakes every blocked call.
 
-use crate::envelope::{Envelope, Frames};
+use crate::envelope::Envelope;
 use crate::error::{Error, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
-use std::cell::Cell;
+use crate::sync::{deadline, spin_until, PushError, Shutdown, Timeout};
+use crate::wire::Frames;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-/// How long a blocking call may wait: `None` is forever, zero is not at all.
-pub type Timeout = Option<Duration>;
-
-/// Converts the C convention (negative forever, 0 no wait, n ms) to [`Timeout`].
-pub fn timeout_from_ms(ms: i64) -> Timeout {
-    if ms < 0 {
-        None
-    } else {
-        Some(Duration::from_millis(ms as u64))
-    }
-}
-
-/// The deadline of a timeout that starts now.
-pub fn deadline(timeout: Timeout) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + t)
-}
-
-/// How long a receive that waits for a reply polls the inbox before it parks
-/// (about one loopback round trip through both nodes' threads).
-const SPIN: Duration = Duration::from_micros(100);
-
-/// `LAST_OP`: the thread's last operation on any node was a send.
-const SENT: u8 = 1;
-/// `LAST_OP`: the thread's last operation on any node was a receive.
-const RECEIVED: u8 = 2;
-
-thread_local! {
-    /// SENT: this thread's next receive most likely waits for a reply, so it
-    /// polls before it parks. A thread that only receives (a stream
-    /// consumer) parks at once, which lets a batch build up instead of
-    /// burning the CPU its producers need. RECEIVED: this thread's next send
-    /// is most likely a reply (see the TCP transport's direct write).
-    static LAST_OP: Cell<u8> = const { Cell::new(0) };
-}
-
-fn note_recv() {
-    LAST_OP.with(|f| f.set(RECEIVED));
-}
-
-/// A one-shot signal: once fired, every [`Shutdown::sleep`] ends at once (and
-/// an inbox closed with it wakes its callers, see [`Inbox::close`]).
-#[derive(Debug)]
-pub struct Shutdown {
-    fired: AtomicBool,
-    tx: Mutex<Option<Sender<()>>>,
-    rx: Receiver<()>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        let (tx, rx) = bounded(0);
-        Shutdown {
-            fired: AtomicBool::new(false),
-            tx: Mutex::new(Some(tx)),
-            rx,
-        }
-    }
-}
-
-impl Shutdown {
-    /// Fires the signal; returns false if it had fired already.
-    pub fn fire(&self) -> bool {
-        let first = !self.fired.swap(true, Ordering::AcqRel);
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        first
-    }
-
-    /// Whether the signal has fired.
-    pub fn is_fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
-    }
-
-    /// Sleeps for `d` or until the signal fires; true if it fired.
-    pub fn sleep(&self, d: Duration) -> bool {
-        let _ = self.rx.recv_timeout(d);
-        self.is_fired()
-    }
-}
-
-/// Why a push into a bounded queue failed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum PushError {
-    /// Still full when the timeout ran out.
-    Full,
-    /// The owner shut down.
-    Closed,
-}
 
 /// A node's bounded inbox. The threads that fill it push what they have
 /// in one go, and a batched receive takes what is there in one go: one lock
@@ -110,11 +21,6 @@ pub struct Inbox {
     /// Signalled when envelopes are taken while pushers sleep.
     room: Condvar,
     cap: usize,
-    /// How long a receive polls before it parks.
-    patience: Duration,
-    /// A receive returned since the node last sent: wrappers receive and
-    /// send on different threads, so the thread-local hint misses them.
-    received: AtomicBool,
 }
 
 /// What the inbox holds: envelopes, or small frames still in wire form.
@@ -233,14 +139,9 @@ struct State {
 }
 
 impl Inbox {
-    /// An inbox holding at most `capacity` envelopes, whose receivers poll
-    /// for `patience` before they park. Pays where envelopes come one at a
-    /// time from many threads (the mock); where a reader delivers bursts
-    /// (TCP), parking at once lets the next burst build up and leaves the
-    /// CPU to the reader.
-    pub fn new(capacity: usize, patience: Duration) -> Inbox {
+    /// An inbox holding at most `capacity` envelopes.
+    pub fn new(capacity: usize) -> Inbox {
         Inbox {
-            patience,
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 ..State::default()
@@ -248,7 +149,6 @@ impl Inbox {
             ready: Condvar::new(),
             room: Condvar::new(),
             cap: capacity,
-            received: AtomicBool::new(false),
         }
     }
 
@@ -332,20 +232,12 @@ impl Inbox {
         }
     }
 
-    /// Notes that the node is sending; true if the send most likely answers
-    /// a message received (on this thread, or on any since the last send).
-    pub fn begin_send(&self) -> bool {
-        let here = LAST_OP.with(|f| f.replace(SENT)) == RECEIVED;
-        let anywhere =
-            self.received.load(Ordering::Relaxed) && self.received.swap(false, Ordering::Relaxed);
-        here || anywhere
-    }
-
-    /// Takes the next envelope, waiting up to `timeout`; fails with `Closed`
-    /// as soon as `shutdown` fires.
-    pub fn recv(&self, timeout: Timeout, shutdown: &Shutdown) -> Result<Envelope> {
+    /// Takes the next envelope, waiting up to `timeout` (polling for `spin`
+    /// before it parks, see [`spin_until`]); fails with `Closed` as soon as
+    /// `shutdown` fires.
+    pub fn recv(&self, timeout: Timeout, spin: Duration, shutdown: &Shutdown) -> Result<Envelope> {
         let mut out = Vec::with_capacity(1);
-        self.recv_batch(1, timeout, shutdown, &mut out)?;
+        self.recv_batch(1, timeout, spin, shutdown, &mut out)?;
         out.pop().ok_or_else(Error::timeout)
     }
 
@@ -355,11 +247,12 @@ impl Inbox {
         &self,
         max: usize,
         timeout: Timeout,
+        spin: Duration,
         shutdown: &Shutdown,
         out: &mut Vec<Envelope>,
     ) -> Result<()> {
         let mut items = Vec::new();
-        self.recv_items(max, timeout, shutdown, &mut items)?;
+        self.recv_items(max, timeout, spin, shutdown, &mut items)?;
         out.reserve(items.iter().map(Item::len).sum());
         for item in items {
             item.decode_into(out);
@@ -373,6 +266,7 @@ impl Inbox {
         &self,
         max: usize,
         timeout: Timeout,
+        spin: Duration,
         shutdown: &Shutdown,
         out: &mut Vec<Item>,
     ) -> Result<usize> {
@@ -384,32 +278,14 @@ impl Inbox {
         }
         // One deadline for the poll and the wait that may follow it.
         let end = deadline(timeout);
-        let mut taken = self.take(max, out);
-        if taken == 0 && timeout != Some(Duration::ZERO) {
-            // A message that comes while we poll costs no sleep and no
-            // wake-up: a thread most likely waiting for a reply polls for
-            // about a round trip, others for the inbox's patience.
-            let d = match LAST_OP.with(|f| f.get()) {
-                SENT => SPIN,
-                _ => self.patience,
-            };
-            let d = timeout.map_or(d, |t| t.min(d));
-            let start = Instant::now();
-            while start.elapsed() < d && !shutdown.is_fired() {
-                std::thread::yield_now();
-                taken = self.take(max, out);
-                if taken > 0 {
-                    break;
-                }
-            }
-        }
-        let mut n = taken;
+        let spin = timeout.map_or(spin, |t| t.min(spin));
+        let mut n = 0;
+        spin_until(spin, || {
+            n = self.take(max, out);
+            n > 0 || shutdown.is_fired()
+        });
         if n == 0 {
             n = self.wait_take(max, end, shutdown, out)?;
-        }
-        note_recv();
-        if !self.received.load(Ordering::Relaxed) {
-            self.received.store(true, Ordering::Relaxed);
         }
         Ok(n)
     }
@@ -515,7 +391,7 @@ fn wait<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{FrameReader, Header, Next, HEADER_LEN};
+    use crate::wire::{FrameReader, Header, Next, HEADER_LEN};
 
     /// A burst from peer 9: `n` small frames in wire form (ids from 0), then
     /// one envelope (id `n`).
@@ -542,7 +418,7 @@ mod tests {
 
     #[test]
     fn bursts_are_split_to_fit_and_to_serve_and_keep_their_order() {
-        let inbox = Inbox::new(5, Duration::ZERO);
+        let inbox = Inbox::new(5);
         let shutdown = Shutdown::default();
         let mut b = burst(8);
         assert_eq!(b.len(), 9);
@@ -563,7 +439,13 @@ mod tests {
                 .push_many(&mut b, Some(Duration::ZERO), &shutdown)
                 .unwrap();
             inbox
-                .recv_batch(max, Some(Duration::ZERO), &shutdown, &mut out)
+                .recv_batch(
+                    max,
+                    Some(Duration::ZERO),
+                    Duration::ZERO,
+                    &shutdown,
+                    &mut out,
+                )
                 .unwrap();
             assert!(out.len() <= max);
             assert!(out.iter().all(|e| e.pid == 9));
@@ -571,13 +453,15 @@ mod tests {
         }
         assert_eq!(ids, (0..=8).collect::<Vec<i64>>());
         assert!(inbox.is_empty() && b.is_empty());
-        let last = inbox.recv(Some(Duration::ZERO), &shutdown).unwrap_err();
+        let last = inbox
+            .recv(Some(Duration::ZERO), Duration::ZERO, &shutdown)
+            .unwrap_err();
         assert_eq!(last.status, crate::error::Status::Timeout);
     }
 
     #[test]
     fn a_burst_in_the_inbox_holds_no_more_memory_than_its_frames() {
-        let inbox = Inbox::new(10, Duration::ZERO);
+        let inbox = Inbox::new(10);
         let shutdown = Shutdown::default();
         // The first frame comes decoded (it needed a read), the next two
         // in wire form: one item of two 3-byte frames.
@@ -599,7 +483,7 @@ mod tests {
         assert_eq!(frames[0].capacity(), 2 * (HEADER_LEN + 3), "exactly sized");
         drop(s);
         // A lone frame in wire form becomes an envelope: no buffer at all.
-        let inbox = Inbox::new(10, Duration::ZERO);
+        let inbox = Inbox::new(10);
         let mut b = burst(2);
         inbox
             .push_many(&mut b, Some(Duration::ZERO), &shutdown)
@@ -609,16 +493,18 @@ mod tests {
 
     #[test]
     fn a_receiver_parked_on_an_empty_inbox_wakes_for_a_push_and_for_shutdown() {
-        let inbox = std::sync::Arc::new(Inbox::new(4, Duration::ZERO));
+        let inbox = std::sync::Arc::new(Inbox::new(4));
         let shutdown = std::sync::Arc::new(Shutdown::default());
         let (i, s) = (inbox.clone(), shutdown.clone());
-        let receiver = std::thread::spawn(move || i.recv(None, &s).map(|e| e.msg_id));
+        let receiver =
+            std::thread::spawn(move || i.recv(None, Duration::ZERO, &s).map(|e| e.msg_id));
         inbox
             .push(Envelope::new(3, 42, 0, b"x"), None, &shutdown)
             .unwrap();
         assert_eq!(receiver.join().unwrap().unwrap(), 42);
         let (i, s) = (inbox.clone(), shutdown.clone());
-        let receiver = std::thread::spawn(move || i.recv(None, &s).map(|e| e.msg_id));
+        let receiver =
+            std::thread::spawn(move || i.recv(None, Duration::ZERO, &s).map(|e| e.msg_id));
         while inbox.lock().receivers == 0 {
             std::thread::yield_now();
         }

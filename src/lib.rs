@@ -7,6 +7,7 @@
 //! rewritten to the sender's id. The C ABI in [`ffi`] exposes the same
 //! surface to C, Python and Go.
 
+pub mod backend;
 pub mod config;
 pub mod envelope;
 pub mod error;
@@ -16,12 +17,15 @@ pub mod inbox;
 pub mod mock;
 pub mod node;
 pub mod stats;
+pub mod sync;
 pub mod transport;
+pub mod wire;
 
+pub use backend::Transport;
 pub use config::{Config, BROADCAST};
 pub use envelope::{Envelope, Outgoing};
 pub use error::{Error, Result, Status};
 pub use fault::FaultCmd;
-pub use inbox::Timeout;
 pub use mock::MockCluster;
-pub use node::{Node, Transport};
+pub use node::Node;
+pub use sync::Timeout;

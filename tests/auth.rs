@@ -1,7 +1,7 @@
 //! The optional shared secret: only members that prove they know it get in.
 
 mod common;
-use cluster::envelope::{decode_welcome, Hello, Verdict, HELLO_AUTH, WELCOME_LEN};
+use cluster::wire::{decode_welcome, Hello, Verdict, HELLO_AUTH, WELCOME_LEN};
 use cluster::{Config, Envelope, Node};
 use common::*;
 use std::io::{Read, Write};

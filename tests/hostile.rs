@@ -2,7 +2,7 @@
 //! keeps serving its good peers and keeps its memory bounded.
 
 mod common;
-use cluster::envelope::{decode_welcome, Hello, Verdict, WELCOME_LEN};
+use cluster::wire::{decode_welcome, Hello, Verdict, WELCOME_LEN};
 use cluster::Node;
 use common::*;
 use std::io::{Read, Write};
@@ -222,12 +222,10 @@ fn a_peer_that_never_reads_costs_bounded_memory_and_nobody_else_waits() {
                 match fake.accept() {
                     Ok((mut conn, _)) => {
                         conn.set_nonblocking(false).unwrap();
-                        let mut hello = [0u8; cluster::envelope::HELLO_LEN];
+                        let mut hello = [0u8; cluster::wire::HELLO_LEN];
                         if conn.read_exact(&mut hello).is_ok() {
-                            let _ = conn.write_all(&cluster::envelope::encode_welcome(
-                                Verdict::Accepted,
-                                3,
-                            ));
+                            let _ = conn
+                                .write_all(&cluster::wire::encode_welcome(Verdict::Accepted, 3));
                             held.push(conn);
                         }
                     }

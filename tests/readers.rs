@@ -3,8 +3,8 @@
 //! floods, and the threads a close leaves behind.
 
 mod common;
-use cluster::envelope::Header;
 use cluster::fault::CUT_IN;
+use cluster::wire::Header;
 use cluster::{Config, Envelope, FaultCmd, Node};
 use common::*;
 use std::io::Write;

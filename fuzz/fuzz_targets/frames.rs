@@ -4,7 +4,8 @@
 //! in the same order, and stops where the plain decoder stops.
 #![no_main]
 
-use cluster::envelope::{Envelope, FrameReader, Frames, Next, HEADER_LEN};
+use cluster::wire::{FrameReader, Frames, Next, HEADER_LEN};
+use cluster::Envelope;
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 1 << 16;

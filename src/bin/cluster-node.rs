@@ -71,7 +71,7 @@ fn run(node: &Node, line: &str) -> Option<Result<Value, Error>> {
                 Ok(m) => m,
                 Err(e) => return Some(Err(e)),
             };
-            Some(node.recv(cluster::inbox::timeout_from_ms(ms)).map(|e| {
+            Some(node.recv(cluster::sync::timeout_from_ms(ms)).map(|e| {
                 json!({"ok": true, "pid": e.pid, "msg_id": e.msg_id, "kind": e.kind,
                                "text": String::from_utf8_lossy(&e.data)})
             }))

@@ -1,11 +1,11 @@
 //! C functions on a node handle, real or mock.
 
 use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
-use crate::envelope::{frame_at, Envelope, Outgoing, INLINE};
+use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
-use crate::inbox::timeout_from_ms;
 use crate::inbox::Item;
 use crate::node::Node;
+use crate::sync::timeout_from_ms;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
 
@@ -76,7 +76,7 @@ const SEND_CHUNK: usize = 32;
 /// Payload bytes shared by several envelopes handed to C, freed with the
 /// last of them: the small payloads of one `cluster_recv_batch` call, or
 /// frames received together still in their wire form.
-struct BatchBuf(Box<[u8]>);
+type SharedBuf = Arc<Vec<u8>>;
 
 fn fill(out: &mut ClusterEnvelope, env: Envelope) {
     let len = env.data.len();
@@ -253,7 +253,7 @@ pub extern "C" fn cluster_recv_batch(
                 }
             }
         }
-        let batch = Arc::new(BatchBuf(bytes.into_boxed_slice()));
+        let batch: SharedBuf = Arc::new(bytes);
         let mut at = 0;
         let mut slots = slots.iter_mut();
         for item in items {
@@ -265,19 +265,16 @@ pub extern "C" fn cluster_recv_batch(
                 }
                 Item::One(env) => fill(next_slot(&mut slots)?, env),
                 Item::Frames(frames) => {
-                    let from = frames.from();
-                    let (wire, mut pos, n) = frames.into_wire();
-                    let wire = Arc::new(BatchBuf(wire.into_boxed_slice()));
-                    for _ in 0..n {
-                        let (h, payload) = frame_at(&wire.0, pos);
-                        pos = payload.end;
+                    let mut frames = frames.into_shared();
+                    let buf = frames.buffer().clone();
+                    for f in &mut frames {
                         lend(
                             next_slot(&mut slots)?,
-                            from,
-                            h.msg_id,
-                            h.kind,
-                            &wire,
-                            payload,
+                            f.pid,
+                            f.msg_id,
+                            f.kind,
+                            &buf,
+                            f.payload,
                         );
                     }
                 }
@@ -305,14 +302,14 @@ fn lend(
     pid: i64,
     msg_id: i64,
     kind: u32,
-    buf: &Arc<BatchBuf>,
+    buf: &SharedBuf,
     range: std::ops::Range<usize>,
 ) {
     *slot = ClusterEnvelope {
         pid,
         msg_id,
         kind,
-        data: buf.0[range.start..].as_ptr(),
+        data: buf[range.start..].as_ptr(),
         len: range.len(),
         _owner: Arc::into_raw(buf.clone()).cast(),
     };
@@ -356,7 +353,7 @@ pub extern "C" fn cluster_envelopes_free(envs: *mut ClusterEnvelope, n: usize) {
         } else {
             // SAFETY: `_owner` came from `Arc::into_raw` of a batch buffer
             // in `cluster_recv_batch` (one reference per envelope).
-            drop(unsafe { Arc::from_raw(e._owner.cast::<BatchBuf>()) });
+            drop(unsafe { Arc::from_raw(e._owner.cast::<Vec<u8>>()) });
         }
         e.data = std::ptr::null();
         e.len = 0;

@@ -3,21 +3,18 @@
 
 use super::trace::{Event, Tag, Trace};
 use super::{Hold, Shared, Topology};
+use crate::backend::Transport;
 use crate::config::{Config, BROADCAST};
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Burst, Inbox, Item, Shutdown, Timeout};
-use crate::node::Transport;
+use crate::inbox::{Burst, Inbox, Item};
 use crate::stats::NodeStats;
+use crate::sync::{Shutdown, Timeout, HANDOFF_SPIN};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How long a receive polls before it parks: mock messages come one at a
-/// time from the senders' threads.
-const RECV_PATIENCE: Duration = Duration::from_micros(20);
 
 /// One incarnation of a server: a re-added id gets a new one.
 pub(crate) struct Core {
@@ -34,7 +31,7 @@ impl Core {
     pub fn new(id: i64, inbox_size: usize, seed: u64) -> Core {
         Core {
             id,
-            inbox: Inbox::new(inbox_size, RECV_PATIENCE),
+            inbox: Inbox::new(inbox_size),
             shutdown: Shutdown::default(),
             stats: NodeStats::default(),
             faults: Faults::new(seed),
@@ -75,7 +72,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(10);
 fn push(from: &Core, to: &Core, env: Envelope, timeout: Timeout) -> Pushed {
     let mut one = Burst::default();
     one.push(env);
-    let end = crate::inbox::deadline(timeout);
+    let end = crate::sync::deadline(timeout);
     loop {
         let wait = end.map_or(WAIT_SLICE, |e| {
             e.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
@@ -350,14 +347,17 @@ impl Transport for MockServer {
 
     fn recv(&self, timeout: Timeout) -> Result<Envelope> {
         let c = &self.core;
-        let env = c.inbox.recv(timeout, &c.shutdown)?;
+        // Mock messages come one at a time from the senders' threads.
+        let env = c.inbox.recv(timeout, HANDOFF_SPIN, &c.shutdown)?;
         c.stats.delivered.inc();
         Ok(env)
     }
 
     fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
         let c = &self.core;
-        let n = c.inbox.recv_items(max, timeout, &c.shutdown, out)?;
+        let n = c
+            .inbox
+            .recv_items(max, timeout, HANDOFF_SPIN, &c.shutdown, out)?;
         c.stats.delivered.add(n as u64);
         Ok(n)
     }

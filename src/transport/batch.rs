@@ -4,7 +4,8 @@
 //! from where they already are (one `writev` for the whole batch), so every
 //! byte is copied at most once before the kernel takes it.
 
-use crate::envelope::{Envelope, Header, Payload};
+use crate::envelope::{Envelope, Payload};
+use crate::wire::Header;
 use std::io::{self, IoSlice};
 use std::net::TcpStream;
 
@@ -129,7 +130,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::FrameReader;
+    use crate::wire::FrameReader;
 
     #[test]
     fn small_and_big_frames_come_out_in_order_through_short_writes() {

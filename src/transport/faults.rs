@@ -4,13 +4,13 @@
 //! set; the normal path checks one atomic flag.
 
 use super::outq::Outq;
-use super::Shared;
+use super::shared::Shared;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::fault::schedule::Delayer;
 use crate::fault::FaultCmd;
-use crate::inbox::PushError;
 use crate::stats::PeerStats;
+use crate::sync::PushError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! sends its own proof, and the listener's final welcome lets it in.
 
 use crate::config::Config;
-use crate::envelope::{
+use crate::wire::{
     decode_welcome, encode_welcome, Hello, Verdict, HELLO_AUTH, HELLO_LEN, NONCE_LEN, PROOF_LEN,
     WELCOME_LEN,
 };

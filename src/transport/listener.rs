@@ -1,9 +1,11 @@
 //! The accept thread and one reader thread per incoming connection.
 
 use super::acks::AckSender;
-use super::{handshake, Shared};
-use crate::envelope::{FrameError, FrameReader, Next};
-use crate::inbox::{Burst, PushError};
+use super::handshake;
+use super::shared::Shared;
+use crate::inbox::Burst;
+use crate::sync::PushError;
+use crate::wire::{FrameError, FrameReader, Next};
 use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};

@@ -7,18 +7,23 @@ mod faults;
 pub mod handshake;
 mod listener;
 mod outq;
+mod reply;
+mod shared;
 mod sockets;
 mod writer;
 
+use crate::backend::Transport;
 use crate::config::{Config, Peer, BROADCAST};
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Inbox, Item, PushError, Shutdown, Timeout};
-use crate::node::Transport;
+use crate::inbox::{Inbox, Item};
 use crate::stats::{NodeStats, PeerStats};
+use crate::sync::{PushError, Shutdown, Timeout};
 use crossbeam_channel::{bounded, Receiver};
 use outq::Outq;
+use reply::ReplyHint;
+use shared::Shared;
 use sockets::Sockets;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -27,17 +32,6 @@ use std::time::{Duration, Instant};
 
 /// How long a sender waits for room before checking again that the peer is up.
 const WAIT_SLICE: Duration = Duration::from_millis(10);
-
-/// State shared by the node and its threads.
-pub(crate) struct Shared {
-    pub id: i64,
-    pub config: Config,
-    pub stats: NodeStats,
-    pub inbox: Inbox,
-    pub shutdown: Shutdown,
-    pub sockets: Sockets,
-    pub faults: Faults,
-}
 
 /// The sending side of one peer.
 struct Link {
@@ -64,6 +58,7 @@ pub struct TcpNode {
     writers_done: Receiver<()>,
     close_lock: Mutex<bool>,
     faults: faults::TcpFaults,
+    reply: ReplyHint,
 }
 
 impl TcpNode {
@@ -78,7 +73,7 @@ impl TcpNode {
         let listener = Arc::new(bind(&me)?);
         let shared = Arc::new(Shared {
             id,
-            inbox: Inbox::new(config.inbox_size, Duration::ZERO),
+            inbox: Inbox::new(config.inbox_size),
             stats: NodeStats::default(),
             shutdown: Shutdown::default(),
             sockets: Sockets::default(),
@@ -146,6 +141,7 @@ impl TcpNode {
             writers_done,
             close_lock: Mutex::new(false),
             faults,
+            reply: ReplyHint::default(),
         })
     }
 
@@ -179,7 +175,7 @@ impl TcpNode {
             Err(PushError::Full) => {}
             Err(PushError::Closed) => return Err(Error::closed()),
         }
-        let end = crate::inbox::deadline(timeout);
+        let end = crate::sync::deadline(timeout);
         loop {
             // A peer that is down never makes the caller wait: its queue keeps
             // what fits and the rest is dropped and counted. Waiting is done in
@@ -215,13 +211,13 @@ impl TcpNode {
 
     /// What every send checks first: the node is open and the payload not
     /// too large. Whether the send most likely answers a message received
-    /// (see [`Inbox::begin_send`]).
+    /// (see [`ReplyHint::begin_send`]).
     fn begin_send(&self, len: usize) -> Result<bool> {
         if self.shared.shutdown.is_fired() {
             return Err(Error::closed());
         }
         self.shared.config.check_size(len)?;
-        Ok(self.shared.inbox.begin_send())
+        Ok(self.reply.begin_send())
     }
 
     /// Sends an envelope that passed [`TcpNode::begin_send`].
@@ -229,7 +225,7 @@ impl TcpNode {
         if env.pid == BROADCAST {
             // Every peer gets its chance even if one queue is full; the
             // payload is shared, not copied; the timeout is the whole call's.
-            let end = crate::inbox::deadline(timeout);
+            let end = crate::sync::deadline(timeout);
             for link in &self.links {
                 let left = end.map(|e| e.saturating_duration_since(Instant::now()));
                 match self.enqueue(link, env.clone(), left, replying) {
@@ -369,14 +365,19 @@ impl Transport for TcpNode {
     }
 
     fn recv(&self, timeout: Timeout) -> Result<Envelope> {
-        let env = self.shared.inbox.recv(timeout, &self.shared.shutdown)?;
-        self.shared.stats.delivered.inc();
+        let s = &self.shared;
+        let env = s.inbox.recv(timeout, self.reply.recv_spin(), &s.shutdown)?;
+        self.reply.received();
+        s.stats.delivered.inc();
         Ok(env)
     }
 
     fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
         let s = &self.shared;
-        let n = s.inbox.recv_items(max, timeout, &s.shutdown, out)?;
+        let n = s
+            .inbox
+            .recv_items(max, timeout, self.reply.recv_spin(), &s.shutdown, out)?;
+        self.reply.received();
         s.stats.delivered.add(n as u64);
         Ok(n)
     }

@@ -5,7 +5,7 @@
 
 use super::batch::Batch;
 use crate::envelope::{Envelope, Outgoing};
-use crate::inbox::PushError;
+use crate::sync::PushError;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 

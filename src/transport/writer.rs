@@ -3,13 +3,15 @@
 
 use super::acks::Acks;
 use super::batch::Batch;
+use super::handshake;
 use super::outq::{Outq, Wait};
+use super::shared::Shared;
 use super::sockets::{self, Liveness};
-use super::{handshake, Shared};
 use crate::config::Peer;
-use crate::envelope::{Envelope, Header};
-use crate::inbox::Timeout;
+use crate::envelope::Envelope;
 use crate::stats::PeerStats;
+use crate::sync::Timeout;
+use crate::wire::Header;
 use crossbeam_channel::Sender;
 use std::io::IoSlice;
 use std::net::TcpStream;

@@ -1,0 +1,73 @@
+//! The interface every kind of node implements: the real TCP transport and
+//! the mock network's servers, so the same code runs against both.
+
+use crate::config::Config;
+use crate::envelope::{Envelope, Outgoing};
+use crate::error::Result;
+use crate::fault::FaultCmd;
+use crate::inbox::Item;
+use crate::sync::Timeout;
+
+/// What every kind of node does. Implemented by the TCP transport and by the
+/// mock network's servers, so the same code runs against both.
+pub trait Transport: Send + Sync {
+    /// This node's own id.
+    fn pid(&self) -> i64;
+
+    /// The ids of the other members, in config order.
+    fn peers(&self) -> Vec<i64>;
+
+    /// Queues `env` for `env.pid` (an id, BROADCAST or one's own id). Waits up
+    /// to `timeout` for room when a live peer's queue is full.
+    fn send(&self, env: Envelope, timeout: Timeout) -> Result<()>;
+
+    /// Sends `msg` as `send` would; a transport that can encode it straight
+    /// into a queue skips building the envelope.
+    fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
+        self.send(msg.to_envelope(), timeout)
+    }
+
+    /// Sends `msgs` in order as `send_copy` would one by one, stopping at
+    /// the first error; how many were sent, and the error. A transport may
+    /// queue a run of messages to one peer at once.
+    fn send_copies(&self, msgs: &[Outgoing<'_>], timeout: Timeout) -> (usize, Result<()>) {
+        for (i, &msg) in msgs.iter().enumerate() {
+            if let Err(e) = self.send_copy(msg, timeout) {
+                return (i, Err(e));
+            }
+        }
+        (msgs.len(), Ok(()))
+    }
+
+    /// Takes the next received envelope, its `pid` set to the sender's id.
+    fn recv(&self, timeout: Timeout) -> Result<Envelope>;
+
+    /// Takes up to `max` envelopes: waits up to `timeout` for the first.
+    fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {
+        let mut items = Vec::new();
+        self.recv_items(max, timeout, &mut items)?;
+        for item in items {
+            item.decode_into(out);
+        }
+        Ok(())
+    }
+
+    /// Like `recv_batch`, with small frames still in their wire form (for a
+    /// caller that hands payloads on where they are); how many messages.
+    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize>;
+
+    /// Stops the node; idempotent; wakes every blocked call.
+    fn close(&self);
+
+    /// Whether `close` has been called.
+    fn is_closed(&self) -> bool;
+
+    /// The node's counters as a JSON object.
+    fn stats(&self) -> serde_json::Value;
+
+    /// Changes the node's fault settings (see [`crate::fault`]).
+    fn fault(&self, cmd: &FaultCmd) -> Result<()>;
+
+    /// The configuration the node runs with.
+    fn config(&self) -> &Config;
+}

@@ -1,0 +1,103 @@
+//! What the blocking parts of a node share: timeouts and the C millisecond
+//! convention, the shutdown signal, why a push into a bounded queue failed,
+//! and the one spin-then-park policy of every waiter.
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a blocking call may wait: `None` is forever, zero is not at all.
+pub type Timeout = Option<Duration>;
+
+/// Converts the C convention (negative forever, 0 no wait, n ms) to [`Timeout`].
+pub fn timeout_from_ms(ms: i64) -> Timeout {
+    if ms < 0 {
+        None
+    } else {
+        Some(Duration::from_millis(ms as u64))
+    }
+}
+
+/// The deadline of a timeout that starts now.
+pub fn deadline(timeout: Timeout) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+/// A one-shot signal: once fired, every [`Shutdown::sleep`] ends at once (and
+/// an inbox closed with it wakes its callers, see [`Inbox::close`]).
+#[derive(Debug)]
+pub struct Shutdown {
+    fired: AtomicBool,
+    tx: Mutex<Option<Sender<()>>>,
+    rx: Receiver<()>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (tx, rx) = bounded(0);
+        Shutdown {
+            fired: AtomicBool::new(false),
+            tx: Mutex::new(Some(tx)),
+            rx,
+        }
+    }
+}
+
+impl Shutdown {
+    /// Fires the signal; returns false if it had fired already.
+    pub fn fire(&self) -> bool {
+        let first = !self.fired.swap(true, Ordering::AcqRel);
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        first
+    }
+
+    /// Whether the signal has fired.
+    pub fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// Sleeps for `d` or until the signal fires; true if it fired.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let _ = self.rx.recv_timeout(d);
+        self.is_fired()
+    }
+}
+
+/// Why a push into a bounded queue failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// Still full when the timeout ran out.
+    Full,
+    /// The owner shut down.
+    Closed,
+}
+
+/// How long a waiter that expects its event within a thread hand-off (a
+/// frame from a streaming sender, a message from a mock sender) polls before
+/// it parks.
+pub const HANDOFF_SPIN: Duration = Duration::from_micros(20);
+/// How long a receive that most likely waits for a reply polls before it
+/// parks: about one loopback round trip through both nodes' threads.
+pub const REPLY_SPIN: Duration = Duration::from_micros(100);
+
+/// The spin-then-park policy: polls `ready`, yielding the CPU between
+/// polls, for at most `spin`; true as soon as it holds. A waiter parks
+/// (on its condition variable) only when this returns false, so an event
+/// that comes while it polls costs no sleep and no wake-up.
+pub fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    if ready() {
+        return true;
+    }
+    if spin.is_zero() {
+        return false;
+    }
+    let start = Instant::now();
+    while start.elapsed() < spin {
+        std::thread::yield_now();
+        if ready() {
+            return true;
+        }
+    }
+    false
+}

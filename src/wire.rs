@@ -1,0 +1,633 @@
+//! The wire format, and the only code that knows its byte offsets: the
+//! handshake (hello, welcome), the 16-byte frame header, the frame reader,
+//! and small frames kept in their wire form until they are taken.
+//!
+//! Everything here is pure encoding and decoding over byte slices, so it can
+//! be tested and fuzzed without sockets.
+
+use crate::envelope::{Envelope, Payload, INLINE};
+use std::sync::Arc;
+
+/// The four bytes that open every connection.
+pub const MAGIC: [u8; 4] = *b"CLST";
+/// The protocol version this build speaks.
+pub const VERSION: u16 = 1;
+/// Size of the hello a connecting node sends.
+pub const HELLO_LEN: usize = 24;
+/// Size of the answer to a hello.
+pub const WELCOME_LEN: usize = 16;
+/// Size of a frame header.
+pub const HEADER_LEN: usize = 16;
+
+/// The first message on a connection: who is calling whom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The connecting node's id.
+    pub from: i64,
+    /// The id the connecting node believes it is talking to.
+    pub to: i64,
+    /// Options of the caller, e.g. [`HELLO_AUTH`].
+    pub flags: u16,
+}
+
+/// Hello flag: the caller knows a shared secret and a challenge follows
+/// (its 16-byte nonce comes right after the hello).
+pub const HELLO_AUTH: u16 = 1;
+/// Size of a handshake nonce.
+pub const NONCE_LEN: usize = 16;
+/// Size of a handshake proof (an HMAC-SHA256).
+pub const PROOF_LEN: usize = 32;
+
+/// How the listening side answers a hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Verdict {
+    /// Accepted: frames may follow.
+    Accepted = 0,
+    /// The caller's id is not in the listener's config.
+    UnknownSender = 1,
+    /// The caller addressed another id than the listener's own.
+    WrongTarget = 2,
+    /// The two sides disagree on the shared secret (or on having one).
+    AuthFailed = 3,
+    /// Prove you know the secret: a nonce and the listener's proof follow.
+    Challenge = 4,
+}
+
+/// Why bytes from the wire were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// The connection does not start with [`MAGIC`].
+    BadMagic,
+    /// The peer speaks a protocol version this build does not.
+    BadVersion(u16),
+    /// The answer to a hello carries an unknown verdict.
+    BadVerdict(u16),
+    /// A frame announces a payload larger than the limit.
+    TooLarge(u64),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::BadMagic => write!(f, "bad protocol magic"),
+            WireError::BadVersion(v) => write!(f, "unsupported protocol version {v}"),
+            WireError::BadVerdict(v) => write!(f, "unknown handshake verdict {v}"),
+            WireError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the limit"),
+        }
+    }
+}
+
+fn check_magic(b: &[u8]) -> Result<(), WireError> {
+    if b[0..4] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let version = u16::from_le_bytes([b[4], b[5]]);
+    if version != VERSION {
+        return Err(WireError::BadVersion(version));
+    }
+    Ok(())
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_le_bytes(a)
+}
+
+impl Hello {
+    /// The hello's wire form.
+    pub fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[6..8].copy_from_slice(&self.flags.to_le_bytes());
+        b[8..16].copy_from_slice(&self.from.to_le_bytes());
+        b[16..24].copy_from_slice(&self.to.to_le_bytes());
+        b
+    }
+
+    /// Parses a hello.
+    pub fn decode(b: &[u8; HELLO_LEN]) -> Result<Hello, WireError> {
+        check_magic(b)?;
+        Ok(Hello {
+            from: i64_at(b, 8),
+            to: i64_at(b, 16),
+            flags: u16::from_le_bytes([b[6], b[7]]),
+        })
+    }
+}
+
+/// The listener's answer: its verdict and its own id.
+pub fn encode_welcome(verdict: Verdict, own_id: i64) -> [u8; WELCOME_LEN] {
+    let mut b = [0u8; WELCOME_LEN];
+    b[0..4].copy_from_slice(&MAGIC);
+    b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    b[6..8].copy_from_slice(&(verdict as u16).to_le_bytes());
+    b[8..16].copy_from_slice(&own_id.to_le_bytes());
+    b
+}
+
+/// Parses the listener's answer into its verdict and id.
+pub fn decode_welcome(b: &[u8; WELCOME_LEN]) -> Result<(Verdict, i64), WireError> {
+    check_magic(b)?;
+    let verdict = match u16::from_le_bytes([b[6], b[7]]) {
+        0 => Verdict::Accepted,
+        1 => Verdict::UnknownSender,
+        2 => Verdict::WrongTarget,
+        3 => Verdict::AuthFailed,
+        4 => Verdict::Challenge,
+        v => return Err(WireError::BadVerdict(v)),
+    };
+    Ok((verdict, i64_at(b, 8)))
+}
+
+/// A frame header: the payload's length, kind and message id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Payload length in bytes.
+    pub len: u32,
+    /// The envelope's kind tag.
+    pub kind: u32,
+    /// The envelope's message id.
+    pub msg_id: i64,
+}
+
+impl Header {
+    /// The header of `env`'s frame.
+    pub fn encode(env: &Envelope) -> [u8; HEADER_LEN] {
+        Header {
+            len: env.data.len() as u32,
+            kind: env.kind,
+            msg_id: env.msg_id,
+        }
+        .to_bytes()
+    }
+
+    /// The header's wire form.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&self.len.to_le_bytes());
+        b[4..8].copy_from_slice(&self.kind.to_le_bytes());
+        b[8..16].copy_from_slice(&self.msg_id.to_le_bytes());
+        b
+    }
+
+    /// Parses a header, refusing payloads above `max_len`.
+    pub fn decode(b: &[u8; HEADER_LEN], max_len: usize) -> Result<Header, WireError> {
+        let header = Header::parse(b);
+        if header.len as u64 > max_len as u64 {
+            return Err(WireError::TooLarge(header.len as u64));
+        }
+        Ok(header)
+    }
+
+    /// Reads a header's fields, unchecked.
+    fn parse(b: &[u8]) -> Header {
+        Header {
+            len: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            kind: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            msg_id: i64_at(b, 8),
+        }
+    }
+}
+
+/// Why a [`FrameReader`] stopped.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The stream failed or ended in the middle of a frame (a read timeout
+    /// mid-frame lands here too: the peer stalled).
+    Io(std::io::Error),
+    /// A read timeout between two frames: the connection is idle, not broken.
+    Idle,
+    /// The bytes are not a valid frame; the connection should be dropped.
+    Wire(WireError),
+}
+
+/// Splits a byte stream into envelopes: a 16-byte [`Header`] then the
+/// payload. Never allocates more than the limit for one payload.
+pub struct FrameReader<R> {
+    inner: std::io::BufReader<R>,
+    max_len: usize,
+}
+
+impl<R: std::io::Read> FrameReader<R> {
+    /// Reads frames of at most `max_len` payload bytes from `inner`, through
+    /// a buffer of `buffer` bytes.
+    pub fn new(inner: R, max_len: usize, buffer: usize) -> FrameReader<R> {
+        FrameReader {
+            inner: std::io::BufReader::with_capacity(buffer, inner),
+            max_len,
+        }
+    }
+
+    /// Bytes read from the stream but not yet decoded; 0 means the next
+    /// frame needs a read from the stream.
+    pub fn buffered(&self) -> usize {
+        self.inner.buffer().len()
+    }
+
+    /// The next envelope, its `pid` set to `from`; `Ok(None)` at a clean end
+    /// of stream (between frames).
+    pub fn next_frame(&mut self, from: i64) -> Result<Option<Envelope>, FrameError> {
+        use std::io::{BufRead, Read};
+        let mut h = [0u8; HEADER_LEN];
+        if self.inner.buffer().len() >= HEADER_LEN {
+            // The common case: the whole header is buffered already.
+            h.copy_from_slice(&self.inner.buffer()[..HEADER_LEN]);
+            self.inner.consume(HEADER_LEN);
+        } else {
+            let mut got = 0;
+            while got < HEADER_LEN {
+                match self.inner.read(&mut h[got..]) {
+                    Ok(0) if got == 0 => return Ok(None),
+                    Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if got == 0
+                            && matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                    {
+                        return Err(FrameError::Idle)
+                    }
+                    Err(e) => return Err(FrameError::Io(e)),
+                }
+            }
+        }
+        let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
+        let len = header.len as usize;
+        let data: Payload = if self.inner.buffer().len() >= len {
+            // Copied straight out of the buffer: inline when small, else one
+            // allocation, no zeroing.
+            let data = Payload::copy_from(&self.inner.buffer()[..len]);
+            self.inner.consume(len);
+            data
+        } else {
+            let data = Arc::<[u8]>::new_zeroed_slice(len);
+            // SAFETY: zeroed bytes are valid u8 values.
+            let mut data = unsafe { data.assume_init() };
+            let buf = Arc::get_mut(&mut data).expect("a fresh Arc is unique");
+            self.inner.read_exact(buf).map_err(FrameError::Io)?;
+            data.into()
+        };
+        Ok(Some(Envelope {
+            pid: from,
+            msg_id: header.msg_id,
+            kind: header.kind,
+            data,
+        }))
+    }
+}
+
+/// What [`FrameReader::next_into`] did with the next frame.
+#[derive(Debug)]
+pub enum Next {
+    /// A small frame, wholly buffered, was appended to the [`Frames`].
+    Appended,
+    /// The next frame, decoded (a large one, or one not wholly buffered).
+    Envelope(Envelope),
+    /// A clean end of stream (between frames).
+    End,
+}
+
+impl<R: std::io::Read> FrameReader<R> {
+    /// Like [`FrameReader::next_frame`], but a small frame whose bytes are
+    /// all buffered is copied into `small` in its wire form instead: the
+    /// reading thread only checks and copies, and the thread that takes it
+    /// from the inbox decodes it.
+    pub fn next_into(&mut self, small: &mut Frames) -> Result<Next, FrameError> {
+        use std::io::BufRead;
+        let buf = self.inner.buffer();
+        if buf.len() >= HEADER_LEN {
+            let mut h = [0u8; HEADER_LEN];
+            h.copy_from_slice(&buf[..HEADER_LEN]);
+            let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
+            let end = HEADER_LEN + header.len as usize;
+            if header.len as usize <= INLINE && buf.len() >= end {
+                small.push_wire(&buf[..end], header.len);
+                self.inner.consume(end);
+                return Ok(Next::Appended);
+            }
+        }
+        Ok(match self.next_frame(small.from)? {
+            Some(env) => Next::Envelope(env),
+            None => Next::End,
+        })
+    }
+}
+
+/// Small frames from one peer still in their wire form, decoded one by one
+/// as they are taken (an iterator of envelopes).
+#[derive(Debug, Default)]
+pub struct Frames {
+    from: i64,
+    bytes: Vec<u8>,
+    /// Where the next frame starts in `bytes`.
+    at: usize,
+    /// Frames left.
+    count: usize,
+    /// Payload bytes left.
+    payload: u64,
+}
+
+impl Frames {
+    /// No frames yet; they come from peer `from`.
+    pub fn new(from: i64) -> Frames {
+        Frames {
+            from,
+            ..Frames::default()
+        }
+    }
+
+    /// Like [`Frames::new`], with room for `bytes` bytes of frames.
+    pub fn with_capacity(from: i64, bytes: usize) -> Frames {
+        Frames {
+            from,
+            bytes: Vec::with_capacity(bytes),
+            ..Frames::default()
+        }
+    }
+
+    /// The peer the frames come from.
+    pub fn from(&self) -> i64 {
+        self.from
+    }
+
+    /// Frames left.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no frame is left.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Payload bytes left.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload
+    }
+
+    /// Bytes the buffer holds room for.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Appends one frame's wire bytes, checked already, of `len` payload bytes.
+    fn push_wire(&mut self, wire: &[u8], len: u32) {
+        self.bytes.extend_from_slice(wire);
+        self.count += 1;
+        self.payload += len as u64;
+    }
+
+    /// Length of the frame that starts at `at`.
+    fn frame_len(&self, at: usize) -> usize {
+        frame_at(&self.bytes, at).1.end - at
+    }
+
+    /// The frames left, their bytes shared by every payload handed out of
+    /// them (see [`SharedFrames`]).
+    pub fn into_shared(self) -> SharedFrames {
+        SharedFrames {
+            from: self.from,
+            bytes: Arc::new(self.bytes),
+            at: self.at,
+            count: self.count,
+        }
+    }
+
+    /// Moves the first `n` frames (at most all) into a new `Frames`.
+    pub fn take_front(&mut self, n: usize) -> Frames {
+        let n = n.min(self.count);
+        let mut end = self.at;
+        for _ in 0..n {
+            end += self.frame_len(end);
+        }
+        let payload = (end - self.at - n * HEADER_LEN) as u64;
+        let front = Frames {
+            from: self.from,
+            bytes: self.bytes[self.at..end].to_vec(),
+            at: 0,
+            count: n,
+            payload,
+        };
+        self.at = end;
+        self.count -= n;
+        self.payload -= payload;
+        self.recycle();
+        front
+    }
+
+    /// Once every frame is taken, the buffer is empty again and kept for
+    /// the frames to come.
+    fn recycle(&mut self) {
+        if self.count == 0 {
+            self.bytes.clear();
+            self.at = 0;
+        }
+    }
+}
+
+/// The header of the checked frame that starts at `at` in `wire`, and where
+/// its payload lies.
+fn frame_at(wire: &[u8], at: usize) -> (Header, std::ops::Range<usize>) {
+    let header = Header::parse(&wire[at..at + HEADER_LEN]);
+    let start = at + HEADER_LEN;
+    (header, start..start + header.len as usize)
+}
+
+/// One message of [`SharedFrames`]: its envelope fields, and where its
+/// payload lies in the shared buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameRef {
+    /// The sender's id.
+    pub pid: i64,
+    /// The envelope's message id.
+    pub msg_id: i64,
+    /// The envelope's kind tag.
+    pub kind: u32,
+    /// The payload's bytes in [`SharedFrames::buffer`].
+    pub payload: std::ops::Range<usize>,
+}
+
+/// Small frames whose bytes are shared: a caller hands each payload out
+/// where it lies, keeping the buffer alive with a reference per payload,
+/// instead of copying it.
+#[derive(Debug)]
+pub struct SharedFrames {
+    from: i64,
+    bytes: Arc<Vec<u8>>,
+    at: usize,
+    count: usize,
+}
+
+impl SharedFrames {
+    /// The buffer every [`FrameRef::payload`] points into.
+    pub fn buffer(&self) -> &Arc<Vec<u8>> {
+        &self.bytes
+    }
+
+    /// Frames left.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no frame is left.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl Iterator for SharedFrames {
+    type Item = FrameRef;
+
+    fn next(&mut self) -> Option<FrameRef> {
+        if self.count == 0 {
+            return None;
+        }
+        let (header, payload) = frame_at(&self.bytes, self.at);
+        self.at = payload.end;
+        self.count -= 1;
+        Some(FrameRef {
+            pid: self.from,
+            msg_id: header.msg_id,
+            kind: header.kind,
+            payload,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.count, Some(self.count))
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Envelope;
+
+    fn next(&mut self) -> Option<Envelope> {
+        if self.count == 0 {
+            return None;
+        }
+        let (header, payload) = frame_at(&self.bytes, self.at);
+        self.at = payload.end;
+        self.count -= 1;
+        self.payload -= header.len as u64;
+        let env = Envelope {
+            pid: self.from,
+            msg_id: header.msg_id,
+            kind: header.kind,
+            data: Payload::copy_from(&self.bytes[payload]),
+        };
+        self.recycle();
+        Some(env)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.count, Some(self.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trip() {
+        let h = Hello {
+            from: 7,
+            to: -3,
+            flags: HELLO_AUTH,
+        };
+        assert_eq!(Hello::decode(&h.encode()), Ok(h));
+        let mut bad = h.encode();
+        bad[0] = b'X';
+        assert_eq!(Hello::decode(&bad), Err(WireError::BadMagic));
+        let mut v2 = h.encode();
+        v2[4] = 9;
+        assert_eq!(Hello::decode(&v2), Err(WireError::BadVersion(9)));
+    }
+
+    #[test]
+    fn welcome_round_trip() {
+        let w = encode_welcome(Verdict::UnknownSender, 42);
+        assert_eq!(decode_welcome(&w), Ok((Verdict::UnknownSender, 42)));
+        let mut bad = w;
+        bad[6] = 77;
+        assert_eq!(decode_welcome(&bad), Err(WireError::BadVerdict(77)));
+    }
+
+    #[test]
+    fn frame_reader_splits_a_stream_and_stops_on_garbage() {
+        let mut wire = Vec::new();
+        for (i, p) in [&b"one"[..], b"", b"three"].iter().enumerate() {
+            let env = Envelope::new(0, i as i64, 1, p);
+            wire.extend_from_slice(&Header::encode(&env));
+            wire.extend_from_slice(p);
+        }
+        let mut r = FrameReader::new(&wire[..], 16, 64);
+        let got: Vec<Envelope> = std::iter::from_fn(|| r.next_frame(9).unwrap()).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            (got[2].pid, got[2].msg_id, &got[2].data[..]),
+            (9, 2, &b"three"[..])
+        );
+        let mut half = FrameReader::new(&wire[..HEADER_LEN + 1], 16, 64);
+        assert!(matches!(half.next_frame(9), Err(FrameError::Io(_))));
+        let mut big = FrameReader::new(&wire[..], 2, 64);
+        assert!(matches!(
+            big.next_frame(9),
+            Err(FrameError::Wire(WireError::TooLarge(3)))
+        ));
+    }
+
+    #[test]
+    fn small_buffered_frames_stay_in_wire_form_until_taken() {
+        let sizes = [3usize, 0, INLINE, INLINE + 1, 7];
+        let mut wire = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let env = Envelope::new(0, i as i64, 1, &vec![i as u8; n]);
+            wire.extend_from_slice(&Header::encode(&env));
+            wire.extend_from_slice(&env.data);
+        }
+        let mut r = FrameReader::new(&wire[..], 1 << 10, 1 << 10);
+        let mut small = Frames::new(9);
+        let mut big = Vec::new();
+        loop {
+            match r.next_into(&mut small).unwrap() {
+                Next::Appended => {}
+                Next::Envelope(e) => big.push(e),
+                Next::End => break,
+            }
+        }
+        // The first frame needs a read (nothing is buffered yet) and the
+        // fourth is too large: both come decoded.
+        let big: Vec<(i64, usize)> = big.iter().map(|e| (e.msg_id, e.data.len())).collect();
+        assert_eq!(big, [(0, 3), (3, INLINE + 1)]);
+        assert_eq!(small.len(), 3);
+        assert_eq!(small.payload_bytes(), (INLINE + 7) as u64);
+        let front = small.take_front(2);
+        assert_eq!((front.len(), small.len()), (2, 1));
+        let got: Vec<(i64, i64, usize)> = front
+            .chain(small)
+            .map(|e| (e.pid, e.msg_id, e.data.len()))
+            .collect();
+        assert_eq!(got, [(9, 1, 0), (9, 2, INLINE), (9, 4, 7)]);
+    }
+
+    #[test]
+    fn header_round_trip_and_limit() {
+        let env = Envelope::new(1, -5, 2, b"hello");
+        let h = Header::decode(&Header::encode(&env), 5).unwrap();
+        assert_eq!((h.len, h.kind, h.msg_id), (5, 2, -5));
+        assert_eq!(
+            Header::decode(&Header::encode(&env), 4),
+            Err(WireError::TooLarge(5))
+        );
+        let huge = [0xffu8; HEADER_LEN];
+        assert!(Header::decode(&huge, 1 << 20).is_err());
+    }
+}

@@ -28,9 +28,39 @@
 #include <stdlib.h>
 
 /*
- Default time after which a peer that answers nothing is marked down.
+ Status codes: every function that can fail returns one of these (as an
+ int), and writes it with a message into its `cluster_error_t`. The
+ numbers never change; new codes only get new numbers.
  */
-#define DEFAULT_PEER_TIMEOUT_MS 10000
+typedef enum cluster_status_t {
+  /* Success. */
+  CLUSTER_OK = 0,
+  /* A required pointer argument was NULL. */
+  CLUSTER_E_NULL_ARG = -1,
+  /* An argument had a value outside its domain (bad UTF-8, negative size, ...). */
+  CLUSTER_E_INVALID_ARG = -2,
+  /* The configuration is invalid; the message names the field. */
+  CLUSTER_E_CONFIG = -3,
+  /* The node's address is already in use by another socket. */
+  CLUSTER_E_ADDR_IN_USE = -4,
+  /* An operating-system I/O error. */
+  CLUSTER_E_IO = -5,
+  /* The destination id is not a member of the cluster. */
+  CLUSTER_E_UNKNOWN_PEER = -6,
+  /* The payload is larger than the configured MaxMessageSize. */
+  CLUSTER_E_TOO_LARGE = -7,
+  /* The call timed out before it could complete. */
+  CLUSTER_E_TIMEOUT = -8,
+  /* The node (or mock cluster) is closed. */
+  CLUSTER_E_CLOSED = -9,
+  /* A bounded queue was full and the message was dropped (and counted). */
+  CLUSTER_E_FULL = -10,
+  /* A panic was caught at the C boundary: a bug in the library. */
+  CLUSTER_E_PANIC = -11,
+  /* A caller-provided buffer is too small; the needed size is reported. */
+  CLUSTER_E_BUFFER_TOO_SMALL = -12,
+} cluster_status_t;
+
 
 /*
  Bytes of message an error can carry, including the terminating NUL.
@@ -56,71 +86,6 @@
  The id that addresses every peer but the sender.
  */
 #define CLUSTER_BROADCAST -1
-
-/*
- Success.
- */
-#define CLUSTER_OK 0
-
-/*
- A required pointer argument was NULL.
- */
-#define CLUSTER_E_NULL_ARG -1
-
-/*
- An argument had a value outside its domain.
- */
-#define CLUSTER_E_INVALID_ARG -2
-
-/*
- The configuration is invalid; the message names the field.
- */
-#define CLUSTER_E_CONFIG -3
-
-/*
- The node's address is already in use.
- */
-#define CLUSTER_E_ADDR_IN_USE -4
-
-/*
- An operating-system I/O error.
- */
-#define CLUSTER_E_IO -5
-
-/*
- The destination id is not a member of the cluster.
- */
-#define CLUSTER_E_UNKNOWN_PEER -6
-
-/*
- The payload is larger than MaxMessageSize.
- */
-#define CLUSTER_E_TOO_LARGE -7
-
-/*
- The call timed out.
- */
-#define CLUSTER_E_TIMEOUT -8
-
-/*
- The node or mock cluster is closed.
- */
-#define CLUSTER_E_CLOSED -9
-
-/*
- A bounded queue was full: the message was dropped and counted.
- */
-#define CLUSTER_E_FULL -10
-
-/*
- A panic was caught at the boundary: a bug in the library.
- */
-#define CLUSTER_E_PANIC -11
-
-/*
- A caller's buffer is too small; the needed size was reported.
- */
-#define CLUSTER_E_BUFFER_TOO_SMALL -12
 
 /*
  An opaque in-process mock cluster.

@@ -1,11 +1,10 @@
 //! The C ABI: a thin layer with no logic of its own. Every function returns a
-//! status code (see [`status`]), catches panics, checks its pointers, and
+//! status code (a `cluster_status_t`, see [`Status`]), catches panics, checks its pointers, and
 //! writes the detailed message into an optional `cluster_error_t`.
 
 pub mod fault;
 pub mod mock;
 pub mod node;
-pub mod status;
 
 use crate::error::{Error, Result, Status};
 use std::cell::RefCell;
@@ -54,17 +53,31 @@ fn report(result: Result<()>, err: *mut ClusterError) -> c_int {
     code
 }
 
-/// Runs `f` behind the panic boundary and reports its result.
-pub(crate) fn call(err: *mut ClusterError, f: impl FnOnce() -> Result<()>) -> c_int {
-    let result = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+/// The panic boundary every exported function runs behind: `f`'s value,
+/// or `on_panic(what)` if it panicked.
+pub(crate) fn guard<R>(f: impl FnOnce() -> R, on_panic: impl FnOnce(String) -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
         let what = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
+        on_panic(what)
+    })
+}
+
+/// Runs `f` behind the panic boundary and reports its result.
+pub(crate) fn call(err: *mut ClusterError, f: impl FnOnce() -> Result<()>) -> c_int {
+    let result = guard(f, |what| {
         Err(Error::new(Status::Panic, format!("internal error: {what}")))
     });
     report(result, err)
+}
+
+/// Runs a function that reports no status (a free, a query) behind the
+/// panic boundary; a panic gives `fallback`.
+pub(crate) fn quiet<R>(fallback: R, f: impl FnOnce() -> R) -> R {
+    guard(f, |_| fallback)
 }
 
 /// Turns a pointer argument into a reference, or a NULL-argument error that
@@ -97,10 +110,11 @@ pub(crate) fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
 /// static: never free it. Any thread; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_strerror(code: c_int) -> *const c_char {
-    match Status::from_code(code) {
+    let unknown = c"CLUSTER_E_UNKNOWN".as_ptr();
+    quiet(unknown, || match Status::from_code(code) {
         Some(s) => s.c_name().as_ptr(),
-        None => c"CLUSTER_E_UNKNOWN".as_ptr(),
-    }
+        None => unknown,
+    })
 }
 
 /// The message of the last failed call on this OS thread. Valid until the
@@ -110,14 +124,15 @@ pub extern "C" fn cluster_strerror(code: c_int) -> *const c_char {
 /// Never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_last_error() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ptr())
+    quiet(c"".as_ptr(), || LAST_ERROR.with(|l| l.borrow().as_ptr()))
 }
 
 /// The library's version, e.g. `"0.1.0"`. Static; never free it.
 /// Any thread; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    let version = concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast();
+    quiet(version, || version)
 }
 
 /// Turns a pointer and a count into a slice; NULL is an error unless `n` is 0.
@@ -151,4 +166,31 @@ pub(crate) fn set_opt<T>(p: *mut T, v: T) {
 pub(crate) fn take_box<T>(p: *mut T) -> Option<Box<T>> {
     // SAFETY: by contract `p` is NULL or came from Box::into_raw, taken once.
     (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every exported function runs behind [`super::call`] or
+    /// [`super::quiet`], or is a one-line wrapper of one that does (another
+    /// exported function, or `apply` in fault.rs).
+    #[test]
+    fn every_exported_function_is_behind_the_panic_boundary() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for f in text.split("pub extern \"C\" fn ").skip(1) {
+                let name = &f[..f.find('(').unwrap()];
+                let body = &f[f.find('{').unwrap()..f.find("\n}").unwrap()];
+                let guarded = body.contains("call(err,")
+                    || body.contains("quiet(")
+                    || ["cluster_", "apply("]
+                        .iter()
+                        .any(|w| body.trim_start_matches('{').trim().starts_with(w));
+                assert!(guarded, "{name} is not behind the panic boundary");
+                seen += 1;
+            }
+        }
+        assert!(seen > 30, "found {seen} exported functions");
+    }
 }

@@ -339,6 +339,10 @@ pub extern "C" fn cluster_envelope_free(env: *mut ClusterEnvelope) {
 /// Any thread; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_envelopes_free(envs: *mut ClusterEnvelope, n: usize) {
+    super::quiet((), || free_envelopes(envs, n));
+}
+
+fn free_envelopes(envs: *mut ClusterEnvelope, n: usize) {
     let Ok(envs) = slice_out(envs, n, "envs") else {
         return;
     };
@@ -381,11 +385,11 @@ pub extern "C" fn cluster_close(node: *const ClusterNode, err: *mut ClusterError
 /// Blocks like `cluster_close` if the node is still open.
 #[no_mangle]
 pub extern "C" fn cluster_free(node: *mut ClusterNode) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    super::quiet((), || {
         if let Some(node) = super::take_box(node) {
             node.node.close();
         }
-    }));
+    });
 }
 
 /// Stores the node's own id in `*out`. Thread-safe; never blocks.
@@ -438,10 +442,10 @@ pub(crate) fn write_ids(ids: &[i64], out: *mut i64, cap: usize, len: *mut usize)
 /// no `err`: there is nothing more to say). Thread-safe; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_is_closed(node: *const ClusterNode) -> c_int {
-    match node_arg(node) {
+    super::quiet(Status::Panic as c_int, || match node_arg(node) {
         Ok(n) => n.is_closed() as c_int,
         Err(e) => e.status as c_int,
-    }
+    })
 }
 
 /// Stores the node's counters as a JSON object in `*out`: sent, received,
@@ -474,7 +478,7 @@ pub(crate) fn give_string(s: String, out: *mut *mut c_char) -> Result<()> {
 /// Any thread; never blocks.
 #[no_mangle]
 pub extern "C" fn cluster_string_free(s: *mut c_char) {
-    take_string(s);
+    super::quiet((), || take_string(s));
 }
 
 fn take_string(s: *mut c_char) {

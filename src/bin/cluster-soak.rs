@@ -175,8 +175,17 @@ fn worker(id: &str, config: &str, inc: &str) -> i32 {
             Some("heal") => node.fault(&FaultCmd::Heal),
             Some("drop") => node.fault(&FaultCmd::Drop(num(1))),
             Some("delay") => {
-                delayed.store(num(1) > 0.0, Ordering::Release);
-                FaultCmd::delay_ms(num(1) as i64).and_then(|c| node.fault(&c))
+                // Flagged as delayed from before the delay starts until after
+                // it stops: an undelayed-looking message is never delayed.
+                let on = num(1) > 0.0;
+                if on {
+                    delayed.store(true, Ordering::Release);
+                }
+                let r = FaultCmd::delay_ms(num(1) as i64).and_then(|c| node.fault(&c));
+                if !on {
+                    delayed.store(false, Ordering::Release);
+                }
+                r
             }
             Some("slow") => {
                 slow_ms.store(num(1) as u64, Ordering::Release);

@@ -63,9 +63,6 @@ pub struct PeerStats {
     /// Whether the last attempt to reach the peer failed: senders do not
     /// wait for room in a down peer's queue.
     pub down: AtomicBoolJson,
-    /// Messages accepted for this peer (on TCP filled in when read from the
-    /// peer's queue, which counts them under its lock).
-    pub sent: Counter,
     /// Messages handed to the peer's connection (TCP) or inbox (mock).
     pub written: Counter,
     /// Payload bytes handed to the connection.
@@ -77,8 +74,6 @@ pub struct PeerStats {
     pub dropped: Drops,
     /// Connections made to this peer after the first.
     pub reconnects: Counter,
-    /// Messages waiting in this peer's queue (filled in when read).
-    pub queue_depth: Counter,
 }
 
 impl PeerStats {
@@ -88,13 +83,11 @@ impl PeerStats {
             id,
             connected: AtomicBoolJson::default(),
             down: AtomicBoolJson::default(),
-            sent: Counter::default(),
             written: Counter::default(),
             written_bytes: Counter::default(),
             acked: Counter::default(),
             dropped: Drops::default(),
             reconnects: Counter::default(),
-            queue_depth: Counter::default(),
         }
     }
 }
@@ -125,9 +118,12 @@ impl Serialize for AtomicBoolJson {
 #[derive(Default, Debug, Serialize)]
 pub struct NodeStats {
     /// Messages accepted by `send`, one per destination (a broadcast to four
-    /// peers counts four).
+    /// peers counts four). On TCP only those a node sends to itself: its
+    /// peers' queues count theirs, under the lock a send takes anyway.
+    #[serde(skip)]
     pub sent: Counter,
-    /// Payload bytes accepted by `send`, per destination.
+    /// Payload bytes of `sent`.
+    #[serde(skip)]
     pub sent_bytes: Counter,
     /// Messages put into this node's inbox.
     pub received: Counter,
@@ -151,4 +147,70 @@ pub struct NodeStats {
     /// Incoming connections dropped for a bad frame (oversized, malformed,
     /// or stalled mid-frame for 5 s).
     pub bad_frames: Counter,
+}
+
+/// What a TCP peer's queue counts, under its lock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueueCounts {
+    /// Messages accepted for the peer.
+    pub sent: u64,
+    /// Their payload bytes.
+    pub sent_bytes: u64,
+    /// Messages queued or being written.
+    pub depth: u64,
+}
+
+/// One peer of the stats JSON: its counters and its queue's.
+#[derive(Serialize)]
+pub struct PeerReport<'a> {
+    #[serde(flatten)]
+    counters: &'a PeerStats,
+    sent: u64,
+    queue_depth: u64,
+}
+
+impl<'a> PeerReport<'a> {
+    /// A peer's counters with its queue's.
+    pub fn new(counters: &'a PeerStats, queue: QueueCounts) -> PeerReport<'a> {
+        PeerReport {
+            counters,
+            sent: queue.sent,
+            queue_depth: queue.depth,
+        }
+    }
+}
+
+/// The stats JSON of a node, real or mock: built here, from counters that
+/// are incremented where the events happen, and nowhere else.
+#[derive(Serialize)]
+pub struct Report<'a> {
+    /// The node's id.
+    pub pid: i64,
+    /// `"tcp"` or `"mock"`.
+    pub transport: &'static str,
+    /// Whether the node is closed.
+    pub closed: bool,
+    /// Messages accepted by `send`, one per destination.
+    pub sent: u64,
+    /// Their payload bytes.
+    pub sent_bytes: u64,
+    /// The node-wide counters.
+    #[serde(flatten)]
+    pub counters: &'a NodeStats,
+    /// Messages waiting to be received.
+    pub inbox_depth: usize,
+    /// The fault settings.
+    pub faults: serde_json::Value,
+    /// One entry per peer.
+    pub peers: Vec<serde_json::Value>,
+    /// What only one transport reports (`reconnects`, `in_flight`).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report<'_> {
+    /// The report as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }

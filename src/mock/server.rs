@@ -9,7 +9,7 @@ use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{Burst, Inbox, Item};
-use crate::stats::NodeStats;
+use crate::stats::{NodeStats, Report};
 use crate::sync::{Shutdown, Timeout, HANDOFF_SPIN};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -375,20 +375,25 @@ impl Transport for MockServer {
 
     fn stats(&self) -> Value {
         let c = &self.core;
-        let mut v = serde_json::to_value(&c.stats).unwrap_or_default();
-        v["pid"] = c.id.into();
-        v["transport"] = "mock".into();
-        v["closed"] = c.shutdown.is_fired().into();
-        v["inbox_depth"] = c.inbox.len().into();
-        v["in_flight"] = c.delayed.load(Ordering::Acquire).into();
-        v["faults"] = c.faults.describe();
-        v["peers"] = self
-            .peers()
-            .into_iter()
-            .map(|id| json!({"id": id, "connected": true}))
-            .collect::<Vec<_>>()
-            .into();
-        v
+        let mut extra = serde_json::Map::new();
+        extra.insert("in_flight".into(), c.delayed.load(Ordering::Acquire).into());
+        Report {
+            pid: c.id,
+            transport: "mock",
+            closed: c.shutdown.is_fired(),
+            sent: c.stats.sent.get(),
+            sent_bytes: c.stats.sent_bytes.get(),
+            counters: &c.stats,
+            inbox_depth: c.inbox.len(),
+            faults: c.faults.describe(),
+            peers: self
+                .peers()
+                .into_iter()
+                .map(|id| json!({"id": id, "connected": true}))
+                .collect(),
+            extra,
+        }
+        .to_json()
     }
 
     /// Fault settings of this server; cuts may name any id, open or not.

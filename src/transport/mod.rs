@@ -18,7 +18,7 @@ use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{Inbox, Item};
-use crate::stats::{NodeStats, PeerStats};
+use crate::stats::{NodeStats, PeerReport, PeerStats, Report};
 use crate::sync::{PushError, Shutdown, Timeout};
 use crossbeam_channel::{bounded, Receiver};
 use outq::Outq;
@@ -446,38 +446,34 @@ impl Transport for TcpNode {
 
     fn stats(&self) -> serde_json::Value {
         let s = &self.shared;
-        let mut v = serde_json::to_value(&s.stats).unwrap_or_default();
         // Sends to peers are counted by their queues; the node's own
-        // counters hold only the messages it sent to itself.
+        // counters hold the messages it sent to itself.
         let (mut sent, mut sent_bytes) = (s.stats.sent.get(), s.stats.sent_bytes.get());
-        let peers: Vec<serde_json::Value> = self
-            .links
-            .iter()
-            .map(|l| {
-                let mut p = serde_json::to_value(&*l.stats).unwrap_or_default();
-                let (n, bytes) = l.queue.sent();
-                sent += n;
-                sent_bytes += bytes;
-                p["sent"] = n.into();
-                p["queue_depth"] = l.queue.len().into();
-                p
-            })
-            .collect();
-        v["sent"] = sent.into();
-        v["sent_bytes"] = sent_bytes.into();
-        v["pid"] = s.id.into();
-        v["transport"] = "tcp".into();
-        v["closed"] = s.shutdown.is_fired().into();
-        v["inbox_depth"] = s.inbox.len().into();
-        v["reconnects"] = self
-            .links
-            .iter()
-            .map(|l| l.stats.reconnects.get())
-            .sum::<u64>()
-            .into();
-        v["peers"] = peers.into();
-        v["faults"] = s.faults.describe();
-        v
+        let mut reconnects = 0;
+        let mut peers = Vec::with_capacity(self.links.len());
+        for l in &self.links {
+            let q = l.queue.counts();
+            sent += q.sent;
+            sent_bytes += q.sent_bytes;
+            reconnects += l.stats.reconnects.get();
+            let p = PeerReport::new(&l.stats, q);
+            peers.push(serde_json::to_value(&p).unwrap_or_default());
+        }
+        let mut extra = serde_json::Map::new();
+        extra.insert("reconnects".into(), reconnects.into());
+        Report {
+            pid: s.id,
+            transport: "tcp",
+            closed: s.shutdown.is_fired(),
+            sent,
+            sent_bytes,
+            counters: &s.stats,
+            inbox_depth: s.inbox.len(),
+            faults: s.faults.describe(),
+            peers,
+            extra,
+        }
+        .to_json()
     }
 
     /// Cuts must name configured peers.

@@ -5,6 +5,7 @@
 
 use super::batch::Batch;
 use crate::envelope::{Envelope, Outgoing};
+use crate::stats::QueueCounts;
 use crate::sync::{spin_until, PushError, HANDOFF_SPIN};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -198,10 +199,15 @@ impl Outq {
         s.sent_bytes += len as u64;
     }
 
-    /// Messages and payload bytes accepted for the peer so far.
-    pub fn sent(&self) -> (u64, u64) {
+    /// Messages and payload bytes accepted for the peer so far, and the
+    /// frames queued or being written, read together.
+    pub fn counts(&self) -> QueueCounts {
         let s = self.lock();
-        (s.sent, s.sent_bytes)
+        QueueCounts {
+            sent: s.sent,
+            sent_bytes: s.sent_bytes,
+            depth: s.batch.frames() + s.writing,
+        }
     }
 
     /// Frames queued or being written.
@@ -310,7 +316,7 @@ mod tests {
             "the fast path too"
         );
         assert!(q.is_empty());
-        assert_eq!(q.sent(), (1, 1));
+        assert_eq!((q.counts().sent, q.counts().sent_bytes), (1, 1));
     }
 
     #[test]
@@ -326,7 +332,7 @@ mod tests {
             .collect();
         assert_eq!(q.try_push_small_run(&msgs), Ok(4), "room for four");
         assert_eq!(q.try_push_small_run(&msgs[4..]), Err(PushError::Full));
-        assert_eq!(q.sent(), (5, 1 + 4 * 3));
+        assert_eq!((q.counts().sent, q.counts().sent_bytes), (5, 1 + 4 * 3));
         let mut b = Batch::default();
         assert!(q.take(&mut b));
         assert_eq!(b.frames(), 5);

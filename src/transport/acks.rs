@@ -7,12 +7,14 @@
 //! about to wait for more bytes (one per read batch, not per message), and a
 //! peer that does not read its acks never blocks the reader.
 
+use socket2::SockRef;
+use std::io::ErrorKind;
+use std::mem::MaybeUninit;
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 
-fn errno_is_would_block() -> bool {
-    let e = std::io::Error::last_os_error().raw_os_error();
-    e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK) || e == Some(libc::EINTR)
+/// Whether a non-blocking call failed only because it would have blocked.
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
 }
 
 /// The writer's view of one connection: frames written and acknowledged.
@@ -39,24 +41,17 @@ impl Acks {
     /// Takes in every ack that has arrived, without blocking. False if the
     /// peer has closed the connection or it failed.
     pub fn poll(&mut self, stream: &TcpStream) -> bool {
-        let mut buf = [0u8; 256];
+        let mut buf = [MaybeUninit::<u8>::uninit(); 256];
+        let sock = SockRef::from(stream);
         loop {
-            // SAFETY: reads at most `buf.len()` bytes into a local buffer.
-            let n = unsafe {
-                libc::recv(
-                    stream.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
+            let n = match sock.recv_with_flags(&mut buf, libc::MSG_DONTWAIT) {
+                Ok(0) => return false,
+                Ok(n) => n,
+                Err(e) => return would_block(&e),
             };
-            if n == 0 {
-                return false;
-            }
-            if n < 0 {
-                return errno_is_would_block();
-            }
-            for &b in &buf[..n as usize] {
+            for b in &buf[..n] {
+                // SAFETY: recv initialised the first `n` bytes.
+                let b = unsafe { b.assume_init() };
                 self.partial[self.have] = b;
                 self.have += 1;
                 if self.have == 8 {
@@ -102,20 +97,14 @@ impl AckSender {
             self.out = self.count.to_le_bytes();
             self.sent = self.count;
         }
+        let sock = SockRef::from(stream);
         while self.off < 8 {
-            // SAFETY: sends bytes from a local buffer.
-            let n = unsafe {
-                libc::send(
-                    stream.as_raw_fd(),
-                    self.out[self.off..].as_ptr().cast(),
-                    8 - self.off,
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n <= 0 {
-                return; // would block or broken: the next flush finishes it
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+            match sock.send_with_flags(&self.out[self.off..], flags) {
+                Ok(n) if n > 0 => self.off += n,
+                // Would block or broken: the next flush finishes it.
+                _ => return,
             }
-            self.off += n as usize;
         }
         self.off = 0;
     }

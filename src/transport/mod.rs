@@ -393,7 +393,7 @@ impl Transport for TcpNode {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(l) = &listener {
-            sockets::shutdown_fd(l);
+            sockets::shutdown_listener(l);
         }
         self.faults.stop();
         self.shared.inbox.close(&self.shared.shutdown);

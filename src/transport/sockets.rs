@@ -79,12 +79,9 @@ impl Sockets {
     }
 }
 
-/// Wakes a thread blocked in `accept` on `fd` (Linux returns EINVAL to it).
-pub(crate) fn shutdown_fd(fd: &impl AsRawFd) {
-    // SAFETY: shutdown(2) on a descriptor we own; it only changes its state.
-    unsafe {
-        libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
-    }
+/// Wakes a thread blocked in `accept` on `l` (Linux returns EINVAL to it).
+pub(crate) fn shutdown_listener(l: &std::net::TcpListener) {
+    let _ = SockRef::from(l).shutdown(std::net::Shutdown::Both);
 }
 
 /// Sends `bufs` with one `sendmsg`, without blocking and without raising

@@ -29,7 +29,7 @@ bench/build/bench "$@"
 # The mock network's broadcast line (the in-process mock, through the Rust API),
 # in full runs (not with --only or --impl).
 case " $* " in *" --only "* | *" --impl "*) mock=no ;; *) mock=yes ;; esac
-if [ "$mock" = yes ] && [ -f benches/mock_broadcast.rs ]; then
+if [ "$mock" = yes ] && [ -f bench/mock_broadcast.rs ]; then
     echo
     line=$(cargo bench --quiet --bench mock_broadcast 2>/dev/null | grep 'median' || true)
     if [ -z "$line" ]; then

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::Item;
+use crate::inbox::{Item, Received};
 use crate::sync::Timeout;
 
 /// What every kind of node does. Implemented by the TCP transport and by the
@@ -39,8 +39,9 @@ pub trait Transport: Send + Sync {
         (msgs.len(), Ok(()))
     }
 
-    /// Takes the next received envelope, its `pid` set to the sender's id.
-    fn recv(&self, timeout: Timeout) -> Result<Envelope>;
+    /// Takes the next received message, its `pid` set to the sender's id
+    /// (a small one lent where it lies, see [`Received`]).
+    fn recv_one(&self, timeout: Timeout) -> Result<Received>;
 
     /// Takes up to `max` envelopes: waits up to `timeout` for the first.
     fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {

@@ -3,8 +3,9 @@
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::sync::{deadline, spin_until, PushError, Shutdown, Timeout};
-use crate::wire::Frames;
+use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,25 @@ impl Item {
     }
 }
 
+/// One message taken by [`Inbox::recv_one`].
+#[derive(Debug)]
+pub enum Received {
+    /// An envelope of its own.
+    Envelope(Envelope),
+    /// A small frame, lent where it lies in a buffer it shares with others.
+    Lent(FrameRef, Arc<Vec<u8>>),
+}
+
+impl Received {
+    /// The message as an envelope (a lent payload is copied).
+    pub fn into_envelope(self) -> Envelope {
+        match self {
+            Received::Envelope(e) => e,
+            Received::Lent(f, buf) => Envelope::new(f.pid, f.msg_id, f.kind, &buf[f.payload]),
+        }
+    }
+}
+
 /// Room a burst makes for small frames at once (64 frames of 48 bytes).
 const OPEN_BYTES: usize = 64 * 64;
 
@@ -78,7 +98,7 @@ const OPEN_BYTES: usize = 64 * 64;
 pub struct Burst {
     items: VecDeque<Item>,
     /// The frames being appended to (the last item once closed).
-    open: Frames,
+    open: FrameBuf,
     len: usize,
 }
 
@@ -86,7 +106,7 @@ impl Burst {
     /// An empty burst of messages from `from`.
     pub fn new(from: i64) -> Burst {
         Burst {
-            open: Frames::with_capacity(from, OPEN_BYTES),
+            open: FrameBuf::with_capacity(from, OPEN_BYTES),
             ..Burst::default()
         }
     }
@@ -102,7 +122,7 @@ impl Burst {
     }
 
     /// The frames that small messages are appended to.
-    pub fn frames(&mut self) -> &mut Frames {
+    pub fn frames(&mut self) -> &mut FrameBuf {
         &mut self.open
     }
 
@@ -117,10 +137,13 @@ impl Burst {
     /// exactly sized copy of them (a lone frame as an envelope), so what it
     /// holds is what its messages take, and the open buffer is reused.
     fn close(&mut self) {
-        let item = match self.open.len() {
+        let mut frames = match self.open.len() {
             0 => return,
-            1 => Item::One(self.open.next().unwrap_or_else(|| unreachable!())),
-            n => Item::Frames(self.open.take_front(n)),
+            _ => self.open.take(),
+        };
+        let item = match frames.len() {
+            1 => Item::One(frames.next().unwrap_or_else(|| unreachable!())),
+            _ => Item::Frames(frames),
         };
         self.len += item.len();
         self.items.push_back(item);
@@ -232,13 +255,69 @@ impl Inbox {
         }
     }
 
-    /// Takes the next envelope, waiting up to `timeout` (polling for `spin`
+    /// Takes the next message, waiting up to `timeout` (polling for `spin`
     /// before it parks, see [`spin_until`]); fails with `Closed` as soon as
-    /// `shutdown` fires.
+    /// `shutdown` fires. A small frame is lent, not copied: a call costs one
+    /// lock and no allocation.
+    pub fn recv_one(
+        &self,
+        timeout: Timeout,
+        spin: Duration,
+        shutdown: &Shutdown,
+    ) -> Result<Received> {
+        if shutdown.is_fired() {
+            return Err(Error::closed());
+        }
+        let end = deadline(timeout);
+        let mut got = None;
+        let spin = timeout.map_or(spin, |t| t.min(spin));
+        spin_until(spin, || {
+            got = self.take_one(self.lock());
+            got.is_some() || shutdown.is_fired()
+        });
+        if let Some(r) = got {
+            return Ok(r);
+        }
+        let mut s = self.lock();
+        loop {
+            if shutdown.is_fired() {
+                return Err(Error::closed());
+            }
+            if s.len > 0 {
+                return self.take_one(s).ok_or_else(Error::timeout);
+            }
+            s = wait(&self.ready, s, end, |s| &mut s.receivers).ok_or_else(Error::timeout)?;
+        }
+    }
+
+    /// Takes the first message, if there is one.
+    fn take_one(&self, mut s: MutexGuard<'_, State>) -> Option<Received> {
+        let r = match s.queue.front_mut()? {
+            Item::Frames(f) if f.len() > 1 => {
+                let lent = f.next_lent()?;
+                Received::Lent(lent, f.buffer().clone())
+            }
+            _ => match s.queue.pop_front()? {
+                Item::One(e) => Received::Envelope(e),
+                Item::Frames(mut f) => {
+                    let lent = f.next_lent()?;
+                    Received::Lent(lent, f.buffer().clone())
+                }
+            },
+        };
+        s.len -= 1;
+        let wake = s.pushers > 0;
+        drop(s);
+        if wake {
+            self.room.notify_all();
+        }
+        Some(r)
+    }
+
+    /// Takes the next envelope, as [`Inbox::recv_one`] does.
     pub fn recv(&self, timeout: Timeout, spin: Duration, shutdown: &Shutdown) -> Result<Envelope> {
-        let mut out = Vec::with_capacity(1);
-        self.recv_batch(1, timeout, spin, shutdown, &mut out)?;
-        out.pop().ok_or_else(Error::timeout)
+        self.recv_one(timeout, spin, shutdown)
+            .map(Received::into_envelope)
     }
 
     /// Takes up to `max` envelopes: waits up to `timeout` for the first, then
@@ -480,7 +559,11 @@ mod tests {
             .collect();
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].len(), 2);
-        assert_eq!(frames[0].capacity(), 2 * (HEADER_LEN + 3), "exactly sized");
+        assert_eq!(
+            frames[0].buffer_len(),
+            2 * (HEADER_LEN + 3),
+            "exactly sized"
+        );
         drop(s);
         // A lone frame in wire form becomes an envelope: no buffer at all.
         let inbox = Inbox::new(10);

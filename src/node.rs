@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::Item;
+use crate::inbox::{Item, Received};
 use crate::sync::Timeout;
 use std::sync::Arc;
 
@@ -63,9 +63,15 @@ impl Node {
         self.0.send_copies(msgs, timeout)
     }
 
-    /// Receives the next envelope; see [`Transport::recv`].
+    /// Receives the next envelope; see [`Transport::recv_one`].
     pub fn recv(&self, timeout: Timeout) -> Result<Envelope> {
-        self.0.recv(timeout)
+        self.0.recv_one(timeout).map(Received::into_envelope)
+    }
+
+    /// Receives the next message, a small one lent rather than copied; see
+    /// [`Transport::recv_one`].
+    pub fn recv_one(&self, timeout: Timeout) -> Result<Received> {
+        self.0.recv_one(timeout)
     }
 
     /// Receives up to `max` messages; see [`Transport::recv_items`].

@@ -285,7 +285,7 @@ impl<R: std::io::Read> FrameReader<R> {
 /// What [`FrameReader::next_into`] did with the next frame.
 #[derive(Debug)]
 pub enum Next {
-    /// A small frame, wholly buffered, was appended to the [`Frames`].
+    /// A small frame, wholly buffered, was appended to the [`FrameBuf`].
     Appended,
     /// The next frame, decoded (a large one, or one not wholly buffered).
     Envelope(Envelope),
@@ -298,7 +298,7 @@ impl<R: std::io::Read> FrameReader<R> {
     /// all buffered is copied into `small` in its wire form instead: the
     /// reading thread only checks and copies, and the thread that takes it
     /// from the inbox decodes it.
-    pub fn next_into(&mut self, small: &mut Frames) -> Result<Next, FrameError> {
+    pub fn next_into(&mut self, small: &mut FrameBuf) -> Result<Next, FrameError> {
         use std::io::BufRead;
         let buf = self.inner.buffer();
         if buf.len() >= HEADER_LEN {
@@ -319,12 +319,67 @@ impl<R: std::io::Read> FrameReader<R> {
     }
 }
 
-/// Small frames from one peer still in their wire form, decoded one by one
-/// as they are taken (an iterator of envelopes).
+/// Small frames from one peer being collected by a reader, in their wire
+/// form; [`FrameBuf::take`] turns them into [`Frames`].
 #[derive(Debug, Default)]
-pub struct Frames {
+pub struct FrameBuf {
     from: i64,
     bytes: Vec<u8>,
+    count: usize,
+    payload: u64,
+}
+
+impl FrameBuf {
+    /// An empty buffer for frames from peer `from`, with room for `bytes`.
+    pub fn with_capacity(from: i64, bytes: usize) -> FrameBuf {
+        FrameBuf {
+            from,
+            bytes: Vec::with_capacity(bytes),
+            ..FrameBuf::default()
+        }
+    }
+
+    /// Frames collected.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no frame is collected.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends one frame's wire bytes, checked already, of `len` payload bytes.
+    fn push_wire(&mut self, wire: &[u8], len: u32) {
+        self.bytes.extend_from_slice(wire);
+        self.count += 1;
+        self.payload += len as u64;
+    }
+
+    /// Takes every frame collected, as an exactly sized copy; the buffer
+    /// stays for the frames to come.
+    pub fn take(&mut self) -> Frames {
+        let frames = Frames {
+            from: self.from,
+            bytes: Arc::new(self.bytes.clone()),
+            at: 0,
+            count: self.count,
+            payload: self.payload,
+        };
+        self.bytes.clear();
+        self.count = 0;
+        self.payload = 0;
+        frames
+    }
+}
+
+/// Small frames from one peer in their wire form, in a buffer that parts
+/// split from them share: decoded one by one as they are taken (an iterator
+/// of envelopes), or lent where they lie ([`Frames::next_lent`]).
+#[derive(Clone, Debug)]
+pub struct Frames {
+    from: i64,
+    bytes: Arc<Vec<u8>>,
     /// Where the next frame starts in `bytes`.
     at: usize,
     /// Frames left.
@@ -333,24 +388,21 @@ pub struct Frames {
     payload: u64,
 }
 
+/// One frame lent out of [`Frames`]: its envelope fields, and where its
+/// payload lies in the shared buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameRef {
+    /// The sender's id.
+    pub pid: i64,
+    /// The envelope's message id.
+    pub msg_id: i64,
+    /// The envelope's kind tag.
+    pub kind: u32,
+    /// The payload's bytes in [`Frames::buffer`].
+    pub payload: std::ops::Range<usize>,
+}
+
 impl Frames {
-    /// No frames yet; they come from peer `from`.
-    pub fn new(from: i64) -> Frames {
-        Frames {
-            from,
-            ..Frames::default()
-        }
-    }
-
-    /// Like [`Frames::new`], with room for `bytes` bytes of frames.
-    pub fn with_capacity(from: i64, bytes: usize) -> Frames {
-        Frames {
-            from,
-            bytes: Vec::with_capacity(bytes),
-            ..Frames::default()
-        }
-    }
-
     /// The peer the frames come from.
     pub fn from(&self) -> i64 {
         self.from
@@ -371,64 +423,52 @@ impl Frames {
         self.payload
     }
 
-    /// Bytes the buffer holds room for.
-    #[cfg(test)]
-    pub(crate) fn capacity(&self) -> usize {
-        self.bytes.capacity()
+    /// Bytes of the buffer these frames keep alive.
+    pub fn buffer_len(&self) -> usize {
+        self.bytes.len()
     }
 
-    /// Appends one frame's wire bytes, checked already, of `len` payload bytes.
-    fn push_wire(&mut self, wire: &[u8], len: u32) {
-        self.bytes.extend_from_slice(wire);
-        self.count += 1;
-        self.payload += len as u64;
+    /// The buffer every [`FrameRef::payload`] points into.
+    pub fn buffer(&self) -> &Arc<Vec<u8>> {
+        &self.bytes
     }
 
-    /// Length of the frame that starts at `at`.
-    fn frame_len(&self, at: usize) -> usize {
-        frame_at(&self.bytes, at).1.end - at
-    }
-
-    /// The frames left, their bytes shared by every payload handed out of
-    /// them (see [`SharedFrames`]).
-    pub fn into_shared(self) -> SharedFrames {
-        SharedFrames {
-            from: self.from,
-            bytes: Arc::new(self.bytes),
-            at: self.at,
-            count: self.count,
-        }
-    }
-
-    /// Moves the first `n` frames (at most all) into a new `Frames`.
+    /// Splits off the first `n` frames (at most all); both parts share the
+    /// buffer, nothing is copied.
     pub fn take_front(&mut self, n: usize) -> Frames {
         let n = n.min(self.count);
         let mut end = self.at;
         for _ in 0..n {
-            end += self.frame_len(end);
+            end = frame_at(&self.bytes, end).1.end;
         }
         let payload = (end - self.at - n * HEADER_LEN) as u64;
         let front = Frames {
-            from: self.from,
-            bytes: self.bytes[self.at..end].to_vec(),
-            at: 0,
             count: n,
             payload,
+            ..self.clone()
         };
         self.at = end;
         self.count -= n;
         self.payload -= payload;
-        self.recycle();
         front
     }
 
-    /// Once every frame is taken, the buffer is empty again and kept for
-    /// the frames to come.
-    fn recycle(&mut self) {
+    /// The next frame, lent: its fields and where its payload lies in
+    /// [`Frames::buffer`].
+    pub fn next_lent(&mut self) -> Option<FrameRef> {
         if self.count == 0 {
-            self.bytes.clear();
-            self.at = 0;
+            return None;
         }
+        let (header, payload) = frame_at(&self.bytes, self.at);
+        self.at = payload.end;
+        self.count -= 1;
+        self.payload -= header.len as u64;
+        Some(FrameRef {
+            pid: self.from,
+            msg_id: header.msg_id,
+            kind: header.kind,
+            payload,
+        })
     }
 }
 
@@ -440,90 +480,17 @@ fn frame_at(wire: &[u8], at: usize) -> (Header, std::ops::Range<usize>) {
     (header, start..start + header.len as usize)
 }
 
-/// One message of [`SharedFrames`]: its envelope fields, and where its
-/// payload lies in the shared buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FrameRef {
-    /// The sender's id.
-    pub pid: i64,
-    /// The envelope's message id.
-    pub msg_id: i64,
-    /// The envelope's kind tag.
-    pub kind: u32,
-    /// The payload's bytes in [`SharedFrames::buffer`].
-    pub payload: std::ops::Range<usize>,
-}
-
-/// Small frames whose bytes are shared: a caller hands each payload out
-/// where it lies, keeping the buffer alive with a reference per payload,
-/// instead of copying it.
-#[derive(Debug)]
-pub struct SharedFrames {
-    from: i64,
-    bytes: Arc<Vec<u8>>,
-    at: usize,
-    count: usize,
-}
-
-impl SharedFrames {
-    /// The buffer every [`FrameRef::payload`] points into.
-    pub fn buffer(&self) -> &Arc<Vec<u8>> {
-        &self.bytes
-    }
-
-    /// Frames left.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether no frame is left.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-}
-
-impl Iterator for SharedFrames {
-    type Item = FrameRef;
-
-    fn next(&mut self) -> Option<FrameRef> {
-        if self.count == 0 {
-            return None;
-        }
-        let (header, payload) = frame_at(&self.bytes, self.at);
-        self.at = payload.end;
-        self.count -= 1;
-        Some(FrameRef {
-            pid: self.from,
-            msg_id: header.msg_id,
-            kind: header.kind,
-            payload,
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.count, Some(self.count))
-    }
-}
-
 impl Iterator for Frames {
     type Item = Envelope;
 
     fn next(&mut self) -> Option<Envelope> {
-        if self.count == 0 {
-            return None;
-        }
-        let (header, payload) = frame_at(&self.bytes, self.at);
-        self.at = payload.end;
-        self.count -= 1;
-        self.payload -= header.len as u64;
-        let env = Envelope {
-            pid: self.from,
-            msg_id: header.msg_id,
-            kind: header.kind,
-            data: Payload::copy_from(&self.bytes[payload]),
-        };
-        self.recycle();
-        Some(env)
+        let f = self.next_lent()?;
+        Some(Envelope {
+            pid: f.pid,
+            msg_id: f.msg_id,
+            kind: f.kind,
+            data: Payload::copy_from(&self.bytes[f.payload]),
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -594,7 +561,7 @@ mod tests {
             wire.extend_from_slice(&env.data);
         }
         let mut r = FrameReader::new(&wire[..], 1 << 10, 1 << 10);
-        let mut small = Frames::new(9);
+        let mut small = FrameBuf::with_capacity(9, 0);
         let mut big = Vec::new();
         loop {
             match r.next_into(&mut small).unwrap() {
@@ -608,6 +575,7 @@ mod tests {
         let big: Vec<(i64, usize)> = big.iter().map(|e| (e.msg_id, e.data.len())).collect();
         assert_eq!(big, [(0, 3), (3, INLINE + 1)]);
         assert_eq!(small.len(), 3);
+        let mut small = small.take();
         assert_eq!(small.payload_bytes(), (INLINE + 7) as u64);
         let front = small.take_front(2);
         assert_eq!((front.len(), small.len()), (2, 1));

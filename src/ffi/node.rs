@@ -3,7 +3,7 @@
 use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
-use crate::inbox::Item;
+use crate::inbox::{Item, Received};
 use crate::node::Node;
 use crate::sync::timeout_from_ms;
 use std::ffi::{c_char, c_int, c_void, CString};
@@ -211,7 +211,10 @@ pub extern "C" fn cluster_recv(
         let node = node_arg(node)?;
         let slot = super::out(out, "out")?;
         *slot = ClusterEnvelope::EMPTY;
-        fill(slot, node.recv(timeout_from_ms(timeout_ms))?);
+        match node.recv_one(timeout_from_ms(timeout_ms))? {
+            Received::Envelope(env) => fill(slot, env),
+            Received::Lent(f, buf) => lend(slot, f.pid, f.msg_id, f.kind, buf, f.payload),
+        }
         Ok(())
     })
 }
@@ -260,22 +263,22 @@ pub extern "C" fn cluster_recv_batch(
             match item {
                 Item::One(env) if env.data.len() <= INLINE => {
                     let (len, slot) = (env.data.len(), next_slot(&mut slots)?);
-                    lend(slot, env.pid, env.msg_id, env.kind, &batch, at..at + len);
+                    lend(
+                        slot,
+                        env.pid,
+                        env.msg_id,
+                        env.kind,
+                        batch.clone(),
+                        at..at + len,
+                    );
                     at += len;
                 }
                 Item::One(env) => fill(next_slot(&mut slots)?, env),
-                Item::Frames(frames) => {
-                    let mut frames = frames.into_shared();
+                Item::Frames(mut frames) => {
                     let buf = frames.buffer().clone();
-                    for f in &mut frames {
-                        lend(
-                            next_slot(&mut slots)?,
-                            f.pid,
-                            f.msg_id,
-                            f.kind,
-                            &buf,
-                            f.payload,
-                        );
+                    while let Some(f) = frames.next_lent() {
+                        let slot = next_slot(&mut slots)?;
+                        lend(slot, f.pid, f.msg_id, f.kind, buf.clone(), f.payload);
                     }
                 }
             }
@@ -295,14 +298,14 @@ fn next_slot<'a>(
         .ok_or_else(|| Error::new(Status::Panic, "more messages than slots"))
 }
 
-/// Fills `slot` with an envelope whose payload is `range` of `buf`, which
-/// it keeps alive until it is freed.
+/// Fills `slot` with an envelope whose payload is `range` of `buf`, whose
+/// reference it keeps until it is freed.
 fn lend(
     slot: &mut ClusterEnvelope,
     pid: i64,
     msg_id: i64,
     kind: u32,
-    buf: &SharedBuf,
+    buf: SharedBuf,
     range: std::ops::Range<usize>,
 ) {
     *slot = ClusterEnvelope {
@@ -311,7 +314,7 @@ fn lend(
         kind,
         data: buf[range.start..].as_ptr(),
         len: range.len(),
-        _owner: Arc::into_raw(buf.clone()).cast(),
+        _owner: Arc::into_raw(buf).cast(),
     };
 }
 

@@ -8,7 +8,7 @@ use crate::config::{Config, BROADCAST};
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Burst, Inbox, Item};
+use crate::inbox::{Burst, Inbox, Item, Received};
 use crate::stats::{NodeStats, Report};
 use crate::sync::{Shutdown, Timeout, HANDOFF_SPIN};
 use serde_json::{json, Value};
@@ -345,10 +345,10 @@ impl Transport for MockServer {
         self.route(&topo, dest, env, timeout, slow)
     }
 
-    fn recv(&self, timeout: Timeout) -> Result<Envelope> {
+    fn recv_one(&self, timeout: Timeout) -> Result<Received> {
         let c = &self.core;
         // Mock messages come one at a time from the senders' threads.
-        let env = c.inbox.recv(timeout, HANDOFF_SPIN, &c.shutdown)?;
+        let env = c.inbox.recv_one(timeout, HANDOFF_SPIN, &c.shutdown)?;
         c.stats.delivered.inc();
         Ok(env)
     }

@@ -17,7 +17,7 @@ use crate::config::{Config, Peer, BROADCAST};
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Inbox, Item};
+use crate::inbox::{Inbox, Item, Received};
 use crate::stats::{NodeStats, PeerReport, PeerStats, Report};
 use crate::sync::{PushError, Shutdown, Timeout};
 use crossbeam_channel::{bounded, Receiver};
@@ -364,12 +364,14 @@ impl Transport for TcpNode {
         (sent, Ok(()))
     }
 
-    fn recv(&self, timeout: Timeout) -> Result<Envelope> {
+    fn recv_one(&self, timeout: Timeout) -> Result<Received> {
         let s = &self.shared;
-        let env = s.inbox.recv(timeout, self.reply.recv_spin(), &s.shutdown)?;
+        let r = s
+            .inbox
+            .recv_one(timeout, self.reply.recv_spin(), &s.shutdown)?;
         self.reply.received();
         s.stats.delivered.inc();
-        Ok(env)
+        Ok(r)
     }
 
     fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::sync::{deadline, spin_until, PushError, Shutdown, Timeout};
 use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,6 +18,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Inbox {
     state: Mutex<State>,
+    /// A burst of small frames a receiver took out of `state` whole, to
+    /// serve the calls that follow without touching the lock the readers
+    /// push under. Locked before `state` when both are.
+    ahead: Mutex<Option<Frames>>,
+    /// Messages in `ahead`, written under both locks when it fills and
+    /// under `ahead` when it drains: a receiver about to park (holding only
+    /// `state`) sees what another took ahead.
+    ahead_len: AtomicUsize,
     /// Signalled when envelopes arrive while receivers sleep.
     ready: Condvar,
     /// Signalled when envelopes are taken while pushers sleep.
@@ -89,6 +98,10 @@ impl Received {
         }
     }
 }
+
+/// Room (in messages, at most a quarter of the inbox) that wakes waiting
+/// pushers: a reader's burst.
+const WAKE_ROOM: usize = 64;
 
 /// Room a burst makes for small frames at once (64 frames of 48 bytes).
 const OPEN_BYTES: usize = 64 * 64;
@@ -165,6 +178,8 @@ impl Inbox {
     /// An inbox holding at most `capacity` envelopes.
     pub fn new(capacity: usize) -> Inbox {
         Inbox {
+            ahead: Mutex::new(None),
+            ahead_len: AtomicUsize::new(0),
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 ..State::default()
@@ -189,9 +204,14 @@ impl Inbox {
         first
     }
 
-    /// Envelopes waiting to be received.
+    /// Messages waiting to be received (those taken ahead included).
     pub fn len(&self) -> usize {
-        self.lock().len
+        let ahead = self.lock_ahead();
+        ahead.as_ref().map_or(0, Frames::len) + self.lock().len
+    }
+
+    fn lock_ahead(&self) -> MutexGuard<'_, Option<Frames>> {
+        self.ahead.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether no envelope is waiting.
@@ -257,61 +277,16 @@ impl Inbox {
 
     /// Takes the next message, waiting up to `timeout` (polling for `spin`
     /// before it parks, see [`spin_until`]); fails with `Closed` as soon as
-    /// `shutdown` fires. A small frame is lent, not copied: a call costs one
-    /// lock and no allocation.
+    /// `shutdown` fires. A small frame is lent, not copied, and the calls
+    /// after one that took a burst ahead are served from it: no allocation,
+    /// and one uncontended lock a call.
     pub fn recv_one(
         &self,
         timeout: Timeout,
         spin: Duration,
         shutdown: &Shutdown,
     ) -> Result<Received> {
-        if shutdown.is_fired() {
-            return Err(Error::closed());
-        }
-        let end = deadline(timeout);
-        let mut got = None;
-        let spin = timeout.map_or(spin, |t| t.min(spin));
-        spin_until(spin, || {
-            got = self.take_one(self.lock());
-            got.is_some() || shutdown.is_fired()
-        });
-        if let Some(r) = got {
-            return Ok(r);
-        }
-        let mut s = self.lock();
-        loop {
-            if shutdown.is_fired() {
-                return Err(Error::closed());
-            }
-            if s.len > 0 {
-                return self.take_one(s).ok_or_else(Error::timeout);
-            }
-            s = wait(&self.ready, s, end, |s| &mut s.receivers).ok_or_else(Error::timeout)?;
-        }
-    }
-
-    /// Takes the first message, if there is one.
-    fn take_one(&self, mut s: MutexGuard<'_, State>) -> Option<Received> {
-        let r = match s.queue.front_mut()? {
-            Item::Frames(f) if f.len() > 1 => {
-                let lent = f.next_lent()?;
-                Received::Lent(lent, f.buffer().clone())
-            }
-            _ => match s.queue.pop_front()? {
-                Item::One(e) => Received::Envelope(e),
-                Item::Frames(mut f) => {
-                    let lent = f.next_lent()?;
-                    Received::Lent(lent, f.buffer().clone())
-                }
-            },
-        };
-        s.len -= 1;
-        let wake = s.pushers > 0;
-        drop(s);
-        if wake {
-            self.room.notify_all();
-        }
-        Some(r)
+        self.receive(timeout, spin, shutdown, |ahead| self.take_one(ahead))
     }
 
     /// Takes the next envelope, as [`Inbox::recv_one`] does.
@@ -352,66 +327,142 @@ impl Inbox {
         if max == 0 {
             return Ok(0);
         }
-        if shutdown.is_fired() {
-            return Err(Error::closed());
-        }
-        // One deadline for the poll and the wait that may follow it.
-        let end = deadline(timeout);
-        let spin = timeout.map_or(spin, |t| t.min(spin));
-        let mut n = 0;
-        spin_until(spin, || {
-            n = self.take(max, out);
-            n > 0 || shutdown.is_fired()
-        });
-        if n == 0 {
-            n = self.wait_take(max, end, shutdown, out)?;
-        }
-        Ok(n)
+        self.receive(timeout, spin, shutdown, |ahead| {
+            let n = self.take_items(ahead, max, out);
+            (n > 0).then_some(n)
+        })
     }
 
-    /// Takes up to `max` messages if there are any, without waiting; how
-    /// many.
-    fn take(&self, max: usize, out: &mut Vec<Item>) -> usize {
-        let s = self.lock();
-        if s.len == 0 {
-            return 0;
-        }
-        self.take_locked(s, max, out)
-    }
-
-    /// Takes up to `max` messages out of the queue; how many.
-    fn take_locked(&self, mut s: MutexGuard<'_, State>, max: usize, out: &mut Vec<Item>) -> usize {
-        let n = move_front(&mut s.queue, max, |item| out.push(item));
-        s.len -= n;
-        let wake = s.pushers > 0;
-        drop(s);
-        if wake {
-            self.room.notify_all();
-        }
-        n
-    }
-
-    fn wait_take(
+    /// The receive loop: `take` under the read-ahead's lock (taking from
+    /// the queue too, so one receiver's successive takes keep the queue's
+    /// order), else a poll for `spin`, else a wait until there is something
+    /// to take, the deadline, or `shutdown`.
+    fn receive<T>(
         &self,
-        max: usize,
-        end: Option<Instant>,
+        timeout: Timeout,
+        spin: Duration,
         shutdown: &Shutdown,
-        out: &mut Vec<Item>,
-    ) -> Result<usize> {
+        mut take: impl FnMut(&mut Option<Frames>) -> Option<T>,
+    ) -> Result<T> {
+        let end = deadline(timeout);
+        let mut spin = timeout.map_or(spin, |t| t.min(spin));
+        loop {
+            if shutdown.is_fired() {
+                return Err(Error::closed());
+            }
+            if let Some(t) = take(&mut self.lock_ahead()) {
+                return Ok(t);
+            }
+            if spin_until(std::mem::take(&mut spin), || {
+                self.has_messages(&self.lock()) || shutdown.is_fired()
+            }) {
+                continue;
+            }
+            self.wait_ready(end, shutdown)?;
+        }
+    }
+
+    /// Whether a receiver would find something, in the queue or ahead.
+    fn has_messages(&self, s: &State) -> bool {
+        s.len > 0 || self.ahead_len.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits until there is something to take; `Timeout` once `end` passed.
+    fn wait_ready(&self, end: Option<Instant>, shutdown: &Shutdown) -> Result<()> {
         let mut s = self.lock();
         loop {
             if shutdown.is_fired() {
                 return Err(Error::closed());
             }
-            if s.len > 0 {
-                return Ok(self.take_locked(s, max, out));
+            if self.has_messages(&s) {
+                return Ok(());
             }
             s = wait(&self.ready, s, end, |s| &mut s.receivers).ok_or_else(Error::timeout)?;
         }
     }
 
-    /// Discards every waiting envelope; returns how many there were.
+    /// Takes the next message: from the burst taken ahead, else from the
+    /// queue (a burst of frames is taken ahead whole).
+    fn take_one(&self, ahead: &mut Option<Frames>) -> Option<Received> {
+        if let Some(r) = self.lend_ahead(ahead) {
+            return Some(r);
+        }
+        let mut s = self.lock();
+        let item = s.queue.pop_front()?;
+        s.len -= item.len();
+        let r = match item {
+            Item::One(e) => Received::Envelope(e),
+            Item::Frames(f) => {
+                self.ahead_len.store(f.len(), Ordering::Release);
+                *ahead = Some(f);
+                self.made_room(s);
+                return self.lend_ahead(ahead);
+            }
+        };
+        self.made_room(s);
+        Some(r)
+    }
+
+    /// Lends the next frame of the burst taken ahead, if any.
+    fn lend_ahead(&self, ahead: &mut Option<Frames>) -> Option<Received> {
+        let f = ahead.as_mut()?;
+        let lent = f.next_lent()?;
+        let r = Received::Lent(lent, f.buffer().clone());
+        self.ahead_len.store(f.len(), Ordering::Release);
+        if f.is_empty() {
+            *ahead = None;
+        }
+        Some(r)
+    }
+
+    /// Moves up to `max` messages into `out`: what was taken ahead first,
+    /// then from the queue, without waiting; how many.
+    fn take_items(&self, ahead: &mut Option<Frames>, max: usize, out: &mut Vec<Item>) -> usize {
+        let mut n = 0;
+        if let Some(mut f) = ahead.take() {
+            if f.len() > max {
+                out.push(Item::Frames(f.take_front(max)));
+                self.ahead_len.store(f.len(), Ordering::Release);
+                *ahead = Some(f);
+                return max;
+            }
+            n = f.len();
+            out.push(Item::Frames(f));
+            self.ahead_len.store(0, Ordering::Release);
+        }
+        let mut s = self.lock();
+        if s.len == 0 {
+            return n;
+        }
+        let m = move_front(&mut s.queue, max - n, |item| out.push(item));
+        s.len -= m;
+        self.made_room(s);
+        n + m
+    }
+
+    /// Wakes the pushers waiting for room once there is room for a burst
+    /// (or the inbox is empty), not for every message taken: a receiver
+    /// taking one message per call from a full inbox would otherwise wake
+    /// the reader for each. A pusher that finds less room at the end of its
+    /// wait slice takes it then.
+    fn made_room(&self, s: MutexGuard<'_, State>) {
+        let wake =
+            s.pushers > 0 && (s.len == 0 || self.cap - s.len >= self.cap.min(WAKE_ROOM * 4) / 4);
+        drop(s);
+        if wake {
+            self.room.notify_all();
+        }
+    }
+
+    /// Discards every waiting message (those taken ahead included);
+    /// returns how many there were.
     pub fn drain(&self) -> usize {
+        let ahead = self.lock_ahead().take().map_or(0, |f| f.len());
+        self.ahead_len.store(0, Ordering::Release);
+        ahead + self.drain_queue()
+    }
+
+    fn drain_queue(&self) -> usize {
         let mut s = self.lock();
         let n = std::mem::take(&mut s.len);
         s.queue.clear();

@@ -7,6 +7,7 @@ use super::batch::Batch;
 use crate::envelope::{Envelope, Outgoing};
 use crate::stats::QueueCounts;
 use crate::sync::{spin_until, PushError, HANDOFF_SPIN};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,9 @@ pub(crate) struct Outq {
     /// Signalled when the writer takes the frames while senders wait for room.
     room: Condvar,
     cap: u64,
+    /// Whether the batch holds frames, set and cleared under the lock: the
+    /// writer polls it without taking the lock the senders need.
+    queued: AtomicBool,
 }
 
 #[derive(Default)]
@@ -58,6 +62,7 @@ impl Outq {
             ready: Condvar::new(),
             room: Condvar::new(),
             cap: cap as u64,
+            queued: AtomicBool::new(false),
         }
     }
 
@@ -125,6 +130,9 @@ impl Outq {
     fn pushed(&self, mut s: MutexGuard<'_, State>, n: u64, bytes: u64) {
         s.sent += n;
         s.sent_bytes += bytes;
+        if !self.queued.load(Ordering::Relaxed) {
+            self.queued.store(true, Ordering::Release);
+        }
         let wake = std::mem::take(&mut s.writer_waits);
         drop(s);
         if wake {
@@ -137,7 +145,7 @@ impl Outq {
     pub fn wait(&self, patience: Duration) -> Wait {
         // A sender that is streaming refills the queue within a thread
         // hand-off: cheaper for both than a sleep and a wake-up.
-        if spin_until(HANDOFF_SPIN, || !self.lock().batch.is_empty()) {
+        if spin_until(HANDOFF_SPIN, || self.queued.load(Ordering::Acquire)) {
             return Wait::Ready;
         }
         let mut s = self.lock();
@@ -175,6 +183,7 @@ impl Outq {
         }
         std::mem::swap(into, &mut s.batch);
         s.writing = into.frames();
+        self.queued.store(false, Ordering::Release);
         true
     }
 
@@ -234,6 +243,7 @@ impl Outq {
         let mut s = self.lock();
         let n = s.batch.frames();
         s.batch.clear();
+        self.queued.store(false, Ordering::Release);
         s.writing = 0;
         n
     }

@@ -59,15 +59,15 @@ struct Turn {
 #[derive(Default)]
 struct Pending {
     next: u64,
-    socks: BTreeMap<u64, TcpStream>,
+    socks: BTreeMap<u64, Arc<TcpStream>>,
 }
 
 impl Registry {
     /// Registers a connection that starts its handshake, cutting the oldest
     /// pending one if the cap is reached; its ticket, or `None` if the
     /// socket cannot be kept.
-    fn admit(&self, s: &TcpStream) -> Option<u64> {
-        let clone = s.try_clone().ok()?;
+    fn admit(&self, s: &Arc<TcpStream>) -> Option<u64> {
+        let clone = s.clone();
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.socks.len() >= MAX_PENDING {
             // Its reader fails the handshake and counts it as rejected.
@@ -97,7 +97,7 @@ impl Acceptor {
                 return;
             }
             let stream = match accepted {
-                Ok((s, _)) => s,
+                Ok((s, _)) => Arc::new(s),
                 Err(_) => {
                     // Out of descriptors or a transient error: back off a
                     // little instead of spinning.
@@ -143,7 +143,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn serve(self, stream: TcpStream, ticket: u64) {
+    fn serve(self, stream: Arc<TcpStream>, ticket: u64) {
         super::sockets::tune(&stream, self.shared.config.peer_timeout);
         let Some(token) = self.shared.sockets.add(&stream, true) else {
             self.registry.settle(ticket);

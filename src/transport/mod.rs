@@ -70,7 +70,8 @@ impl TcpNode {
                 config.ids()
             ))
         })?;
-        let listener = Arc::new(bind(&me)?);
+        let backlog = (2 * config.peers.len()).clamp(1024, 65535) as i32;
+        let listener = Arc::new(bind(&me, backlog)?);
         let shared = Arc::new(Shared {
             id,
             inbox: Inbox::new(config.inbox_size),
@@ -289,8 +290,8 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
 }
 
 /// Binds the node's listen address with SO_REUSEADDR, so a restarted node can
-/// take its port back at once.
-fn bind(me: &Peer) -> Result<TcpListener> {
+/// take its port back at once, with a backlog of `backlog` connections.
+fn bind(me: &Peer, backlog: i32) -> Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let addr = me.listen;
     let fail = |e: std::io::Error| {
@@ -304,7 +305,8 @@ fn bind(me: &Peer) -> Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
     socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(1024).map_err(fail)?;
+    // Room for every member connecting at once, with a floor.
+    socket.listen(backlog).map_err(fail)?;
     Ok(socket.into())
 }
 

@@ -8,11 +8,12 @@ use std::io::{self, IoSlice};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A registered socket and whether it is an incoming (reader) connection.
-type Entry = (TcpStream, bool);
+/// Shared, not duplicated: a link costs one descriptor on each side.
+type Entry = (Arc<TcpStream>, bool);
 
 /// Live sockets by token. Once the node starts closing, it refuses new ones.
 #[derive(Default)]
@@ -22,9 +23,9 @@ pub(crate) struct Sockets {
 }
 
 impl Sockets {
-    /// Registers a clone of `s`; `None` once the node is shutting down.
-    pub fn add(&self, s: &TcpStream, incoming: bool) -> Option<u64> {
-        let clone = s.try_clone().ok()?;
+    /// Registers `s`; `None` once the node is shutting down.
+    pub fn add(&self, s: &Arc<TcpStream>, incoming: bool) -> Option<u64> {
+        let clone = s.clone();
         let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if g.0 {
             return None;

@@ -103,9 +103,10 @@ impl Writer {
     /// Connects and handshakes; `None` if the peer is not there or refuses.
     /// The socket is registered before the handshake so `close` can cut a
     /// handshake that stalls.
-    fn connect(&self) -> Option<(TcpStream, u64)> {
+    fn connect(&self) -> Option<(Arc<TcpStream>, u64)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
         super::sockets::tune(&s, self.shared.config.peer_timeout);
+        let s = Arc::new(s);
         let token = self.shared.sockets.add(&s, false)?;
         if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
             Some((s, token))
@@ -126,12 +127,12 @@ impl Writer {
     /// frame means a stream again. The connection's ack accounts live under
     /// the same lock, so frames written directly are accounted for like the
     /// writer's own.
-    fn pump(&self, stream: &TcpStream, pending: &mut Batch) -> Ended {
+    fn pump(&self, stream: &Arc<TcpStream>, pending: &mut Batch) -> Ended {
         let mut reply_mode = false;
         let mut live = Liveness::default();
         let check_every = sockets::check_every(self.shared.config.peer_timeout);
         *self.direct.lock() = DirectState {
-            stream: stream.try_clone().ok(),
+            stream: Some(stream.clone()),
             ..DirectState::default()
         };
         loop {
@@ -305,7 +306,7 @@ pub(crate) struct Direct {
 #[derive(Default)]
 struct DirectState {
     /// The current connection, while there is one.
-    stream: Option<TcpStream>,
+    stream: Option<Arc<TcpStream>>,
     /// Whether senders may write into it (the writer is in reply mode).
     open: bool,
     /// The connection's frames written and acknowledged.

@@ -316,7 +316,7 @@ mod tests {
         for _ in 0..MAX_PENDING + 10 {
             clients.push(TcpStream::connect(addr).unwrap());
             let (s, _) = l.accept().unwrap();
-            tickets.push(r.admit(&s).unwrap());
+            tickets.push(r.admit(&Arc::new(s)).unwrap());
             assert!(r.pending.lock().unwrap().socks.len() <= MAX_PENDING);
         }
         let mut b = [0u8; 1];

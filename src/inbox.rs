@@ -226,12 +226,29 @@ impl Inbox {
         env: Envelope,
         timeout: Timeout,
         shutdown: &Shutdown,
-    ) -> std::result::Result<(), PushError> {
-        let mut one = Burst::default();
-        one.push(env);
-        match self.push_many(&mut one, timeout, shutdown)? {
-            (0, _) => Err(PushError::Full),
-            _ => Ok(()),
+    ) -> std::result::Result<(), (PushError, Envelope)> {
+        let mut s = self.lock();
+        let mut end = None;
+        loop {
+            if shutdown.is_fired() {
+                return Err((PushError::Closed, env));
+            }
+            if s.len < self.cap {
+                s.queue.push_back(Item::One(env));
+                s.len += 1;
+                let wake = s.receivers > 0;
+                drop(s);
+                if wake {
+                    self.ready.notify_all();
+                }
+                return Ok(());
+            }
+            // The clock is read only when there is a wait.
+            let end = *end.get_or_insert_with(|| deadline(timeout));
+            s = match wait(&self.room, s, end, |s| &mut s.pushers) {
+                Some(s) => s,
+                None => return Err((PushError::Full, env)),
+            };
         }
     }
 

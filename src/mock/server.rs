@@ -8,9 +8,9 @@ use crate::config::{Config, BROADCAST};
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Burst, Inbox, Item, Received};
+use crate::inbox::{Inbox, Item, Received};
 use crate::stats::{NodeStats, Report};
-use crate::sync::{Shutdown, Timeout, HANDOFF_SPIN};
+use crate::sync::{PushError, Shutdown, Timeout, HANDOFF_SPIN};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -69,20 +69,25 @@ const WAIT_SLICE: Duration = Duration::from_millis(10);
 
 /// Pushes into `to`'s inbox, waiting up to `timeout` for room; gives up
 /// when either server closes.
-fn push(from: &Core, to: &Core, env: Envelope, timeout: Timeout) -> Pushed {
-    let mut one = Burst::default();
-    one.push(env);
-    let end = crate::sync::deadline(timeout);
+fn push(from: &Core, to: &Core, mut env: Envelope, timeout: Timeout) -> Pushed {
+    // The first try waits for nothing and reads no clock.
+    let mut wait = Duration::ZERO;
+    let mut end = None;
     loop {
-        let wait = end.map_or(WAIT_SLICE, |e| {
+        match to.inbox.push(env, Some(wait), &to.shutdown) {
+            Ok(()) => return Pushed::Ok,
+            Err((PushError::Closed, _)) => return Pushed::DestClosed,
+            Err((PushError::Full, back)) => env = back,
+        }
+        if from.shutdown.is_fired() {
+            return Pushed::SenderClosed;
+        }
+        let end = *end.get_or_insert_with(|| crate::sync::deadline(timeout));
+        wait = end.map_or(WAIT_SLICE, |e| {
             e.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
         });
-        match to.inbox.push_many(&mut one, Some(wait), &to.shutdown) {
-            Ok((0, _)) if wait.is_zero() => return Pushed::Full,
-            Ok((0, _)) if from.shutdown.is_fired() => return Pushed::SenderClosed,
-            Ok((0, _)) => {}
-            Ok(_) => return Pushed::Ok,
-            Err(_) => return Pushed::DestClosed,
+        if wait.is_zero() {
+            return Pushed::Full;
         }
     }
 }

@@ -257,14 +257,14 @@ impl TcpNode {
                 s.stats.received_bytes.add(len);
                 Ok(())
             }
-            Err(PushError::Full) => {
+            Err((PushError::Full, _)) => {
                 s.stats.dropped.queue_full.inc();
                 Err(Error::new(
                     Status::Full,
                     "own inbox is full: message dropped",
                 ))
             }
-            Err(PushError::Closed) => Err(Error::closed()),
+            Err((PushError::Closed, _)) => Err(Error::closed()),
         }
     }
 }

@@ -172,6 +172,9 @@ struct State {
     receivers: usize,
     /// Pushers sleeping for room.
     pushers: usize,
+    /// Messages ever pushed, and their payload bytes.
+    pushed: u64,
+    pushed_bytes: u64,
 }
 
 impl Inbox {
@@ -204,6 +207,12 @@ impl Inbox {
         first
     }
 
+    /// Messages ever pushed into the inbox, and their payload bytes.
+    pub fn pushed(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.pushed, s.pushed_bytes)
+    }
+
     /// Messages waiting to be received (those taken ahead included).
     pub fn len(&self) -> usize {
         let ahead = self.lock_ahead();
@@ -234,6 +243,8 @@ impl Inbox {
                 return Err((PushError::Closed, env));
             }
             if s.len < self.cap {
+                s.pushed += 1;
+                s.pushed_bytes += env.data.len() as u64;
                 s.queue.push_back(Item::One(env));
                 s.len += 1;
                 let wake = s.receivers > 0;
@@ -278,6 +289,8 @@ impl Inbox {
                 });
                 from.len -= n;
                 s.len += n;
+                s.pushed += n as u64;
+                s.pushed_bytes += bytes;
                 let wake = s.receivers > 0;
                 drop(s);
                 if wake {

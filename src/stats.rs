@@ -125,10 +125,6 @@ pub struct NodeStats {
     /// Payload bytes of `sent`.
     #[serde(skip)]
     pub sent_bytes: Counter,
-    /// Messages put into this node's inbox.
-    pub received: Counter,
-    /// Payload bytes put into this node's inbox.
-    pub received_bytes: Counter,
     /// Messages taken out of the inbox by `recv`.
     pub delivered: Counter,
     /// Messages still in the inbox when the node closed, thrown away.
@@ -194,6 +190,11 @@ pub struct Report<'a> {
     pub sent: u64,
     /// Their payload bytes.
     pub sent_bytes: u64,
+    /// Messages put into the node's inbox (counted by the inbox, under
+    /// the lock a push takes anyway).
+    pub received: u64,
+    /// Their payload bytes.
+    pub received_bytes: u64,
     /// The node-wide counters.
     #[serde(flatten)]
     pub counters: &'a NodeStats,

@@ -64,6 +64,24 @@ fn a_reader_that_pauses_loses_nothing_and_pushes_back() {
 }
 
 #[test]
+fn a_live_idle_link_stays_up_for_many_peer_timeouts() {
+    let (nodes, _) = cluster(2, r#""PeerTimeoutMs":500"#);
+    send(&nodes[0], 2, 1, b"hello");
+    recv(&nodes[1]);
+    // Eight timeouts of silence: keepalive probes keep proving the peer.
+    std::thread::sleep(Duration::from_secs(4));
+    let p = peer(&nodes[0], 0);
+    assert_eq!(
+        (p["connected"].clone(), p["down"].clone()),
+        (true.into(), false.into()),
+        "{p}"
+    );
+    assert_eq!(num(&p, "/reconnects"), 0, "{p}");
+    send(&nodes[0], 2, 2, b"still here");
+    assert_eq!(recv(&nodes[1]).msg_id, 2);
+}
+
+#[test]
 fn a_killed_peer_on_an_idle_link_is_marked_down() {
     let cfg = config(2, r#""PeerTimeoutMs":1000"#);
     let node = Node::new(1, &cfg).unwrap();

@@ -111,8 +111,6 @@ pub(crate) fn deliver(
                 from.stats.sent.inc();
                 from.stats.sent_bytes.add(len);
             }
-            to.stats.received.inc();
-            to.stats.received_bytes.add(len);
             (Event::Delivered, Ok(()))
         }
         Pushed::Full => {
@@ -388,6 +386,8 @@ impl Transport for MockServer {
             closed: c.shutdown.is_fired(),
             sent: c.stats.sent.get(),
             sent_bytes: c.stats.sent_bytes.get(),
+            received: c.inbox.pushed().0,
+            received_bytes: c.inbox.pushed().1,
             counters: &c.stats,
             inbox_depth: c.inbox.len(),
             faults: c.faults.describe(),

@@ -288,10 +288,8 @@ impl Reader {
                     acks.flush(stream);
                     wait = PUSH_SLICE;
                 }
-                Ok((n, bytes)) => {
+                Ok((n, _)) => {
                     acks.delivered(n as u64);
-                    s.stats.received.add(n as u64);
-                    s.stats.received_bytes.add(bytes);
                 }
                 Err(PushError::Full) | Err(PushError::Closed) => return false,
             }

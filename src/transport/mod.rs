@@ -253,8 +253,6 @@ impl TcpNode {
             Ok(()) => {
                 s.stats.sent.inc();
                 s.stats.sent_bytes.add(len);
-                s.stats.received.inc();
-                s.stats.received_bytes.add(len);
                 Ok(())
             }
             Err((PushError::Full, _)) => {
@@ -471,6 +469,8 @@ impl Transport for TcpNode {
             closed: s.shutdown.is_fired(),
             sent,
             sent_bytes,
+            received: s.inbox.pushed().0,
+            received_bytes: s.inbox.pushed().1,
             counters: &s.stats,
             inbox_depth: s.inbox.len(),
             faults: s.faults.describe(),

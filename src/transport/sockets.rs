@@ -128,23 +128,38 @@ pub(crate) fn tune(s: &TcpStream, peer_timeout: Duration) {
 }
 
 /// Tells a peer that is gone (killed, unplugged, its link cut) from one
-/// that is only slow to read. The kernel answers our data, window probes
-/// and keepalive probes for a live peer even while its application reads
-/// nothing; a peer that owes an answer (data or a probe is out) and has
-/// sent no ACK for the peer timeout, and still so a check interval later,
-/// is gone.
+/// that is only slow to read. The kernel answers our data and keepalive
+/// probes for a live peer even while its application reads nothing: a peer
+/// that owes an answer (data or a probe is out) and has sent no ACK for the
+/// peer timeout, and still so a check interval later, is gone. While the
+/// peer's window is closed, the kernel's zero-window probes back off to one
+/// every [`PROBE_MAX`], so silence means something only past that.
 #[derive(Default)]
 pub(crate) struct Liveness {
     /// Since when every check found the peer silent.
     silent_since: Option<Instant>,
 }
 
+/// The longest interval between the kernel's zero-window probes
+/// (`TCP_RTO_MAX`).
+pub(crate) const PROBE_MAX: Duration = Duration::from_secs(120);
+
 impl Liveness {
     /// False once the peer at the end of `s` is judged gone.
     pub fn check(&mut self, s: &TcpStream, peer_timeout: Duration) -> bool {
         let silent = tcp_info(s).is_some_and(|i| {
-            let owes = i.tcpi_unacked > 0 || i.tcpi_probes > 0 || i.tcpi_retransmits > 0;
-            owes && u128::from(i.tcpi_last_ack_recv) >= peer_timeout.as_millis()
+            // Data in flight or a probe out. Not `tcpi_retransmits`: it
+            // stays set while a live peer's window is closed.
+            let owes = i.tcpi_unacked > 0 || i.tcpi_probes > 0;
+            // (A kernel older than 5.4 reports no window: taken as closed,
+            // which only makes the judgement slower.)
+            let closed = i.tcpi_snd_wnd == 0 && i.tcpi_unacked == 0;
+            let limit = if closed {
+                peer_timeout + PROBE_MAX
+            } else {
+                peer_timeout
+            };
+            owes && u128::from(i.tcpi_last_ack_recv) >= limit.as_millis()
         });
         if !silent {
             self.silent_since = None;

@@ -35,10 +35,19 @@ fn assert_accounted(node: &Node) {
 #[test]
 fn a_reader_that_pauses_loses_nothing_and_pushes_back() {
     // Paused for eight peer timeouts: a live peer whose window stays zero
-    // is slow, not gone.
-    let (nodes, _) = cluster(2, r#""InboxSize":8,"OutboxSize":8,"PeerTimeoutMs":1000"#);
+    // is slow, not gone. PAUSE_SECONDS=60 with the default PeerTimeoutMs
+    // is the long version.
+    let long: Option<u64> = std::env::var("PAUSE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let timeout = if long.is_some() {
+        ""
+    } else {
+        r#","PeerTimeoutMs":1000"#
+    };
+    let (nodes, _) = cluster(2, &format!(r#""InboxSize":8,"OutboxSize":8{timeout}"#));
     let payload = vec![7u8; 64 << 10];
-    let pause = Instant::now() + Duration::from_secs(8);
+    let pause = Instant::now() + Duration::from_secs(long.unwrap_or(8));
     let (mut sent, mut full) = (0i64, 0u64);
     while Instant::now() < pause {
         let env = Envelope::new(2, sent, 0, &payload);

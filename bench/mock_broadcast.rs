@@ -3,7 +3,6 @@
 //! median of several runs. Run with `cargo bench --bench mock_broadcast`.
 
 use cluster::{Envelope, MockCluster, BROADCAST};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SERVERS: i64 = 5;
@@ -15,22 +14,18 @@ const RUNS: usize = 5;
 fn run() -> f64 {
     let mock = MockCluster::new(None, 1).expect("mock");
     let nodes: Vec<_> = (1..=SERVERS).map(|i| mock.add_server(i).unwrap()).collect();
-    let payload: Arc<[u8]> = Arc::from(&b"0123456789abcdef"[..]);
+    let payload = *b"0123456789abcdef";
     let expected = BROADCASTS * (SERVERS as usize - 1);
     let start = Instant::now();
     let threads: Vec<_> = nodes
         .iter()
         .flat_map(|n| {
             let (tx, rx) = (n.clone(), n.clone());
-            let p = payload.clone();
+            let p = payload;
             let sender = std::thread::spawn(move || {
+                // As a user sends: each message its own (small, inline) payload.
                 for i in 0..BROADCASTS {
-                    let env = Envelope {
-                        pid: BROADCAST,
-                        msg_id: i as i64,
-                        kind: 0,
-                        data: p.clone().into(),
-                    };
+                    let env = Envelope::new(BROADCAST, i as i64, 0, &p);
                     tx.send(env, None).expect("send");
                 }
                 0

@@ -163,3 +163,22 @@ fn delayed_messages_dropped_at_close_are_counted_per_peer() {
     assert!(num(&p, "/dropped/closed") >= 9, "{p}");
     assert_accounted(&nodes[0]);
 }
+
+#[test]
+fn a_batch_of_more_large_payloads_than_one_sendmsg_takes_arrives_whole() {
+    // 1500 payloads of 16 KiB queue up while node 2 does not read: the
+    // writer's next batch has 3000 slices, more than one sendmsg takes.
+    let (nodes, _) = cluster(2, r#""InboxSize":1500,"OutboxSize":1500"#);
+    let payload = vec![3u8; 16 << 10];
+    for i in 0..1500 {
+        send(&nodes[0], 2, i, &payload);
+    }
+    let got: Vec<i64> = recv_n(&nodes[1], 1500).iter().map(|e| e.msg_id).collect();
+    assert_eq!(got, (0..1500).collect::<Vec<_>>());
+    let p = peer(&nodes[0], 0);
+    assert_eq!(
+        num(&p, "/dropped/conn_lost") + num(&p, "/reconnects"),
+        0,
+        "{p}"
+    );
+}

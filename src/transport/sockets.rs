@@ -85,9 +85,15 @@ pub(crate) fn shutdown_listener(l: &std::net::TcpListener) {
     let _ = SockRef::from(l).shutdown(std::net::Shutdown::Both);
 }
 
-/// Sends `bufs` with one `sendmsg`, without blocking and without raising
-/// SIGPIPE in the host process: `MSG_NOSIGNAL` on every write we make.
+/// Sends `bufs` (the first [`MAX_SLICES`] of them) with one `sendmsg`,
+/// without blocking and without raising SIGPIPE in the host process:
+/// `MSG_NOSIGNAL` on every write we make.
+/// At most this many slices go to one `sendmsg` (the kernel refuses more
+/// than `IOV_MAX` with EMSGSIZE); the caller sends the rest next.
+const MAX_SLICES: usize = 1024;
+
 pub(crate) fn send_now(s: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let bufs = &bufs[..bufs.len().min(MAX_SLICES)];
     SockRef::from(s).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
 }
 

@@ -19,7 +19,7 @@ cargo build --release --lib --quiet
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 mkdir -p bench/build
 cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -Iinclude \
-    bench/main.c bench/net.c bench/roles.c bench/driver.c \
+    bench/main.c bench/net.c bench/roles.c bench/driver.c bench/proc.c bench/grow.c \
     -o bench/build/bench \
     -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
 

@@ -181,10 +181,11 @@ static double ratio(cell_t a, cell_t zmq) {
 /* How many goals were judged and how many missed, over the table. */
 static int goals_judged, goals_missed;
 
-static const char *verdict(int met) {
+/* `x` is the judged value (NAN: a run failed, so the goal is too). */
+static const char *verdict(double x, int met) {
     goals_judged++;
-    goals_missed += !met;
-    return met ? "met" : "MISSED";
+    goals_missed += !met || isnan(x);
+    return isnan(x) ? "FAIL" : met ? "met" : "MISSED";
 }
 
 static void print_row(const workload_t *w, int mi, cell_t c[IMPL_COUNT]) {
@@ -203,24 +204,24 @@ static void print_row(const workload_t *w, int mi, cell_t c[IMPL_COUNT]) {
         int off = 0;
         if (m->call && call_run && zmq_run)
             off += snprintf(goal + off, sizeof goal - (size_t)off, "call >= %.1fx %s", m->call,
-                            verdict(r_call >= m->call));
+                            verdict(r_call, r_call >= m->call));
         if (m->batch && c[IMPL_BATCH].run && zmq_run)
             snprintf(goal + off, sizeof goal - (size_t)off, "%sbatch >= %.1fx %s", off ? ", " : "", m->batch,
-                     verdict(r_batch >= m->batch));
+                     verdict(r_batch, r_batch >= m->batch));
         break;
     }
     case G_RATIO_MAX:
         if (call_run && zmq_run)
-            snprintf(goal, sizeof goal, "call <= %.1fx %s", m->call, verdict(r_call <= m->call));
+            snprintf(goal, sizeof goal, "call <= %.1fx %s", m->call, verdict(r_call, r_call <= m->call));
         break;
     case G_ABS_MAX: /* a bound: judged on the worst run */
         if (call_run)
-            snprintf(goal, sizeof goal, "<= %.0f MiB %s, max %.1f", m->call, verdict(c[IMPL_CLUSTER].s.max <= m->call),
+            snprintf(goal, sizeof goal, "<= %.0f MiB %s, max %.1f", m->call, verdict(c[IMPL_CLUSTER].s.med, c[IMPL_CLUSTER].s.max <= m->call),
                      c[IMPL_CLUSTER].s.max);
         break;
     case G_ZERO:
         if (call_run)
-            snprintf(goal, sizeof goal, "0 %s, max %.3f", verdict(c[IMPL_CLUSTER].s.max < m->call),
+            snprintf(goal, sizeof goal, "0 %s, max %.3f", verdict(c[IMPL_CLUSTER].s.med, c[IMPL_CLUSTER].s.max < m->call),
                      c[IMPL_CLUSTER].s.max);
         break;
     case G_NONE: break;
@@ -228,7 +229,7 @@ static void print_row(const workload_t *w, int mi, cell_t c[IMPL_COUNT]) {
     printf("| %-26s | %-17s | ", mi ? "" : w->name, m->metric);
     for (int i = 0; i < IMPL_COUNT; i++)
         printf("%s%*s | ", cells[i], 16 - utf8_width(cells[i]), "");
-    printf("%-9s | %-9s | %-34s |\n", rc, rb, goal);
+    printf("%-9s | %-9s | %-40s |\n", rc, rb, goal);
     fflush(stdout);
 }
 
@@ -294,11 +295,11 @@ int driver_main(int argc, char **argv) {
             printf("| %-26s | %-17s | ", "workload", "metric");
             for (int i = 0; i < IMPL_COUNT; i++)
                 printf("%-16s | ", impl_titles[i]);
-            printf("%-9s | %-9s | %-34s |\n", "call/zmq", "batch/zmq", "goal (issue 14)");
+            printf("%-9s | %-9s | %-40s |\n", "call/zmq", "batch/zmq", "goal (issue 14)");
             printf("|----------------------------|-------------------|");
             for (int i = 0; i < IMPL_COUNT; i++)
                 printf("------------------|");
-            printf("-----------|-----------|------------------------------------|\n");
+            printf("-----------|-----------|------------------------------------------|\n");
             header = 1;
         }
         long count = (long)((double)w->count * scale);

@@ -97,12 +97,21 @@ void spawn(child_t *ch, char *const argv[]);
 /* The child's next line (without newline) within timeout_ns; -1 on
  * timeout or exit. */
 int child_line(child_t *ch, char *line, size_t cap, uint64_t timeout_ns);
+/* Waits until one of chs[0..n] (n <= 256) has a whole line buffered and
+ * returns its index; -1 on timeout or when one exits without a line. */
+int child_wait_any(child_t *const *chs, int n, uint64_t timeout_ns);
 void child_say(child_t *ch, const char *s);
 /* Reads a "result ..." line into v[]; returns how many numbers, -1 if the
  * child sent something else (printed) or nothing in time. */
 int child_result(child_t *ch, double *v, int max, uint64_t timeout_ns);
 /* Reads one line and checks it is `word`; 0 or -1 (printed). */
 int child_expect(child_t *ch, const char *word, uint64_t timeout_ns);
+/* One line from each of ch[0..n], in the order they come, each within
+ * `timeout_ns` of the previous: `word` (if not NULL), or a result of
+ * `nvals` numbers into v[i * stride ...]. Stops at the first failure (a
+ * failing node stops reading, which may block the others' senders for
+ * good, so no child is waited on while another has failed). 0 or -1. */
+int child_collect(child_t *ch, int n, const char *word, double *v, int stride, int nvals, uint64_t timeout_ns);
 /* Ends the children: after a failure at once (SIGKILL), else a bounded
  * wait for them to exit, then SIGKILL for the ones that hang. */
 void reap(child_t *chs, int n, int failed);

@@ -12,6 +12,8 @@
 
 #define MAX_RUNS 15
 #define MAX_METRICS 3
+/* Longest wait for a throughput receiver once its sender has sent all. */
+#define DRAIN_TIMEOUT_NS 10000000000ull
 
 typedef enum { K_THR, K_PP, K_BCAST, K_IDLE, K_SLOW } kind_t;
 
@@ -101,15 +103,33 @@ static int run_once(const workload_t *w, impl_t impl, long count, double *out) {
         switch (w->kind) {
         case K_THR:
         case K_PP: {
-            int meter = w->kind == K_THR ? 1 : 0;
-            ok |= child_result(&ch[1 - meter], v[1 - meter], MAX_METRICS, LINE_TIMEOUT_NS) < 0;
-            ok = ok || child_result(&ch[meter], out, MAX_METRICS, LINE_TIMEOUT_NS) != w->nmetrics;
+            /* Both children are heard at once: a receiver that fails stops
+             * reading, and its sender then blocks for good. Once the sender
+             * is done, everything it sent is queued, so a receiver still
+             * waiting DRAIN_TIMEOUT_NS later lost some. */
+            int meter = w->kind == K_THR ? 1 : 0, sender_done = 0, meter_done = 0;
+            while (ok == 0 && !meter_done) {
+                child_t *pair[2] = {&ch[1 - meter], &ch[meter]};
+                uint64_t wait = sender_done && w->kind == K_THR ? DRAIN_TIMEOUT_NS : LINE_TIMEOUT_NS;
+                int i = child_wait_any(pair, 2, wait);
+                if (i < 0) {
+                    fprintf(stderr, "bench: %s sent no result within %.0f s\n",
+                            sender_done ? "the receiver" : "neither child", (double)wait / 1e9);
+                    ok = 1;
+                } else if (i == 0 && !sender_done) {
+                    ok |= child_result(&ch[1 - meter], v[1 - meter], MAX_METRICS, 0) < 0;
+                    sender_done = 1;
+                } else {
+                    ok |= child_result(&ch[meter], out, MAX_METRICS, 0) != w->nmetrics;
+                    meter_done = 1;
+                }
+            }
             break;
         }
         case K_BCAST: {
             double first = INFINITY, last = 0;
+            ok |= child_collect(ch, n, NULL, &v[0][0], MAX_METRICS, 2, LINE_TIMEOUT_NS);
             for (int i = 0; ok == 0 && i < n; i++) {
-                ok |= child_result(&ch[i], v[i], MAX_METRICS, LINE_TIMEOUT_NS) != 2;
                 first = fmin(first, v[i][0]);
                 last = fmax(last, v[i][1]);
             }
@@ -117,13 +137,12 @@ static int run_once(const workload_t *w, impl_t impl, long count, double *out) {
             break;
         }
         case K_IDLE:
-            for (int i = 0; ok == 0 && i < n; i++)
-                ok |= child_expect(&ch[i], "done", LINE_TIMEOUT_NS);
+            ok |= child_collect(ch, n, "done", NULL, 0, 0, LINE_TIMEOUT_NS);
             for (int i = 0; ok == 0 && i < n; i++)
                 child_say(&ch[i], "measure");
             out[0] = out[1] = out[2] = 0;
+            ok = ok || child_collect(ch, n, NULL, &v[0][0], MAX_METRICS, 3, LINE_TIMEOUT_NS);
             for (int i = 0; ok == 0 && i < n; i++) {
-                ok |= child_result(&ch[i], v[i], 3, LINE_TIMEOUT_NS) != 3;
                 for (int m = 0; m < 3; m++)
                     out[m] = fmax(out[m], v[i][m]); /* the worst node */
             }

@@ -262,30 +262,31 @@ static int grow_once(int n, int p, long count, double *out) {
     for (int j = 0; ok == 0 && j < p; j++)
         child_say(&ch[j], "start");
     /* Connected: from the first cluster_new anywhere to the last node. */
-    double t_first = INFINITY, t_conn = 0, v[3];
+    double t_first = INFINITY, t_conn = 0, t_go = INFINITY, t_last = 0;
+    double *v = calloc((size_t)p * 3, sizeof *v);
+    ok = ok || child_collect(ch, p, NULL, v, 3, 2, CONNECT_TIMEOUT_NS + 20000000000ull);
     for (int j = 0; ok == 0 && j < p; j++) {
-        ok |= child_result(&ch[j], v, 2, CONNECT_TIMEOUT_NS + 20000000000ull) != 2;
-        t_first = fmin(t_first, v[0]);
-        t_conn = fmax(t_conn, v[1]);
+        t_first = fmin(t_first, v[3 * j]);
+        t_conn = fmax(t_conn, v[3 * j + 1]);
     }
     out[G_CONNECT] = (t_conn - t_first) / 1e9;
     for (int j = 0; ok == 0 && j < p; j++)
         child_say(&ch[j], "measure");
     out[G_THREADS] = out[G_RSS] = out[G_RSS_AFTER] = 0;
+    ok = ok || child_collect(ch, p, NULL, v, 3, 2, LINE_TIMEOUT_NS);
     for (int j = 0; ok == 0 && j < p; j++) {
-        ok |= child_result(&ch[j], v, 2, LINE_TIMEOUT_NS) != 2;
-        out[G_THREADS] = fmax(out[G_THREADS], v[0]); /* the worst process */
-        out[G_RSS] = fmax(out[G_RSS], v[1] / 1024);
+        out[G_THREADS] = fmax(out[G_THREADS], v[3 * j]); /* the worst process */
+        out[G_RSS] = fmax(out[G_RSS], v[3 * j + 1] / 1024);
     }
     for (int j = 0; ok == 0 && j < p; j++)
         child_say(&ch[j], "go");
-    double t_go = INFINITY, t_last = 0;
+    ok = ok || child_collect(ch, p, NULL, v, 3, 3, DELIVER_TIMEOUT_NS + 20000000000ull);
     for (int j = 0; ok == 0 && j < p; j++) {
-        ok |= child_result(&ch[j], v, 3, DELIVER_TIMEOUT_NS + 20000000000ull) != 3;
-        t_go = fmin(t_go, v[0]);
-        t_last = fmax(t_last, v[1]);
-        out[G_RSS_AFTER] = fmax(out[G_RSS_AFTER], v[2] / 1024);
+        t_go = fmin(t_go, v[3 * j]);
+        t_last = fmax(t_last, v[3 * j + 1]);
+        out[G_RSS_AFTER] = fmax(out[G_RSS_AFTER], v[3 * j + 2] / 1024);
     }
+    free(v);
     out[G_RATE] = (double)n * (n - 1) * (double)count / ((t_last - t_go) / 1e9);
     for (int j = 0; ok == 0 && j < p; j++)
         child_say(&ch[j], "quit");

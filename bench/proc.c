@@ -98,6 +98,39 @@ int child_line(child_t *ch, char *line, size_t cap, uint64_t timeout_ns) {
     }
 }
 
+int child_wait_any(child_t *const *chs, int n, uint64_t timeout_ns) {
+    uint64_t deadline = now_ns() + timeout_ns;
+    struct pollfd pf[256];
+    if (n > 256)
+        die("child_wait_any: %d children", n);
+    for (;;) {
+        for (int i = 0; i < n; i++)
+            if (memchr(chs[i]->buf, '\n', chs[i]->len))
+                return i;
+        uint64_t now = now_ns();
+        if (now >= deadline)
+            return -1;
+        for (int i = 0; i < n; i++)
+            pf[i] = (struct pollfd){.fd = chs[i]->from, .events = POLLIN};
+        int r = poll(pf, (nfds_t)n, (int)((deadline - now) / 1000000) + 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        for (int i = 0; i < n; i++) {
+            if (!pf[i].revents)
+                continue;
+            child_t *ch = chs[i];
+            ssize_t k = ch->len < sizeof ch->buf ? read(ch->from, ch->buf + ch->len, sizeof ch->buf - ch->len) : -1;
+            if (k <= 0) {
+                fprintf(stderr, "bench: child %d exited without a line\n", (int)ch->pid);
+                return -1;
+            }
+            ch->len += (size_t)k;
+        }
+    }
+}
+
 void child_say(child_t *ch, const char *s) {
     size_t len = strlen(s);
     if (write(ch->to, s, len) != (ssize_t)len || write(ch->to, "\n", 1) != 1)
@@ -160,4 +193,30 @@ void reap(child_t *chs, int n, int failed) {
             usleep(2000);
         }
     }
+}
+
+int child_collect(child_t *ch, int n, const char *word, double *v, int stride, int nvals, uint64_t timeout_ns) {
+    char *done = calloc((size_t)n, 1);
+    child_t **wait = malloc(sizeof *wait * (size_t)n);
+    int *map = malloc(sizeof *map * (size_t)n), rc = 0;
+    for (int k = 0; rc == 0 && k < n; k++) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (!done[i])
+                map[m] = i, wait[m++] = &ch[i];
+        int j = child_wait_any(wait, m, timeout_ns);
+        if (j < 0) {
+            fprintf(stderr, "bench: %d of %d children sent no line within %.0f s\n", m, n, (double)timeout_ns / 1e9);
+            rc = -1;
+            break;
+        }
+        int i = map[j];
+        done[i] = 1;
+        if (word ? child_expect(&ch[i], word, 0) != 0 : child_result(&ch[i], v + (size_t)i * (size_t)stride, stride, 0) != nvals)
+            rc = -1;
+    }
+    free(done);
+    free(wait);
+    free(map);
+    return rc;
 }

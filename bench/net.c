@@ -1,4 +1,5 @@
-/* One node interface over libcluster, libzmq and plain TCP. */
+/* One node interface over libcluster (per call and batched), libzmq (per
+ * call) and plain TCP. */
 #define _GNU_SOURCE
 #include "bench.h"
 
@@ -19,18 +20,31 @@
 /* Per-connection buffer of the plain TCP floor (frames up to 64 KiB fit). */
 #define TCP_BUF (256 << 10)
 
+/* The batched sender's payload slots: up to SEND_BATCH messages or this
+ * many bytes, whichever comes first (one message may be larger). */
+#define ARENA_BYTES (1 << 20)
+
 struct node {
     impl_t impl;
     int me, n;
-    /* libcluster */
+    /* the per-call columns' node_msg buffer */
+    uint8_t *scratch;
+    size_t scratch_cap;
+    /* libcluster, per call: the envelope of the last cluster_recv */
     cluster_node_t *cn;
+    cluster_envelope_t env;
+    /* libcluster, batched: what cluster_recv_batch filled, the pending
+     * envelopes of cluster_send_batch and the slots their payloads lie in */
     cluster_envelope_t envs[RECV_BATCH];
     size_t nenvs;
-    /* libzmq */
+    cluster_envelope_t pend[SEND_BATCH];
+    size_t npend;
+    uint8_t *arena;
+    size_t arena_cap, arena_used;
+    /* libzmq: one message, reused by every zmq_msg_recv */
     void *ctx, *pull, *pair;
     void *push[MAX_NODES];
-    zmq_msg_t zmsgs[RECV_BATCH];
-    size_t nz;
+    zmq_msg_t zmsg;
     /* plain TCP */
     int out[MAX_NODES], in[MAX_NODES];
     uint8_t *wbuf[MAX_NODES], *rbuf[MAX_NODES];
@@ -71,6 +85,7 @@ static void cl_open(node_t *nd, const int *ports) {
     }
 }
 
+/* One cluster_send per message. */
 static int cl_send(node_t *nd, int peer, const void *buf, size_t len, int64_t timeout_ms) {
     cluster_envelope_t e = {.pid = peer < 0 ? CLUSTER_BROADCAST : peer + 1,
                             .msg_id = 0,
@@ -87,7 +102,49 @@ static int cl_send(node_t *nd, int peer, const void *buf, size_t len, int64_t ti
     return 1;
 }
 
-static size_t cl_recv(node_t *nd, msg_t *out, size_t cap) {
+/* One cluster_recv per message; the previous one is freed first. */
+static size_t cl_recv(node_t *nd, msg_t *out) {
+    cluster_error_t err;
+    cluster_envelope_free(&nd->env);
+    if (cluster_recv(nd->cn, &nd->env, -1, &err) != CLUSTER_OK)
+        die("cluster_recv: %s", err.message);
+    out[0] = (msg_t){nd->env.data, nd->env.len};
+    return 1;
+}
+
+/* The pending envelopes in one cluster_send_batch call. */
+static void bt_flush(node_t *nd) {
+    cluster_error_t err;
+    size_t sent = 0;
+    if (nd->npend && cluster_send_batch(nd->cn, nd->pend, nd->npend, -1, &sent, &err) != CLUSTER_OK)
+        die("cluster_send_batch: %s (%zu of %zu sent)", err.message, sent, nd->npend);
+    nd->npend = 0;
+    nd->arena_used = 0;
+}
+
+static void *bt_msg(node_t *nd, size_t len) {
+    size_t need = (len + 7) & ~(size_t)7;
+    if (nd->arena_used + need > nd->arena_cap)
+        bt_flush(nd);
+    if (need > nd->arena_cap) {
+        free(nd->arena);
+        nd->arena = calloc(1, need);
+        nd->arena_cap = need;
+    }
+    void *p = nd->arena + nd->arena_used;
+    nd->arena_used += need;
+    return p;
+}
+
+static void bt_send(node_t *nd, int peer, const void *buf, size_t len) {
+    nd->pend[nd->npend++] = (cluster_envelope_t){
+        .pid = peer < 0 ? CLUSTER_BROADCAST : peer + 1, .data = buf, .len = len, ._owner = NULL};
+    if (nd->npend == SEND_BATCH)
+        bt_flush(nd);
+}
+
+/* One cluster_recv_batch (up to `cap`); the previous batch is freed first. */
+static size_t bt_recv(node_t *nd, msg_t *out, size_t cap) {
     cluster_envelopes_free(nd->envs, nd->nenvs);
     nd->nenvs = 0;
     cluster_error_t err;
@@ -113,6 +170,7 @@ static void *zsock(node_t *nd, int type, int port, int bind) {
 
 static void zq_open(node_t *nd, const int *ports, int flags) {
     nd->ctx = zmq_ctx_new();
+    zmq_msg_init(&nd->zmsg);
     if (flags & NODE_PAIR) {
         nd->pair = zsock(nd, ZMQ_PAIR, ports[0], nd->me == 0);
         return;
@@ -145,33 +203,18 @@ static int zq_send(node_t *nd, int peer, const void *buf, size_t len, int flags)
     return ok;
 }
 
-static size_t zq_recv(node_t *nd, msg_t *out, size_t cap) {
+/* One blocking zmq_msg_recv per message (it releases the previous one). */
+static size_t zq_recv(node_t *nd, msg_t *out) {
     void *s = nd->pair ? nd->pair : nd->pull;
-    for (size_t i = 0; i < nd->nz; i++)
-        zmq_msg_close(&nd->zmsgs[i]);
-    nd->nz = 0;
-    if (cap > RECV_BATCH)
-        cap = RECV_BATCH;
-    while (nd->nz < cap) {
-        zmq_msg_t *m = &nd->zmsgs[nd->nz];
-        zmq_msg_init(m);
-        if (zmq_msg_recv(m, s, nd->nz ? ZMQ_DONTWAIT : 0) < 0) {
-            zmq_msg_close(m);
-            if (zmq_errno() == EAGAIN && nd->nz)
-                break;
-            if (zmq_errno() == EINTR)
-                continue;
+    while (zmq_msg_recv(&nd->zmsg, s, 0) < 0)
+        if (zmq_errno() != EINTR)
             die("zmq_msg_recv: %s", zmq_strerror(zmq_errno()));
-        }
-        out[nd->nz] = (msg_t){zmq_msg_data(m), zmq_msg_size(m)};
-        nd->nz++;
-    }
-    return nd->nz;
+    out[0] = (msg_t){zmq_msg_data(&nd->zmsg), zmq_msg_size(&nd->zmsg)};
+    return 1;
 }
 
 static void zq_close(node_t *nd) {
-    for (size_t i = 0; i < nd->nz; i++)
-        zmq_msg_close(&nd->zmsgs[i]);
+    zmq_msg_close(&nd->zmsg);
     if (nd->pair)
         zmq_close(nd->pair);
     if (nd->pull)
@@ -381,15 +424,36 @@ node_t *node_open(impl_t impl, int me, int n, const int *ports, int flags) {
     nd->n = n;
     switch (impl) {
     case IMPL_CLUSTER: cl_open(nd, ports); break;
+    case IMPL_BATCH:
+        cl_open(nd, ports);
+        nd->arena_cap = ARENA_BYTES;
+        nd->arena = calloc(1, nd->arena_cap);
+        break;
     case IMPL_ZMQ: zq_open(nd, ports, flags); break;
     default: tcp_open(nd, ports); break;
     }
     return nd;
 }
 
+void *node_msg(node_t *nd, size_t len) {
+    if (nd->impl == IMPL_BATCH)
+        return bt_msg(nd, len);
+    if (len > nd->scratch_cap) {
+        free(nd->scratch);
+        nd->scratch = calloc(1, len);
+        nd->scratch_cap = len;
+    }
+    return nd->scratch;
+}
+
 static int send_any(node_t *nd, int peer, const void *buf, size_t len, int wait) {
     switch (nd->impl) {
     case IMPL_CLUSTER: return cl_send(nd, peer, buf, len, wait ? -1 : 0);
+    case IMPL_BATCH:
+        if (!wait)
+            die("the batched column offers no message without waiting");
+        bt_send(nd, peer, buf, len);
+        return 1;
     case IMPL_ZMQ: return zq_send(nd, peer, buf, len, wait ? 0 : ZMQ_DONTWAIT);
     default: break;
     }
@@ -414,6 +478,8 @@ int node_try_send(node_t *nd, int peer, const void *buf, size_t len) {
 }
 
 void node_flush(node_t *nd) {
+    if (nd->impl == IMPL_BATCH)
+        bt_flush(nd);
     if (nd->impl != IMPL_TCP)
         return;
     for (int p = 0; p < nd->n; p++)
@@ -423,8 +489,9 @@ void node_flush(node_t *nd) {
 
 size_t node_recv(node_t *nd, msg_t *out, size_t cap) {
     switch (nd->impl) {
-    case IMPL_CLUSTER: return cl_recv(nd, out, cap);
-    case IMPL_ZMQ: return zq_recv(nd, out, cap);
+    case IMPL_CLUSTER: return cl_recv(nd, out);
+    case IMPL_BATCH: return bt_recv(nd, out, cap);
+    case IMPL_ZMQ: return zq_recv(nd, out);
     default: return tcp_recv(nd, out, cap);
     }
 }
@@ -432,11 +499,16 @@ size_t node_recv(node_t *nd, msg_t *out, size_t cap) {
 void node_close(node_t *nd) {
     switch (nd->impl) {
     case IMPL_CLUSTER:
+    case IMPL_BATCH:
+        bt_flush(nd);
+        cluster_envelope_free(&nd->env);
         cluster_envelopes_free(nd->envs, nd->nenvs);
         cluster_free(nd->cn);
         break;
     case IMPL_ZMQ: zq_close(nd); break;
     default: tcp_close(nd); break;
     }
+    free(nd->scratch);
+    free(nd->arena);
     free(nd);
 }

@@ -6,17 +6,21 @@
 #define _GNU_SOURCE
 #include "bench.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Round trips before the measured ones. */
 #define PP_WARMUP 300
 /* The smallest payload: room for the sequence and the sender. */
 #define MIN_SIZE 16
+/* How long the idle node is watched. */
+#define IDLE_WINDOW_US 1000000
 
 typedef struct {
     node_t *nd;
@@ -54,17 +58,16 @@ static double peak_mib(const ctx_t *c) { return (double)(status_kib("VmHWM:") - 
 
 /* Unicast throughput: node 0 sends, node 1 counts. */
 static void role_thr(ctx_t *c) {
-    uint8_t *buf = calloc(1, c->size);
     msg_t m[RECV_BATCH];
     expect("go");
     if (c->me == 0) {
         for (long i = 0; i < c->count; i++) {
+            uint8_t *buf = node_msg(c->nd, c->size);
             put_u64(buf, (uint64_t)i);
             node_send(c->nd, 1, buf, c->size);
         }
         node_flush(c->nd);
         say("result 0");
-        free(buf);
         return;
     }
     long got = 0, first = 0;
@@ -87,7 +90,6 @@ static void role_thr(ctx_t *c) {
     }
     double secs = (double)(t1 - t0) / 1e9, rate = (double)(got - first) / secs;
     say("result %.1f %.3f", rate, rate * (double)c->size / 1e6);
-    free(buf);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -97,7 +99,6 @@ static int cmp_double(const void *a, const void *b) {
 
 /* Ping-pong: node 0 times round trips, node 1 echoes. */
 static void role_pp(ctx_t *c) {
-    uint8_t *buf = calloc(1, c->size);
     msg_t m[1];
     long total = c->count + PP_WARMUP;
     expect("go");
@@ -108,11 +109,11 @@ static void role_pp(ctx_t *c) {
             node_flush(c->nd);
         }
         say("result 0");
-        free(buf);
         return;
     }
     double *rtt = malloc(sizeof(double) * (size_t)c->count), sum = 0;
     for (long i = 0; i < total; i++) {
+        uint8_t *buf = node_msg(c->nd, c->size);
         put_u64(buf, (uint64_t)i);
         uint64_t t = now_ns();
         node_send(c->nd, 1, buf, c->size);
@@ -131,7 +132,35 @@ static void role_pp(ctx_t *c) {
     qsort(rtt, (size_t)c->count, sizeof *rtt, cmp_double);
     say("result %.2f %.2f %.2f", rtt[c->count / 2], rtt[c->count * 99 / 100], sum / (double)c->count);
     free(rtt);
-    free(buf);
+}
+
+/* Over every thread but the calling one (the library's threads, and
+ * libzmq's): CPU time in ns (first field of schedstat) and context
+ * switches (voluntary and not), i.e. how often they woke up. */
+static void other_threads(uint64_t *cpu_ns, uint64_t *switches) {
+    char path[300], line[256];
+    *cpu_ns = *switches = 0;
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == self)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(line, sizeof line, f))
+            *cpu_ns += strtoull(line, NULL, 10);
+        if (f)
+            fclose(f);
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        f = fopen(path, "r");
+        while (f && fgets(line, sizeof line, f))
+            if (strstr(line, "ctxt_switches:"))
+                *switches += strtoull(strchr(line, ':') + 1, NULL, 10);
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
 }
 
 typedef struct {
@@ -166,20 +195,19 @@ static void *bcast_receiver(void *arg) {
 /* Every node broadcasts `count` messages and receives everyone else's.
  * With `idle`, reports the RSS above baseline once everyone is done. */
 static void role_bcast(ctx_t *c, int idle) {
-    uint8_t *buf = calloc(1, c->size);
     bcast_rx_t rx = {.c = c};
     pthread_t th;
     expect("go");
     uint64_t t_go = now_ns();
     pthread_create(&th, NULL, bcast_receiver, &rx);
-    put_u64(buf + 8, (uint64_t)c->me);
     for (long i = 0; i < c->count; i++) {
+        uint8_t *buf = node_msg(c->nd, c->size);
         put_u64(buf, (uint64_t)i);
+        put_u64(buf + 8, (uint64_t)c->me);
         node_send(c->nd, -1, buf, c->size);
     }
     node_flush(c->nd);
     pthread_join(th, NULL);
-    free(buf);
     if (rx.fail[0]) {
         say("%s", rx.fail);
         return;
@@ -191,7 +219,13 @@ static void role_bcast(ctx_t *c, int idle) {
     say("done");
     expect("measure");
     usleep(200000); /* let the writers go idle before sampling */
-    say("result %.3f", (double)(status_kib("VmRSS:") - c->baseline_kib) / 1024.0);
+    uint64_t cpu0, sw0, cpu1, sw1, t0 = now_ns();
+    other_threads(&cpu0, &sw0);
+    usleep(IDLE_WINDOW_US);
+    other_threads(&cpu1, &sw1);
+    double secs = (double)(now_ns() - t0) / 1e9;
+    say("result %.3f %.4f %.1f", (double)(status_kib("VmRSS:") - c->baseline_kib) / 1024.0,
+        (double)(cpu1 - cpu0) / 1e6 / secs, (double)(sw1 - sw0) / secs);
 }
 
 /* Slow consumer: node 0 offers `count` messages without waiting while node 1
@@ -201,15 +235,14 @@ static void role_slow(ctx_t *c) {
     msg_t m[RECV_BATCH];
     expect("go");
     if (c->me == 0) {
-        uint8_t *buf = calloc(1, c->size);
         long accepted = 0;
         for (long i = 0; i < c->count; i++) {
+            uint8_t *buf = node_msg(c->nd, c->size);
             put_u64(buf, (uint64_t)i);
             accepted += node_try_send(c->nd, 1, buf, c->size);
         }
         say("result %ld %.3f", accepted, peak_mib(c));
         node_flush(c->nd);
-        free(buf);
         return;
     }
     long want = atol(hear(line, sizeof line) + strlen("drain ")), got = 0;

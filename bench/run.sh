@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds and runs the benchmark: libcluster (release, through its C ABI) vs
-# libzmq vs plain TCP, sender and receiver in separate processes over
-# loopback. Installs libzmq3-dev with apt if it is missing.
-# Usage: bash bench/run.sh [--runs N] [--scale F] [--only TEXT]
+# Builds and runs the benchmark: libcluster (release, through its C ABI: one
+# message per call, and batched) vs libzmq (one message per call) vs plain
+# TCP, sender and receiver in separate processes over loopback; then the cost
+# as the cluster grows (N nodes all broadcasting) and the mock line.
+# Installs libzmq3-dev with apt if it is missing.
+# Usage: bash bench/run.sh [--runs N] [--scale F] [--only TEXT] [--impl NAME] [--grow LIST]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -19,10 +21,11 @@ cargo build --release --lib --quiet
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 mkdir -p bench/build
 cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -Iinclude \
-    bench/main.c bench/net.c bench/roles.c bench/driver.c \
+    bench/main.c bench/net.c bench/roles.c bench/driver.c bench/proc.c bench/grow.c \
     -o bench/build/bench \
     -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
 
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(uname -sr)"
 bench/build/bench "$@"
 
@@ -36,7 +39,7 @@ if [ "$mock" = yes ] && [ -f bench/mock_broadcast.rs ]; then
         echo "mock broadcast: FAILED (cargo bench --bench mock_broadcast)"
     else
         median=$(echo "$line" | sed -n 's/.*median \([0-9.]*\) M.*/\1/p')
-        verdict=$(awk -v m="$median" 'BEGIN { print (m >= 1.5) ? "met" : "MISSED" }')
-        echo "$line (goal >= 1.5 M deliveries/s: $verdict)"
+        verdict=$(awk -v m="$median" 'BEGIN { print (m >= 5) ? "met" : "MISSED" }')
+        echo "$line (goal >= 5 M deliveries/s: $verdict)"
     fi
 fi

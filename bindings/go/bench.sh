@@ -4,7 +4,7 @@
 # round trips through the Go wrapper (Outbox/Inbox; Send/Recv; SendMany/
 # Recv), through the C ABI called from Go, and with the C bench's own C
 # children, interleaved run by run, with each wrapper path's ratio to C.
-# Arguments go to the driver (internal/gobench): [-runs N]
+# Arguments go to the driver (bench/gobench): [-runs N]
 # [-only unicast|ping-pong] [-impl go,direct,batch,raw,c]
 # [-scale F]; e.g. -impl go,c,go+c,c+go shows which side costs what.
 set -euo pipefail
@@ -25,5 +25,5 @@ cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
     -o "$tmp/cbench" \
     -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
 cd "$here"
-go build -o "$tmp/gobench" ./internal/gobench
+go build -o "$tmp/gobench" ./bench/gobench
 "$tmp/gobench" -cbench "$tmp/cbench" "$@"

@@ -13,7 +13,7 @@ import (
 // (Outbox/Inbox channels) and through the raw C ABI called from Go (one
 // cgo call per message, no channels, no codec), for profiling. Both nodes
 // run in this process, so these are not comparable with the C bench:
-// ./bench.sh (internal/gobench) measures in separate processes, as the C
+// ./bench.sh (bench/gobench) measures in separate processes, as the C
 // bench does.
 //
 //	go test -bench . -run '^$'

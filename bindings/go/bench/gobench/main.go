@@ -17,7 +17,8 @@
 //	        256 per cluster_recv_batch, no channels, no codec (what the C
 //	        bench does)
 //	c       the C bench's own children (its binary, given with -cbench)
-//	alt     the channel children of another build of gobench (-alt), for A/B
+//	alt     the channel children of another build of gobench (-alt), for A/B;
+//	        alt-direct, alt-batch: that build's other children
 //	a+b     node 0 (sender, client) on a and node 1 (receiver, server) on
 //	        b, e.g. go+c and c+go to see which side costs what
 //
@@ -25,35 +26,26 @@
 // median), and the ratio of each wrapper path to the C bench with the goal
 // (within 2x). bindings/go/bench.sh builds everything and runs it.
 //
-// Usage: gobench [-runs N] [-only unicast|ping-pong] [-impl go,direct,batch,raw,c]
-// [-cbench PATH] [-alt PATH] [-scale F]. GOBENCH_CPUPROFILE=prefix and
-// GOBENCH_TRACE=prefix make each Go child write a CPU profile or an
-// execution trace.
+// A third workload, "mock broadcast" (mock.go), measures the wrapper's
+// mock network against a pure-Go baseline with the original Go mock's
+// costs: transports base (the baseline), go (Outbox and Inbox), direct
+// (Send and Recv), and alt-go, alt-direct (another build's, with -alt).
+//
+// Usage: gobench [-runs N] [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
+// [-mock base,go,direct] [-cbench PATH] [-alt PATH] [-scale F].
+// GOBENCH_CPUPROFILE=prefix and GOBENCH_TRACE=prefix make each Go child
+// write a CPU profile or an execution trace.
 //
 // Run with a role (gobench thr|pp go|direct|batch|raw ME N PORTS SIZE
-// COUNT) it is a child.
+// COUNT, or gobench mock base|go|direct SERVERS COUNT) it is a child.
 package main
 
 import (
-	"bufio"
-	"encoding/binary"
 	"flag"
 	"fmt"
-	"io"
-	"math"
-	"net"
 	"os"
-	"os/exec"
 	"runtime"
-	"runtime/pprof"
-	"runtime/trace"
-	"sort"
-	"strconv"
 	"strings"
-	"time"
-
-	cluster "github.com/cluster-dev/cluster/bindings/go"
-	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
 // Workloads, as in the C bench's driver: size, count, and the metrics the
@@ -85,6 +77,10 @@ var impls = []struct{ name, title string }{
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "mock" {
+		mockChild(os.Args[2:])
+		return
+	}
 	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
 		child(os.Args[1:])
 		return
@@ -92,7 +88,8 @@ func main() {
 	runs := flag.Int("runs", 5, "runs of each workload and transport")
 	only := flag.String("only", "", "workloads whose name contains this")
 	cbench := flag.String("cbench", "", "the C bench binary (bench/build/bench); without it the C column is skipped")
-	alt := flag.String("alt", "", "another build of this program: transport \"alt\" runs its Go wrapper children (for before/after comparisons in one run)")
+	alt := flag.String("alt", "", "another build of this program: transport \"alt\" (or alt-IMPL) runs its Go wrapper children (for before/after comparisons in one run)")
+	mockList := flag.String("mock", "base,go,direct", "the transports of the mock workload (alt-go, alt-direct: the -alt build's)")
 	implList := flag.String("impl", "go,direct,batch,raw,c", "the transports to run (go+raw: a Go sender or client, a raw receiver or server)")
 	scale := flag.Float64("scale", 1, "multiply the message counts by this")
 	flag.Parse()
@@ -127,10 +124,14 @@ func main() {
 			header += fmt.Sprintf(" %-8s %-22s", c+" / C", "goal (within 2x of C)")
 		}
 	}
-	fmt.Println(header)
+	printed := false
 	for _, w := range workloads {
 		if !strings.Contains(w.name, *only) {
 			continue
+		}
+		if !printed {
+			fmt.Println(header)
+			printed = true
 		}
 		w.count = max(1, int(float64(w.count)**scale))
 		res := map[string][][]float64{} // impl -> runs -> metrics
@@ -148,6 +149,8 @@ func main() {
 						nodes[i] = node{*cbench, "cluster"}
 					case "alt":
 						nodes[i] = node{*alt, "go"}
+					case "alt-direct", "alt-batch", "alt-raw":
+						nodes[i] = node{*alt, strings.TrimPrefix(t, "alt-")}
 					default:
 						nodes[i] = node{self, t}
 					}
@@ -187,642 +190,7 @@ func main() {
 			fmt.Println(strings.TrimRight(line, " "))
 		}
 	}
-}
-
-func verdict(ok bool, what string) string {
-	if ok {
-		return what + " met"
+	if strings.Contains("mock broadcast", *only) {
+		runMock(self, *alt, strings.Split(*mockList, ","), *runs, max(1, int(float64(mockCount)**scale)))
 	}
-	return what + " MISSED"
-}
-
-// runOnce runs workload w once on fresh ports with two children of exe and
-// returns the measuring child's numbers (the receiver's for unicast, the
-// client's for ping-pong), as the C bench's driver does.
-// node is how to run one child: a program and its transport argument.
-type node struct{ exe, impl string }
-
-func runOnce(nodes [2]node, w workload) ([]float64, error) {
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	var chs [2]*proc
-	defer func() {
-		for _, c := range chs {
-			if c != nil {
-				c.finish()
-			}
-		}
-	}()
-	for me := range chs {
-		c, err := spawn(nodes[me].exe, w.role, nodes[me].impl, strconv.Itoa(me), "2", ports, strconv.Itoa(w.size), strconv.Itoa(w.count))
-		if err != nil {
-			return nil, err
-		}
-		chs[me] = c
-	}
-	for _, c := range chs {
-		if err := c.expect("ready"); err != nil {
-			return nil, err
-		}
-	}
-	for _, c := range chs {
-		c.say("go")
-	}
-	meter := 0
-	if w.role == "thr" {
-		meter = 1
-	}
-	if _, err := chs[1-meter].result(); err != nil {
-		return nil, err
-	}
-	v, err := chs[meter].result()
-	if err == nil && len(v) != len(w.metrics) {
-		err = fmt.Errorf("%d numbers in the result, want %d", len(v), len(w.metrics))
-	}
-	return v, err
-}
-
-type proc struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Scanner
-}
-
-func spawn(exe string, args ...string) (*proc, error) {
-	cmd := exec.Command(exe, args...)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	return &proc{cmd: cmd, in: in, out: bufio.NewScanner(out)}, nil
-}
-
-// line is the child's next line; a child that ends or stalls for a minute
-// is an error (the kill in finish ends it).
-func (p *proc) line() (string, error) {
-	got := make(chan bool, 1)
-	go func() { got <- p.out.Scan() }()
-	t := time.NewTimer(time.Minute)
-	defer t.Stop()
-	select {
-	case ok := <-got:
-		if !ok {
-			return "", fmt.Errorf("child %d ended", p.cmd.Process.Pid)
-		}
-		return p.out.Text(), nil
-	case <-t.C:
-		p.cmd.Process.Kill()
-		return "", fmt.Errorf("child %d silent for a minute", p.cmd.Process.Pid)
-	}
-}
-
-func (p *proc) expect(word string) error {
-	l, err := p.line()
-	if err == nil && l != word {
-		err = fmt.Errorf("child %d said %q, want %q", p.cmd.Process.Pid, l, word)
-	}
-	return err
-}
-
-func (p *proc) result() ([]float64, error) {
-	l, err := p.line()
-	if err != nil {
-		return nil, err
-	}
-	f := strings.Fields(l)
-	if len(f) == 0 || f[0] != "result" {
-		return nil, fmt.Errorf("child %d: %s", p.cmd.Process.Pid, l)
-	}
-	var v []float64
-	for _, s := range f[1:] {
-		x, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, err
-		}
-		v = append(v, x)
-	}
-	return v, nil
-}
-
-func (p *proc) say(s string) { fmt.Fprintln(p.in, s) }
-
-// finish tells the child to quit and waits for it (killing it after 20 s).
-func (p *proc) finish() {
-	p.say("quit")
-	p.in.Close()
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	t := time.NewTimer(20 * time.Second)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		fmt.Fprintf(os.Stderr, "gobench: killing stuck child %d\n", p.cmd.Process.Pid)
-		p.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// freePorts is n loopback ports free right now, as "p1,p2".
-func freePorts(n int) (string, error) {
-	var ls []net.Listener
-	var ps []string
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		ls = append(ls, l)
-		ps = append(ps, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
-	}
-	return strings.Join(ps, ","), nil
-}
-
-type summary struct {
-	med, spread float64
-	n, failed   int
-}
-
-// summarize is the median of metric m over the runs that gave numbers and
-// half their range relative to it.
-func summarize(runs [][]float64, m int) summary {
-	var x []float64
-	s := summary{}
-	for _, v := range runs {
-		if v == nil {
-			s.failed++
-			continue
-		}
-		x = append(x, v[m])
-	}
-	s.n = len(x)
-	if s.n == 0 {
-		return s
-	}
-	sort.Float64s(x)
-	s.med = x[s.n/2]
-	if s.n%2 == 0 {
-		s.med = (x[s.n/2-1] + x[s.n/2]) / 2
-	}
-	s.spread = (x[s.n-1] - x[0]) / 2 / math.Abs(s.med)
-	return s
-}
-
-func (s summary) String() string {
-	if s.n == 0 {
-		if s.failed > 0 {
-			return "FAIL"
-		}
-		return "-"
-	}
-	out := fmt.Sprintf("%s ±%.0f%%", fmtNum(s.med), s.spread*100)
-	if s.failed > 0 {
-		out += fmt.Sprintf(" (%d FAIL)", s.failed)
-	}
-	return out
-}
-
-func fmtNum(v float64) string {
-	switch a := math.Abs(v); {
-	case a >= 1e6:
-		return fmt.Sprintf("%.2fM", v/1e6)
-	case a >= 1e4:
-		return fmt.Sprintf("%.1fk", v/1e3)
-	case a >= 100:
-		return fmt.Sprintf("%.0f", v)
-	}
-	return fmt.Sprintf("%.2f", v)
-}
-
-func fail(format string, args ...interface{}) {
-	fmt.Fprintf(os.Stderr, "gobench: "+format+"\n", args...)
-	os.Exit(1)
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "model name") {
-			return strings.TrimSpace(l[strings.Index(l, ":")+1:])
-		}
-	}
-	return "unknown CPU"
-}
-
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// ---------- the children ----------
-
-// child runs one role: thr|pp go|direct|batch|raw ME N PORTS SIZE COUNT.
-func child(args []string) {
-	if len(args) != 7 {
-		fail("usage: gobench thr|pp go|direct|batch|raw ME N PORTS SIZE COUNT")
-	}
-	role, impl := args[0], args[1]
-	me, _ := strconv.Atoi(args[2])
-	size, _ := strconv.Atoi(args[5])
-	count, _ := strconv.Atoi(args[6])
-	if size < 16 || count < 1 {
-		fail("bad arguments")
-	}
-	var peers []string
-	for i, p := range strings.Split(args[4], ",") {
-		peers = append(peers, fmt.Sprintf(`{"Id":%d,"Address":"127.0.0.1:%s"}`, i+1, p))
-	}
-	config := `{"Peers":[` + strings.Join(peers, ",") +
-		`],"InboxSize":1000,"OutboxSize":1000,"CloseLingerMs":10000}`
-	// A CPU profile or an execution trace of each Go child, on request:
-	// the file PREFIX.ROLE.IMPL.ME for PREFIX in the environment variable.
-	output := func(env string) *os.File {
-		prefix := os.Getenv(env)
-		if prefix == "" {
-			return nil
-		}
-		f, err := os.Create(fmt.Sprintf("%s.%s.%s.%d", prefix, role, impl, me))
-		if err != nil {
-			fail("%v", err)
-		}
-		return f
-	}
-	if f := output("GOBENCH_CPUPROFILE"); f != nil {
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fail("%v", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if f := output("GOBENCH_TRACE"); f != nil {
-		if err := trace.Start(f); err != nil {
-			fail("%v", err)
-		}
-		defer trace.Stop()
-	}
-	in := bufio.NewScanner(os.Stdin)
-	c := &ctx{me: me, size: size, count: count, in: in}
-	switch impl {
-	case "go", "direct", "batch":
-		srv, err := cluster.New(me+1, config)
-		if err != nil {
-			fail("%v", err)
-		}
-		n := srv.(*cluster.Node)
-		waitConnected(n.Stats)
-		var p port
-		switch impl {
-		case "direct":
-			p = direct(n) // Inbox is never called: Recv takes from the node
-		case "batch":
-			p = batched(n)
-		default:
-			p = channels(srv)
-		}
-		c.ready()
-		if role == "thr" {
-			c.goThr(p)
-		} else {
-			c.goPP(p)
-		}
-		c.expect("quit")
-		srv.Close()
-	case "raw":
-		h, err := ffi.NewNode(int64(me+1), config)
-		if err != nil {
-			fail("%v", err)
-		}
-		waitConnected(h.Stats)
-		c.ready()
-		r := ffi.NewRaw()
-		if role == "thr" {
-			c.rawThr(h, r)
-		} else {
-			c.rawPP(h, r)
-		}
-		c.expect("quit")
-		h.Close()
-		r.Free()
-		h.Free()
-	default:
-		fail("unknown transport %s", impl)
-	}
-}
-
-type ctx struct {
-	me, size, count int
-	in              *bufio.Scanner
-}
-
-func (c *ctx) ready() {
-	say("ready")
-	c.expect("go")
-}
-
-func (c *ctx) expect(word string) {
-	if !c.in.Scan() {
-		os.Exit(1) // the driver is gone
-	}
-	if c.in.Text() != word {
-		fail("expected %q, got %q", word, c.in.Text())
-	}
-}
-
-func say(format string, args ...interface{}) {
-	fmt.Printf(format+"\n", args...)
-}
-
-// waitConnected waits (20 s at most) until the stats say the peer is
-// connected, as the C bench does before saying ready.
-func waitConnected(stats func() (string, error)) {
-	end := time.Now().Add(20 * time.Second)
-	for {
-		s, err := stats()
-		if err != nil {
-			fail("stats: %v", err)
-		}
-		if strings.Contains(s, `"connected":true`) {
-			return
-		}
-		if time.Now().After(end) {
-			fail("peer not connected after 20 s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// Payloads carry their sequence number in their first 8 bytes
-// (little-endian), as in the C bench, so Go and C children can be paired.
-func seq(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
-
-func numbered(size, i int) []byte {
-	b := make([]byte, size)
-	binary.LittleEndian.PutUint64(b, uint64(i))
-	return b
-}
-
-// port is how a child sends and receives through the wrapper: send sends
-// an envelope, seq sends message i (see numbered) to node 2, flush sends
-// what seq has kept back, recv receives.
-type port struct {
-	send  func(*cluster.Envelope)
-	seq   func(size, i int)
-	flush func()
-	recv  func() *cluster.Envelope
-}
-
-// channels is the original API: Outbox and Inbox. An envelope put on
-// Outbox belongs to the library, so each message is a new one.
-func channels(srv cluster.Server) port {
-	out, in := srv.Outbox(), srv.Inbox()
-	return port{
-		send: func(e *cluster.Envelope) { out <- e },
-		seq: func(size, i int) {
-			out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(size, i)}
-		},
-		flush: func() {},
-		recv:  func() *cluster.Envelope { return <-in },
-	}
-}
-
-// direct is the Node's synchronous Send and Recv. Send has copied the
-// message when it returns, so the sender reuses one envelope and payload,
-// as the C bench reuses its buffer.
-func direct(n *cluster.Node) port {
-	var buf []byte
-	e := &cluster.Envelope{Pid: 2}
-	p := port{
-		send: func(e *cluster.Envelope) {
-			if err := n.Send(e); err != nil {
-				fail("send: %v", err)
-			}
-		},
-		flush: func() {},
-		recv: func() *cluster.Envelope {
-			e, err := n.Recv(-1)
-			if err != nil {
-				fail("recv: %v", err)
-			}
-			return e
-		},
-	}
-	p.seq = func(size, i int) {
-		if len(buf) != size {
-			buf = make([]byte, size)
-			e.Msg = buf
-		}
-		binary.LittleEndian.PutUint64(buf, uint64(i))
-		e.MsgId = int64(i)
-		p.send(e)
-	}
-	return p
-}
-
-// batched sends with SendMany, 256 envelopes at a time (reused, as Send's
-// are), and receives with Recv.
-func batched(n *cluster.Node) port {
-	p := direct(n)
-	const batch = 256
-	envs := make([]*cluster.Envelope, batch)
-	bufs := make([][]byte, batch)
-	for k := range envs {
-		envs[k] = &cluster.Envelope{Pid: 2}
-	}
-	kept := 0
-	p.flush = func() {
-		if _, err := n.SendMany(envs[:kept]); err != nil {
-			fail("send: %v", err)
-		}
-		kept = 0
-	}
-	p.seq = func(size, i int) {
-		e := envs[kept]
-		if len(bufs[kept]) != size {
-			bufs[kept] = make([]byte, size)
-			e.Msg = bufs[kept]
-		}
-		binary.LittleEndian.PutUint64(bufs[kept], uint64(i))
-		e.MsgId = int64(i)
-		if kept++; kept == batch {
-			p.flush()
-		}
-	}
-	return p
-}
-
-// Unicast through the wrapper: node 0 sends count envelopes, each payload
-// carrying its sequence number (MsgId too; a fresh envelope and payload a
-// message through the channels, reused ones through Send and SendMany);
-// node 1 checks order and size and reports msgs/s from its first message
-// to its last.
-func (c *ctx) goThr(p port) {
-	if c.me == 0 {
-		for i := 0; i < c.count; i++ {
-			p.seq(c.size, i)
-		}
-		p.flush()
-		say("result 0")
-		return
-	}
-	var t0 time.Time
-	for got := 0; got < c.count; got++ {
-		e := p.recv()
-		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || seq(b) != uint64(got) {
-			say("fail message %d: msg id %d", got, e.MsgId)
-			return
-		}
-		if got == 0 {
-			t0 = time.Now()
-		}
-	}
-	c.reportRate(time.Since(t0))
-}
-
-func (c *ctx) reportRate(d time.Duration) {
-	rate := float64(c.count-1) / d.Seconds()
-	say("result %.1f %.3f", rate, rate*float64(c.size)/1e6)
-}
-
-// Ping-pong through the wrapper: node 0 times round trips after 300
-// warm-ups, node 1 echoes the envelope back.
-func (c *ctx) goPP(p port) {
-	total := c.count + ppWarmup
-	if c.me == 1 {
-		for i := 0; i < total; i++ {
-			e := p.recv()
-			e.Pid = 1
-			p.send(e)
-			p.flush()
-		}
-		say("result 0")
-		return
-	}
-	rtts := make([]float64, 0, c.count)
-	for i := 0; i < total; i++ {
-		t := time.Now()
-		p.seq(c.size, i)
-		p.flush()
-		e := p.recv()
-		us := float64(time.Since(t).Nanoseconds()) / 1e3
-		if b, ok := e.Msg.([]byte); !ok || len(b) != c.size || seq(b) != uint64(i) {
-			say("fail round trip %d came back wrong", i)
-			return
-		}
-		if i >= ppWarmup {
-			rtts = append(rtts, us)
-		}
-	}
-	reportRTT(rtts)
-}
-
-const ppWarmup = 300
-
-func reportRTT(rtts []float64) {
-	sum := 0.0
-	for _, v := range rtts {
-		sum += v
-	}
-	sort.Float64s(rtts)
-	n := len(rtts)
-	say("result %.2f %.2f %.2f", rtts[n/2], rtts[n*99/100], sum/float64(n))
-}
-
-// Unicast through the C ABI from Go, as the C bench: cluster_send per
-// message with the sequence number in the payload (and message id), cluster_recv_batch of
-// up to 256 at the receiver.
-func (c *ctx) rawThr(h *ffi.Node, r *ffi.Raw) {
-	buf := make([]byte, c.size)
-	if c.me == 0 {
-		for i := 0; i < c.count; i++ {
-			binary.LittleEndian.PutUint64(buf, uint64(i))
-			if err := r.Send(h, 2, int64(i), 0, buf, -1); err != nil {
-				fail("send: %v", err)
-			}
-		}
-		say("result 0")
-		return
-	}
-	got, first, bad := 0, 0, false
-	var t0, t1 time.Time
-	for got < c.count && !bad {
-		_, err := r.RecvBatch(h, 256, -1, func(_, msgID int64, data []byte) {
-			if len(data) != c.size || seq(data) != uint64(got) {
-				bad = true
-			}
-			got++
-		})
-		if err != nil {
-			fail("recv: %v", err)
-		}
-		t1 = time.Now()
-		if t0.IsZero() {
-			t0, first = t1, got
-		}
-	}
-	if bad {
-		say("fail a message came out of order or with the wrong size")
-		return
-	}
-	rate := float64(got-first) / t1.Sub(t0).Seconds()
-	say("result %.1f %.3f", rate, rate*float64(c.size)/1e6)
-}
-
-// Ping-pong through the C ABI from Go, as the C bench: cluster_send, then
-// cluster_recv_batch of one.
-func (c *ctx) rawPP(h *ffi.Node, r *ffi.Raw) {
-	total := c.count + ppWarmup
-	buf := make([]byte, c.size)
-	var id int64
-	n := 0
-	recv1 := func() {
-		if _, err := r.RecvBatch(h, 1, -1, func(_, msgID int64, data []byte) { id, n = msgID, copy(buf, data) }); err != nil {
-			fail("recv: %v", err)
-		}
-	}
-	if c.me == 1 {
-		for i := 0; i < total; i++ {
-			recv1()
-			if err := r.Send(h, 1, id, 0, buf, -1); err != nil {
-				fail("send: %v", err)
-			}
-		}
-		say("result 0")
-		return
-	}
-	rtts := make([]float64, 0, c.count)
-	for i := 0; i < total; i++ {
-		binary.LittleEndian.PutUint64(buf, uint64(i))
-		t := time.Now()
-		if err := r.Send(h, 2, int64(i), 0, buf, -1); err != nil {
-			fail("send: %v", err)
-		}
-		recv1()
-		us := float64(time.Since(t).Nanoseconds()) / 1e3
-		if n != c.size || seq(buf) != uint64(i) {
-			say("fail round trip %d came back wrong", i)
-			return
-		}
-		if i >= ppWarmup {
-			rtts = append(rtts, us)
-		}
-	}
-	reportRTT(rtts)
 }

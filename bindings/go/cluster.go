@@ -23,13 +23,11 @@
 // JSON. A message put on Outbox that cannot be encoded, or one received
 // that cannot be decoded, is logged, counted (see Node.Counters) and
 // skipped; Node.Send and Node.SendMany return an encoding error instead.
+//
+// Errors the library reports are *Error values; errors.Is tells their kind
+// (ErrConfig, ErrUnknownPeer, ErrTimeout, ErrClosed, ... one per status
+// code of cluster.h).
 package cluster
-
-import (
-	"errors"
-
-	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
-)
 
 // BROADCAST as an Envelope's Pid sends to every peer but oneself.
 const BROADCAST = -1
@@ -68,14 +66,6 @@ type Server interface {
 	// IsClosed reports whether Close has been called.
 	IsClosed() bool
 }
-
-// Error is a failure reported by the library: its status code (negative,
-// as in cluster.h), the code's stable name such as "CLUSTER_E_CONFIG", and
-// a message naming the problem.
-type Error = ffi.Error
-
-// ErrClosed is returned by calls on a server after Close.
-var ErrClosed = errors.New("cluster: server is closed")
 
 // Counters are a server's Go-side failures; each is also logged.
 type Counters struct {

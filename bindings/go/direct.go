@@ -12,9 +12,6 @@ import (
 // with no goroutine in between, so a send's error comes back to its caller
 // and a request/reply round trip skips four goroutine hand-offs.
 
-// ErrTimeout is returned by Recv when no envelope came in time.
-var ErrTimeout = errors.New("cluster: receive timed out")
-
 // Send sends e now, from the calling goroutine: it returns once the node
 // has queued e (waiting, as Outbox does, while a live peer's queue is full)
 // or with the reason it did not: an unknown peer or a payload too large
@@ -75,7 +72,7 @@ func (n *Node) SendMany(envs []*Envelope) (int, error) {
 		}
 		return stop
 	})
-	if ffi.Code(err) == ffi.ErrClosed {
+	if errors.Is(err, ErrClosed) {
 		err = ErrClosed
 	}
 	return sent, err
@@ -125,9 +122,9 @@ func (n *Node) recvDirect(w *wait) (*Envelope, error) {
 			return e, nil
 		}
 		switch {
-		case ffi.Code(err) == ffi.ErrTimeout:
+		case errors.Is(err, ErrTimeout):
 			return nil, ErrTimeout
-		case ffi.Code(err) == ffi.ErrClosed:
+		case errors.Is(err, ErrClosed):
 			return nil, ErrClosed
 		case err != nil:
 			return nil, err

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,11 +90,11 @@ func TestSendCopies(t *testing.T) {
 func TestSendErrors(t *testing.T) {
 	a, b := pair(t)
 	err := a.Send(&Envelope{Pid: 99, Msg: "x"})
-	if ffi.Code(err) != ffi.ErrUnknownPeer {
+	if !errors.Is(err, ErrUnknownPeer) {
 		t.Fatalf("send to an unknown peer: %v, want CLUSTER_E_UNKNOWN_PEER", err)
 	}
 	err = a.Send(&Envelope{Pid: 2, Msg: make([]byte, 17<<20)})
-	if ffi.Code(err) != ffi.ErrTooLarge {
+	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("send of 17 MiB: %v, want CLUSTER_E_TOO_LARGE", err)
 	}
 	type unregistered struct{ A int }
@@ -178,7 +179,7 @@ func TestSendMany(t *testing.T) {
 	}
 	bad := []*Envelope{{Pid: 2, MsgId: 1, Msg: "a"}, {Pid: 99, MsgId: 2}, {Pid: 2, MsgId: 3}}
 	n, err := a.SendMany(bad)
-	if n != 1 || ffi.Code(err) != ffi.ErrUnknownPeer {
+	if n != 1 || !errors.Is(err, ErrUnknownPeer) {
 		t.Fatalf("SendMany past an unknown peer: %d, %v; want 1 sent and CLUSTER_E_UNKNOWN_PEER", n, err)
 	}
 	n, err = a.SendMany([]*Envelope{{Pid: 2, MsgId: 4, Msg: "b"}, nil, {Pid: 2, MsgId: 5}})

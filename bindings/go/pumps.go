@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"runtime"
 
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
@@ -79,7 +80,7 @@ func (n *Node) send(b *ffi.SendBatch) bool {
 	}
 	unsent, err := b.Send(n.h, -1, func(_ int, err error) bool {
 		n.sendErrors.Add(1)
-		n.log.printf(ffi.Name(err), "cluster: server %d: %v", n.pid, err)
+		n.log.printf(errName(err), "cluster: server %d: %v", n.pid, err)
 		return true
 	})
 	n.discarded.Add(uint64(unsent))
@@ -116,10 +117,20 @@ func (n *Node) recvLoop() {
 		// on only when sysmon notices, which costs tens of µs a message.
 		runtime.Gosched()
 		if err := n.fill(-1); err != nil {
-			if ffi.Code(err) != ffi.ErrClosed && err != ErrClosed {
+			if !errors.Is(err, ErrClosed) {
 				n.log.printf("recv", "cluster: server %d: receive failed, inbox stops: %v", n.pid, err)
 			}
 			return
 		}
 	}
+}
+
+// errName is the status name of err (e.g. "CLUSTER_E_FULL") if the library
+// reported it, else "error": the key of its log line.
+func errName(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Name
+	}
+	return "error"
 }

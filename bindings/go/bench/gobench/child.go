@@ -34,31 +34,7 @@ func child(args []string) {
 	}
 	config := `{"Peers":[` + strings.Join(peers, ",") +
 		`],"InboxSize":1000,"OutboxSize":1000,"CloseLingerMs":10000}`
-	// A CPU profile or an execution trace of each Go child, on request:
-	// the file PREFIX.ROLE.IMPL.ME for PREFIX in the environment variable.
-	output := func(env string) *os.File {
-		prefix := os.Getenv(env)
-		if prefix == "" {
-			return nil
-		}
-		f, err := os.Create(fmt.Sprintf("%s.%s.%s.%d", prefix, role, impl, me))
-		if err != nil {
-			fail("%v", err)
-		}
-		return f
-	}
-	if f := output("GOBENCH_CPUPROFILE"); f != nil {
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fail("%v", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if f := output("GOBENCH_TRACE"); f != nil {
-		if err := trace.Start(f); err != nil {
-			fail("%v", err)
-		}
-		defer trace.Stop()
-	}
+	defer profile(fmt.Sprintf("%s.%s.%d", role, impl, me))()
 	in := bufio.NewScanner(os.Stdin)
 	c := &ctx{me: me, size: size, count: count, in: in}
 	switch impl {
@@ -105,6 +81,41 @@ func child(args []string) {
 		h.Free()
 	default:
 		fail("unknown transport %s", impl)
+	}
+}
+
+// profile starts a CPU profile or an execution trace of this child, on
+// request: the file PREFIX.NAME for PREFIX in GOBENCH_CPUPROFILE or
+// GOBENCH_TRACE. It returns the function that stops them.
+func profile(name string) (stop func()) {
+	output := func(env string) *os.File {
+		prefix := os.Getenv(env)
+		if prefix == "" {
+			return nil
+		}
+		f, err := os.Create(prefix + "." + name)
+		if err != nil {
+			fail("%v", err)
+		}
+		return f
+	}
+	var stops []func()
+	if f := output("GOBENCH_CPUPROFILE"); f != nil {
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail("%v", err)
+		}
+		stops = append(stops, pprof.StopCPUProfile)
+	}
+	if f := output("GOBENCH_TRACE"); f != nil {
+		if err := trace.Start(f); err != nil {
+			fail("%v", err)
+		}
+		stops = append(stops, trace.Stop)
+	}
+	return func() {
+		for _, stop := range stops {
+			stop()
+		}
 	}
 }
 

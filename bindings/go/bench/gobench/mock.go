@@ -135,7 +135,9 @@ func mockChild(args []string) {
 		fail("unknown mock transport %s", impl)
 	}
 	c.ready()
+	stop := profile(fmt.Sprintf("mock.%s", impl))
 	d, err := run()
+	stop()
 	if err != nil {
 		say("fail %v", err)
 	} else {

@@ -67,7 +67,8 @@ type Server interface {
 	IsClosed() bool
 }
 
-// Counters are a server's Go-side failures; each is also logged.
+// Counters are a server's Go-side failures; each but Discarded is also
+// logged.
 type Counters struct {
 	// Outbox messages that could not be encoded (e.g. an unregistered gob type).
 	EncodeErrors uint64
@@ -75,6 +76,7 @@ type Counters struct {
 	DecodeErrors uint64
 	// Outbox messages the node refused: unknown peer, too large, queue full.
 	SendErrors uint64
-	// Outbox messages that were nil, or still unsent when the node closed.
+	// Outbox messages that were nil, or still unsent when the node closed;
+	// and a received envelope that found Inbox full when the node closed.
 	Discarded uint64
 }

@@ -40,12 +40,9 @@ type Node struct {
 	once          sync.Once
 	closed        atomic.Bool
 
-	rx       receiver
-	batchMu  sync.Mutex // held while SendMany uses batch
-	batch    *ffi.SendBatch
-	pumpOnce sync.Once
-	pumpMu   sync.Mutex    // orders the Inbox goroutine's start and Close
-	pumped   chan struct{} // closed when the Inbox goroutine starts
+	rx      receiver
+	batchMu sync.Mutex // held while SendMany uses batch
+	batch   *ffi.SendBatch
 
 	encodeErrors, decodeErrors, sendErrors, discarded atomic.Uint64
 	log                                               limiter
@@ -99,7 +96,6 @@ func start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, er
 		outbox: make(chan *Envelope, queueSize(outboxSize)),
 		stop:   make(chan struct{}),
 		sent:   make(chan struct{}),
-		pumped: make(chan struct{}),
 	}
 	n.rx.turn = make(chan struct{}, 1)
 	n.wg.Add(1)
@@ -143,30 +139,16 @@ func (n *Node) Peers() []int {
 // then a send blocks like a send on any channel nobody reads.
 func (n *Node) Outbox() chan *Envelope { return n.outbox }
 
-// pumping reports whether the Inbox goroutine receives (from now on, for
-// good).
-func (n *Node) pumping() bool {
-	select {
-	case <-n.pumped:
-		return true
-	default:
-		return false
-	}
-}
-
 // Inbox is the channel received envelopes arrive on, Pid set to the
-// sender. Its goroutine starts on the first call (until then, envelopes
-// wait in the node, for Recv or for Inbox).
+// sender. The first call starts the goroutine that fills it from the node
+// (until then, Recv fills it when it finds it empty); Recv takes from it
+// too (see recv.go). It is never closed.
 func (n *Node) Inbox() chan *Envelope {
-	n.pumpOnce.Do(func() {
-		n.pumpMu.Lock()
-		defer n.pumpMu.Unlock()
-		if n.closed.Load() {
-			return
+	n.rx.pumpOnce.Do(func() {
+		if !n.closed.Load() {
+			n.wg.Add(1)
+			go n.pump()
 		}
-		close(n.pumped)
-		n.wg.Add(1)
-		go n.recvLoop()
 	})
 	return n.inbox
 }
@@ -212,10 +194,9 @@ func (n *Node) with(f func(*ffi.Node) error) error {
 // waits for the first.
 func (n *Node) Close() {
 	n.once.Do(func() {
-		n.pumpMu.Lock()
 		n.closed.Store(true)
-		n.pumpMu.Unlock()
 		close(n.stop)
+		n.rx.pumpOnce.Do(func() {}) // an Inbox goroutine starting now is in wg
 		t := time.NewTimer(flushWait)
 		select {
 		case <-n.sent:

@@ -2,13 +2,12 @@ package cluster
 
 import (
 	"errors"
-	"runtime"
 
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
-// A Node's goroutines: one serves Outbox (started by New), one feeds Inbox
-// (started by the first Inbox call).
+// The goroutine that serves Outbox (started by New); the one that feeds
+// Inbox is in recv.go.
 
 // sendLoop takes envelopes from Outbox, as many as are there up to
 // batchMax, and sends them with one cgo call. After stop it sends what is
@@ -85,44 +84,6 @@ func (n *Node) send(b *ffi.SendBatch) bool {
 	})
 	n.discarded.Add(uint64(unsent))
 	return err == nil
-}
-
-// recvLoop takes the right to receive from the node (waiting for a Recv
-// in progress), then receives batches (blocking inside the library until
-// a message comes or the node closes) and puts them on Inbox, starting
-// with any a Recv received ahead.
-func (n *Node) recvLoop() {
-	defer n.wg.Done()
-	r := &n.rx
-	select {
-	case r.turn <- struct{}{}: // kept: from now on only this loop receives
-	case <-n.stop:
-		return
-	}
-	for {
-		for e := r.pop(); e != nil; e = r.pop() {
-			select { // a plain channel send while Inbox has room
-			case n.inbox <- e:
-				continue
-			default:
-			}
-			select {
-			case n.inbox <- e:
-			case <-n.stop:
-				return
-			}
-		}
-		// Let the reader just woken run on this P now: the next receive
-		// may block in C, and a P held by a blocked cgo call is handed
-		// on only when sysmon notices, which costs tens of µs a message.
-		runtime.Gosched()
-		if err := n.fill(-1); err != nil {
-			if !errors.Is(err, ErrClosed) {
-				n.log.printf("recv", "cluster: server %d: receive failed, inbox stops: %v", n.pid, err)
-			}
-			return
-		}
-	}
 }
 
 // errName is the status name of err (e.g. "CLUSTER_E_FULL") if the library

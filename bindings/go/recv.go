@@ -1,74 +1,171 @@
 package cluster
 
 import (
+	"errors"
+	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
-// receiver is a node's side of receiving, shared by Recv and the Inbox
-// goroutine: whoever holds turn calls into the node, and what one call
-// brings beyond the envelope asked for waits in ready, in order.
+// The receive path. Every envelope a node receives goes one way:
 //
-// The envelopes of a batch are consecutive in their blocks, so ready
-// holds runs of them, not a pointer each: while the garbage collector
-// marks (often, at millions of small messages a second), every pointer
-// written costs a write barrier.
+//	the node (cluster_recv_batch) -> fill -> Inbox -> the program (<-Inbox or Recv)
+//
+// fill is the only code that receives from the node, and only the holder
+// of the turn calls it: a Recv that finds Inbox empty, or the Inbox
+// goroutine, which the first Inbox call starts and which keeps the turn
+// from then on. Fills put envelopes on Inbox in the order the node gave
+// them, and every reader takes them from Inbox, so envelopes keep their
+// order whoever reads and however Recv and <-Inbox are mixed. A Recv
+// fills at most the room Inbox has, so it never waits on a full Inbox.
+
+// receiver is a node's receiving state.
 type receiver struct {
-	turn  chan struct{} // holds a token while someone receives
+	turn  chan struct{} // holds a token while someone fills Inbox
 	batch *ffi.RecvBatch
 	each  func(pid, msgID int64, kind uint32, data []byte)
 	mem   recvMem
 
-	mu    sync.Mutex
-	ready [][]Envelope // runs received, not yet handed out
-	run   int          // ready[run] is the run being handed out,
-	at    int          // from ready[run][at]
+	pumpOnce sync.Once // starts the Inbox goroutine; Close runs it empty
 }
 
-// pop is the next envelope received ahead, or nil.
-func (r *receiver) pop() *Envelope {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.run == len(r.ready) {
-		return nil
-	}
-	e := &r.ready[r.run][r.at]
-	if r.at++; r.at == len(r.ready[r.run]) {
-		r.ready[r.run] = nil
-		r.run, r.at = r.run+1, 0
-		if r.run == len(r.ready) {
-			r.ready, r.run = r.ready[:0], 0
-		}
-	}
-	return e
-}
-
-// fill receives one batch into ready, waiting up to timeoutMs (negative:
-// until a message or close) for its first envelope. Hold turn. A message
-// that cannot be decoded is logged, counted and dropped.
-func (n *Node) fill(timeoutMs int64) error {
+// fill receives up to max envelopes (max >= 1) from the node, waiting up
+// to timeoutMs (negative: until a message or close) for the first, and
+// puts them on Inbox in order. Hold the turn. A
+// message that cannot be decoded is logged, counted and dropped. If Inbox
+// is full, fill waits for room, or for Close (the envelope is then
+// counted as discarded): only the Inbox goroutine asks for more than the
+// room Inbox has.
+func (n *Node) fill(max int, timeoutMs int64) error {
 	r := &n.rx
 	return n.with(func(h *ffi.Node) error {
 		if r.batch == nil { // made here: Close frees it under the same lock
 			r.batch = ffi.NewRecvBatch(batchMax)
-			r.each = func(pid, msgID int64, kind uint32, data []byte) {
-				msg, err := r.mem.decode(kind, data)
-				if err != nil {
-					n.decodeErrors.Add(1)
-					n.log.printf("decode", "cluster: server %d: message %d from %d dropped: %v", n.pid, msgID, pid, err)
-					return
-				}
-				*r.mem.envelope() = Envelope{Pid: int(pid), MsgId: msgID, Msg: msg}
+			r.each = n.deliver
+		}
+		return r.batch.Recv(h, max, timeoutMs, r.each)
+	})
+}
+
+// deliver decodes one envelope received and puts it on Inbox.
+func (n *Node) deliver(pid, msgID int64, kind uint32, data []byte) {
+	msg, err := n.rx.mem.decode(kind, data)
+	if err != nil {
+		n.decodeErrors.Add(1)
+		n.log.printf("decode", "cluster: server %d: message %d from %d dropped: %v", n.pid, msgID, pid, err)
+		return
+	}
+	e := n.rx.mem.envelope()
+	*e = Envelope{Pid: int(pid), MsgId: msgID, Msg: msg}
+	select {
+	case n.inbox <- e:
+		return
+	default:
+	}
+	select {
+	case n.inbox <- e:
+	case <-n.stop:
+		n.discarded.Add(1)
+	}
+}
+
+// room is how many envelopes a fill may put on Inbox without waiting (at
+// most batchMax).
+func (n *Node) room() int {
+	return min(cap(n.inbox)-len(n.inbox), batchMax)
+}
+
+// Recv returns the next envelope received, Pid set to the sender, waiting
+// up to timeout for it (0: not at all; negative: until one comes or
+// Close). It fails with ErrTimeout, or ErrClosed once Close has been
+// called and Inbox is empty. Recv takes envelopes from Inbox, in order;
+// when Inbox is empty and no other goroutine is receiving from the node,
+// it receives from the node itself (no goroutine in between), putting on
+// Inbox what comes with the envelope it returns, for the next Recv or
+// <-Inbox. Recv and <-Inbox may be mixed, and used from many goroutines:
+// each envelope goes to one of them, in the order received.
+func (n *Node) Recv(timeout time.Duration) (*Envelope, error) {
+	w := newWait(timeout)
+	defer w.stop()
+	for {
+		select {
+		case e := <-n.inbox:
+			return e, nil
+		default:
+		}
+		if n.closed.Load() {
+			return nil, ErrClosed
+		}
+		select {
+		case n.rx.turn <- struct{}{}:
+		default:
+			// Another goroutine receives from the node: wait for what it
+			// puts on Inbox, or for the turn.
+			if w.timeout == 0 {
+				return nil, ErrTimeout
+			}
+			select {
+			case e := <-n.inbox:
+				return e, nil
+			case n.rx.turn <- struct{}{}:
+			case <-n.stop:
+				return nil, ErrClosed
+			case <-w.expired():
+				return nil, ErrTimeout
 			}
 		}
-		err := r.batch.Recv(h, batchMax, timeoutMs, r.each)
-		r.mu.Lock()
-		r.ready = r.mem.runs(r.ready)
-		r.mu.Unlock()
-		return err
-	})
+		var err error
+		if room := n.room(); room > 0 {
+			err = n.fill(room, w.ms())
+		}
+		<-n.rx.turn
+		if len(n.inbox) > 0 {
+			continue
+		}
+		switch {
+		case err == ErrTimeout:
+			return nil, ErrTimeout
+		case errors.Is(err, ErrClosed):
+			return nil, ErrClosed
+		case err != nil:
+			return nil, err
+		case w.ms() == 0:
+			return nil, ErrTimeout
+		}
+		// What the fill brought went to other readers, or could not be
+		// decoded: wait on.
+	}
+}
+
+// pump is the Inbox goroutine: it takes the turn for good (after any
+// Recv receiving now) and fills Inbox from the node until Close.
+func (n *Node) pump() {
+	defer n.wg.Done()
+	select {
+	case n.rx.turn <- struct{}{}: // kept: from now on only this goroutine fills
+	case <-n.stop:
+		return
+	}
+	for {
+		select {
+		case <-n.stop: // what the node still holds, it discards and counts
+			return
+		default:
+		}
+		// Let the reader just woken run on this P now: the next receive
+		// may block in C, and a P held by a blocked cgo call is handed
+		// on only when sysmon notices, which costs tens of µs a message.
+		runtime.Gosched()
+		if err := n.fill(max(n.room(), 1), -1); err != nil {
+			if !errors.Is(err, ErrClosed) {
+				n.log.printf("recv", "cluster: server %d: receive failed, inbox stops: %v", n.pid, err)
+			}
+			return
+		}
+	}
 }
 
 // free releases the C memory; the node is closed and nobody receives.
@@ -79,25 +176,66 @@ func (r *receiver) free() {
 	}
 }
 
-// Received envelopes, small payloads and the values their Msg interfaces
-// point to are carved out of blocks of Go memory, so a []byte or string
-// message costs no allocation of its own instead of three. A block stays
-// alive while anything carved from it does.
+// wait is one call's timeout (0: do not wait; negative: no limit), its
+// timer made only if the call has to wait.
+type wait struct {
+	timeout  time.Duration
+	deadline time.Time
+	timer    *time.Timer
+}
+
+func newWait(timeout time.Duration) wait {
+	w := wait{timeout: timeout}
+	if timeout > 0 {
+		w.deadline = time.Now().Add(timeout)
+	}
+	return w
+}
+
+// expired is a channel that fires at the deadline (never without one).
+func (w *wait) expired() <-chan time.Time {
+	if w.timeout < 0 {
+		return nil
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(time.Until(w.deadline))
+	}
+	return w.timer.C
+}
+
+// ms is the time left in whole milliseconds, rounded up, for the C ABI.
+func (w *wait) ms() int64 {
+	if w.timeout < 0 {
+		return -1
+	}
+	left := time.Until(w.deadline)
+	if w.timeout == 0 || left <= 0 {
+		return 0
+	}
+	return int64((left + time.Millisecond - 1) / time.Millisecond)
+}
+
+func (w *wait) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// Received envelopes and small payloads are carved out of blocks of Go
+// memory: a []byte or string message costs one allocation (its Msg
+// interface's) instead of three. A block stays alive while anything carved
+// from it does.
 const (
-	envBlock  = 64      // envelopes (and boxes) a block
+	envBlock  = 64      // envelopes a block
 	byteBlock = 4 << 10 // bytes a block of payloads
 	smallMax  = 256     // larger payloads get their own allocation
 )
 
-// recvMem hands out received envelopes and payloads; one goroutine uses
-// it. Blocks are used up by index, so handing out writes no pointer.
+// recvMem hands out received envelopes and payloads; the turn's holder
+// uses it.
 type recvMem struct {
-	envs    block[Envelope]
-	from    int // envs.items[from:envs.used] are handed out but not in a run yet
-	full    [][]Envelope
-	bytes   block[byte]
-	slices  block[[]byte] // boxes of []byte messages
-	strings block[string] // boxes of string messages
+	envs  block[Envelope]
+	bytes block[byte]
 }
 
 // block is a slice of Go memory handed out from the front.
@@ -117,56 +255,8 @@ func (b *block[T]) take(n, size int) []T {
 	return out
 }
 
-func (b *block[T]) one() *T { return &b.take(1, envBlock)[0] }
-
 // envelope hands out the next envelope.
-func (m *recvMem) envelope() *Envelope {
-	if m.envs.used == len(m.envs.items) && m.envs.used > m.from {
-		m.full = append(m.full, m.envs.items[m.from:m.envs.used])
-	}
-	e := m.envs.one()
-	if m.envs.used == 1 {
-		m.from = 0
-	}
-	return e
-}
-
-// runs appends to ready the envelopes handed out since the last call, as
-// runs of consecutive ones.
-func (m *recvMem) runs(ready [][]Envelope) [][]Envelope {
-	ready = append(ready, m.full...)
-	clear(m.full)
-	m.full = m.full[:0]
-	if m.envs.used > m.from {
-		ready = append(ready, m.envs.items[m.from:m.envs.used])
-		m.from = m.envs.used
-	}
-	return ready
-}
-
-// eface is the layout of an interface{}: its dynamic type, and a pointer
-// to its value (for a []byte or a string, a box the runtime allocates when
-// converting). box builds such interfaces over boxes carved from a block;
-// TestRecvMemBoxes checks that they behave as converted ones.
-type eface struct {
-	typ  unsafe.Pointer
-	data unsafe.Pointer
-}
-
-func typeOf(v interface{}) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
-
-var (
-	bytesType  = typeOf([]byte(nil))
-	stringType = typeOf("")
-)
-
-// box is the interface{} of type typ whose value is at p, which nothing
-// writes again.
-func box(typ, p unsafe.Pointer) (v interface{}) {
-	e := (*eface)(unsafe.Pointer(&v))
-	e.typ, e.data = typ, p
-	return v
-}
+func (m *recvMem) envelope() *Envelope { return &m.envs.take(1, envBlock)[0] }
 
 // copy copies view (C memory) into Go memory.
 func (m *recvMem) copy(view []byte) []byte {
@@ -179,19 +269,15 @@ func (m *recvMem) copy(view []byte) []byte {
 }
 
 // decode decodes a payload still in C memory from a Go copy. Text becomes
-// a string over its copy: no region of a block is written twice, so the
-// string stays immutable.
+// a string over its copy (unsafe.String): no region of a block is written
+// twice, so the string stays immutable.
 func (m *recvMem) decode(kind uint32, view []byte) (interface{}, error) {
 	b := m.copy(view)
 	switch kind {
 	case kindText:
-		p := m.strings.one()
-		*p = unsafe.String(unsafe.SliceData(b), len(b))
-		return box(stringType, unsafe.Pointer(p)), nil
+		return unsafe.String(unsafe.SliceData(b), len(b)), nil
 	case kindBytes:
-		p := m.slices.one()
-		*p = b
-		return box(bytesType, unsafe.Pointer(p)), nil
+		return b, nil
 	}
 	return decode(kind, b)
 }

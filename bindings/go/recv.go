@@ -88,6 +88,16 @@ func (n *Node) room() int {
 // <-Inbox. Recv and <-Inbox may be mixed, and used from many goroutines:
 // each envelope goes to one of them, in the order received.
 func (n *Node) Recv(timeout time.Duration) (*Envelope, error) {
+	select {
+	case e := <-n.inbox:
+		return e, nil
+	default:
+	}
+	return n.recvWait(timeout)
+}
+
+// recvWait is Recv once Inbox was found empty.
+func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
 	w := newWait(timeout)
 	defer w.stop()
 	for {

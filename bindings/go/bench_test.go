@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // Quick in-process benchmarks at 64-byte payloads, through the wrapper
@@ -212,7 +213,7 @@ func BenchmarkRecvQueued(b *testing.B) {
 				text, _ := r.Stats()
 				var st struct{ Received int }
 				json.Unmarshal([]byte(text), &st)
-				return st.Received >= min(b.N, defaultQueueSize)
+				return st.Received >= min(b.N, node.DefaultQueueSize)
 			})
 			b.ResetTimer()
 			if how == "recv" {

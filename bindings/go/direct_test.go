@@ -129,39 +129,6 @@ func TestRecvTimeout(t *testing.T) {
 	}
 }
 
-// Close releases a goroutine blocked in Recv, and every call after Close
-// says ErrClosed.
-func TestDirectAfterClose(t *testing.T) {
-	checkNoLeak(t)
-	a, _ := pair(t)
-	done := make(chan error, 1)
-	go func() {
-		_, err := a.Recv(-1)
-		done <- err
-	}()
-	waitFor(t, 10*time.Second, "Recv to block", func() bool {
-		return len(a.rx.turn) == 1
-	})
-	a.Close()
-	select {
-	case err := <-done:
-		if err != ErrClosed {
-			t.Fatalf("blocked Recv: %v, want ErrClosed", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not release a blocked Recv")
-	}
-	if _, err := a.Recv(-1); err != ErrClosed {
-		t.Fatalf("Recv after Close: %v", err)
-	}
-	if err := a.Send(&Envelope{Pid: 2, Msg: "x"}); err != ErrClosed {
-		t.Fatalf("Send after Close: %v", err)
-	}
-	if n, err := a.SendMany([]*Envelope{{Pid: 2, Msg: "x"}}); n != 0 || err != ErrClosed {
-		t.Fatalf("SendMany after Close: %d, %v", n, err)
-	}
-}
-
 // SendMany sends in order and stops at the first envelope refused.
 func TestSendMany(t *testing.T) {
 	a, b := pair(t)
@@ -305,7 +272,16 @@ func TestEmptyRecvDoesNotAllocate(t *testing.T) {
 // A stream of messages that cannot be decoded does not keep Recv past its
 // timeout; they are counted.
 func TestRecvTimeoutUnderUndecodableStream(t *testing.T) {
-	a, b := pair(t)
+	cfg := freeConfig(t, 2)
+	b := startAll(t, cfg, 2)[0].(*Node)
+	text, err := configText(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ffi.NewNode(1, text) // a raw member: it sends what Go would not
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -320,13 +296,13 @@ func TestRecvTimeoutUnderUndecodableStream(t *testing.T) {
 			}
 			// kind 2 is JSON, and "{" is not. A short timeout: once the
 			// test stops reading, the queues fill and the send must see stop.
-			err := a.with(func(h *ffi.Node) error { return s.Send(h, 2, 0, kindJSON, []byte("{"), 10) })
+			err := s.Send(a, 2, 0, 2, []byte("{"), 10)
 			if err != nil && !errors.Is(err, ErrFull) {
 				return
 			}
 		}
 	}()
-	defer func() { close(stop); <-done }()
+	defer func() { close(stop); <-done; a.Close(); a.Free() }()
 	waitFor(t, 10*time.Second, "bad messages to arrive", func() bool {
 		return stat(t, b).Received > 0
 	})

@@ -19,46 +19,6 @@ func sendSeq(t *testing.T, a *Node, first, n int) {
 	}
 }
 
-// A Recv blocked in the node while Inbox starts gets what arrives; the
-// Inbox goroutine takes over after it, and Recv then takes from Inbox.
-func TestRecvWhileInboxStarts(t *testing.T) {
-	checkNoLeak(t)
-	a, b := pair(t)
-	got := make(chan *Envelope, 1)
-	go func() {
-		e, err := b.Recv(10 * time.Second)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- e
-	}()
-	waitFor(t, 10*time.Second, "Recv to receive from the node", func() bool {
-		return len(b.rx.turn) == 1
-	})
-	in := b.Inbox() // its goroutine waits for the turn
-	sendSeq(t, a, 0, 1)
-	select {
-	case e := <-got:
-		if e == nil || e.MsgId != 0 {
-			t.Fatalf("the blocked Recv got %+v", e)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the blocked Recv got nothing")
-	}
-	sendSeq(t, a, 1, 2)
-	if e := recvDirect(t, b); e.MsgId != 1 {
-		t.Fatalf("Recv after Inbox started: %+v", e)
-	}
-	select {
-	case e := <-in:
-		if e.MsgId != 2 {
-			t.Fatalf("Inbox: %+v", e)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Inbox got nothing")
-	}
-}
-
 // One goroutine taking turns between Recv and <-Inbox gets every message
 // once, in the order sent: both read the same path.
 func TestRecvAndInboxInTurns(t *testing.T) {

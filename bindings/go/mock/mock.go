@@ -19,8 +19,8 @@ import (
 	"sync"
 
 	cluster "github.com/cluster-dev/cluster/bindings/go"
-	"github.com/cluster-dev/cluster/bindings/go/internal/bridge"
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // Seed drives the fault decisions of clusters made by NewCluster after it
@@ -106,11 +106,11 @@ func (mc *MockCluster) AddServer(pid int) (cluster.Server, error) {
 	if err := mc.with(func(m *ffi.Mock) (err error) { h, err = m.AddServer(int64(pid)); return }); err != nil {
 		return nil, err
 	}
-	n, err := bridge.Start(h, mc.inbox, mc.outbox)
+	n, err := node.Start(h, mc.inbox, mc.outbox, true)
 	if err != nil {
 		return nil, err
 	}
-	ms := &MockServer{n: n.(*cluster.Node), mc: mc}
+	ms := &MockServer{n: n, mc: mc}
 	mc.Servers[pid] = ms
 	return ms, nil
 }

@@ -1,4 +1,4 @@
-package cluster
+package node
 
 import (
 	"errors"
@@ -80,7 +80,7 @@ func (n *Node) room() int {
 
 // Recv returns the next envelope received, Pid set to the sender, waiting
 // up to timeout for it (0: not at all; negative: until one comes or
-// Close). It fails with ErrTimeout, or ErrClosed once Close has been
+// Close). It fails with ffi.ErrTimeout, or ffi.ErrClosed once Close has been
 // called and Inbox is empty. Recv takes envelopes from Inbox, in order;
 // when Inbox is empty and no other goroutine is receiving from the node,
 // it receives from the node itself (no goroutine in between), putting on
@@ -107,7 +107,7 @@ func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
 		default:
 		}
 		if n.closed.Load() {
-			return nil, ErrClosed
+			return nil, ffi.ErrClosed
 		}
 		select {
 		case n.rx.turn <- struct{}{}:
@@ -115,16 +115,16 @@ func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
 			// Another goroutine receives from the node: wait for what it
 			// puts on Inbox, or for the turn.
 			if w.timeout == 0 {
-				return nil, ErrTimeout
+				return nil, ffi.ErrTimeout
 			}
 			select {
 			case e := <-n.inbox:
 				return e, nil
 			case n.rx.turn <- struct{}{}:
 			case <-n.stop:
-				return nil, ErrClosed
+				return nil, ffi.ErrClosed
 			case <-w.expired():
-				return nil, ErrTimeout
+				return nil, ffi.ErrTimeout
 			}
 		}
 		var err error
@@ -136,14 +136,14 @@ func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
 			continue
 		}
 		switch {
-		case err == ErrTimeout:
-			return nil, ErrTimeout
-		case errors.Is(err, ErrClosed):
-			return nil, ErrClosed
+		case err == ffi.ErrTimeout:
+			return nil, ffi.ErrTimeout
+		case errors.Is(err, ffi.ErrClosed):
+			return nil, ffi.ErrClosed
 		case err != nil:
 			return nil, err
 		case w.ms() == 0:
-			return nil, ErrTimeout
+			return nil, ffi.ErrTimeout
 		}
 		// What the fill brought went to other readers, or could not be
 		// decoded: wait on.
@@ -170,7 +170,7 @@ func (n *Node) pump() {
 		// on only when sysmon notices, which costs tens of µs a message.
 		runtime.Gosched()
 		if err := n.fill(max(n.room(), 1), -1); err != nil {
-			if !errors.Is(err, ErrClosed) {
+			if !errors.Is(err, ffi.ErrClosed) {
 				n.log.printf("recv", "cluster: server %d: receive failed, inbox stops: %v", n.pid, err)
 			}
 			return

@@ -101,22 +101,20 @@ const (
 
 // New starts server myid of a cluster and returns once it listens on its
 // address. configuration is the name of a JSON file, JSON text, a Config or
-// a *Config. Bad configuration (own id missing, duplicate ids or
-// addresses, an address in use, unreadable file, bad JSON) is an *Error
-// whose message names the problem; the process never exits.
+// a *Config; the library parses it (every setting of the README, "Servers"
+// as another name for "Peers"). Bad configuration (own id missing,
+// duplicate ids or addresses, an address in use, unreadable file, bad
+// JSON) is an ErrConfig or ErrAddrInUse *Error whose message names the
+// problem; the process never exits.
 func New(myid int, configuration interface{}) (Server, error) {
 	text, err := configText(configuration)
 	if err != nil {
 		return nil, err
 	}
-	// The sizes from the same text the node gets (a file is read once).
-	sizes, err := parseConfig([]byte(text))
-	if err != nil {
-		sizes = &Config{} // the node reports the error
-	}
 	h, err := ffi.NewNode(int64(myid), text)
 	if err != nil {
 		return nil, err
 	}
-	return node.Start(h, sizes.InboxSize, sizes.OutboxSize, false)
+	inbox, outbox := node.QueueSizes(text)
+	return node.Start(h, inbox, outbox, false)
 }

@@ -70,3 +70,10 @@ func Statuses() map[string]int {
 	}
 	return m
 }
+
+// Errorf is an error of the given kind with a message of the wrapper's
+// own, for failures Go finds before the library is called (e.g. a config
+// file that cannot be read).
+func Errorf(kind *Error, format string, args ...interface{}) *Error {
+	return &Error{Code: kind.Code, Name: kind.Name, Message: fmt.Sprintf(format, args...)}
+}

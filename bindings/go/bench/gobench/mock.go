@@ -12,6 +12,7 @@ import (
 	"time"
 
 	cluster "github.com/cluster-dev/cluster/bindings/go"
+	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 	"github.com/cluster-dev/cluster/bindings/go/mock"
 )
 
@@ -41,6 +42,7 @@ var mockImpls = []struct {
 	{"base", "pure-Go baseline", 0},
 	{"go", "Go mock Outbox/Inbox", 1},
 	{"direct", "Go mock Send/Recv", 2},
+	{"raw", "raw C ABI from Go", 0},
 }
 
 // runMock runs the mock workload: runs rounds of the transports in impls,
@@ -108,10 +110,10 @@ func mockOnce(exe, impl string, count int) ([]float64, error) {
 	return v, err
 }
 
-// mockChild runs one mock run: mock base|go|direct SERVERS COUNT.
+// mockChild runs one mock run: mock base|go|direct|raw SERVERS COUNT.
 func mockChild(args []string) {
 	if len(args) != 3 {
-		fail("usage: gobench mock base|go|direct SERVERS COUNT")
+		fail("usage: gobench mock base|go|direct|raw SERVERS COUNT")
 	}
 	impl := args[0]
 	servers, _ := strconv.Atoi(args[1])
@@ -131,6 +133,8 @@ func mockChild(args []string) {
 		}
 		defer cl.Close()
 		run = wrapperRun(cl, impl == "direct", count)
+	case "raw":
+		run = rawRun(servers, count)
 	default:
 		fail("unknown mock transport %s", impl)
 	}
@@ -302,6 +306,60 @@ func checkCounters(cl *mock.MockCluster, count int) error {
 		}
 	}
 	return nil
+}
+
+// ---------- the core's mock through the C ABI, without the wrapper ----------
+
+// rawRun is the ceiling of any Go wrapper over the core's mock: each
+// server's messages sent through cluster_send_batch, rawBatch at a time,
+// and received with cluster_recv_batch, rawBatch at a time, payloads
+// checked where they are (no copy, no decoding, no channels).
+func rawRun(servers, count int) func() (time.Duration, error) {
+	const rawBatch = 256
+	m, err := ffi.NewMock(fmt.Sprintf(`{"InboxSize": %d, "OutboxSize": %d}`, mockQueue, mockQueue), 0)
+	if err != nil {
+		fail("%v", err)
+	}
+	hs := map[int]*ffi.Node{}
+	for pid := 1; pid <= servers; pid++ {
+		if hs[pid], err = m.AddServer(int64(pid)); err != nil {
+			fail("%v", err)
+		}
+	}
+	send := func(pid int) error {
+		b := ffi.NewSendBatch(rawBatch)
+		defer b.Free()
+		for i := 0; i < count; {
+			for ; i < count && !b.Full(); i++ {
+				b.Add(cluster.BROADCAST, int64(i), 1, []byte(mockMsg))
+			}
+			if _, err := b.Send(hs[pid], -1, func(_ int, err error) bool { return false }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	drain := func(pid int) error {
+		r := ffi.NewRaw()
+		defer r.Free()
+		rc := newReceiver(pid, servers, count)
+		var bad error
+		for got := 0; got < rc.want && bad == nil; {
+			n, err := r.RecvBatch(hs[pid], rawBatch, mockWait.Milliseconds(), func(from, msgID int64, data []byte) {
+				if bad == nil && string(data) != mockMsg {
+					bad = fmt.Errorf("server %d: message %d from %d is %q", pid, msgID, from, data)
+				} else if bad == nil {
+					bad = rc.take(&cluster.Envelope{Pid: int(from), MsgId: msgID, Msg: mockMsg})
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("server %d after %d messages: %v", pid, got, err)
+			}
+			got += n
+		}
+		return bad
+	}
+	return func() (time.Duration, error) { return race(servers, send, drain) }
 }
 
 // ---------- the pure-Go baseline ----------

@@ -32,7 +32,7 @@
 // (Send and Recv), and alt-go, alt-direct (another build's, with -alt).
 //
 // Usage: gobench [-runs N] [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
-// [-mock base,go,direct] [-cbench PATH] [-alt PATH] [-scale F].
+// [-mock base,go,direct,raw] [-cbench PATH] [-alt PATH] [-scale F].
 // GOBENCH_CPUPROFILE=prefix and GOBENCH_TRACE=prefix make each Go child
 // write a CPU profile or an execution trace.
 //
@@ -89,7 +89,7 @@ func main() {
 	only := flag.String("only", "", "workloads whose name contains this")
 	cbench := flag.String("cbench", "", "the C bench binary (bench/build/bench); without it the C column is skipped")
 	alt := flag.String("alt", "", "another build of this program: transport \"alt\" (or alt-IMPL) runs its Go wrapper children (for before/after comparisons in one run)")
-	mockList := flag.String("mock", "base,go,direct", "the transports of the mock workload (alt-go, alt-direct: the -alt build's)")
+	mockList := flag.String("mock", "base,go,direct,raw", "the transports of the mock workload (alt-go, alt-direct: the -alt build's)")
 	implList := flag.String("impl", "go,direct,batch,raw,c", "the transports to run (go+raw: a Go sender or client, a raw receiver or server)")
 	scale := flag.Float64("scale", 1, "multiply the message counts by this")
 	flag.Parse()

@@ -59,7 +59,7 @@ func TestMockRuns(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", m.name, err)
 		}
-		if len(v) != 1 || v[0] <= 0 {
+		if len(v) != 2 || v[0] <= 0 || v[1] <= 0 {
 			t.Fatalf("%s: result %v", m.name, v)
 		}
 	}

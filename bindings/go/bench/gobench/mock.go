@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	cluster "github.com/cluster-dev/cluster/bindings/go"
@@ -68,7 +69,8 @@ func runMock(self, alt string, impls []string, runs, count int) {
 			res[impl] = append(res[impl], v)
 		}
 	}
-	base := summarize(res["base"], 0)
+	base, baseCPU := summarize(res["base"], 0), summarize(res["base"], 1)
+	fmt.Printf("  %-28s %-16s %-20s %-16s %s\n", "", "deliveries/s", "ratio to baseline", "CPU ns/delivery", "ratio")
 	for _, impl := range impls {
 		title, goal := impl, 0.0
 		for _, m := range mockImpls {
@@ -79,20 +81,23 @@ func runMock(self, alt string, impls []string, runs, count int) {
 		if strings.HasPrefix(impl, "alt-") {
 			title = "alt " + title
 		}
-		s := summarize(res[impl], 0)
-		line := fmt.Sprintf("  %-28s %-16s", title, s)
+		s, cpu := summarize(res[impl], 0), summarize(res[impl], 1)
+		ratio, cpuRatio, verdictText := "", "", ""
 		if impl != "base" && s.n > 0 && base.n > 0 {
 			q := s.med / base.med
-			line += fmt.Sprintf(" %.2fx the baseline", q)
+			ratio = fmt.Sprintf("%.2fx", q)
+			cpuRatio = fmt.Sprintf("%.2fx", cpu.med/baseCPU.med)
 			if goal > 0 && !strings.HasPrefix(impl, "alt-") {
-				line += "   goal " + verdict(q >= goal, fmt.Sprintf(">= %gx", goal))
+				verdictText = "goal " + verdict(q >= goal, fmt.Sprintf(">= %gx", goal))
 			}
 		}
-		fmt.Println(line)
+		line := fmt.Sprintf("  %-28s %-16s %-20s %-16s %-8s %s", title, s, ratio, cpu, cpuRatio, verdictText)
+		fmt.Println(strings.TrimRight(line, " "))
 	}
 }
 
-// mockOnce runs one mock child and returns its deliveries/s.
+// mockOnce runs one mock child and returns its deliveries/s and the CPU
+// time it used per delivery, in ns.
 func mockOnce(exe, impl string, count int) ([]float64, error) {
 	c, err := spawn(exe, "mock", impl, strconv.Itoa(mockServers), strconv.Itoa(count))
 	if err != nil {
@@ -104,10 +109,21 @@ func mockOnce(exe, impl string, count int) ([]float64, error) {
 	}
 	c.say("go")
 	v, err := c.result()
-	if err == nil && len(v) != 1 {
-		err = fmt.Errorf("%d numbers in the result, want 1", len(v))
+	if err == nil && len(v) != 2 {
+		err = fmt.Errorf("%d numbers in the result, want 2", len(v))
 	}
 	return v, err
+}
+
+// cpuTime is the CPU time (user and system) this process has used: on a
+// machine shared with other work, the cost of a delivery in CPU time
+// varies less than the rate.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // mockChild runs one mock run: mock base|go|direct|raw SERVERS COUNT.
@@ -140,12 +156,15 @@ func mockChild(args []string) {
 	}
 	c.ready()
 	stop := profile(fmt.Sprintf("mock.%s", impl))
+	cpu0 := cpuTime()
 	d, err := run()
+	cpu := cpuTime() - cpu0
 	stop()
+	deliveries := float64(servers * (servers - 1) * count)
 	if err != nil {
 		say("fail %v", err)
 	} else {
-		say("result %.1f", float64(servers*(servers-1)*count)/d.Seconds())
+		say("result %.1f %.1f", deliveries/d.Seconds(), float64(cpu.Nanoseconds())/deliveries)
 	}
 	c.expect("quit")
 }

@@ -9,17 +9,17 @@ import (
 
 // PeerConfig is one member of the cluster: its id and its "host:port".
 type PeerConfig struct {
-	Id      int
-	Address string
+	Id      int    // the member's id (any but BROADCAST)
+	Address string // where it listens, "host:port"
 }
 
 // Config describes a cluster. InboxSize and OutboxSize bound the Inbox and
 // Outbox channels and the node's own queues (0: the library's default,
 // 1000). The library, not Go, reads it: a Config is handed to it as JSON.
 type Config struct {
-	Peers      []PeerConfig
-	InboxSize  int `json:",omitempty"`
-	OutboxSize int `json:",omitempty"`
+	Peers      []PeerConfig // the members, this server among them
+	InboxSize  int          `json:",omitempty"` // capacity of the inbox (0: 1000)
+	OutboxSize int          `json:",omitempty"` // capacity of the outbox and of each peer's queue (0: 1000)
 }
 
 // configText is the JSON text the library is given for a configuration:

@@ -32,7 +32,7 @@ var Seed uint64
 // Close (read it while no server is being added or closed).
 type MockCluster struct {
 	sync.Mutex
-	Servers map[int]*MockServer
+	Servers map[int]*MockServer // the open servers by id
 
 	h             *ffi.Mock
 	inbox, outbox int

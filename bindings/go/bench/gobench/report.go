@@ -46,6 +46,7 @@ func summarize(runs [][]float64, m int) summary {
 	return s
 }
 
+// String is the median ± half the range, and the failed runs.
 func (s summary) String() string {
 	if s.n == 0 {
 		if s.failed > 0 {

@@ -7,9 +7,9 @@ import "fmt"
 // message naming the problem. errors.Is(err, kind) holds when err is an
 // *Error of kind's code.
 type Error struct {
-	Code    int
-	Name    string
-	Message string
+	Code    int    // the status code, negative (CLUSTER_E_*)
+	Name    string // the code's name, e.g. "CLUSTER_E_CONFIG"
+	Message string // what went wrong, naming the field or peer
 }
 
 // Error formats the message and the name.

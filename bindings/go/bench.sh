@@ -3,10 +3,14 @@
 # receiver in separate processes: unicast 64 B msgs/s and ping-pong 64 B
 # round trips through the Go wrapper (Outbox/Inbox; Send/Recv; SendMany/
 # Recv), through the C ABI called from Go, and with the C bench's own C
-# children, interleaved run by run, with each wrapper path's ratio to C.
-# Arguments go to the driver (internal/gobench): [-runs N]
-# [-only unicast|ping-pong] [-impl go,direct,batch,raw,c]
-# [-scale F]; e.g. -impl go,c,go+c,c+go shows which side costs what.
+# children, interleaved run by run, with each wrapper path's ratio to C;
+# then the mock workload: 5 mock servers broadcasting through the
+# wrapper's Outbox/Inbox and Send/Recv beside a pure-Go baseline with the
+# original mock's costs, and the core's mock through the raw C ABI.
+# Arguments go to the driver (bench/gobench): [-runs N]
+# [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
+# [-mock base,go,direct,raw] [-alt OTHER-GOBENCH] [-scale F]; e.g.
+# -impl go,c,go+c,c+go shows which side costs what.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
@@ -25,5 +29,5 @@ cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
     -o "$tmp/cbench" \
     -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
 cd "$here"
-go build -o "$tmp/gobench" ./internal/gobench
+go build -o "$tmp/gobench" ./bench/gobench
 "$tmp/gobench" -cbench "$tmp/cbench" "$@"

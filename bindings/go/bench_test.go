@@ -1,19 +1,21 @@
 package cluster
 
 import (
+	"encoding/json"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // Quick in-process benchmarks at 64-byte payloads, through the wrapper
 // (Outbox/Inbox channels) and through the raw C ABI called from Go (one
 // cgo call per message, no channels, no codec), for profiling. Both nodes
 // run in this process, so these are not comparable with the C bench:
-// ./bench.sh (internal/gobench) measures in separate processes, as the C
+// ./bench.sh (bench/gobench) measures in separate processes, as the C
 // bench does.
 //
 //	go test -bench . -run '^$'
@@ -184,3 +186,48 @@ func BenchmarkRawPingPong64(b *testing.B) {
 
 // ignore is a RecvBatch callback that keeps nothing.
 func ignore(_, _ int64, _ []byte) {}
+
+// BenchmarkRecvQueued measures the receive path: b.N 64-byte messages are
+// queued first (in the sender's queue, OutboxSize b.N, and the receiver's
+// inbox), then taken with Recv (or, with /inbox, from Inbox), so that no
+// Go sender competes for the CPU (the core's writer and reader threads
+// still run).
+func BenchmarkRecvQueued(b *testing.B) {
+	for _, how := range []string{"recv", "inbox"} {
+		b.Run(how, func(b *testing.B) {
+			cfg := freeConfig(b, 2)
+			cfg.OutboxSize = max(b.N, 1)
+			srvs := startAll(b, cfg, 1, 2)
+			a, r := srvs[0].(*Node), srvs[1].(*Node)
+			const batch = 1024
+			envs := make([]*Envelope, batch)
+			for i := range envs {
+				envs[i] = &Envelope{Pid: 2, Msg: payload64}
+			}
+			for sent := 0; sent < b.N; sent += batch {
+				if _, err := a.SendMany(envs[:min(batch, b.N-sent)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			waitFor(b, time.Minute, "the inbox to fill", func() bool {
+				text, _ := r.Stats()
+				var st struct{ Received int }
+				json.Unmarshal([]byte(text), &st)
+				return st.Received >= min(b.N, node.DefaultQueueSize)
+			})
+			b.ResetTimer()
+			if how == "recv" {
+				for i := 0; i < b.N; i++ {
+					if _, err := r.Recv(-1); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return
+			}
+			in := r.Inbox()
+			for i := 0; i < b.N; i++ {
+				<-in
+			}
+		})
+	}
+}

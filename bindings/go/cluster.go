@@ -23,30 +23,30 @@
 // JSON. A message put on Outbox that cannot be encoded, or one received
 // that cannot be decoded, is logged, counted (see Node.Counters) and
 // skipped; Node.Send and Node.SendMany return an encoding error instead.
+//
+// Errors the library reports are *Error values; errors.Is tells their kind
+// (ErrConfig, ErrUnknownPeer, ErrTimeout, ErrClosed, ... one per status
+// code of cluster.h).
 package cluster
 
 import (
-	"errors"
-
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // BROADCAST as an Envelope's Pid sends to every peer but oneself.
 const BROADCAST = -1
 
-// Envelope is a message and its address.
-type Envelope struct {
-	// On send, the destination's id or BROADCAST. On receive, the sender's
-	// id, so a reply can reuse the envelope.
-	Pid int
-
-	// An id opaque to the library, for duplicate detection above it.
-	MsgId int64
-
-	// The message: []byte, string, json.RawMessage, or any value whose type
-	// is registered with gob.Register (see the package doc).
-	Msg interface{}
-}
+// Envelope is a message and its address, with the fields of the original
+// library:
+//
+//	Pid   int         // on send: the destination's id or BROADCAST; on receive: the sender's id
+//	MsgId int64       // opaque to the library, for duplicate detection above it
+//	Msg   interface{} // []byte, string, json.RawMessage, or a gob-registered value
+//
+// A reply can reuse the envelope received: its Pid names the sender.
+// (Defined in internal/node, which package mock shares.)
+type Envelope = node.Envelope
 
 // Server is a member of a cluster, real (New) or mock (package mock).
 type Server interface {
@@ -69,22 +69,52 @@ type Server interface {
 	IsClosed() bool
 }
 
-// Error is a failure reported by the library: its status code (negative,
-// as in cluster.h), the code's stable name such as "CLUSTER_E_CONFIG", and
-// a message naming the problem.
-type Error = ffi.Error
+// Node is the Server that New returns; type-assert to reach its extras:
+//
+//	Send(*Envelope) error                  send now, the error back to the caller
+//	SendMany([]*Envelope) (int, error)     send in order, one call into the library per 1024
+//	Recv(timeout time.Duration) (*Envelope, error)  take the next envelope (ErrTimeout, ErrClosed)
+//	Stats() (string, error)                the library's counters as JSON
+//	Counters() Counters                    the Go-side failure counters
+//	SetDropProbability, SetMaxMessageDelay, SetDuplicateProbability,
+//	Cut(direction, peers...), HealCuts, SetSeed   fault injection, as on mock servers
+//
+// All its methods are safe for concurrent use. (Defined in internal/node,
+// which package mock shares; see the README for Recv and Inbox together.)
+type Node = node.Node
 
-// ErrClosed is returned by calls on a server after Close.
-var ErrClosed = errors.New("cluster: server is closed")
+// Counters are a server's Go-side failures, from Node.Counters:
+// EncodeErrors (Outbox messages that could not be encoded), DecodeErrors
+// (received messages that could not be decoded), SendErrors (Outbox
+// messages the library refused: unknown peer, too large, queue full) and
+// Discarded (nil Outbox envelopes, Outbox messages unsent at Close, and a
+// received envelope that found Inbox full at Close). Each but Discarded is
+// also logged, at most once a second per cause.
+type Counters = node.Counters
 
-// Counters are a server's Go-side failures; each is also logged.
-type Counters struct {
-	// Outbox messages that could not be encoded (e.g. an unregistered gob type).
-	EncodeErrors uint64
-	// Received messages that could not be decoded; they are not delivered.
-	DecodeErrors uint64
-	// Outbox messages the node refused: unknown peer, too large, queue full.
-	SendErrors uint64
-	// Outbox messages that were nil, or still unsent when the node closed.
-	Discarded uint64
+// Directions of Node.Cut.
+const (
+	CutOut  = ffi.CutOut  // this node's messages to the peers are lost
+	CutIn   = ffi.CutIn   // the peers' messages to this node are lost
+	CutBoth = ffi.CutBoth // both
+)
+
+// New starts server myid of a cluster and returns once it listens on its
+// address. configuration is the name of a JSON file, JSON text, a Config or
+// a *Config; the library parses it (every setting of the README, "Servers"
+// as another name for "Peers"). Bad configuration (own id missing,
+// duplicate ids or addresses, an address in use, unreadable file, bad
+// JSON) is an ErrConfig or ErrAddrInUse *Error whose message names the
+// problem; the process never exits.
+func New(myid int, configuration interface{}) (Server, error) {
+	text, err := configText(configuration)
+	if err != nil {
+		return nil, err
+	}
+	h, err := ffi.NewNode(int64(myid), text)
+	if err != nil {
+		return nil, err
+	}
+	inbox, outbox := node.QueueSizes(text)
+	return node.Start(h, inbox, outbox, false)
 }

@@ -2,111 +2,48 @@ package cluster
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"strings"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // PeerConfig is one member of the cluster: its id and its "host:port".
 type PeerConfig struct {
-	Id      int
-	Address string
+	Id      int    // the member's id (any but BROADCAST)
+	Address string // where it listens, "host:port"
 }
 
 // Config describes a cluster. InboxSize and OutboxSize bound the Inbox and
-// Outbox channels and the node's own queues (0: 1000).
+// Outbox channels and the node's own queues (0: the library's default,
+// 1000). The library, not Go, reads it: a Config is handed to it as JSON.
 type Config struct {
-	Peers      []PeerConfig
-	InboxSize  int
-	OutboxSize int
+	Peers      []PeerConfig // the members, this server among them
+	InboxSize  int          `json:",omitempty"` // capacity of the inbox (0: 1000)
+	OutboxSize int          `json:",omitempty"` // capacity of the outbox and of each peer's queue (0: 1000)
 }
 
-// ToConfig reads a configuration: the name of a JSON file, JSON text
-// starting with '{', a Config or a *Config. "Servers" is accepted for
-// "Peers", as in the original README.
-func ToConfig(configuration interface{}) (*Config, error) {
+// configText is the JSON text the library is given for a configuration:
+// JSON text as it is, the contents of the JSON file a string names, or a
+// Config written as JSON (a size of 0 left out, so the library's default
+// applies). The library parses it and names any problem in it.
+func configText(configuration interface{}) (string, error) {
+	var cfg *Config
 	switch c := configuration.(type) {
+	case string:
+		return node.ConfigText(c)
 	case Config:
-		return &c, nil
+		cfg = &c
 	case *Config:
 		if c == nil {
-			return nil, errors.New("cluster: configuration is a nil *Config")
+			return "", ffi.Errorf(ErrConfig, "configuration is a nil *Config")
 		}
-		cp := *c
-		return &cp, nil
-	case string:
-		text, err := readConfig(c)
-		if err != nil {
-			return nil, err
-		}
-		return parseConfig([]byte(text))
+		cfg = c
+	default:
+		return "", ffi.Errorf(ErrConfig, "configuration must be a JSON file name, JSON text or a Config, not %T", configuration)
 	}
-	return nil, fmt.Errorf("cluster: configuration must be a JSON file name or a Config, not %T", configuration)
-}
-
-// readConfig is JSON text as it is, or the contents of the file it names.
-func readConfig(textOrFile string) (string, error) {
-	if strings.HasPrefix(strings.TrimSpace(textOrFile), "{") {
-		return textOrFile, nil
-	}
-	text, err := os.ReadFile(textOrFile)
+	text, err := json.Marshal(cfg)
 	if err != nil {
-		return "", fmt.Errorf("cluster: cannot read config file: %w", err)
+		return "", ffi.Errorf(ErrConfig, "%v", err)
 	}
 	return string(text), nil
-}
-
-func parseConfig(text []byte) (*Config, error) {
-	var raw struct {
-		Config
-		Servers []PeerConfig
-	}
-	if err := json.Unmarshal(text, &raw); err != nil {
-		return nil, fmt.Errorf("cluster: config is not valid JSON: %w", err)
-	}
-	if raw.Peers == nil {
-		raw.Peers = raw.Servers
-	}
-	return &raw.Config, nil
-}
-
-// configText is the JSON text the library is given. File contents and JSON
-// text pass through as they are (the library reads every setting and names
-// the problem in bad input, with line and column), except that a size of 0
-// means the default, as in the original library; a Config is written as JSON.
-func configText(configuration interface{}) (string, error) {
-	s, ok := configuration.(string)
-	if !ok {
-		cfg, err := ToConfig(configuration)
-		if err != nil {
-			return "", err
-		}
-		s2, err := json.Marshal(cfg)
-		if err != nil {
-			return "", err
-		}
-		s = string(s2)
-	} else {
-		var err error
-		if s, err = readConfig(s); err != nil {
-			return "", err
-		}
-	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal([]byte(s), &fields) != nil {
-		return s, nil // the library reports where the JSON is broken
-	}
-	changed := false
-	for _, k := range []string{"InboxSize", "OutboxSize"} {
-		if v, ok := fields[k]; ok && string(v) == "0" {
-			delete(fields, k)
-			changed = true
-		}
-	}
-	if !changed {
-		return s, nil
-	}
-	text, err := json.Marshal(fields)
-	return string(text), err
 }

@@ -1,54 +1,73 @@
 package cluster
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
 
-func TestToConfig(t *testing.T) {
-	want := Config{Peers: []PeerConfig{{Id: 1, Address: "localhost:1"}}, InboxSize: 5}
-	text := `{"Servers": [{"Id": 1, "Address": "localhost:1"}], "InboxSize": 5}`
-	file := filepath.Join(t.TempDir(), "c.json")
-	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+// The library reads every form of a configuration, and the capacities of
+// Inbox and Outbox follow its InboxSize and OutboxSize.
+func TestConfigForms(t *testing.T) {
+	checkNoLeak(t)
+	cfg := freeConfig(t, 2)
+	cfg.InboxSize, cfg.OutboxSize = 7, 9
+	text, err := configText(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, in := range []interface{}{want, &want, text, file} {
-		got, err := ToConfig(in)
-		if err != nil || got.InboxSize != 5 || len(got.Peers) != 1 || got.Peers[0] != want.Peers[0] {
-			t.Errorf("ToConfig(%v) = %+v, %v", in, got, err)
+	servers := strings.Replace(text, `"Peers"`, `"Servers"`, 1)
+	for _, form := range []interface{}{cfg, &cfg, text, writeConfig(t, cfg), servers} {
+		s, err := New(1, form)
+		if err != nil {
+			t.Fatalf("New(1, %v): %v", form, err)
 		}
-	}
-	for _, in := range []interface{}{nil, 3, (*Config)(nil), "/no/such/file", "{bad"} {
-		if _, err := ToConfig(in); err == nil {
-			t.Errorf("ToConfig(%v) accepted", in)
+		if cap(s.Inbox()) != 7 || cap(s.Outbox()) != 9 {
+			t.Errorf("%v: Inbox %d, Outbox %d; want 7 and 9", form, cap(s.Inbox()), cap(s.Outbox()))
 		}
+		if p := s.Peers(); len(p) != 1 || p[0] != 2 {
+			t.Errorf("%v: peers %v", form, p)
+		}
+		s.Close()
 	}
+	// A size of 0 in a Config is the default, as in the original.
+	cfg.InboxSize, cfg.OutboxSize = 0, 0
+	s, err := New(1, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(s.Inbox()) != 1000 || cap(s.Outbox()) != 1000 {
+		t.Errorf("Inbox %d, Outbox %d; want the default 1000", cap(s.Inbox()), cap(s.Outbox()))
+	}
+	s.Close()
 }
 
-func TestTextDropsZeroSizes(t *testing.T) {
-	for _, in := range []interface{}{
-		Config{Peers: []PeerConfig{{Id: 1, Address: "a:1"}}},
-		`{"Peers": [{"Id": 1, "Address": "a:1"}], "InboxSize": 0, "OutboxSize": 0, "MaxMessageSize": 9}`,
+// What the library refuses, Go does not let through, and the reverse: the
+// error is the library's, of kind ErrConfig, naming the problem.
+func TestConfigIsTheLibrarys(t *testing.T) {
+	cfg := freeConfig(t, 2)
+	peers := fmt.Sprintf(`[{"Id": 1, "Address": %q}, {"Id": 2, "Address": %q}]`, cfg.Peers[0].Address, cfg.Peers[1].Address)
+	for _, c := range []struct{ text, want string }{
+		{`{"Peers": ` + peers + `, "Servers": ` + peers + `}`, `both "Peers" and "Servers"`},
+		{`{"Peers": ` + peers + `, "InboxSize": 0}`, `"InboxSize" must be at least 1`},
+		{`{"Peers": ` + peers + `, "OutboxSize": -3}`, `"OutboxSize"`},
+		{`{"Peers": [{"Id": 1}]}`, `missing "Address"`},
+		{`{"Peers": ` + peers + `,}`, "JSON"},
 	} {
-		text, err := configText(in)
-		if err != nil {
-			t.Fatal(err)
+		s, err := New(1, c.text)
+		if err == nil {
+			s.Close()
+			t.Errorf("%s was accepted", c.text)
+			continue
 		}
-		var fields map[string]interface{}
-		if err := json.Unmarshal([]byte(text), &fields); err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := fields["InboxSize"]; ok {
-			t.Errorf("%s keeps InboxSize 0", text)
-		}
-		if s, ok := in.(string); ok && !strings.Contains(text, "MaxMessageSize") {
-			t.Errorf("%s lost a setting of %s", text, s)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want ErrConfig naming %s", c.text, err, c.want)
 		}
 	}
-	if text, _ := configText(`{"Peers": [`); text != `{"Peers": [` {
-		t.Errorf("broken JSON changed to %q", text)
+	for _, bad := range []interface{}{"/no/such/config.json", 42, (*Config)(nil), nil} {
+		if _, err := New(1, bad); !errors.Is(err, ErrConfig) {
+			t.Errorf("New(1, %#v): %v; want ErrConfig", bad, err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/gob"
 	"net"
 	"os"
 	"path/filepath"
@@ -8,6 +9,11 @@ import (
 	"testing"
 	"time"
 )
+
+// point is a gob-registered message type of the tests.
+type point struct{ X, Y int }
+
+func init() { gob.Register(point{}) }
 
 // freeConfig is a Config of n members with ids 1..n on free loopback ports.
 func freeConfig(t testing.TB, n int) Config {

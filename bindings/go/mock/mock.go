@@ -12,15 +12,15 @@
 package mock
 
 import (
+	"encoding/json"
 	"errors"
-	"fmt"
 	"log"
 	"sort"
 	"sync"
 
 	cluster "github.com/cluster-dev/cluster/bindings/go"
-	"github.com/cluster-dev/cluster/bindings/go/internal/bridge"
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // Seed drives the fault decisions of clusters made by NewCluster after it
@@ -32,7 +32,7 @@ var Seed uint64
 // Close (read it while no server is being added or closed).
 type MockCluster struct {
 	sync.Mutex
-	Servers map[int]*MockServer
+	Servers map[int]*MockServer // the open servers by id
 
 	h             *ffi.Mock
 	inbox, outbox int
@@ -41,26 +41,53 @@ type MockCluster struct {
 	closing       bool // set by Close under the Mutex: AddServer refuses
 }
 
-// NewCluster makes a cluster from the same configuration as cluster.New (a
-// JSON file name, JSON text, a Config or *Config), every configured id
-// started as a server, or an empty one for nil. Only the ids, InboxSize and
-// OutboxSize count: addresses may be left out, as in the original.
+// NewCluster makes a cluster, or an empty one for nil. conf is the same
+// configuration as cluster.New's: JSON text or the name of a JSON file,
+// which the library parses (its checks and errors are cluster.New's: every
+// peer needs an Address, though nothing touches the network), every
+// configured id started as a server; or a Config or *Config, of which only
+// the ids, InboxSize and OutboxSize count (addresses may be left out, as
+// in the original), its ids added one by one.
 func NewCluster(conf interface{}) (*MockCluster, error) {
-	cfg, mc := &cluster.Config{}, &MockCluster{Servers: map[int]*MockServer{}}
-	if conf != nil {
+	var text string // the library's configuration of the cluster
+	var ids []int   // the servers of a Config, added here
+	fromText := false
+	switch c := conf.(type) {
+	case nil:
+	case string:
 		var err error
-		if cfg, err = cluster.ToConfig(conf); err != nil {
+		if text, err = node.ConfigText(c); err != nil {
 			return nil, err
 		}
+		fromText = true
+	case cluster.Config:
+		text, ids = sizesJSON(&c), peerIDs(&c)
+	case *cluster.Config:
+		if c == nil {
+			return nil, ffi.Errorf(cluster.ErrConfig, "configuration is a nil *Config")
+		}
+		text, ids = sizesJSON(c), peerIDs(c)
+	default:
+		return nil, ffi.Errorf(cluster.ErrConfig, "configuration must be a JSON file name, JSON text or a Config, not %T", conf)
 	}
-	mc.inbox, mc.outbox = cfg.InboxSize, cfg.OutboxSize
-	h, err := ffi.NewMock(sizesJSON(cfg), Seed)
+	h, err := ffi.NewMock(text, Seed)
 	if err != nil {
 		return nil, err
 	}
-	mc.h = h
-	for _, p := range cfg.Peers {
-		if _, err := mc.AddServer(p.Id); err != nil {
+	mc := &MockCluster{Servers: map[int]*MockServer{}, h: h}
+	mc.inbox, mc.outbox = node.QueueSizes(text)
+	if fromText { // the library started the configured servers: serve them
+		started, err := h.Servers()
+		if err != nil {
+			mc.Close()
+			return nil, err
+		}
+		for _, id := range started {
+			ids = append(ids, int(id))
+		}
+	}
+	for _, id := range ids {
+		if _, err := mc.AddServer(id); err != nil {
 			mc.Close()
 			return nil, err
 		}
@@ -68,17 +95,23 @@ func NewCluster(conf interface{}) (*MockCluster, error) {
 	return mc, nil
 }
 
-// sizesJSON is the library's configuration of a mock cluster: the queue
-// sizes only (servers are added one by one, and need no address).
+// sizesJSON is the library's configuration of a mock cluster made from a
+// Config: its queue sizes only (servers are added one by one, and need no
+// address); a size of 0 is left out, for the library's default.
 func sizesJSON(cfg *cluster.Config) string {
-	text := `{"Peers": []`
-	if cfg.InboxSize != 0 {
-		text += fmt.Sprintf(`, "InboxSize": %d`, cfg.InboxSize)
+	text, _ := json.Marshal(struct {
+		InboxSize  int `json:",omitempty"`
+		OutboxSize int `json:",omitempty"`
+	}{cfg.InboxSize, cfg.OutboxSize})
+	return string(text)
+}
+
+func peerIDs(cfg *cluster.Config) []int {
+	ids := make([]int, len(cfg.Peers))
+	for i, p := range cfg.Peers {
+		ids[i] = p.Id
 	}
-	if cfg.OutboxSize != 0 {
-		text += fmt.Sprintf(`, "OutboxSize": %d`, cfg.OutboxSize)
-	}
-	return text + "}"
+	return ids
 }
 
 // with runs f on the mock handle unless Close has released it.
@@ -100,17 +133,17 @@ func (mc *MockCluster) AddServer(pid int) (cluster.Server, error) {
 		return nil, cluster.ErrClosed
 	}
 	if _, ok := mc.Servers[pid]; ok {
-		return nil, fmt.Errorf("mock: duplicate pid %d", pid)
+		return nil, ffi.Errorf(cluster.ErrInvalidArg, "mock: server %d is open already", pid)
 	}
 	var h *ffi.Node
 	if err := mc.with(func(m *ffi.Mock) (err error) { h, err = m.AddServer(int64(pid)); return }); err != nil {
 		return nil, err
 	}
-	n, err := bridge.Start(h, mc.inbox, mc.outbox)
+	n, err := node.Start(h, mc.inbox, mc.outbox, true)
 	if err != nil {
 		return nil, err
 	}
-	ms := &MockServer{n: n.(*cluster.Node), mc: mc}
+	ms := &MockServer{n: n, mc: mc}
 	mc.Servers[pid] = ms
 	return ms, nil
 }
@@ -125,7 +158,7 @@ func (mc *MockCluster) Partition(partitions ...[]int) error {
 	for i, part := range partitions {
 		for _, pid := range part {
 			if j, ok := index[pid]; ok && j != i {
-				return fmt.Errorf("mock: server %d in partitions %d and %d: %v", pid, j, i, partitions)
+				return ffi.Errorf(cluster.ErrInvalidArg, "mock: server %d in partitions %d and %d: %v", pid, j, i, partitions)
 			}
 			if _, ok := index[pid]; !ok {
 				index[pid] = i

@@ -1,6 +1,9 @@
 package mock
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -493,6 +496,35 @@ func TestMockSendMany(t *testing.T) {
 		e, err := cl.Servers[2].Recv(30 * time.Second)
 		if err != nil || e.MsgId != want {
 			t.Fatalf("got %+v, %v; want message %d", e, err, want)
+		}
+	}
+}
+
+// NewCluster from JSON text or a file: the library parses it and starts
+// every configured server; Go serves them. Its refusals are the library's.
+func TestNewClusterFromText(t *testing.T) {
+	text := `{"Peers": [{"Id": 7, "Address": "localhost:7070"}, {"Id": 8, "Address": "localhost:8080"}], "InboxSize": 5}`
+	file := filepath.Join(t.TempDir(), "mock.json")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, conf := range []string{text, file} {
+		cl, err := NewCluster(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cl.Servers) != 2 || cap(cl.Servers[7].Inbox()) != 5 || cl.Servers[8].Peers()[0] != 7 {
+			t.Errorf("%s: servers %v", conf, cl.Servers)
+		}
+		cl.Servers[7].Outbox() <- &cluster.Envelope{Pid: 8, Msg: "hi"}
+		if e := recv(t, cl.Servers[8]); e.Msg != "hi" || e.Pid != 7 {
+			t.Errorf("got %+v", e)
+		}
+		cl.Close()
+	}
+	for _, bad := range []string{`{"Peers": [{"Id": 1}]}`, `{"Peers": [], "Servers": []}`, "/no/such/mock.json"} {
+		if _, err := NewCluster(bad); !errors.Is(err, cluster.ErrConfig) {
+			t.Errorf("NewCluster(%s): %v; want ErrConfig", bad, err)
 		}
 	}
 }

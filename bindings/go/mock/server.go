@@ -5,11 +5,12 @@ import (
 	"time"
 
 	cluster "github.com/cluster-dev/cluster/bindings/go"
+	"github.com/cluster-dev/cluster/bindings/go/internal/node"
 )
 
 // MockServer is one server of a MockCluster; it satisfies cluster.Server.
 type MockServer struct {
-	n  *cluster.Node
+	n  *node.Node
 	mc *MockCluster
 }
 

@@ -16,43 +16,9 @@ package ffi
 import "C"
 
 import (
-	"fmt"
 	"runtime"
 	"unsafe"
 )
-
-// Status codes of the C ABI (CLUSTER_E_*).
-const (
-	OK             = int(C.CLUSTER_OK)
-	ErrNullArg     = int(C.CLUSTER_E_NULL_ARG)
-	ErrInvalidArg  = int(C.CLUSTER_E_INVALID_ARG)
-	ErrConfig      = int(C.CLUSTER_E_CONFIG)
-	ErrAddrInUse   = int(C.CLUSTER_E_ADDR_IN_USE)
-	ErrIO          = int(C.CLUSTER_E_IO)
-	ErrUnknownPeer = int(C.CLUSTER_E_UNKNOWN_PEER)
-	ErrTooLarge    = int(C.CLUSTER_E_TOO_LARGE)
-	ErrTimeout     = int(C.CLUSTER_E_TIMEOUT)
-	ErrClosed      = int(C.CLUSTER_E_CLOSED)
-	ErrFull        = int(C.CLUSTER_E_FULL)
-	ErrPanic       = int(C.CLUSTER_E_PANIC)
-	ErrBufTooSmall = int(C.CLUSTER_E_BUFFER_TOO_SMALL)
-)
-
-// Error is a failed call of the C ABI: its status code, the code's stable
-// name (e.g. "CLUSTER_E_CONFIG") and the message the call wrote.
-type Error struct {
-	Code    int
-	Name    string
-	Message string
-}
-
-// Error formats the name and message.
-func (e *Error) Error() string {
-	if e.Message == "" {
-		return "cluster: " + e.Name
-	}
-	return fmt.Sprintf("cluster: %s (%s)", e.Message, e.Name)
-}
 
 // errbuf is a cluster_error_t in C memory, reused by one goroutine for its
 // calls so the hot paths allocate nothing.
@@ -64,31 +30,27 @@ func newErrbuf() errbuf {
 
 func (e errbuf) free() { C.free(unsafe.Pointer(e.p)) }
 
-// timedOut is the error of every timeout, made once: a poll that finds
-// nothing allocates nothing.
-var timedOut = &Error{Code: ErrTimeout, Name: "CLUSTER_E_TIMEOUT", Message: "timed out"}
-
-// check turns a status and the message written by the same call into an error.
+// check turns a status and the message written by the same call into an
+// error. A timeout is ErrTimeout itself: a poll that finds nothing
+// allocates nothing.
 func (e errbuf) check(rc C.int) error {
 	switch rc {
 	case C.CLUSTER_OK:
 		return nil
 	case C.CLUSTER_E_TIMEOUT:
-		return timedOut
+		return ErrTimeout
 	}
 	return &Error{
 		Code:    int(rc),
-		Name:    C.GoString(C.cluster_strerror(rc)),
+		Name:    StatusName(int(rc)),
 		Message: C.GoString(&e.p.message[0]),
 	}
 }
 
-// Code is the status code of err if it came from the C ABI, else 0.
-func Code(err error) int {
-	if e, ok := err.(*Error); ok {
-		return e.Code
-	}
-	return 0
+// StatusName is the library's name of a status code (cluster_strerror),
+// e.g. "CLUSTER_E_TIMEOUT", or "CLUSTER_E_UNKNOWN".
+func StatusName(code int) string {
+	return C.GoString(C.cluster_strerror(C.int(code)))
 }
 
 // oneCall runs f with a fresh error buffer, for calls off the hot paths.
@@ -185,13 +147,4 @@ func (n *Node) Close() error {
 func (n *Node) Free() {
 	C.cluster_free(n.p)
 	n.p = nil
-}
-
-// Name is the status name of err if it came from the C ABI (e.g.
-// "CLUSTER_E_FULL"), else "error".
-func Name(err error) string {
-	if e, ok := err.(*Error); ok {
-		return e.Name
-	}
-	return "error"
 }

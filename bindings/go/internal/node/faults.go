@@ -1,17 +1,10 @@
-package cluster
+package node
 
 import "github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 
 // Fault injection on a node, real or mock: the semantics of
 // cluster_fault_* in cluster.h. Each method returns ErrClosed after Close,
-// and an *Error for a bad argument.
-
-// Directions of Node.Cut.
-const (
-	CutOut  = ffi.CutOut  // this node's messages to the peers are lost
-	CutIn   = ffi.CutIn   // the peers' messages to this node are lost
-	CutBoth = ffi.CutBoth // both
-)
+// and an ErrInvalidArg *Error for a bad argument.
 
 // SetDropProbability makes each message this node sends to a peer lost
 // with probability p (0 to 1), counted as a fault drop.
@@ -32,7 +25,8 @@ func (n *Node) SetDuplicateProbability(p float64) error {
 }
 
 // Cut loses the messages between this node and the given peers in one
-// direction (CutOut, CutIn) or both, in addition to earlier cuts.
+// direction (cluster.CutOut, cluster.CutIn) or both (cluster.CutBoth), in
+// addition to earlier cuts.
 func (n *Node) Cut(direction int, peers ...int) error {
 	ids := make([]int64, len(peers))
 	for i, p := range peers {

@@ -1,9 +1,7 @@
-package cluster
+package node
 
 import (
 	"bytes"
-	"fmt"
-	"reflect"
 	"runtime"
 	"testing"
 )
@@ -77,8 +75,8 @@ func TestRecvMemDecode(t *testing.T) {
 	}
 }
 
-// A []byte or string message costs no allocation of its own: envelopes,
-// payload bytes and the interfaces' boxes all come from shared blocks.
+// A []byte or string message costs one allocation, its Msg interface's:
+// envelopes and payload bytes come from shared blocks.
 func TestRecvMemAllocatesInBlocks(t *testing.T) {
 	var m recvMem
 	view := []byte("a short line of text")
@@ -88,54 +86,20 @@ func TestRecvMemAllocatesInBlocks(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.envelope()
-		}); n > 0.1 {
+		}); n > 1.1 {
 			t.Errorf("kind %d: %v allocations a message", kind, n)
 		}
 	}
-	// Two strings carved from one block stay what they were.
+	// Two strings carved from one block stay what they were, also once
+	// only the strings hold the block.
 	a, _ := m.decode(kindText, []byte("first"))
 	b, _ := m.decode(kindText, []byte("second"))
-	if a != "first" || b != "second" {
-		t.Errorf("strings changed: %q %q", a, b)
-	}
-}
-
-// The interfaces built over carved boxes behave as converted ones: type
-// switches, reflection, comparison, formatting; and the garbage collector
-// keeps their blocks alive while only the interfaces refer to them.
-func TestRecvMemBoxes(t *testing.T) {
-	var m recvMem
-	const n = 3 * envBlock
-	var msgs []interface{}
-	for i := 0; i < n; i++ {
-		kind, text := kindBytes, fmt.Sprintf("payload %d", i)
-		if i%2 == 1 {
-			kind = kindText
-		}
-		v, err := m.decode(kind, []byte(text))
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, v)
-	}
-	m = recvMem{} // only the interfaces hold the blocks now
+	m = recvMem{}
 	for i := 0; i < 3; i++ {
 		runtime.GC()
 		_ = make([]byte, 1<<20) // reuse what the collector freed
 	}
-	for i, v := range msgs {
-		want := fmt.Sprintf("payload %d", i)
-		switch x := v.(type) {
-		case []byte:
-			if i%2 != 0 || string(x) != want || reflect.TypeOf(v) != reflect.TypeOf([]byte(nil)) {
-				t.Fatalf("message %d: %T %q", i, v, x)
-			}
-		case string:
-			if i%2 != 1 || x != want || v != interface{}(want) || fmt.Sprint(v) != want {
-				t.Fatalf("message %d: %T %q", i, v, x)
-			}
-		default:
-			t.Fatalf("message %d has type %T", i, v)
-		}
+	if a != "first" || b != "second" {
+		t.Errorf("strings changed: %q %q", a, b)
 	}
 }

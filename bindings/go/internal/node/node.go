@@ -1,11 +1,21 @@
-package cluster
+// Package node is the Go binding's server: a node handle of the C ABI
+// (a real TCP node or a mock server) behind the Outbox and Inbox channels
+// and the synchronous Send, SendMany and Recv. Package cluster (New) and
+// package mock (AddServer) both serve their handles with it; they give it
+// its public names (cluster.Node, cluster.Envelope).
+//
+// The files, one job each: node.go the server's life (start, state,
+// Close); send.go the send path (Outbox goroutine, Send, SendMany);
+// recv.go the receive path (the node -> Inbox -> Recv or <-Inbox);
+// codec.go the payload kinds; faults.go fault injection; limiter.go the
+// rate-limited log.
+package node
 
 import (
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cluster-dev/cluster/bindings/go/internal/bridge"
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
@@ -16,15 +26,17 @@ const (
 	// flushWait bounds how long Close lets the sender goroutine hand the
 	// envelopes still in Outbox to the node before closing it anyway.
 	flushWait = time.Second
-	// defaultQueueSize is the capacity of Inbox and Outbox when the
-	// configuration gives none.
-	defaultQueueSize = 1000
+	// DefaultQueueSize is the capacity of Inbox and Outbox when the
+	// configuration gives none (the library's default InboxSize and
+	// OutboxSize).
+	DefaultQueueSize = 1000
 )
 
-// Node is a member of a cluster: the Server that New returns (and, inside
-// package mock, each mock server). Its methods beyond Server are extras:
-// the synchronous Send, SendMany and Recv, counters and fault injection.
-// All methods are safe for concurrent use.
+// Node is a member of a cluster (cluster.Node): the Server that
+// cluster.New returns, and the server inside each mock.MockServer. Its
+// methods beyond cluster.Server are extras: the synchronous Send, SendMany
+// and Recv, counters and fault injection. All methods are safe for
+// concurrent use.
 type Node struct {
 	h       *ffi.Node
 	mu      sync.RWMutex // write-held only to free h
@@ -40,49 +52,47 @@ type Node struct {
 	once          sync.Once
 	closed        atomic.Bool
 
-	rx       receiver
-	batchMu  sync.Mutex // held while SendMany uses batch
-	batch    *ffi.SendBatch
-	pumpOnce sync.Once
-	pumpMu   sync.Mutex    // orders the Inbox goroutine's start and Close
-	pumped   chan struct{} // closed when the Inbox goroutine starts
+	rx      receiver
+	batchMu sync.Mutex // held while SendMany uses batch
+	batch   *ffi.SendBatch
 
 	encodeErrors, decodeErrors, sendErrors, discarded atomic.Uint64
 	log                                               limiter
 }
 
-// New starts server myid of a cluster and returns once it listens on its
-// address. configuration is the name of a JSON file, JSON text, a Config or
-// a *Config. Bad configuration (own id missing, duplicate ids or
-// addresses, an address in use, unreadable file, bad JSON) is an *Error
-// whose message names the problem; the process never exits.
-func New(myid int, configuration interface{}) (Server, error) {
-	text, err := configText(configuration)
-	if err != nil {
-		return nil, err
-	}
-	// The sizes from the same text the node gets (a file is read once).
-	sizes, err := parseConfig([]byte(text))
-	if err != nil {
-		sizes = &Config{} // the node reports the error
-	}
-	h, err := ffi.NewNode(int64(myid), text)
-	if err != nil {
-		return nil, err
-	}
-	return start(h, sizes.InboxSize, sizes.OutboxSize, false)
+// Envelope is a message and its address (cluster.Envelope).
+type Envelope struct {
+	// On send, the destination's id or BROADCAST (-1). On receive, the
+	// sender's id, so a reply can reuse the envelope.
+	Pid int
+
+	// An id opaque to the library, for duplicate detection above it.
+	MsgId int64
+
+	// The message: []byte, string, json.RawMessage, or any value whose type
+	// is registered with gob.Register (see codec.go).
+	Msg interface{}
 }
 
-func init() {
-	bridge.Start = func(h *ffi.Node, inboxSize, outboxSize int) (interface{}, error) {
-		return start(h, inboxSize, outboxSize, true)
-	}
+// Counters are a server's Go-side failures (cluster.Counters); each but
+// Discarded is also logged.
+type Counters struct {
+	// Outbox messages that could not be encoded (e.g. an unregistered gob type).
+	EncodeErrors uint64
+	// Received messages that could not be decoded; they are not delivered.
+	DecodeErrors uint64
+	// Outbox messages the node refused: unknown peer, too large, queue full.
+	SendErrors uint64
+	// Outbox messages that were nil, or still unsent when the node closed;
+	// and a received envelope that found Inbox full when the node closed.
+	Discarded uint64
 }
 
-// start takes ownership of h and serves it. dynamicPeers makes Peers ask
-// the node each time (a mock server's peers come and go). On error h is
-// closed and released.
-func start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, error) {
+// Start takes ownership of h and serves it, with Inbox and Outbox of the
+// given capacities (0 or less: DefaultQueueSize). dynamicPeers makes Peers
+// ask the node each time (a mock server's peers come and go). On error h
+// is closed and released.
+func Start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, error) {
 	pid, err := h.Pid()
 	var peers []int
 	if err == nil {
@@ -99,7 +109,6 @@ func start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, er
 		outbox: make(chan *Envelope, queueSize(outboxSize)),
 		stop:   make(chan struct{}),
 		sent:   make(chan struct{}),
-		pumped: make(chan struct{}),
 	}
 	n.rx.turn = make(chan struct{}, 1)
 	n.wg.Add(1)
@@ -109,7 +118,7 @@ func start(h *ffi.Node, inboxSize, outboxSize int, dynamicPeers bool) (*Node, er
 
 func queueSize(n int) int {
 	if n <= 0 {
-		return defaultQueueSize
+		return DefaultQueueSize
 	}
 	return n
 }
@@ -143,30 +152,16 @@ func (n *Node) Peers() []int {
 // then a send blocks like a send on any channel nobody reads.
 func (n *Node) Outbox() chan *Envelope { return n.outbox }
 
-// pumping reports whether the Inbox goroutine receives (from now on, for
-// good).
-func (n *Node) pumping() bool {
-	select {
-	case <-n.pumped:
-		return true
-	default:
-		return false
-	}
-}
-
 // Inbox is the channel received envelopes arrive on, Pid set to the
-// sender. Its goroutine starts on the first call (until then, envelopes
-// wait in the node, for Recv or for Inbox).
+// sender. The first call starts the goroutine that fills it from the node
+// (until then, Recv fills it when it finds it empty); Recv takes from it
+// too (see recv.go). It is never closed.
 func (n *Node) Inbox() chan *Envelope {
-	n.pumpOnce.Do(func() {
-		n.pumpMu.Lock()
-		defer n.pumpMu.Unlock()
-		if n.closed.Load() {
-			return
+	n.rx.pumpOnce.Do(func() {
+		if !n.closed.Load() {
+			n.wg.Add(1)
+			go n.pump()
 		}
-		close(n.pumped)
-		n.wg.Add(1)
-		go n.recvLoop()
 	})
 	return n.inbox
 }
@@ -186,7 +181,7 @@ func (n *Node) Counters() Counters {
 
 // Stats is the library's counters as JSON: sent, received, delivered,
 // bytes, drops by cause, reconnects, per-peer queue depth and connection
-// state. ErrClosed after Close.
+// state. ffi.ErrClosed after Close.
 func (n *Node) Stats() (string, error) {
 	var out string
 	err := n.with(func(h *ffi.Node) (err error) { out, err = h.Stats(); return })
@@ -194,12 +189,12 @@ func (n *Node) Stats() (string, error) {
 }
 
 // with runs f on the node handle unless Close has released it, in which
-// case it returns ErrClosed.
+// case it returns ffi.ErrClosed.
 func (n *Node) with(f func(*ffi.Node) error) error {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	if n.freed {
-		return ErrClosed
+		return ffi.ErrClosed
 	}
 	return f(n.h)
 }
@@ -212,10 +207,9 @@ func (n *Node) with(f func(*ffi.Node) error) error {
 // waits for the first.
 func (n *Node) Close() {
 	n.once.Do(func() {
-		n.pumpMu.Lock()
 		n.closed.Store(true)
-		n.pumpMu.Unlock()
 		close(n.stop)
+		n.rx.pumpOnce.Do(func() {}) // an Inbox goroutine starting now is in wg
 		t := time.NewTimer(flushWait)
 		select {
 		case <-n.sent:

@@ -13,6 +13,10 @@ func TestMain(m *testing.M) {
 		child(os.Args[1:])
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "mock" {
+		mockChild(os.Args[2:])
+		return
+	}
 	// Children built with -race would each sleep a second on exit.
 	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	os.Exit(m.Run())
@@ -39,6 +43,24 @@ func TestRuns(t *testing.T) {
 			if len(v) != len(w.metrics) || v[0] <= 0 {
 				t.Fatalf("%s, %s+%s: result %v", w.name, pair[0], pair[1], v)
 			}
+		}
+	}
+}
+
+// A small run of the mock workload on each transport: every receiver gets
+// every message once and in order, and the wrapper's runs count exactly.
+func TestMockRuns(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mockImpls {
+		v, err := mockOnce(self, m.name, 2000)
+		if err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		if len(v) != 2 || v[0] <= 0 || v[1] <= 0 {
+			t.Fatalf("%s: result %v", m.name, v)
 		}
 	}
 }

@@ -1,0 +1,293 @@
+package node
+
+import (
+	"errors"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
+)
+
+// The receive path. Every envelope a node receives goes one way:
+//
+//	the node (cluster_recv_batch) -> fill -> Inbox -> the program (<-Inbox or Recv)
+//
+// fill is the only code that receives from the node, and only the holder
+// of the turn calls it: a Recv that finds Inbox empty, or the Inbox
+// goroutine, which the first Inbox call starts and which keeps the turn
+// from then on. Fills put envelopes on Inbox in the order the node gave
+// them, and every reader takes them from Inbox, so envelopes keep their
+// order whoever reads and however Recv and <-Inbox are mixed. A Recv
+// fills at most the room Inbox has, so it never waits on a full Inbox.
+
+// receiver is a node's receiving state.
+type receiver struct {
+	turn  chan struct{} // holds a token while someone fills Inbox
+	batch *ffi.RecvBatch
+	each  func(pid, msgID int64, kind uint32, data []byte)
+	mem   recvMem
+
+	pumpOnce sync.Once // starts the Inbox goroutine; Close runs it empty
+}
+
+// fill receives up to max envelopes (max >= 1) from the node, waiting up
+// to timeoutMs (negative: until a message or close) for the first, and
+// puts them on Inbox in order. Hold the turn. A
+// message that cannot be decoded is logged, counted and dropped. If Inbox
+// is full, fill waits for room, or for Close (the envelope is then
+// counted as discarded): only the Inbox goroutine asks for more than the
+// room Inbox has.
+func (n *Node) fill(max int, timeoutMs int64) error {
+	r := &n.rx
+	return n.with(func(h *ffi.Node) error {
+		if r.batch == nil { // made here: Close frees it under the same lock
+			r.batch = ffi.NewRecvBatch(batchMax)
+			r.each = n.deliver
+		}
+		return r.batch.Recv(h, max, timeoutMs, r.each)
+	})
+}
+
+// deliver decodes one envelope received and puts it on Inbox.
+func (n *Node) deliver(pid, msgID int64, kind uint32, data []byte) {
+	msg, err := n.rx.mem.decode(kind, data)
+	if err != nil {
+		n.decodeErrors.Add(1)
+		n.log.printf("decode", "cluster: server %d: message %d from %d dropped: %v", n.pid, msgID, pid, err)
+		return
+	}
+	e := n.rx.mem.envelope()
+	*e = Envelope{Pid: int(pid), MsgId: msgID, Msg: msg}
+	select {
+	case n.inbox <- e:
+		return
+	default:
+	}
+	select {
+	case n.inbox <- e:
+	case <-n.stop:
+		n.discarded.Add(1)
+	}
+}
+
+// room is how many envelopes a fill may put on Inbox without waiting (at
+// most batchMax).
+func (n *Node) room() int {
+	return min(cap(n.inbox)-len(n.inbox), batchMax)
+}
+
+// Recv returns the next envelope received, Pid set to the sender, waiting
+// up to timeout for it (0: not at all; negative: until one comes or
+// Close). It fails with ffi.ErrTimeout, or ffi.ErrClosed once Close has been
+// called and Inbox is empty. Recv takes envelopes from Inbox, in order;
+// when Inbox is empty and no other goroutine is receiving from the node,
+// it receives from the node itself (no goroutine in between), putting on
+// Inbox what comes with the envelope it returns, for the next Recv or
+// <-Inbox. Recv and <-Inbox may be mixed, and used from many goroutines:
+// each envelope goes to one of them, in the order received.
+func (n *Node) Recv(timeout time.Duration) (*Envelope, error) {
+	select {
+	case e := <-n.inbox:
+		return e, nil
+	default:
+	}
+	return n.recvWait(timeout)
+}
+
+// recvWait is Recv once Inbox was found empty.
+func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
+	w := newWait(timeout)
+	defer w.stop()
+	for {
+		select {
+		case e := <-n.inbox:
+			return e, nil
+		default:
+		}
+		if n.closed.Load() {
+			return nil, ffi.ErrClosed
+		}
+		select {
+		case n.rx.turn <- struct{}{}:
+		default:
+			// Another goroutine receives from the node: wait for what it
+			// puts on Inbox, or for the turn.
+			if w.timeout == 0 {
+				return nil, ffi.ErrTimeout
+			}
+			select {
+			case e := <-n.inbox:
+				return e, nil
+			case n.rx.turn <- struct{}{}:
+			case <-n.stop:
+				return nil, ffi.ErrClosed
+			case <-w.expired():
+				return nil, ffi.ErrTimeout
+			}
+		}
+		var err error
+		if room := n.room(); room > 0 {
+			err = n.fill(room, w.ms())
+		}
+		<-n.rx.turn
+		if len(n.inbox) > 0 {
+			continue
+		}
+		switch {
+		case err == ffi.ErrTimeout:
+			return nil, ffi.ErrTimeout
+		case errors.Is(err, ffi.ErrClosed):
+			return nil, ffi.ErrClosed
+		case err != nil:
+			return nil, err
+		case w.ms() == 0:
+			return nil, ffi.ErrTimeout
+		}
+		// What the fill brought went to other readers, or could not be
+		// decoded: wait on.
+	}
+}
+
+// pump is the Inbox goroutine: it takes the turn for good (after any
+// Recv receiving now) and fills Inbox from the node until Close.
+func (n *Node) pump() {
+	defer n.wg.Done()
+	select {
+	case n.rx.turn <- struct{}{}: // kept: from now on only this goroutine fills
+	case <-n.stop:
+		return
+	}
+	for {
+		select {
+		case <-n.stop: // what the node still holds, it discards and counts
+			return
+		default:
+		}
+		// Let the reader just woken run on this P now: the next receive
+		// may block in C, and a P held by a blocked cgo call is handed
+		// on only when sysmon notices, which costs tens of µs a message.
+		runtime.Gosched()
+		if err := n.fill(max(n.room(), 1), -1); err != nil {
+			if !errors.Is(err, ffi.ErrClosed) {
+				n.log.printf("recv", "cluster: server %d: receive failed, inbox stops: %v", n.pid, err)
+			}
+			return
+		}
+	}
+}
+
+// free releases the C memory; the node is closed and nobody receives.
+func (r *receiver) free() {
+	if r.batch != nil {
+		r.batch.Free()
+		r.batch = nil
+	}
+}
+
+// wait is one call's timeout (0: do not wait; negative: no limit), its
+// timer made only if the call has to wait.
+type wait struct {
+	timeout  time.Duration
+	deadline time.Time
+	timer    *time.Timer
+}
+
+func newWait(timeout time.Duration) wait {
+	w := wait{timeout: timeout}
+	if timeout > 0 {
+		w.deadline = time.Now().Add(timeout)
+	}
+	return w
+}
+
+// expired is a channel that fires at the deadline (never without one).
+func (w *wait) expired() <-chan time.Time {
+	if w.timeout < 0 {
+		return nil
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(time.Until(w.deadline))
+	}
+	return w.timer.C
+}
+
+// ms is the time left in whole milliseconds, rounded up, for the C ABI.
+func (w *wait) ms() int64 {
+	if w.timeout < 0 {
+		return -1
+	}
+	left := time.Until(w.deadline)
+	if w.timeout == 0 || left <= 0 {
+		return 0
+	}
+	return int64((left + time.Millisecond - 1) / time.Millisecond)
+}
+
+func (w *wait) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// Received envelopes and small payloads are carved out of blocks of Go
+// memory: a []byte or string message costs one allocation (its Msg
+// interface's) instead of three. A block stays alive while anything carved
+// from it does.
+const (
+	envBlock  = 64      // envelopes a block
+	byteBlock = 4 << 10 // bytes a block of payloads
+	smallMax  = 256     // larger payloads get their own allocation
+)
+
+// recvMem hands out received envelopes and payloads; the turn's holder
+// uses it.
+type recvMem struct {
+	envs  block[Envelope]
+	bytes block[byte]
+}
+
+// block is a slice of Go memory handed out from the front.
+type block[T any] struct {
+	items []T
+	used  int
+}
+
+// take hands out the next n items (n <= size), making a block of size
+// first if fewer are left.
+func (b *block[T]) take(n, size int) []T {
+	if len(b.items)-b.used < n {
+		b.items, b.used = make([]T, size), 0
+	}
+	out := b.items[b.used : b.used+n : b.used+n]
+	b.used += n
+	return out
+}
+
+// envelope hands out the next envelope.
+func (m *recvMem) envelope() *Envelope { return &m.envs.take(1, envBlock)[0] }
+
+// copy copies view (C memory) into Go memory.
+func (m *recvMem) copy(view []byte) []byte {
+	if len(view) > smallMax {
+		return append([]byte(nil), view...)
+	}
+	out := m.bytes.take(len(view), byteBlock)
+	copy(out, view)
+	return out
+}
+
+// decode decodes a payload still in C memory from a Go copy. Text becomes
+// a string over its copy (unsafe.String): no region of a block is written
+// twice, so the string stays immutable.
+func (m *recvMem) decode(kind uint32, view []byte) (interface{}, error) {
+	b := m.copy(view)
+	switch kind {
+	case kindText:
+		return unsafe.String(unsafe.SliceData(b), len(b)), nil
+	case kindBytes:
+		return b, nil
+	}
+	return decode(kind, b)
+}

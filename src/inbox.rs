@@ -170,6 +170,8 @@ struct State {
     len: usize,
     /// Receivers sleeping for an envelope.
     receivers: usize,
+    /// They were woken since the last one went to sleep.
+    receivers_woken: bool,
     /// Pushers sleeping for room.
     pushers: usize,
     /// Messages ever pushed, and their payload bytes.
@@ -247,11 +249,7 @@ impl Inbox {
                 s.pushed_bytes += env.data.len() as u64;
                 s.queue.push_back(Item::One(env));
                 s.len += 1;
-                let wake = s.receivers > 0;
-                drop(s);
-                if wake {
-                    self.ready.notify_all();
-                }
+                self.wake_receivers(s);
                 return Ok(());
             }
             // The clock is read only when there is a wait.
@@ -291,11 +289,7 @@ impl Inbox {
                 s.len += n;
                 s.pushed += n as u64;
                 s.pushed_bytes += bytes;
-                let wake = s.receivers > 0;
-                drop(s);
-                if wake {
-                    self.ready.notify_all();
-                }
+                self.wake_receivers(s);
                 return Ok((n, bytes));
             }
             s = match wait(&self.room, s, end, |s| &mut s.pushers) {
@@ -407,7 +401,19 @@ impl Inbox {
             if self.has_messages(&s) {
                 return Ok(());
             }
+            // A receiver going to sleep is woken by the next push.
+            s.receivers_woken = false;
             s = wait(&self.ready, s, end, |s| &mut s.receivers).ok_or_else(Error::timeout)?;
+        }
+    }
+
+    /// After a push: wakes the sleeping receivers, once per sleep (a push
+    /// that finds them woken already makes no system call).
+    fn wake_receivers(&self, mut s: MutexGuard<'_, State>) {
+        let wake = s.receivers > 0 && !std::mem::replace(&mut s.receivers_woken, true);
+        drop(s);
+        if wake {
+            self.ready.notify_all();
         }
     }
 

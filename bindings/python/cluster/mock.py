@@ -20,8 +20,9 @@ class MockCluster:
 
     ``config`` (a dict, JSON text, a path, or None for an empty cluster) gives
     the queue sizes, and every configured id is started as a server
-    (addresses are not used; nothing touches the network). ``seed`` drives
-    every drop, duplicate and delay decision, so a failing run can be replayed.
+    (addresses may be left out and are not used; nothing touches the network
+    or DNS). ``seed`` drives every drop, duplicate and delay decision, so a
+    failing run can be replayed.
 
     Servers are `Node` objects: the same send/recv code runs against them
     and against real nodes. ``servers`` maps the id of each open server to

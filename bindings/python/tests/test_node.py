@@ -342,6 +342,15 @@ def test_servers_is_another_name_for_peers():
         ({"Peers": [{"Id": 1, "Address": "127.0.0.1:1"}], "InboxSize": 0}, ["InboxSize"]),
         ('{"Peers": [', ["JSON", "line 1"]),
         ("/nonexistent/cluster.json", ["cannot read", "/nonexistent/cluster.json"]),
+        (
+            {"Peers": [{"Id": 1, "Address": "127.0.0.1:1"}], "InboxSise": 5},
+            ['unknown field "InboxSise" (did you mean "InboxSize"?)', "line 1"],
+        ),
+        (
+            {"Peers": [{"Id": 1, "Address": "127.0.0.1:1", "Adress": "127.0.0.1:2"}]},
+            ['Peers[0]: unknown field "Adress" (did you mean "Address"?)'],
+        ),
+        ({"Servers": [{"id": 1, "Address": "127.0.0.1:1"}]}, ['Servers[0]: unknown field "id" (did you mean "Id"?)']),
     ],
 )
 def test_bad_config_names_the_problem(config, words):
@@ -350,6 +359,17 @@ def test_bad_config_names_the_problem(config, words):
     for w in words:
         assert w in str(e.value)
     assert isinstance(e.value, ValueError)
+
+
+def test_every_documented_setting_is_accepted():
+    """README's config table, every setting at once (Listen per member)."""
+    cfg = make_config([1, 2], InboxSize=5, OutboxSize=6, MaxMessageSize=1000, CloseLingerMs=10)
+    cfg.update(ReconnectMinMs=1, ReconnectMaxMs=20, Secret="s3cret")
+    cfg["Peers"][0]["Listen"] = cfg["Peers"][0]["Address"]
+    with cluster.Node(1, cfg) as n:
+        assert n.peers == [2]
+        with pytest.raises(cluster.TooLarge):
+            n.send(2, b"x" * 1001)
 
 
 def test_bad_config_type_is_a_type_error():

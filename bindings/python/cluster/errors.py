@@ -33,6 +33,15 @@ class InvalidArgument(ClusterError, ValueError):
     code = -2
 
 
+class OutOfRange(InvalidArgument, OverflowError):
+    """An integer argument does not fit the C type it is passed as (a pid or
+    msg_id in int64_t, a seed in uint64_t, ...); the message names the
+    argument and its range. Both a `ValueError` (as `InvalidArgument`) and an
+    `OverflowError` (what Python raises for an int too big for C)."""
+
+    code = -2
+
+
 class ConfigError(ClusterError, ValueError):
     """The configuration is invalid; the message names the field (CLUSTER_E_CONFIG)."""
 

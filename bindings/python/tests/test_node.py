@@ -645,12 +645,17 @@ def fill_real(a: cluster.Node, to: int) -> int:
 
 def drain_after_a_slice(a: cluster.Node, b: cluster.Node, got: list) -> threading.Thread:
     """A thread that waits until one of ``a``'s send slices has run out (a
-    drop the wrapper notes), then receives on ``b`` up to msg_id -1."""
+    drop the wrapper notes), then receives on ``b`` up to msg_id -1. If that
+    fails, it closes ``a``, which ends the send waiting on the main thread."""
 
     def run() -> None:
-        wait_until(lambda: a._phantom, timeout=30, what="a send slice to run out")
-        while not got or got[-1].msg_id != -1:
-            got.append(b.recv(10))
+        try:
+            wait_until(lambda: getattr(a, "_phantom", None), timeout=30, what="a send slice to run out")
+            while not got or got[-1].msg_id != -1:
+                got.append(b.recv(10))
+        except BaseException:
+            a.close()
+            raise
 
     t = threading.Thread(target=run)
     t.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -181,19 +182,43 @@ def test_sigint_interrupts_a_recv(tmp_path, script):
     assert child.returncode in (-signal.SIGINT, 1, 130)
 
 
+def line_reader(child: subprocess.Popen) -> "queue.Queue[str]":
+    """The child's stdout, line by line ("" at its end), read by a thread so
+    that the test can wait for a line with a deadline."""
+    lines: "queue.Queue[str]" = queue.Queue()
+
+    def read() -> None:
+        for line in child.stdout:
+            lines.put(line.strip())
+        lines.put("")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 def interrupt_when_blocked(child: subprocess.Popen) -> tuple:
-    """Waits for the child's "blocked", sends SIGINT, and returns its report,
-    the seconds it took to come, and its stderr."""
-    line = child.stdout.readline().strip()
+    """Waits (60 s at most) for the child's "blocked", sends SIGINT, and
+    returns its report, the seconds it took to come, and its stderr."""
+    lines = line_reader(child)
+    try:
+        line = lines.get(timeout=60)
+    except queue.Empty:
+        line = "nothing in 60 s"
     if line != "blocked":
+        child.kill()
         _, err = child.communicate(timeout=20)
         pytest.fail(f"the child said {line!r}, exited {child.returncode}: {err}")
     start = time.monotonic()
     child.send_signal(signal.SIGINT)
-    report = child.stdout.readline()
+    try:
+        report = lines.get(timeout=60)
+    except queue.Empty:
+        report = ""
     took = time.monotonic() - start
+    if not report:
+        child.kill()
     _, err = child.communicate(timeout=20)
-    assert report, err
+    assert report, f"no report after SIGINT: {err}"
     return json.loads(report), took, err
 
 

@@ -29,10 +29,10 @@ pub struct Peer {
     /// The address as written in the config (e.g. `localhost:7070`; empty
     /// in a mock config that gives none).
     pub address: String,
-    /// The address others connect to ([`MOCK_ADDR`] in a mock config).
+    /// The address others connect to (`0.0.0.0:0` in a mock config).
     pub addr: SocketAddr,
     /// The address this member binds when it is the local node
-    /// ([`MOCK_ADDR`] in a mock config).
+    /// (`0.0.0.0:0` in a mock config).
     pub listen: SocketAddr,
 }
 
@@ -102,9 +102,10 @@ enum Mode {
     Mock,
 }
 
-/// The address a mock configuration gives every member: addresses are not
-/// used by the mock, so they are neither required nor resolved.
-pub const MOCK_ADDR: SocketAddr =
+/// The address a mock configuration gives every member (`0.0.0.0:0`):
+/// addresses are not used by the mock, so they are neither required nor
+/// resolved. Not `pub`: cbindgen would look at it for the header.
+const MOCK_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 impl<'de> Deserialize<'de> for RawConfig {
@@ -361,7 +362,7 @@ impl Config {
     /// Reads a configuration for the mock network, as [`Config::load`] does
     /// except that a member's `Address` may be left out and is never
     /// resolved (nor is `Listen`): every member's `addr` and `listen` are
-    /// [`MOCK_ADDR`]. Nothing touches the network or DNS.
+    /// `0.0.0.0:0`. Nothing touches the network or DNS.
     pub fn load_for_mock(text_or_path: &str) -> Result<Config> {
         Config::parse(&read(text_or_path)?, Mode::Mock)
     }

@@ -91,9 +91,6 @@ static unsigned long main_thread; /* ident of the thread Python raises signal ex
 /* A send returns this (with an exception set) when a signal handler raised. */
 #define INTERRUPTED 1001
 
-/* Put in err->code before a call: no status was written yet. */
-#define NO_STATUS 1
-
 /* Most envelopes one plain `recv` takes from the node at once. */
 #define READ_AHEAD 256
 

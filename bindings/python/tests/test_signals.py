@@ -125,7 +125,8 @@ MOCK_SEND_BLOCKED = textwrap.dedent(
     """
     import json, threading, time, cluster
     from cluster import BROADCAST, Envelope
-    mock = cluster.MockCluster({"Peers": [{"Id": 1}, {"Id": 2}], "InboxSize": 1})
+    peers = [{"Id": 1, "Address": "127.0.0.1:1"}, {"Id": 2, "Address": "127.0.0.1:2"}]
+    mock = cluster.MockCluster({"Peers": peers, "InboxSize": 1})
     node = mock.servers[1]
     payload = b"m"
     node.send(2, payload)

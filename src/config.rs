@@ -1,7 +1,9 @@
 //! The cluster configuration: the original library's JSON, validated.
 
 use crate::error::{Error, Result};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -26,11 +28,13 @@ pub const DEFAULT_PEER_TIMEOUT_MS: u64 = 10_000;
 pub struct Peer {
     /// The member's id, unique in the cluster.
     pub id: i64,
-    /// The address as written in the config (e.g. `localhost:7070`).
+    /// The address as written in the config (e.g. `localhost:7070`; empty
+    /// in a mock config that gives none).
     pub address: String,
-    /// The address others connect to.
+    /// The address others connect to (`0.0.0.0:0` in a mock config).
     pub addr: SocketAddr,
-    /// The address this member binds when it is the local node.
+    /// The address this member binds when it is the local node
+    /// (`0.0.0.0:0` in a mock config).
     pub listen: SocketAddr,
 }
 
@@ -60,16 +64,29 @@ pub struct Config {
     pub secret: Option<Vec<u8>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// Every top-level setting, as spelled in the JSON (README's config table).
+const SETTINGS: &[&str] = &[
+    "Peers",
+    "Servers",
+    "InboxSize",
+    "OutboxSize",
+    "MaxMessageSize",
+    "CloseLingerMs",
+    "ReconnectMinMs",
+    "ReconnectMaxMs",
+    "Secret",
+];
+/// Every setting of one member.
+const PEER_SETTINGS: &[&str] = &["Id", "Address", "Listen"];
+
+#[derive(Default)]
 struct RawPeer {
     id: Option<i64>,
     address: Option<String>,
     listen: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Default)]
 struct RawConfig {
     peers: Option<Vec<RawPeer>>,
     servers: Option<Vec<RawPeer>>,
@@ -83,60 +100,343 @@ struct RawConfig {
     secret: Option<String>,
 }
 
+/// How a configuration is checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// For a real node: every member needs an address that resolves.
+    Node,
+    /// For the mock network: addresses are optional and never resolved.
+    Mock,
+}
+
+/// The address a mock configuration gives every member (`0.0.0.0:0`):
+/// addresses are not used by the mock, so they are neither required nor
+/// resolved. Not `pub`: cbindgen would look at it for the header.
+const MOCK_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+impl<'de> Deserialize<'de> for RawConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_map(Settings)
+    }
+}
+
+/// The top-level object.
+struct Settings;
+
+impl<'de> Visitor<'de> for Settings {
+    type Value = RawConfig;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object of settings")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<RawConfig, A::Error> {
+        let mut raw = RawConfig::default();
+        let mut seen = Vec::new();
+        while let Some(key) = next_key(&mut map, "", SETTINGS, &mut seen)? {
+            let int = Int("", key);
+            match key {
+                "Peers" => raw.peers = map.next_value_seed(Members(key))?,
+                "Servers" => raw.servers = map.next_value_seed(Members(key))?,
+                "InboxSize" => raw.inbox_size = map.next_value_seed(int)?,
+                "OutboxSize" => raw.outbox_size = map.next_value_seed(int)?,
+                "MaxMessageSize" => raw.max_message_size = map.next_value_seed(int)?,
+                "CloseLingerMs" => raw.close_linger_ms = map.next_value_seed(int)?,
+                "ReconnectMinMs" => raw.reconnect_min_ms = map.next_value_seed(int)?,
+                "ReconnectMaxMs" => raw.reconnect_max_ms = map.next_value_seed(int)?,
+                _ => raw.secret = map.next_value_seed(Text("", key))?, // "Secret"
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// The member list named `.0`; `null` is none.
+struct Members(&'static str);
+
+impl<'de> DeserializeSeed<'de> for Members {
+    type Value = Option<Vec<RawPeer>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Members {
+    type Value = Option<Vec<RawPeer>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "\"{}\" to be a list of members", self.0)
+    }
+    fn visit_none<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut peers = Vec::new();
+        while let Some(p) = seq.next_element_seed(Member(format!("{}[{}]", self.0, peers.len())))? {
+            peers.push(p);
+        }
+        Ok(Some(peers))
+    }
+}
+
+/// One entry of a member list, named as in messages (`Peers[2]`).
+struct Member(String);
+
+impl<'de> DeserializeSeed<'de> for Member {
+    type Value = RawPeer;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<RawPeer, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Member {
+    type Value = RawPeer;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} to be an object with \"Id\" and \"Address\"", self.0)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<RawPeer, A::Error> {
+        let at = format!("{}: ", self.0);
+        let of = format!("{} ", self.0);
+        let mut raw = RawPeer::default();
+        let mut seen = Vec::new();
+        while let Some(key) = next_key(&mut map, &at, PEER_SETTINGS, &mut seen)? {
+            match key {
+                "Id" => raw.id = map.next_value_seed(Int(&of, key))?,
+                "Address" => raw.address = map.next_value_seed(Text(&of, key))?,
+                _ => raw.listen = map.next_value_seed(Text(&of, key))?, // "Listen"
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// An integer setting (`.1`, in the object `.0` names); `null` is none.
+#[derive(Clone, Copy)]
+struct Int<'a>(&'a str, &'static str);
+
+impl<'de> DeserializeSeed<'de> for Int<'_> {
+    type Value = Option<i64>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Option<i64>, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Int<'_> {
+    type Value = Option<i64>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}\"{}\" to be a 64-bit integer", self.0, self.1)
+    }
+    fn visit_none<E: de::Error>(self) -> std::result::Result<Option<i64>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Option<i64>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Option<i64>, D::Error> {
+        d.deserialize_i64(self)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Option<i64>, E> {
+        Ok(Some(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Option<i64>, E> {
+        i64::try_from(v)
+            .map(Some)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+    }
+}
+
+/// A text setting (`.1`, in the object `.0` names); `null` is none.
+struct Text<'a>(&'a str, &'static str);
+
+impl<'de> DeserializeSeed<'de> for Text<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Option<String>, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}\"{}\" to be a string", self.0, self.1)
+    }
+    fn visit_none<E: de::Error>(self) -> std::result::Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Option<String>, D::Error> {
+        d.deserialize_string(self)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Option<String>, E> {
+        Ok(Some(v.to_owned()))
+    }
+}
+
+/// The next key of an object whose keys must be among `known`, once each:
+/// an unknown key is an error naming it and the nearest known one.
+/// `at` prefixes the messages (where the object is).
+fn next_key<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    at: &str,
+    known: &'static [&'static str],
+    seen: &mut Vec<&'static str>,
+) -> std::result::Result<Option<&'static str>, A::Error> {
+    let Some(key) = map.next_key::<String>()? else {
+        return Ok(None);
+    };
+    let Some(&name) = known.iter().find(|&&k| k == key) else {
+        let why = unknown_field(&key, known);
+        return Err(de::Error::custom(format!("{at}{why}")));
+    };
+    if seen.contains(&name) {
+        return Err(de::Error::custom(format!("{at}duplicate field \"{name}\"")));
+    }
+    seen.push(name);
+    Ok(Some(name))
+}
+
+/// Why `key` is not one of `known`: where it belongs if it is a setting of
+/// the other level, else the nearest known key if it is close enough to be
+/// a typo, else every known key.
+fn unknown_field(key: &str, known: &[&str]) -> String {
+    let elsewhere = if known == SETTINGS {
+        PEER_SETTINGS
+            .contains(&key)
+            .then_some("a member's setting (inside \"Peers\")")
+    } else {
+        SETTINGS
+            .contains(&key)
+            .then_some("a top-level setting, not a member's")
+    };
+    if let Some(what) = elsewhere {
+        return format!("field \"{key}\" is {what}");
+    }
+    let lower = key.to_lowercase();
+    let (dist, nearest) = known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_lowercase()), *k))
+        .min()
+        .unwrap_or((usize::MAX, ""));
+    // A typo: at most a third of the key's letters (and at least 2) edited.
+    if dist <= (key.chars().count() / 3).max(2) {
+        format!("unknown field \"{key}\" (did you mean \"{nearest}\"?)")
+    } else {
+        let all: Vec<String> = known.iter().map(|k| format!("\"{k}\"")).collect();
+        format!("unknown field \"{key}\" (known: {})", all.join(", "))
+    }
+}
+
+/// The Levenshtein distance between `a` and `b`: the fewest single-character
+/// insertions, deletions and substitutions that turn one into the other.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // row[j]: the distance between the prefix of `a` seen so far and b[..j].
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 impl Config {
     /// Reads a configuration from JSON text (starting with `{`) or from the
     /// path of a JSON file.
     pub fn load(text_or_path: &str) -> Result<Config> {
-        if text_or_path.trim_start().starts_with('{') {
-            return Config::from_json(text_or_path);
-        }
-        let text = std::fs::read_to_string(text_or_path)
-            .map_err(|e| Error::config(format!("cannot read config file {text_or_path:?}: {e}")))?;
-        Config::from_json(&text)
+        Config::parse(&read(text_or_path)?, Mode::Node)
+    }
+
+    /// Reads a configuration for the mock network, as [`Config::load`] does
+    /// except that a member's `Address` may be left out and is never
+    /// resolved (nor is `Listen`): every member's `addr` and `listen` are
+    /// `0.0.0.0:0`. Nothing touches the network or DNS.
+    pub fn load_for_mock(text_or_path: &str) -> Result<Config> {
+        Config::parse(&read(text_or_path)?, Mode::Mock)
     }
 
     /// Parses and validates JSON text.
     pub fn from_json(text: &str) -> Result<Config> {
-        let raw: RawConfig = serde_json::from_str(text)
-            .map_err(|e| Error::config(format!("config is not valid JSON: {e}")))?;
-        let raw_peers = match (raw.peers, raw.servers) {
+        Config::parse(text, Mode::Node)
+    }
+
+    fn parse(text: &str, mode: Mode) -> Result<Config> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
+            Error::config(match e.classify() {
+                serde_json::error::Category::Data => format!("invalid config: {e}"),
+                _ => format!("config is not valid JSON: {e}"),
+            })
+        })?;
+        let (list, raw_peers) = match (raw.peers, raw.servers) {
             (Some(_), Some(_)) => {
                 return Err(Error::config(
                     "config has both \"Peers\" and \"Servers\"; give one",
                 ))
             }
-            (Some(p), None) | (None, Some(p)) => p,
-            (None, None) => Vec::new(),
+            (Some(p), None) => ("Peers", p),
+            (None, Some(p)) => ("Servers", p),
+            (None, None) => ("Peers", Vec::new()),
         };
         let mut peers: Vec<Peer> = Vec::with_capacity(raw_peers.len());
         for (i, rp) in raw_peers.into_iter().enumerate() {
             let id = rp
                 .id
-                .ok_or_else(|| Error::config(format!("Peers[{i}]: missing \"Id\"")))?;
+                .ok_or_else(|| Error::config(format!("{list}[{i}]: missing \"Id\"")))?;
             if id == BROADCAST {
                 return Err(Error::config(format!(
-                    "Peers[{i}]: \"Id\" {id} is reserved for BROADCAST"
+                    "{list}[{i}]: \"Id\" {id} is reserved for BROADCAST"
                 )));
+            }
+            if mode == Mode::Mock {
+                if peers.iter().any(|p| p.id == id) {
+                    return Err(Error::config(format!("{list}[{i}]: duplicate \"Id\" {id}")));
+                }
+                peers.push(Peer {
+                    id,
+                    address: rp.address.unwrap_or_default(),
+                    addr: MOCK_ADDR,
+                    listen: MOCK_ADDR,
+                });
+                continue;
             }
             let address = rp
                 .address
-                .ok_or_else(|| Error::config(format!("Peers[{i}]: missing \"Address\"")))?;
+                .ok_or_else(|| Error::config(format!("{list}[{i}]: missing \"Address\"")))?;
             let addr = resolve(&address)
-                .map_err(|e| Error::config(format!("Peers[{i}] (Id {id}): \"Address\" {e}")))?;
+                .map_err(|e| Error::config(format!("{list}[{i}] (Id {id}): \"Address\" {e}")))?;
             let listen = match rp.listen {
                 Some(l) => resolve(&l)
-                    .map_err(|e| Error::config(format!("Peers[{i}] (Id {id}): \"Listen\" {e}")))?,
+                    .map_err(|e| Error::config(format!("{list}[{i}] (Id {id}): \"Listen\" {e}")))?,
                 None => addr,
             };
             if let Some(p) = peers.iter().find(|p| p.id == id) {
                 return Err(Error::config(format!(
-                    "Peers[{i}]: duplicate \"Id\" {id} (also used by address {:?})",
+                    "{list}[{i}]: duplicate \"Id\" {id} (also used by address {:?})",
                     p.address
                 )));
             }
             if let Some(p) = peers.iter().find(|p| p.addr == addr) {
                 return Err(Error::config(format!(
-                    "Peers[{i}] (Id {id}): duplicate \"Address\" {address:?} (same as Id {})",
+                    "{list}[{i}] (Id {id}): duplicate \"Address\" {address:?} (same as Id {})",
                     p.id
                 )));
             }
@@ -218,6 +518,16 @@ impl Config {
     pub fn ids(&self) -> Vec<i64> {
         self.peers.iter().map(|p| p.id).collect()
     }
+}
+
+/// JSON text as it is (it starts with `{`), or the contents of the file it names.
+fn read(text_or_path: &str) -> Result<std::borrow::Cow<'_, str>> {
+    if text_or_path.trim_start().starts_with('{') {
+        return Ok(text_or_path.into());
+    }
+    std::fs::read_to_string(text_or_path)
+        .map(Into::into)
+        .map_err(|e| Error::config(format!("cannot read config file {text_or_path:?}: {e}")))
 }
 
 fn positive(field: &str, value: Option<i64>, default: i64) -> Result<i64> {
@@ -315,5 +625,111 @@ mod tests {
         assert!(err("{\n  \"Peers\": [,\n}").contains("line 2 column"));
         let e = Config::load("/nonexistent/cluster.json").unwrap_err();
         assert!(e.message.contains("cannot read config file"));
+    }
+
+    #[test]
+    fn unknown_fields_name_the_nearest_known_one() {
+        let top = err(r#"{"Peers":[{"Id":1,"Address":"localhost:7001"}],"InboxSise":5}"#);
+        assert!(
+            top.contains(r#"unknown field "InboxSise" (did you mean "InboxSize"?)"#),
+            "{top}"
+        );
+        assert!(top.contains("line 1 column"), "{top}");
+        let peer = err(r#"{"Peers":[{"Id":1,"Address":"localhost:7001"},{"Id":2,"Adress":"x"}]}"#);
+        assert!(
+            peer.contains(r#"Peers[1]: unknown field "Adress" (did you mean "Address"?)"#),
+            "{peer}"
+        );
+        let servers = err(r#"{"Servers":[{"Id":1,"address":"localhost:7001"}]}"#);
+        assert!(
+            servers.contains(r#"Servers[0]: unknown field "address" (did you mean "Address"?)"#),
+            "{servers}"
+        );
+        let far = err(r#"{"Zzzzzzzzzz":1}"#);
+        assert!(
+            far.contains(r#"unknown field "Zzzzzzzzzz" (known: "Peers","#),
+            "{far}"
+        );
+        assert!(err(r#"{"Listen":"0.0.0.0:1"}"#).contains("\"Listen\" is a member's setting"));
+        assert!(
+            err(r#"{"Peers":[{"Id":1,"Address":"localhost:1","InboxSize":5}]}"#)
+                .contains("Peers[0]: field \"InboxSize\" is a top-level setting")
+        );
+        assert!(err(r#"{"InboxSize":5,"InboxSize":6}"#).contains("duplicate field \"InboxSize\""));
+        // Every unknown-field message fits the C ABI's 256-byte error buffer.
+        assert!(far.len() < 256, "{} bytes: {far}", far.len());
+    }
+
+    #[test]
+    fn every_documented_setting_is_accepted() {
+        let c = Config::from_json(
+            r#"{"Peers":[{"Id":1,"Address":"localhost:7001","Listen":"127.0.0.1:7001"}],
+                "InboxSize":5,"OutboxSize":6,"MaxMessageSize":7,"CloseLingerMs":8,
+                "ReconnectMinMs":9,"ReconnectMaxMs":10,"Secret":"s"}"#,
+        )
+        .unwrap();
+        assert_eq!((c.inbox_size, c.outbox_size, c.max_message_size), (5, 6, 7));
+        assert_eq!(c.close_linger, Duration::from_millis(8));
+        assert_eq!(c.reconnect_max, Duration::from_millis(10));
+        assert_eq!(c.secret.as_deref(), Some(&b"s"[..]));
+        // What Go's json.Marshal writes for a Config with no peers.
+        let go = Config::from_json(r#"{"Peers":null,"InboxSize":1,"OutboxSize":2}"#).unwrap();
+        assert!(go.peers.is_empty());
+        // The README's example.
+        let readme = r#"{ "Peers": [ {"Id": 100, "Address": "localhost:7070"},
+                                     {"Id": 200, "Address": "localhost:8080"},
+                                     {"Id": 300, "Address": "localhost:9090"} ],
+                          "InboxSize": 1000,
+                          "OutboxSize": 1000 }"#;
+        assert_eq!(
+            Config::from_json(readme).unwrap().ids(),
+            vec![100, 200, 300]
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        assert!(
+            err(r#"{"InboxSize":"5"}"#).contains("expected \"InboxSize\" to be a 64-bit integer")
+        );
+        assert!(err(r#"{"Secret":5}"#).contains("expected \"Secret\" to be a string"));
+        assert!(err(r#"{"Peers":{}}"#).contains("expected \"Peers\" to be a list"));
+        assert!(err(r#"{"Peers":[{"Id":1,"Address":7}]}"#)
+            .contains("expected Peers[0] \"Address\" to be a string at line 1"));
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("inboxsise", "inboxsize"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("adress", "address"), 1);
+        assert_eq!(edit_distance("ünï", "uni"), 2);
+    }
+
+    #[test]
+    fn a_mock_config_needs_no_address_and_resolves_none() {
+        // `.invalid` never resolves (RFC 6761): a lookup would fail the load.
+        let c = Config::load_for_mock(
+            r#"{"Peers":[{"Id":1},{"Id":2,"Address":"no-such-host.invalid:1"},
+                         {"Id":3,"Address":"no-such-host.invalid:1","Listen":"nowhere"}],
+                "InboxSize":5}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ids(), vec![1, 2, 3]);
+        assert_eq!(c.inbox_size, 5);
+        assert!(c
+            .peers
+            .iter()
+            .all(|p| p.addr == MOCK_ADDR && p.listen == MOCK_ADDR));
+        let mock_err = |json: &str| Config::load_for_mock(json).unwrap_err().message;
+        assert!(mock_err(r#"{"Peers":[{"Id":1},{"Id":1}]}"#).contains("duplicate \"Id\" 1"));
+        assert!(mock_err(r#"{"Peers":[{"Address":"localhost:1"}]}"#).contains("missing \"Id\""));
+        assert!(mock_err(r#"{"Peers":[{"Id":1,"Adress":"x"}]}"#).contains("did you mean"));
+        assert!(mock_err(r#"{"InboxSize":0}"#).contains("InboxSize"));
+        // A real node still needs an address.
+        assert!(err(r#"{"Peers":[{"Id":1}]}"#).contains("missing \"Address\""));
     }
 }

@@ -15,11 +15,12 @@ from .errors import (
     BufferTooSmall,
     Closed,
     ClusterError,
+    ClusterIOError,
     ConfigError,
     Full,
     InternalError,
     InvalidArgument,
-    IOError_ as IOError,
+    OutOfRange,
     Timeout,
     TooLarge,
     UnknownPeer,
@@ -42,6 +43,8 @@ from .node import (
 MockServer = Node
 """A mock server is a `Node` (the original's ``mock.MockServer``)."""
 
+IOError = ClusterIOError  # noqa: A001 - the former name; not in __all__ (it shadows a built-in)
+
 __version__: str = _ffi.ffi.string(_ffi.lib.cluster_version()).decode()
 """The version of the loaded libcluster."""
 
@@ -57,16 +60,17 @@ __all__ = [
     "BufferTooSmall",
     "Closed",
     "ClusterError",
+    "ClusterIOError",
     "ConfigError",
     "Envelope",
     "Full",
-    "IOError",
     "Inbox",
     "InternalError",
     "InvalidArgument",
     "MockCluster",
     "MockServer",
     "Node",
+    "OutOfRange",
     "Outbox",
     "Timeout",
     "TooLarge",

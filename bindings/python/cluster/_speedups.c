@@ -31,6 +31,14 @@
  * no signal), and the next receive puts a result still pending back in
  * front, so the interrupted one is returned again.
  *
+ * Ctrl-C in a send: on the main thread, a send that may wait longer than a
+ * slice for room waits in slices instead (see `send_env`), with Python's
+ * signal handlers run between two. A slice that runs out makes the core
+ * drop and count the message; the port sends it again and notes the drop in
+ * `phantom` ({destination: count}, the node's), which `Node.stats` takes
+ * off. A broadcast is then sent to each peer in turn (one call would drop
+ * the message for a peer that stays full for a slice, with no error).
+ *
  * Every call into libcluster that may block releases the GIL; the port's
  * own state is only touched with the GIL held.
  */
@@ -54,16 +62,19 @@ typedef int (*recv_batch_fn)(const cluster_node_t *, cluster_envelope_t *, size_
                              int64_t, cluster_error_t *);
 typedef void (*free_fn)(cluster_envelope_t *, size_t);
 typedef int (*is_closed_fn)(const cluster_node_t *);
+typedef int (*peers_fn)(const cluster_node_t *, int64_t *, size_t, size_t *, cluster_error_t *);
 
 static send_fn p_send;
 static send_batch_fn p_send_batch;
 static recv_batch_fn p_recv_batch;
 static free_fn p_free;
 static is_closed_fn p_is_closed;
+static peers_fn p_peers;
 static PyObject *envelope_type; /* cluster.Envelope, a tuple subclass */
 static PyObject *decode_fn;     /* cluster.node.decode(kind, data) -> msg */
 static PyObject *encode_fn;     /* cluster.node.encode(msg, kind) -> (kind, data) */
 static PyObject *error_for_fn;  /* cluster.errors.error_for(code, message) -> exception */
+static PyObject *out_of_range;  /* cluster.errors.OutOfRange */
 static unsigned long main_thread; /* ident of the thread Python raises signal exceptions in */
 
 /* Before a receive parks its thread, it tries this many times more, yielding
@@ -76,6 +87,9 @@ static unsigned long main_thread; /* ident of the thread Python raises signal ex
 
 /* Longest wait in C before Python's signal handlers run (Ctrl-C). */
 #define SLICE_MS 50
+
+/* A send returns this (with an exception set) when a signal handler raised. */
+#define INTERRUPTED 1001
 
 /* Most envelopes one plain `recv` takes from the node at once. */
 #define READ_AHEAD 256
@@ -96,30 +110,65 @@ static int check_args(Py_ssize_t got, Py_ssize_t want, const char *name) {
     return 0;
 }
 
-/* init(send, send_batch, recv_batch, envelopes_free, is_closed, Envelope,
- *      decode, encode, error_for, main_thread_ident) */
+/* init(send, send_batch, recv_batch, envelopes_free, is_closed, peers,
+ *      Envelope, decode, encode, error_for, OutOfRange, main_thread_ident) */
 static PyObject *sp_init(PyObject *m, PyObject *const *a, Py_ssize_t n) {
     (void)m;
-    if (check_args(n, 10, "init") < 0)
+    if (check_args(n, 12, "init") < 0)
         return NULL;
-    main_thread = PyLong_AsUnsignedLong(a[9]);
+    main_thread = PyLong_AsUnsignedLong(a[11]);
     p_send = (send_fn)address(a[0]);
     p_send_batch = (send_batch_fn)address(a[1]);
     p_recv_batch = (recv_batch_fn)address(a[2]);
     p_free = (free_fn)address(a[3]);
     p_is_closed = (is_closed_fn)address(a[4]);
+    p_peers = (peers_fn)address(a[5]);
     if (PyErr_Occurred())
         return NULL;
-    if (!PyType_Check(a[5]) || !PyType_IsSubtype((PyTypeObject *)a[5], &PyTuple_Type)) {
+    if (!PyType_Check(a[6]) || !PyType_IsSubtype((PyTypeObject *)a[6], &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "Envelope must be a tuple subclass");
         return NULL;
     }
-    PyObject **slots[] = {&envelope_type, &decode_fn, &encode_fn, &error_for_fn};
-    for (int i = 0; i < 4; i++) {
-        Py_INCREF(a[5 + i]);
-        Py_XSETREF(*slots[i], a[5 + i]);
+    if (!PyExceptionClass_Check(a[10])) {
+        PyErr_SetString(PyExc_TypeError, "OutOfRange must be an exception class");
+        return NULL;
+    }
+    PyObject **slots[] = {&envelope_type, &decode_fn, &encode_fn, &error_for_fn, &out_of_range};
+    for (int i = 0; i < 5; i++) {
+        Py_INCREF(a[6 + i]);
+        Py_XSETREF(*slots[i], a[6 + i]);
     }
     Py_RETURN_NONE;
+}
+
+/* `o` as an int64_t argument: 0, or -1 with OutOfRange (naming the argument
+ * `name`, or `envelopes[index].name` for index >= 0, and the range) or a
+ * TypeError set. */
+static int arg_int64(PyObject *o, const char *name, Py_ssize_t index, int64_t *out) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError))
+            return -1;
+        PyErr_Clear();
+        if (index < 0)
+            PyErr_Format(PyExc_TypeError, "%s must be an integer, not %.100s", name,
+                         Py_TYPE(o)->tp_name);
+        else
+            PyErr_Format(PyExc_TypeError, "envelopes[%zd].%s must be an integer, not %.100s",
+                         index, name, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    if (overflow != 0) {
+        if (index < 0)
+            PyErr_Format(out_of_range, "%s must be in -2**63..2**63-1, got %R", name, o);
+        else
+            PyErr_Format(out_of_range, "envelopes[%zd].%s must be in -2**63..2**63-1, got %R",
+                         index, name, o);
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
 }
 
 /* Raises the exception of status `code` with the message of `err` (NULL or
@@ -147,8 +196,25 @@ static long long timeout_ms(PyObject *timeout) {
     if (timeout == NULL || timeout == Py_None)
         return -1;
     double t = PyFloat_AsDouble(timeout);
-    if (t == -1.0 && PyErr_Occurred())
-        return -2;
+    if (t == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError) && PyLong_Check(timeout)) {
+            PyErr_Clear(); /* an int beyond a double: for ever, or negative */
+            PyObject *zero = PyLong_FromLong(0);
+            int positive = zero == NULL ? -1 : PyObject_RichCompareBool(timeout, zero, Py_GT);
+            Py_XDECREF(zero);
+            if (positive < 0)
+                return -2;
+            t = positive ? INFINITY : -1.0;
+        } else {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError,
+                             "timeout must be None or a number of seconds, not %.100s",
+                             Py_TYPE(timeout)->tp_name);
+            }
+            return -2;
+        }
+    }
     if (isnan(t) || t < 0) {
         PyErr_Format(PyExc_ValueError, "timeout must be None or >= 0 seconds, got %R", timeout);
         return -2;
@@ -222,79 +288,6 @@ static PyObject *make_envelope(const cluster_envelope_t *e) {
     return env;
 }
 
-/* send_many(node, items: list, timeout_ms, sent: size_t*, err) -> status, or
- * NEEDS_PYTHON (nothing sent) if an item is not (pid, msg_id, bytes[, kind]). */
-static PyObject *sp_send_many(PyObject *m, PyObject *const *a, Py_ssize_t n) {
-    (void)m;
-    if (check_args(n, 5, "send_many") < 0)
-        return NULL;
-    const cluster_node_t *node = address(a[0]);
-    long long ms = PyLong_AsLongLong(a[2]);
-    size_t *sent = address(a[3]);
-    cluster_error_t *err = address(a[4]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (!PyList_CheckExact(a[1])) {
-        PyErr_SetString(PyExc_TypeError, "items must be a list");
-        return NULL;
-    }
-    PyObject *items = a[1];
-    Py_ssize_t count = PyList_GET_SIZE(items);
-    cluster_envelope_t *envs = PyMem_Calloc(count ? (size_t)count : 1, sizeof *envs);
-    if (envs == NULL)
-        return PyErr_NoMemory();
-    /* Own a reference to each payload: the list may change once the GIL is released. */
-    PyObject **keep = PyMem_Calloc(count ? (size_t)count : 1, sizeof *keep);
-    if (keep == NULL) {
-        PyMem_Free(envs);
-        return PyErr_NoMemory();
-    }
-    PyObject *result = NULL;
-    Py_ssize_t i;
-    for (i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(items, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 3 || PyTuple_GET_SIZE(item) > 4)
-            break;
-        PyObject *msg = PyTuple_GET_ITEM(item, 2);
-        if (!PyBytes_CheckExact(msg))
-            break;
-        unsigned long kind = 0;
-        if (PyTuple_GET_SIZE(item) == 4 && PyTuple_GET_ITEM(item, 3) != Py_None) {
-            kind = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(item, 3));
-            if (PyErr_Occurred() || kind > UINT32_MAX) {
-                PyErr_Clear();
-                break;
-            }
-        }
-        long long pid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 0));
-        long long msg_id = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 1));
-        if (PyErr_Occurred())
-            goto done;
-        envs[i].pid = pid;
-        envs[i].msg_id = msg_id;
-        envs[i].kind = (uint32_t)kind;
-        envs[i].data = (const uint8_t *)PyBytes_AS_STRING(msg);
-        envs[i].len = (size_t)PyBytes_GET_SIZE(msg);
-        Py_INCREF(msg);
-        keep[i] = msg;
-    }
-    if (i < count) {
-        result = PyLong_FromLong(NEEDS_PYTHON);
-        goto done;
-    }
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = p_send_batch(node, envs, (size_t)count, ms, sent, err);
-    Py_END_ALLOW_THREADS
-    result = PyLong_FromLong(rc);
-done:
-    for (Py_ssize_t j = 0; j < count; j++)
-        Py_XDECREF(keep[j]);
-    PyMem_Free(keep);
-    PyMem_Free(envs);
-    return result;
-}
-
 /* -- Port: one node's hot calls and its read-ahead ------------------------- */
 
 typedef struct {
@@ -311,9 +304,198 @@ typedef struct {
     size_t ready_cap, head, tail;
     unsigned long long discarded; /* read ahead, then thrown away at close */
     PyObject *pending; /* the main thread's last result, until the wrapper has it */
+    PyObject *phantom; /* {pid: drops the core counted for send slices that ran out} */
+    long long first_slice; /* ms: the first slice of a send that waits in slices */
 } Port;
 
 static PyTypeObject PortType;
+
+/* -- sends that Ctrl-C can interrupt (see the top of this file) ------------ */
+
+/* Whether a send of `ms` (-1 = for ever) waits in slices: on the main thread
+ * (the only one Python raises KeyboardInterrupt in) when it may wait longer
+ * than its first slice. */
+static int sliced(const Port *p, long long ms) {
+    return (ms < 0 || ms > p->first_slice) && PyThread_get_thread_ident() == main_thread;
+}
+
+/* Notes a drop the core counted for a slice that ran out; -1 on an error. */
+static int note_phantom(Port *p, int64_t pid) {
+    PyObject *key = PyLong_FromLongLong(pid);
+    if (key == NULL)
+        return -1;
+    long long n = 0;
+    PyObject *old = PyDict_GetItemWithError(p->phantom, key);
+    if (old != NULL)
+        n = PyLong_AsLongLong(old);
+    PyObject *val = PyErr_Occurred() ? NULL : PyLong_FromLongLong(n + 1);
+    int rc = val == NULL ? -1 : PyDict_SetItem(p->phantom, key, val);
+    Py_XDECREF(val);
+    Py_DECREF(key);
+    return rc;
+}
+
+/* Milliseconds left until `deadline` (ns), at least 0; -1 for none (0). */
+static long long ms_left(long long deadline) {
+    if (deadline == 0)
+        return -1;
+    long long left = deadline - now_ns();
+    return left <= 0 ? 0 : (left + 999999) / 1000000;
+}
+
+/* A unicast `env` with a timeout of `ms` (-1 = for ever) in slices, the
+ * first `first` ms long: the status, or INTERRUPTED with an exception set.
+ * A Full that came back before its slice ran out is a real drop (a peer
+ * that is down drops at once). */
+static int unicast_sliced(Port *p, cluster_envelope_t *env, long long ms, long long first,
+                          cluster_error_t *err) {
+    long long deadline = ms < 0 ? 0 : now_ns() + ms * 1000000LL;
+    long long slice = first;
+    for (;;) {
+        long long left = ms_left(deadline);
+        if (left >= 0 && left < slice)
+            slice = left;
+        long long start = now_ns();
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = p_send(p->node, env, slice, err);
+        Py_END_ALLOW_THREADS
+        if (rc != CLUSTER_E_FULL)
+            return rc;
+        long long end = now_ns();
+        if (end - start < slice * 1000000LL || (deadline != 0 && end >= deadline))
+            return rc;
+        if (note_phantom(p, env->pid) < 0 || PyErr_CheckSignals() < 0)
+            return INTERRUPTED;
+        slice = SLICE_MS;
+    }
+}
+
+/* A broadcast `env` as a unicast to each peer in turn, each in slices, `ms`
+ * being the whole call's: as a broadcast, a peer whose queue stays full
+ * drops it (counted) with no error. The status, or INTERRUPTED. */
+static int broadcast_sliced(Port *p, cluster_envelope_t *env, long long ms, long long first,
+                            cluster_error_t *err) {
+    int64_t stack[64];
+    int64_t *ids = stack;
+    size_t cap = 64, n = 0;
+    int rc;
+    while ((rc = p_peers(p->node, ids, cap, &n, err)) == CLUSTER_E_BUFFER_TOO_SMALL) {
+        if (ids != stack)
+            PyMem_Free(ids);
+        cap = n;
+        ids = PyMem_Malloc(cap * sizeof *ids);
+        if (ids == NULL) {
+            PyErr_NoMemory();
+            return INTERRUPTED;
+        }
+    }
+    if (rc == 0 && n == 0) { /* nothing to wait for: what the core says (TooLarge, Closed) */
+        Py_BEGIN_ALLOW_THREADS
+        rc = p_send(p->node, env, 0, err);
+        Py_END_ALLOW_THREADS
+    }
+    long long deadline = ms < 0 ? 0 : now_ns() + ms * 1000000LL;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        env->pid = ids[i];
+        int r = unicast_sliced(p, env, ms_left(deadline), i == 0 ? first : SLICE_MS, err);
+        if (r != 0 && r != CLUSTER_E_FULL && r != CLUSTER_E_UNKNOWN_PEER) /* a mock server closed */
+            rc = r;
+    }
+    env->pid = CLUSTER_BROADCAST;
+    if (ids != stack)
+        PyMem_Free(ids);
+    return rc;
+}
+
+/* cluster_send of `env` with a timeout of `ms`: in slices on the main
+ * thread when it may wait long. The status, or INTERRUPTED. */
+static int send_env(Port *p, cluster_envelope_t *env, long long ms, cluster_error_t *err) {
+    if (sliced(p, ms)) {
+        if (env->pid == CLUSTER_BROADCAST)
+            return broadcast_sliced(p, env, ms, p->first_slice, err);
+        return unicast_sliced(p, env, ms, p->first_slice, err);
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = p_send(p->node, env, ms, err);
+    Py_END_ALLOW_THREADS
+    return rc;
+}
+
+/* cluster_send_batch of envs[0..count) with a timeout of `ms` per envelope,
+ * in slices: each run of unicasts in one call per slice, each broadcast as
+ * broadcast_sliced. `*sent` is how many went out. The status, or
+ * INTERRUPTED. */
+static int batch_sliced(Port *p, cluster_envelope_t *envs, size_t count, long long ms,
+                        size_t *sent, cluster_error_t *err) {
+    size_t done = 0;
+    long long waited = 0; /* ms that envs[done] waited in slices that ran out */
+    long long slice = p->first_slice;
+    int rc = 0;
+    *sent = 0;
+    while (done < count) {
+        if (envs[done].pid == CLUSTER_BROADCAST) {
+            rc = broadcast_sliced(p, &envs[done], ms, slice, err);
+            slice = SLICE_MS;
+            if (rc != 0)
+                break;
+            *sent = ++done;
+            waited = 0;
+            continue;
+        }
+        size_t run = done + 1;
+        while (run < count && envs[run].pid != CLUSTER_BROADCAST)
+            run++;
+        long long wait = slice;
+        if (ms >= 0 && ms - waited < wait)
+            wait = ms - waited < 0 ? 0 : ms - waited;
+        size_t k = 0;
+        long long start = now_ns();
+        Py_BEGIN_ALLOW_THREADS
+        rc = p_send_batch(p->node, envs + done, run - done, wait, &k, err);
+        Py_END_ALLOW_THREADS
+        done += k;
+        *sent = done;
+        slice = SLICE_MS;
+        if (rc != CLUSTER_E_FULL) {
+            if (rc != 0)
+                break;
+            waited = 0;
+            continue;
+        }
+        /* The call's first envelope dropped at once: a peer down. A later one
+         * waited at most `wait`: counted as if it waited it all. */
+        int real = k == 0 && now_ns() - start < wait * 1000000LL;
+        waited = k ? wait : waited + wait;
+        if (real || (ms >= 0 && waited >= ms))
+            break;
+        if (note_phantom(p, envs[done].pid) < 0 || PyErr_CheckSignals() < 0)
+            return INTERRUPTED;
+    }
+    return rc;
+}
+
+/* Sets `sent` on the exception being raised (a KeyboardInterrupt). */
+static void tell_sent(size_t sent) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *n = PyLong_FromSize_t(sent);
+    if (n == NULL || PyObject_SetAttrString(exc, "sent", n) < 0)
+        PyErr_Clear();
+    Py_XDECREF(n);
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *n = PyLong_FromSize_t(sent);
+    if (n == NULL || value == NULL || PyObject_SetAttrString(value, "sent", n) < 0)
+        PyErr_Clear();
+    Py_XDECREF(n);
+    PyErr_Restore(type, value, tb);
+#endif
+}
 
 /* Throws the envelopes read ahead away (the node is closed). */
 static void discard_ready(Port *p) {
@@ -582,14 +764,96 @@ static int parse(const char *fname, PyObject *const *args, size_t nargsf, PyObje
     return 0;
 }
 
+/* send_many(items: list, timeout_ms, sent: size_t*, err) -> status, or
+ * NEEDS_PYTHON (nothing sent) if an item is not (pid, msg_id, bytes[, kind]);
+ * a KeyboardInterrupt gets `sent` too. */
+static PyObject *port_send_many(PyObject *self, PyObject *const *a, Py_ssize_t n) {
+    Port *p = (Port *)self;
+    if (check_args(n, 4, "send_many") < 0)
+        return NULL;
+    long long ms = PyLong_AsLongLong(a[1]);
+    size_t *sent = address(a[2]);
+    cluster_error_t *err = address(a[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyList_CheckExact(a[0])) {
+        PyErr_SetString(PyExc_TypeError, "items must be a list");
+        return NULL;
+    }
+    PyObject *items = a[0];
+    Py_ssize_t count = PyList_GET_SIZE(items);
+    cluster_envelope_t *envs = PyMem_Calloc(count ? (size_t)count : 1, sizeof *envs);
+    if (envs == NULL)
+        return PyErr_NoMemory();
+    /* Own a reference to each payload: the list may change once the GIL is released. */
+    PyObject **keep = PyMem_Calloc(count ? (size_t)count : 1, sizeof *keep);
+    if (keep == NULL) {
+        PyMem_Free(envs);
+        return PyErr_NoMemory();
+    }
+    PyObject *result = NULL;
+    Py_ssize_t i;
+    for (i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 3 || PyTuple_GET_SIZE(item) > 4)
+            break;
+        PyObject *msg = PyTuple_GET_ITEM(item, 2);
+        if (!PyBytes_CheckExact(msg))
+            break;
+        unsigned long kind = 0;
+        if (PyTuple_GET_SIZE(item) == 4 && PyTuple_GET_ITEM(item, 3) != Py_None) {
+            kind = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(item, 3));
+            if (PyErr_Occurred() || kind > UINT32_MAX) {
+                PyErr_Clear();
+                break;
+            }
+        }
+        int64_t pid, msg_id;
+        if (arg_int64(PyTuple_GET_ITEM(item, 0), "pid", i, &pid) < 0 ||
+            arg_int64(PyTuple_GET_ITEM(item, 1), "msg_id", i, &msg_id) < 0)
+            goto done;
+        envs[i].pid = pid;
+        envs[i].msg_id = msg_id;
+        envs[i].kind = (uint32_t)kind;
+        envs[i].data = (const uint8_t *)PyBytes_AS_STRING(msg);
+        envs[i].len = (size_t)PyBytes_GET_SIZE(msg);
+        Py_INCREF(msg);
+        keep[i] = msg;
+    }
+    if (i < count) {
+        result = PyLong_FromLong(NEEDS_PYTHON);
+        goto done;
+    }
+    int rc;
+    if (sliced(p, ms)) {
+        rc = batch_sliced(p, envs, (size_t)count, ms, sent, err);
+        if (rc == INTERRUPTED) {
+            tell_sent(*sent);
+            goto done;
+        }
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        rc = p_send_batch(p->node, envs, (size_t)count, ms, sent, err);
+        Py_END_ALLOW_THREADS
+    }
+    result = PyLong_FromLong(rc);
+done:
+    for (Py_ssize_t j = 0; j < count; j++)
+        Py_XDECREF(keep[j]);
+    PyMem_Free(keep);
+    PyMem_Free(envs);
+    return result;
+}
+
 /* Sends `msg` (any payload; `kind` NULL or None: chosen from its type). */
 static PyObject *send_one(Port *p, PyObject *pid, PyObject *msg, PyObject *msg_id,
                           PyObject *timeout, PyObject *kind) {
     cluster_envelope_t env = {0};
-    env.pid = PyLong_AsLongLong(pid);
-    env.msg_id = msg_id == NULL ? 0 : PyLong_AsLongLong(msg_id);
+    if (arg_int64(pid, "pid", -1, &env.pid) < 0 ||
+        (msg_id != NULL && arg_int64(msg_id, "msg_id", -1, &env.msg_id) < 0))
+        return NULL;
     long long ms = timeout_ms(timeout);
-    if (PyErr_Occurred())
+    if (ms == -2)
         return NULL;
     PyObject *encoded = NULL;
     Py_buffer view = {0};
@@ -622,14 +886,13 @@ static PyObject *send_one(Port *p, PyObject *pid, PyObject *msg, PyObject *msg_i
     cluster_error_t err;
     err.code = 0;
     err.message[0] = '\0';
-    int rc;
     /* The payload is held (msg, or the buffer view) while the GIL is released. */
-    Py_BEGIN_ALLOW_THREADS
-    rc = p_send(p->node, &env, ms, &err);
-    Py_END_ALLOW_THREADS
+    int rc = send_env(p, &env, ms, &err);
     if (view.obj != NULL)
         PyBuffer_Release(&view);
     Py_XDECREF(encoded);
+    if (rc == INTERRUPTED)
+        return NULL;
     if (rc != 0)
         return raise_status(rc, &err);
     Py_RETURN_NONE;
@@ -700,12 +963,21 @@ static PyObject *port_recv_many(PyObject *self, PyObject *const *args, size_t na
         return NULL;
     long long max = 1024;
     if (f[0] != NULL) {
-        max = PyLong_AsLongLong(f[0]);
-        if (max == -1 && PyErr_Occurred())
+        int overflow = 0;
+        max = PyLong_AsLongLongAndOverflow(f[0], &overflow);
+        if (max == -1 && PyErr_Occurred()) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "max must be an integer, not %.100s",
+                             Py_TYPE(f[0])->tp_name);
+            }
             return NULL;
+        }
+        if (overflow != 0) /* beyond int64: the cap, or below 1 */
+            max = overflow > 0 ? MAX_BATCH : 0;
     }
     if (max < 1) {
-        PyErr_Format(PyExc_ValueError, "max must be at least 1, got %lld", max);
+        PyErr_Format(PyExc_ValueError, "max must be at least 1, got %R", f[0]);
         return NULL;
     }
     if (max > MAX_BATCH)
@@ -759,14 +1031,21 @@ static PyObject *port_get_discarded(PyObject *self, void *closure) {
     return PyLong_FromUnsignedLongLong(((Port *)self)->discarded);
 }
 
-/* Port(node: int address, keep: object) */
+/* Port(node: int address, keep: object, phantom: dict, first_slice_ms: int) */
 static PyObject *port_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    PyObject *addr, *keep;
+    PyObject *addr, *keep, *phantom, *first;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "Port takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "Port", 2, 2, &addr, &keep))
+    if (!PyArg_UnpackTuple(args, "Port", 4, 4, &addr, &keep, &phantom, &first))
+        return NULL;
+    if (!PyDict_Check(phantom)) {
+        PyErr_SetString(PyExc_TypeError, "Port's phantom must be a dict");
+        return NULL;
+    }
+    long long first_slice = PyLong_AsLongLong(first);
+    if (first_slice == -1 && PyErr_Occurred())
         return NULL;
     const cluster_node_t *node = address(addr);
     if (node == NULL) {
@@ -785,12 +1064,16 @@ static PyObject *port_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
     p->node = node;
     Py_INCREF(keep);
     p->keep = keep;
+    Py_INCREF(phantom);
+    p->phantom = phantom;
+    p->first_slice = first_slice < 1 ? 1 : first_slice;
     return (PyObject *)p;
 }
 
 static void port_dealloc(PyObject *self) {
     Port *p = (Port *)self;
     Py_XDECREF(p->pending);
+    Py_XDECREF(p->phantom);
     for (size_t i = p->head; i < p->tail; i++)
         Py_DECREF(p->ready[i]);
     if (p->arr_pos < p->arr_count)
@@ -810,6 +1093,8 @@ static PyMethodDef port_methods[] = {
      "put(env, timeout=None): Outbox.put"},
     {"recv", (PyCFunction)(void (*)(void))port_recv, METH_FASTCALL | METH_KEYWORDS,
      "recv(timeout=None): Node.recv"},
+    {"send_many", (PyCFunction)(void (*)(void))port_send_many, METH_FASTCALL,
+     "send_many(items, timeout_ms, sent, err) -> status: Node.send_many's C path"},
     {"recv_many", (PyCFunction)(void (*)(void))port_recv_many, METH_FASTCALL | METH_KEYWORDS,
      "recv_many(max=1024, timeout=None): Node.recv_many"},
     {"discard_if_closed", port_discard_if_closed, METH_NOARGS,
@@ -831,7 +1116,8 @@ static PyTypeObject PortType = {
     .tp_name = "cluster._speedups.Port",
     .tp_basicsize = sizeof(Port),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Port(node, keep): one node's hot calls in C, with read-ahead.",
+    .tp_doc = "Port(node, keep, phantom, first_slice_ms): one node's hot calls in C, with "
+              "read-ahead.",
     .tp_new = port_new,
     .tp_dealloc = port_dealloc,
     .tp_methods = port_methods,
@@ -840,10 +1126,8 @@ static PyTypeObject PortType = {
 
 static PyMethodDef methods[] = {
     {"init", (PyCFunction)(void (*)(void))sp_init, METH_FASTCALL,
-     "init(send, send_batch, recv_batch, envelopes_free, is_closed, Envelope, decode, encode, "
-     "error_for)"},
-    {"send_many", (PyCFunction)(void (*)(void))sp_send_many, METH_FASTCALL,
-     "send_many(node, items, timeout_ms, sent, err) -> status"},
+     "init(send, send_batch, recv_batch, envelopes_free, is_closed, peers, Envelope, decode, "
+     "encode, error_for, OutOfRange, main_thread_ident)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -33,6 +33,15 @@ class InvalidArgument(ClusterError, ValueError):
     code = -2
 
 
+class OutOfRange(InvalidArgument, OverflowError):
+    """An integer argument does not fit the C type it is passed as (a pid or
+    msg_id in int64_t, a seed in uint64_t, ...); the message names the
+    argument and its range. Both a `ValueError` (as `InvalidArgument`) and an
+    `OverflowError` (what Python raises for an int too big for C)."""
+
+    code = -2
+
+
 class ConfigError(ClusterError, ValueError):
     """The configuration is invalid; the message names the field (CLUSTER_E_CONFIG)."""
 
@@ -45,10 +54,18 @@ class AddrInUse(ClusterError, OSError):
     code = -4
 
 
-class IOError_(ClusterError, OSError):
-    """An operating-system I/O error (CLUSTER_E_IO). Exported as ``cluster.IOError``."""
+class ClusterIOError(ClusterError, OSError):
+    """An operating-system I/O error (CLUSTER_E_IO).
+
+    Not named ``IOError``: ``from cluster import *`` would shadow the built-in
+    (an alias of `OSError`). ``cluster.IOError`` remains as an alias for old
+    code, left out of ``__all__``."""
 
     code = -5
+
+
+IOError_ = ClusterIOError
+"""The class's former name, kept for old code."""
 
 
 class UnknownPeer(ClusterError, KeyError):
@@ -102,7 +119,7 @@ _BY_CODE: Dict[int, Type[ClusterError]] = {
     -2: InvalidArgument,
     -3: ConfigError,
     -4: AddrInUse,
-    -5: IOError_,
+    -5: ClusterIOError,
     -6: UnknownPeer,
     -7: TooLarge,
     -8: Timeout,

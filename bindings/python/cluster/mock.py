@@ -8,7 +8,7 @@ import warnings
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from ._ffi import ffi, lib
-from .node import Config, Node, _open_mocks, check, config_text, read_ids, take_string
+from .node import UINT64, Config, Node, _open_mocks, c_int, check, config_text, read_ids, take_string
 
 
 def _free_mock(mock: Any, _free: Callable[[Any], None] = lib.cluster_mock_free) -> None:
@@ -20,8 +20,9 @@ class MockCluster:
 
     ``config`` (a dict, JSON text, a path, or None for an empty cluster) gives
     the queue sizes, and every configured id is started as a server
-    (addresses are not used; nothing touches the network). ``seed`` drives
-    every drop, duplicate and delay decision, so a failing run can be replayed.
+    (addresses may be left out and are not used; nothing touches the network
+    or DNS). ``seed`` (0..2**64-1) drives every drop, duplicate and delay
+    decision, so a failing run can be replayed.
 
     Servers are `Node` objects: the same send/recv code runs against them
     and against real nodes. ``servers`` maps the id of each open server to
@@ -32,7 +33,7 @@ class MockCluster:
         err = ffi.new("cluster_error_t *")
         out = ffi.new("cluster_mock_t **")
         text = ffi.NULL if config is None else config_text(config)
-        check(lib.cluster_mock_new(text, seed, out, err), err)
+        check(lib.cluster_mock_new(text, c_int(seed, "seed", UINT64), out, err), err)
         self._handle = ffi.gc(out[0], _free_mock)
         self._closing = False
         self._nodes: Dict[int, Node] = {}
@@ -52,7 +53,7 @@ class MockCluster:
                 return node
             err = ffi.new("cluster_error_t *")
             out = ffi.new("cluster_node_t **")
-            check(lib.cluster_mock_add_server(self._handle, pid, out, err), err)
+            check(lib.cluster_mock_add_server(self._handle, c_int(pid, "pid"), out, err), err)
             node = Node._from_handle(out[0], pid, self._handle)
             self._nodes[pid] = node
             return node
@@ -73,7 +74,7 @@ class MockCluster:
         counted). Servers not named form one more group. Replaces any earlier
         partition; ``partition()`` with no group heals."""
         lists = [list(g) for g in groups]
-        ids = [i for g in lists for i in g]
+        ids = [c_int(i, "server id") for g in lists for i in g]
         err = ffi.new("cluster_error_t *")
         check(
             lib.cluster_mock_partition(
@@ -93,12 +94,12 @@ class MockCluster:
     def hold(self, src: int, dst: int) -> None:
         """Holds the link ``src`` -> ``dst``: later messages on it are kept
         (at most OutboxSize) until `release`."""
-        self._call(lib.cluster_mock_hold, src, dst)
+        self._call(lib.cluster_mock_hold, c_int(src, "src"), c_int(dst, "dst"))
 
     def release(self, src: int, dst: int, shuffle: bool = False) -> None:
         """Delivers what the held link ``src`` -> ``dst`` kept, in order or in
         an order drawn from the seed (``shuffle``), and opens it."""
-        self._call(lib.cluster_mock_release, src, dst, 1 if shuffle else 0)
+        self._call(lib.cluster_mock_release, c_int(src, "src"), c_int(dst, "dst"), 1 if shuffle else 0)
 
     def trace(self, enable: bool = True) -> None:
         """Starts (or stops) recording every message's fate."""

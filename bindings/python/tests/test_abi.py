@@ -91,3 +91,25 @@ def test_speedups_compile_without_warnings(header, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_no_exported_name_shadows_a_builtin():
+    """``from cluster import *`` (and from each module) rebinds no built-in
+    name: the I/O error is `ClusterIOError`, not ``IOError``."""
+    import builtins
+    import importlib
+
+    assert not set(cluster.__all__) & set(dir(builtins))
+    for module in ("cluster", "cluster.errors", "cluster.mock", "cluster.node", "cluster.testing"):
+        names: dict = {}
+        exec(f"from {module} import *", names)
+        shadowed = (set(names) - {"__builtins__"}) & set(dir(builtins))
+        assert not shadowed, f"from {module} import * shadows {shadowed}"
+        importlib.import_module(module)
+    exported: dict = {}
+    exec("from cluster import *", exported)
+    assert set(exported) - {"__builtins__"} == set(cluster.__all__)
+    assert "IOError" not in exported and exported["ClusterIOError"] is cluster.ClusterIOError
+    assert cluster.IOError is cluster.ClusterIOError  # the former name, for old code
+    assert issubclass(cluster.ClusterIOError, OSError)
+    assert type(errors.error_for(-5, "io")) is cluster.ClusterIOError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import threading
 import warnings
 
@@ -247,3 +248,22 @@ def test_an_unclosed_mock_warns_when_collected():
 def test_bad_mock_config():
     with pytest.raises(cluster.ConfigError):
         MockCluster('{"Peers": 5}')
+    with pytest.raises(cluster.ConfigError, match=r'Peers\[0\]: unknown field "Adress" \(did you mean "Address"\?\)'):
+        MockCluster({"Peers": [{"Id": 1, "Adress": "localhost:1"}]})
+    with pytest.raises(cluster.ConfigError, match='did you mean "OutboxSize"'):
+        MockCluster({"OutboxSise": 5})
+
+
+def test_mock_peers_need_no_address_and_no_dns(tmp_path):
+    """The mock ignores addresses, as the Go mock does: they may be left out,
+    and are not resolved (`.invalid` never resolves; a lookup would fail)."""
+    cfg = {"Peers": [{"Id": 1}, {"Id": 2, "Address": "no-such-host.invalid:1"}], "InboxSize": 5}
+    path = tmp_path / "mock.json"
+    path.write_text(json.dumps(cfg))
+    for form in (cfg, json.dumps(cfg), path):
+        with MockCluster(form) as mock:
+            assert sorted(mock.servers) == [1, 2]
+            mock.servers[1].send(2, b"hi")
+            assert mock.servers[2].recv(5).msg == b"hi"
+    with pytest.raises(cluster.ConfigError, match='duplicate "Id" 1'):
+        MockCluster({"Peers": [{"Id": 1}, {"Id": 1}]})

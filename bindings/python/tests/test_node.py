@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 import cluster
-from cluster import BROADCAST, Envelope
+from cluster import BROADCAST, Envelope, MockCluster
 from conftest import make_config, recv_all, wait_connected, wait_until
 
 
@@ -342,6 +342,15 @@ def test_servers_is_another_name_for_peers():
         ({"Peers": [{"Id": 1, "Address": "127.0.0.1:1"}], "InboxSize": 0}, ["InboxSize"]),
         ('{"Peers": [', ["JSON", "line 1"]),
         ("/nonexistent/cluster.json", ["cannot read", "/nonexistent/cluster.json"]),
+        (
+            {"Peers": [{"Id": 1, "Address": "127.0.0.1:1"}], "InboxSise": 5},
+            ['unknown field "InboxSise" (did you mean "InboxSize"?)', "line 1"],
+        ),
+        (
+            {"Peers": [{"Id": 1, "Address": "127.0.0.1:1", "Adress": "127.0.0.1:2"}]},
+            ['Peers[0]: unknown field "Adress" (did you mean "Address"?)'],
+        ),
+        ({"Servers": [{"id": 1, "Address": "127.0.0.1:1"}]}, ['Servers[0]: unknown field "id" (did you mean "Id"?)']),
     ],
 )
 def test_bad_config_names_the_problem(config, words):
@@ -350,6 +359,17 @@ def test_bad_config_names_the_problem(config, words):
     for w in words:
         assert w in str(e.value)
     assert isinstance(e.value, ValueError)
+
+
+def test_every_documented_setting_is_accepted():
+    """README's config table, every setting at once (Listen per member)."""
+    cfg = make_config([1, 2], InboxSize=5, OutboxSize=6, MaxMessageSize=1000, CloseLingerMs=10)
+    cfg.update(ReconnectMinMs=1, ReconnectMaxMs=20, Secret="s3cret")
+    cfg["Peers"][0]["Listen"] = cfg["Peers"][0]["Address"]
+    with cluster.Node(1, cfg) as n:
+        assert n.peers == [2]
+        with pytest.raises(cluster.TooLarge):
+            n.send(2, b"x" * 1001)
 
 
 def test_bad_config_type_is_a_type_error():
@@ -538,6 +558,67 @@ def test_close_wakes_recv_many_and_an_infinite_timeout(nodes):
     assert not any(t.is_alive() for t in ts) and len(errors) == 3
 
 
+# -- integers and timeouts crossing into C --------------------------------------
+
+
+def test_integers_beyond_their_c_type_name_the_argument_and_its_range():
+    i64, u64 = "-2**63..2**63-1", "0..2**64-1"
+    with MockCluster(make_config([1, 2])) as mock:
+        a, b = mock.servers[1], mock.servers[2]
+        cases = [
+            (lambda: a.send(2, b"x", msg_id=2**64), "msg_id", i64),
+            (lambda: a.send(2, "x", msg_id=-(2**63) - 1), "msg_id", i64),
+            (lambda: a.send(2**63, b"x"), "pid", i64),
+            (lambda: a.broadcast(b"x", msg_id=2**64), "msg_id", i64),
+            (lambda: a.outbox.put(Envelope(2, 2**64, b"x")), "msg_id", i64),
+            (lambda: a.send_many([(2, 0, b"x"), (2, 2**64, b"x")]), "envelopes[1].msg_id", i64),
+            (lambda: a.send_many([(2, 0, "x"), (2**64, 0, "x")]), "envelopes[1].pid", i64),
+            (lambda: a.send(2, b"x", kind=2**32), "kind", "0..2**32-1"),
+            (lambda: a.seed(-1), "seed", u64),
+            (lambda: a.set_max_delay(2**63), "ms", i64),
+            (lambda: a.cut(2**64), "peer id", i64),
+            (lambda: mock.add_server(2**64), "pid", i64),
+            (lambda: mock.partition([1], [2**64]), "server id", i64),
+            (lambda: mock.hold(1, 2**64), "dst", i64),
+            (lambda: MockCluster(seed=2**64), "seed", u64),
+            (lambda: cluster.Node(2**64, make_config([1])), "id", i64),
+        ]
+        for call, name, bounds in cases:
+            with pytest.raises(cluster.OutOfRange) as e:
+                call()
+            assert f"{name} must be in {bounds}, got " in str(e.value)
+            # Caught as before (OverflowError) and as a bad argument.
+            assert isinstance(e.value, OverflowError) and isinstance(e.value, cluster.InvalidArgument)
+            assert isinstance(e.value, ValueError) and e.value.name == "CLUSTER_E_INVALID_ARG"
+        with pytest.raises(TypeError, match="pid must be an integer, not float"):
+            a.send(2.0, b"x")
+        assert recv_all(b, 0.05) == []  # none of them sent anything
+        a.send(2, b"top", msg_id=2**63 - 1)
+        a.send(2, "bottom", msg_id=-(2**63))
+        assert [e.msg_id for e in recv_all(b, 0.05)] == [2**63 - 1, -(2**63)]
+
+
+def test_timeouts_too_long_for_c_wait_for_ever_and_bad_ones_are_named():
+    with MockCluster(make_config([1, 2])) as mock:
+        a, b = mock.servers[1], mock.servers[2]
+        for t in (1e16, 2**70, 10**400, float("inf")):
+            a.send(2, b"x", timeout=t)
+            a.send_many([(2, 0, "y")], timeout=t)
+            a.outbox.put(Envelope(2, 0, b"z"), timeout=t)
+            assert b.recv(timeout=t).msg == b"x"
+            assert [e.msg for e in b.recv_many(2**64, timeout=t)] == ["y", b"z"]
+        for bad in (-1, -(10**400), float("nan")):
+            with pytest.raises(ValueError, match="timeout must be None or >= 0 seconds"):
+                a.send(2, b"x", timeout=bad)
+        with pytest.raises(TypeError, match="timeout must be None or a number of seconds, not str"):
+            a.send(2, b"x", timeout="1")
+        with pytest.raises(TypeError, match="timeout must be None or a number of seconds, not str"):
+            b.recv(timeout="1")
+        with pytest.raises(TypeError, match="max must be an integer"):
+            b.recv_many(2.5)
+        assert recv_all(b, 0.05) == []
+
+
 def test_recv_many_caps_a_huge_max(nodes):
     (a,) = nodes([1])
     a.send_many([(1, i, b"m") for i in range(3)])
@@ -545,3 +626,105 @@ def test_recv_many_caps_a_huge_max(nodes):
     while len(got) < 3:
         got += a.recv_many(10**12, timeout=5)
     assert [e.msg_id for e in got] == [0, 1, 2]
+
+
+# -- a send that waits for room on the main thread (Ctrl-C: test_signals.py) --
+
+
+def fill_real(a: cluster.Node, to: int) -> int:
+    """Sends to a live peer that never reads until a send has waited 0.2 s for
+    room in vain (one slice: not cut); the message ids sent, from 0."""
+    n = 0
+    while True:
+        try:
+            a.send(to, b"x" * 65536, msg_id=n, timeout=0.2)
+        except cluster.Full:
+            return n
+        n += 1
+
+
+def drain_after_a_slice(a: cluster.Node, b: cluster.Node, got: list) -> threading.Thread:
+    """A thread that waits until one of ``a``'s send slices has run out (a
+    drop the wrapper notes), then receives on ``b`` up to msg_id -1. If that
+    fails, it closes ``a``, which ends the send waiting on the main thread."""
+
+    def run() -> None:
+        try:
+            wait_until(lambda: getattr(a, "_phantom", None), timeout=30, what="a send slice to run out")
+            while not got or got[-1].msg_id != -1:
+                got.append(b.recv(10))
+        except BaseException:
+            a.close()
+            raise
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("how", ["send", "put", "send_many", "send_many_encoded", "broadcast"])
+def test_a_send_waiting_in_slices_counts_no_drop_and_keeps_order(how):
+    """On the main thread a send that waits for room does so in slices; the
+    core drops and counts the message at the end of each, the wrapper sends
+    it again and `stats` takes those drops off: once there is room the send
+    returns, every message arrives in order, and only real drops show. A
+    broadcast waits for the full peer and reaches the others at once."""
+    with MockCluster(make_config([1, 2, 3], InboxSize=3)) as mock:
+        a, b, c = mock.servers[1], mock.servers[2], mock.servers[3]
+        a.send_many([(2, i, b"m") for i in range(3)])
+        with pytest.raises(cluster.Full):  # a real drop, counted
+            a.send(2, b"lost", msg_id=-1, timeout=0)
+        got: list = []
+        drainer = drain_after_a_slice(a, b, got)
+        if how == "send":
+            a.send(2, b"m", msg_id=3)
+            a.send(2, b"m", msg_id=4)
+        elif how == "put":
+            a.outbox.put(Envelope(2, 3, b"m"))
+            a.outbox.put(Envelope(2, 4, b"m"), timeout=60)
+        elif how == "send_many":  # bytes only: the C path, if built
+            assert a.send_many([(2, 3, b"m"), (BROADCAST, 4, b"m")]) == 2
+        elif how == "send_many_encoded":
+            assert a.send_many([(2, 3, "m"), (BROADCAST, 4, {"j": 1})]) == 2
+        else:
+            a.broadcast(b"m", msg_id=3)
+            a.broadcast("m", msg_id=4)
+        a.send(2, b"end", msg_id=-1)
+        drainer.join(30)
+        assert [e.msg_id for e in got] == [0, 1, 2, 3, 4, -1]
+        to_c = [e.msg_id for e in recv_all(c, 0.05)]
+        assert to_c == ([4] if how.startswith("send_many") else [3, 4] if how == "broadcast" else [])
+        assert sum(a._phantom.values()) >= 1
+        assert a.stats()["dropped"]["queue_full"] == 1
+
+
+def test_a_real_send_waiting_in_slices_counts_no_drop(nodes):
+    a, b = nodes([1, 2], InboxSize=4, OutboxSize=4)
+    n = fill_real(a, 2)  # id n was dropped
+    got: list = []
+    drainer = drain_after_a_slice(a, b, got)
+    i = n + 1
+    while not a._phantom:  # until a send waited past its first slice (1 s)
+        a.send(2, b"m", msg_id=i)
+        i += 1
+    a.send(2, b"end", msg_id=-1)
+    drainer.join(30)
+    assert [e.msg_id for e in got] == list(range(n)) + list(range(n + 1, i)) + [-1]
+    stats = a.stats()
+    assert stats["dropped"]["queue_full"] == 1
+    assert [p["dropped"]["queue_full"] for p in stats["peers"]] == [1]
+    assert sum(a._phantom.values()) >= 1
+
+
+def test_a_send_waiting_in_slices_still_times_out_as_asked():
+    with MockCluster(make_config([1, 2], InboxSize=1)) as mock:
+        a = mock.servers[1]
+        a.send(2, b"m")
+        start = time.monotonic()
+        with pytest.raises(cluster.Full):
+            a.send(2, b"m", timeout=0.3)  # 6 slices of 50 ms
+        assert 0.3 <= time.monotonic() - start < 5
+        with pytest.raises(cluster.Full):
+            a.send_many([(2, 1, b"m")], timeout=0.3)
+        a.broadcast(b"m", timeout=0.3)  # a broadcast drops for a full peer, no error
+        assert a.stats()["dropped"]["queue_full"] == 3

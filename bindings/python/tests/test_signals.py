@@ -1,15 +1,18 @@
-"""Ctrl-C: a process blocked in recv gets SIGINT and ends with KeyboardInterrupt;
-interrupts landing while messages flow lose none of them."""
+"""Ctrl-C: a process blocked in recv, or in a send on a full peer, gets SIGINT
+and ends with KeyboardInterrupt; interrupts landing while messages flow lose
+none of them."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -78,6 +81,77 @@ RECEIVER = textwrap.dedent(
 )
 
 
+# Blocked in a send: node 1 fills the way to node 2, which lives in the test
+# and never reads, until a send waits 0.2 s for room in vain (a drop, counted),
+# then makes CALL, which waits for room for ever, again and again (on a busy
+# machine the way may move on after 0.2 s). A thread prints "blocked" once a
+# send slice has run out (the wrapper noted the drop the core counted for it):
+# the main thread is in the call. On KeyboardInterrupt the child prints its
+# queue_full drops (only the real one: the slices' are taken off) and how
+# many of a batch went out.
+SEND_BLOCKED = textwrap.dedent(
+    """
+    import json, sys, threading, time, cluster, cluster.testing
+    from cluster import BROADCAST, Envelope
+    node = cluster.Node(1, sys.argv[1])
+    cluster.testing.wait_connected([node])
+    payload = b"x" * 65536
+    n = 0
+    while True:
+        try:
+            node.send(2, payload, msg_id=n, timeout=0.2)
+        except cluster.Full:
+            break
+        n += 1
+
+    def watch():
+        while not node._phantom:
+            time.sleep(0.005)
+        print("blocked", flush=True)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        while True:
+            CALL
+    except KeyboardInterrupt as e:
+        dropped = node.stats()["dropped"]["queue_full"]
+        print(json.dumps({"queue_full": dropped, "sent": getattr(e, "sent", None)}), flush=True)
+        raise
+    """
+)
+
+# The same on the mock: server 2's inbox holds one message.
+MOCK_SEND_BLOCKED = textwrap.dedent(
+    """
+    import json, threading, time, cluster
+    from cluster import BROADCAST, Envelope
+    peers = [{"Id": 1, "Address": "127.0.0.1:1"}, {"Id": 2, "Address": "127.0.0.1:2"}]
+    mock = cluster.MockCluster({"Peers": peers, "InboxSize": 1})
+    node = mock.servers[1]
+    payload = b"m"
+    node.send(2, payload)
+    try:
+        node.send(2, payload, timeout=0)
+    except cluster.Full:
+        pass
+
+    def watch():
+        while not node._phantom:
+            time.sleep(0.005)
+        print("blocked", flush=True)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        while True:
+            CALL
+    except KeyboardInterrupt as e:
+        dropped = node.stats()["dropped"]["queue_full"]
+        print(json.dumps({"queue_full": dropped, "sent": getattr(e, "sent", None)}), flush=True)
+        raise
+    """
+)
+
+
 def spawn(script: str, tmp_path, *args: str) -> subprocess.Popen:
     path = tmp_path / "child.py"
     path.write_text(script)
@@ -107,6 +181,92 @@ def test_sigint_interrupts_a_recv(tmp_path, script):
         child.kill()
     assert "KeyboardInterrupt" in err
     assert child.returncode in (-signal.SIGINT, 1, 130)
+
+
+def line_reader(child: subprocess.Popen) -> "queue.Queue[str]":
+    """The child's stdout, line by line ("" at its end), read by a thread so
+    that the test can wait for a line with a deadline."""
+    lines: "queue.Queue[str]" = queue.Queue()
+
+    def read() -> None:
+        for line in child.stdout:
+            lines.put(line.strip())
+        lines.put("")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def interrupt_when_blocked(child: subprocess.Popen) -> tuple:
+    """Waits (60 s at most) for the child's "blocked", sends SIGINT, and
+    returns its report, the seconds it took to come, and its stderr."""
+    lines = line_reader(child)
+    try:
+        line = lines.get(timeout=60)
+    except queue.Empty:
+        line = "nothing in 60 s"
+    if line != "blocked":
+        child.kill()
+        _, err = child.communicate(timeout=20)
+        pytest.fail(f"the child said {line!r}, exited {child.returncode}: {err}")
+    start = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    try:
+        report = lines.get(timeout=60)
+    except queue.Empty:
+        report = ""
+    took = time.monotonic() - start
+    if not report:
+        child.kill()
+    _, err = child.communicate(timeout=20)
+    assert report, f"no report after SIGINT: {err}"
+    return json.loads(report), took, err
+
+
+@pytest.mark.parametrize(
+    "call, sent",
+    [
+        ("node.send(2, payload)", None),
+        ("node.broadcast(payload)", None),
+        ("node.send_many([(2, n + 1, payload), (2, n + 2, payload)])", (0, 1)),
+        ("node.send_many([(2, n + 1, 'text'), (BROADCAST, n + 2, payload)])", (0, 1)),
+    ],
+    ids=["send", "broadcast", "send_many", "send_many_encoded"],
+)
+def test_sigint_interrupts_a_send_on_a_full_peer(tmp_path, call, sent):
+    cfg = make_config([1, 2], InboxSize=4, OutboxSize=4)
+    with cluster.Node(2, cfg):  # never reads
+        child = spawn(SEND_BLOCKED.replace("CALL", call), tmp_path, json.dumps(cfg))
+        try:
+            report, took, err = interrupt_when_blocked(child)
+        finally:
+            child.kill()
+    assert "KeyboardInterrupt" in err
+    assert child.returncode in (-signal.SIGINT, 1, 130)
+    assert took < 10  # slices of 50 ms after the first; generous for a loaded machine
+    assert report["queue_full"] == 1
+    assert report["sent"] in sent if sent else report["sent"] is None
+
+
+@pytest.mark.parametrize(
+    "call, sent",
+    [
+        ("node.send(2, payload, timeout=float('inf'))", None),
+        ("node.outbox.put(Envelope(2, 1, payload))", None),
+        ("node.broadcast(payload)", None),
+        ("node.send_many([(2, 1, payload), (2, 2, payload)])", 0),
+    ],
+    ids=["send_for_ever_as_inf", "outbox_put", "broadcast", "send_many"],
+)
+def test_sigint_interrupts_a_send_on_a_full_mock_server(tmp_path, call, sent):
+    child = spawn(MOCK_SEND_BLOCKED.replace("CALL", call), tmp_path)
+    try:
+        report, took, err = interrupt_when_blocked(child)
+    finally:
+        child.kill()
+    assert "KeyboardInterrupt" in err
+    assert took < 10
+    assert report == {"queue_full": 1, "sent": sent}  # the inbox was full before the call
 
 
 def test_interrupts_while_messages_flow_lose_none(tmp_path):

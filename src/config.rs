@@ -74,6 +74,7 @@ const SETTINGS: &[&str] = &[
     "CloseLingerMs",
     "ReconnectMinMs",
     "ReconnectMaxMs",
+    "PeerTimeoutMs",
     "Secret",
 ];
 /// Every setting of one member.
@@ -143,6 +144,7 @@ impl<'de> Visitor<'de> for Settings {
                 "CloseLingerMs" => raw.close_linger_ms = map.next_value_seed(int)?,
                 "ReconnectMinMs" => raw.reconnect_min_ms = map.next_value_seed(int)?,
                 "ReconnectMaxMs" => raw.reconnect_max_ms = map.next_value_seed(int)?,
+                "PeerTimeoutMs" => raw.peer_timeout_ms = map.next_value_seed(int)?,
                 _ => raw.secret = map.next_value_seed(Text("", key))?, // "Secret"
             }
         }

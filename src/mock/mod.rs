@@ -141,7 +141,7 @@ impl MockCluster {
     /// server's fault decisions and the shuffles of released links.
     pub fn new(config: Option<&str>, seed: u64) -> Result<MockCluster> {
         let config = match config {
-            Some(c) => Config::load(c)?,
+            Some(c) => Config::load_for_mock(c)?,
             None => Config::from_json("{}")?,
         };
         MockCluster::with_config(config, seed)

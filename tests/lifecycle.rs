@@ -166,6 +166,9 @@ fn every_message_is_delivered_or_counted_when_a_receiver_restarts() {
     for round in 0..5 {
         // Send a burst while b reads only part of it, then b goes away with
         // messages in flight, in its socket buffer and in its inbox.
+        wait_until(Duration::from_secs(10), "a to reach this b", || {
+            a.stats()["peers"][0]["connected"] == true
+        });
         for i in 0..400 {
             attempts += 1;
             let _ = a.send(
@@ -176,6 +179,12 @@ fn every_message_is_delivered_or_counted_when_a_receiver_restarts() {
                 let _ = b.recv(Some(Duration::ZERO));
             }
         }
+        // Some of the burst waits in b's inbox when b goes.
+        wait_until(
+            Duration::from_secs(10),
+            "b to hold what it did not read",
+            || stat(&b, "/received") > stat(&b, "/delivered"),
+        );
         b.close();
         received += stat(&b, "/received");
         discarded += stat(&b, "/discarded");

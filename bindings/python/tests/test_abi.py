@@ -30,7 +30,10 @@ def functions(text: str) -> dict:
 
 
 def defines(text: str) -> dict:
-    return {k: int(v) for k, v in re.findall(r"#define (CLUSTER_\w+) (-?\d+)", text)}
+    """The header's numeric #defines and the members of its status enum."""
+    found = re.findall(r"#define (CLUSTER_\w+) (-?\d+)", text)
+    found += re.findall(r"^\s+(CLUSTER_\w+) = (-?\d+),$", text, re.M)
+    return {k: int(v) for k, v in found}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +69,7 @@ def test_constants_and_error_codes_match_the_header(header):
     for name in ("CUT_IN", "CUT_OUT", "CUT_BOTH"):
         assert getattr(cluster, name) == d[f"CLUSTER_{name}"]
     codes = {v: k for k, v in d.items() if k.startswith("CLUSTER_E_")}
+    assert len(codes) >= 12 and d["CLUSTER_OK"] == 0, "the header's cluster_status_t is read"
     for code, name in codes.items():
         err = errors.error_for(code, "")
         assert err.code == code and err.name == name

@@ -522,7 +522,14 @@ func TestNewClusterFromText(t *testing.T) {
 		}
 		cl.Close()
 	}
-	for _, bad := range []string{`{"Peers": [{"Id": 1}]}`, `{"Peers": [], "Servers": []}`, "/no/such/mock.json"} {
+	// The mock needs no addresses, as the README says; a config it refuses
+	// names the problem.
+	cl, err := NewCluster(`{"Peers": [{"Id": 1}, {"Id": 2}]}`)
+	if err != nil || len(cl.Servers) != 2 {
+		t.Fatalf("a mock config without addresses: %v", err)
+	}
+	cl.Close()
+	for _, bad := range []string{`{"Peers": [{"Id": 1}, {"Id": 1}]}`, `{"Peers": [], "Servers": []}`, `{"InboxSise": 5}`, "/no/such/mock.json"} {
 		if _, err := NewCluster(bad); !errors.Is(err, cluster.ErrConfig) {
 			t.Errorf("NewCluster(%s): %v; want ErrConfig", bad, err)
 		}

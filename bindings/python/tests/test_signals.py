@@ -81,6 +81,29 @@ RECEIVER = textwrap.dedent(
 )
 
 
+# What a child does once its `node` would block: a thread prints "blocked"
+# when the main thread's send has waited a slice in vain, and the main thread
+# makes CALL until Ctrl-C, then prints its queue_full drops and how many of a
+# batch went out.
+SEND_TAIL = textwrap.dedent(
+    """
+    def watch():
+        while not node._phantom:
+            time.sleep(0.005)
+        print("blocked", flush=True)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        while True:
+            CALL
+    except KeyboardInterrupt as e:
+        dropped = node.stats()["dropped"]["queue_full"]
+        print(json.dumps({"queue_full": dropped, "sent": getattr(e, "sent", None)}), flush=True)
+        raise
+    """
+)
+
+
 # Blocked in a send: node 1 fills the way to node 2, which lives in the test
 # and never reads, until a send waits 0.2 s for room in vain (a drop, counted),
 # then makes CALL, which waits for room for ever, again and again (on a busy
@@ -103,22 +126,8 @@ SEND_BLOCKED = textwrap.dedent(
         except cluster.Full:
             break
         n += 1
-
-    def watch():
-        while not node._phantom:
-            time.sleep(0.005)
-        print("blocked", flush=True)
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        while True:
-            CALL
-    except KeyboardInterrupt as e:
-        dropped = node.stats()["dropped"]["queue_full"]
-        print(json.dumps({"queue_full": dropped, "sent": getattr(e, "sent", None)}), flush=True)
-        raise
     """
-)
+) + SEND_TAIL
 
 # The same on the mock: server 2's inbox holds one message.
 MOCK_SEND_BLOCKED = textwrap.dedent(
@@ -134,22 +143,8 @@ MOCK_SEND_BLOCKED = textwrap.dedent(
         node.send(2, payload, timeout=0)
     except cluster.Full:
         pass
-
-    def watch():
-        while not node._phantom:
-            time.sleep(0.005)
-        print("blocked", flush=True)
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        while True:
-            CALL
-    except KeyboardInterrupt as e:
-        dropped = node.stats()["dropped"]["queue_full"]
-        print(json.dumps({"queue_full": dropped, "sent": getattr(e, "sent", None)}), flush=True)
-        raise
     """
-)
+) + SEND_TAIL
 
 
 def spawn(script: str, tmp_path, *args: str) -> subprocess.Popen:

@@ -506,6 +506,8 @@ def test_fault_controls_on_a_real_node(nodes):
     assert a.recv(10).msg == "open"
     c.send(2, "from 3")
     assert b.recv(10).msg == "from 3"
+    # The cut lost "cut" at b's reader before it heals (not after).
+    wait_until(lambda: b.stats()["dropped"]["fault"] == 1, what="the cut message dropped")
     b.heal()
     a.send(2, "healed")
     assert b.recv(10).msg == "healed"

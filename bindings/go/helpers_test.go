@@ -2,10 +2,10 @@ package cluster
 
 import (
 	"encoding/gob"
+	"github.com/cluster-dev/cluster/bindings/go/internal/testutil"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 )
@@ -75,25 +75,8 @@ func recvWithin(t testing.TB, srv Server, d time.Duration) *Envelope {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// checkNoLeak fails the test if, once it has cleaned up, more goroutines
-// run than before it started.
-func checkNoLeak(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		waitFor(t, 10*time.Second, "goroutines to end", func() bool {
-			return runtime.NumGoroutine() <= before
-		})
-	})
-}
+// waitFor and checkNoLeak: see package testutil.
+var (
+	waitFor     = testutil.WaitFor
+	checkNoLeak = testutil.CheckNoLeak
+)

@@ -2,8 +2,8 @@ package node
 
 import (
 	"fmt"
+	"github.com/cluster-dev/cluster/bindings/go/internal/testutil"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -48,28 +48,11 @@ func pair(t *testing.T) (*Node, *Node) {
 	return ns[0], ns[1]
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// checkNoLeak fails the test if, once it has cleaned up, more goroutines
-// run than before it started.
-func checkNoLeak(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		waitFor(t, 10*time.Second, "goroutines to end", func() bool {
-			return runtime.NumGoroutine() <= before
-		})
-	})
-}
+// waitFor and checkNoLeak: see package testutil.
+var (
+	waitFor     = testutil.WaitFor
+	checkNoLeak = testutil.CheckNoLeak
+)
 
 // recvDirect receives with Recv or fails the test after 10 s.
 func recvDirect(t *testing.T, n *Node) *Envelope {

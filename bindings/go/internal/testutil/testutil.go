@@ -1,0 +1,31 @@
+// Package testutil holds the waiting helpers the wrapper's test suites share.
+package testutil
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// WaitFor polls cond until it holds or d passes, then fails the test.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// CheckNoLeak fails the test if, once it has cleaned up, more goroutines
+// run than before it started.
+func CheckNoLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		WaitFor(t, 10*time.Second, "goroutines to end", func() bool {
+			return runtime.NumGoroutine() <= before
+		})
+	})
+}

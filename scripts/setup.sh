@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine that has
-# Rust, Go, Python 3 and a C compiler: valgrind, pkg-config, pytest, cffi,
-# rustfmt and clippy, the nightly toolchain and cargo-fuzz (for the fuzzers).
+# Rust, Go, Python 3 and a C compiler: valgrind, pkg-config, Python's venv
+# module, rustfmt and clippy, the nightly toolchain and cargo-fuzz (for the
+# fuzzers). The Python tests install pytest, cffi and the build tools into
+# venvs of their own.
 # Idempotent and quiet when everything is there. Sourced or run by
 # scripts/test.sh and scripts/demo.sh; `./scripts/setup.sh demo` installs only
 # what the demo needs.
@@ -19,6 +21,7 @@ missing=()
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 || fail "missing ${missing[*]}, and no apt-get to install them"
     sudo=""
@@ -27,15 +30,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-
-pip_install() {
-    echo "setup: pip install $*" >&2
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$@" ||
-        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-            --break-system-packages "$@"
-}
-python3 -m pytest --version >/dev/null 2>&1 || pip_install pytest
-python3 -c "import cffi" 2>/dev/null || pip_install cffi
 
 if command -v rustup >/dev/null 2>&1; then
     cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt

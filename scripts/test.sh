@@ -17,7 +17,7 @@ need valgrind "apt-get install valgrind"
 need pkg-config "apt-get install pkg-config"
 need cargo-fuzz "cargo install cargo-fuzz"
 need go "the Go toolchain"
-python3 -m pytest --version >/dev/null 2>&1 || { echo "test.sh: pytest is required" >&2; exit 1; }
+python3 -c "import ensurepip, venv" 2>/dev/null || { echo "test.sh: Python's venv module is required (apt-get install python3-venv)" >&2; exit 1; }
 rustup run nightly rustc --version >/dev/null 2>&1 || { echo "test.sh: the nightly toolchain is required for the fuzzers" >&2; exit 1; }
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -56,12 +56,14 @@ set -- $ports
 (cd "$out" && ./hello "{\"Peers\": [{\"Id\": 1, \"Address\": \"127.0.0.1:$1\"}, {\"Id\": 2, \"Address\": \"127.0.0.1:$2\"}]}")
 rm -rf "$out"
 
-step "Python wrapper"
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore ./bindings/python
-python3 -m pytest -q bindings/python/tests
+step "Python package: sdist and wheel built, installed outside the checkout, tested"
+pyenv=$(mktemp -d)
+trap 'rm -rf "$pyenv"' EXIT
+bash bindings/python/package_test.sh "$pyenv"
 
 step "Go wrapper (vet, race, cgo checks) and the cross-language test"
-CLUSTER_XLANG_PYTHON=require bash bindings/go/test.sh
+# The cross-language test runs `python3` with the package installed above.
+PATH="$pyenv/venv/bin:$PATH" CLUSTER_XLANG_PYTHON=require bash bindings/go/test.sh
 
 step "fuzzers, a short run each (FUZZ_SECONDS=${FUZZ_SECONDS:=15})"
 for target in frames handshake; do

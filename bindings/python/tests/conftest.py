@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
@@ -16,6 +18,18 @@ from cluster.testing import local_config as make_config
 def pytest_report_header() -> str:
     fast = "with" if cluster.node._sp is not None else "WITHOUT"
     return f"cluster {cluster.__version__} from {cluster.__file__}, {fast} _speedups"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With CLUSTER_TEST_INSTALLED=1 (the package test), the tests must run
+    against an installed package with its C hot paths, not the source tree."""
+    if os.environ.get("CLUSTER_TEST_INSTALLED") == "1":
+        checkout = Path(__file__).resolve().parents[1]
+        where = Path(cluster.__file__).resolve()
+        if checkout in where.parents:
+            pytest.exit(f"CLUSTER_TEST_INSTALLED=1 but cluster comes from the checkout: {where}", 1)
+        if cluster.node._sp is None:
+            pytest.exit("CLUSTER_TEST_INSTALLED=1 but the install has no cluster._speedups", 1)
 
 
 @pytest.fixture(autouse=True, params=["speedups", "cffi"])

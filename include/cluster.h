@@ -434,6 +434,20 @@ int cluster_recv_batch(const struct cluster_node_t *node,
                        struct cluster_error_t *err);
 
 /*
+ Stores in `*fd` a file descriptor for event loops (epoll, poll, libuv,
+ asyncio): it is readable exactly while a receive would not block, that
+ is while a message waits or once the node is closed (level-triggered,
+ as nng's NNG_OPT_RECVFD; not edge-triggered as ZMQ_FD). Wait for it to
+ be readable, then call `cluster_recv` (or `cluster_recv_batch`) with
+ timeout 0 until CLUSTER_E_TIMEOUT; CLUSTER_E_CLOSED ends the loop. Only
+ poll it for reading: never read, write or close it. The same descriptor
+ is returned every time; it stays valid until `cluster_free`. A real
+ node and a mock server alike. Errors: CLUSTER_E_NULL_ARG, CLUSTER_E_IO
+ (no descriptor could be made). Thread-safe; never blocks.
+ */
+int cluster_recv_fd(const struct cluster_node_t *node, int *fd, struct cluster_error_t *err);
+
+/*
  Releases the payload of an envelope filled by `cluster_recv` and zeroes
  its `data`, `len` and `_owner`. NULL, an envelope already freed and an
  envelope built by the caller (`_owner` NULL) are ignored. Any thread.

@@ -5,8 +5,9 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::{Item, Received};
+use crate::inbox::{Inbox, Item, Received};
 use crate::sync::Timeout;
+use std::os::fd::RawFd;
 
 /// What every kind of node does. Implemented by the TCP transport and by the
 /// mock network's servers, so the same code runs against both.
@@ -56,6 +57,16 @@ pub trait Transport: Send + Sync {
     /// Like `recv_batch`, with small frames still in their wire form (for a
     /// caller that hands payloads on where they are); how many messages.
     fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize>;
+
+    /// The inbox receives take from.
+    fn inbox(&self) -> &Inbox;
+
+    /// A descriptor readable exactly while a receive would not block (a
+    /// message waits, or the node is closed), for event loops; see
+    /// [`Inbox::ready_fd`].
+    fn recv_fd(&self) -> Result<RawFd> {
+        Ok(self.inbox().ready_fd()?)
+    }
 
     /// Stops the node; idempotent; wakes every blocked call.
     fn close(&self);

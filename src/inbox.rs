@@ -2,11 +2,13 @@
 
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
+use crate::readiness::Readiness;
 use crate::sync::{deadline, spin_until, PushError, Shutdown, Timeout};
 use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,9 @@ pub struct Inbox {
     /// Signalled when envelopes are taken while pushers sleep.
     room: Condvar,
     cap: usize,
+    /// The descriptor of [`Inbox::ready_fd`], made on first use; raised and
+    /// lowered under `state`'s lock (see [`Inbox::signal`]).
+    readiness: OnceLock<Readiness>,
 }
 
 /// What the inbox holds: envelopes, or small frames still in wire form.
@@ -177,6 +182,10 @@ struct State {
     /// Messages ever pushed, and their payload bytes.
     pushed: u64,
     pushed_bytes: u64,
+    /// The inbox was closed.
+    closed: bool,
+    /// The readiness descriptor is raised.
+    raised: bool,
 }
 
 impl Inbox {
@@ -192,6 +201,7 @@ impl Inbox {
             ready: Condvar::new(),
             room: Condvar::new(),
             cap: capacity,
+            readiness: OnceLock::new(),
         }
     }
 
@@ -203,7 +213,10 @@ impl Inbox {
     /// inbox so it fails with `Closed`; false if it had fired already.
     pub fn close(&self, shutdown: &Shutdown) -> bool {
         let first = shutdown.fire();
-        drop(self.lock());
+        let mut s = self.lock();
+        s.closed = true;
+        self.signal(&mut s);
+        drop(s);
         self.ready.notify_all();
         self.room.notify_all();
         first
@@ -249,6 +262,7 @@ impl Inbox {
                 s.pushed_bytes += env.data.len() as u64;
                 s.queue.push_back(Item::One(env));
                 s.len += 1;
+                self.signal(&mut s);
                 self.wake_receivers(s);
                 return Ok(());
             }
@@ -289,6 +303,9 @@ impl Inbox {
                 s.len += n;
                 s.pushed += n as u64;
                 s.pushed_bytes += bytes;
+                if n > 0 {
+                    self.signal(&mut s);
+                }
                 self.wake_receivers(s);
                 return Ok((n, bytes));
             }
@@ -435,6 +452,7 @@ impl Inbox {
                 return self.lend_ahead(ahead);
             }
         };
+        self.signal(&mut s);
         self.made_room(s);
         Some(r)
     }
@@ -447,6 +465,9 @@ impl Inbox {
         self.ahead_len.store(f.len(), Ordering::Release);
         if f.is_empty() {
             *ahead = None;
+            if self.readiness.get().is_some() {
+                self.signal(&mut self.lock());
+            }
         }
         Some(r)
     }
@@ -467,11 +488,9 @@ impl Inbox {
             self.ahead_len.store(0, Ordering::Release);
         }
         let mut s = self.lock();
-        if s.len == 0 {
-            return n;
-        }
         let m = move_front(&mut s.queue, max - n, |item| out.push(item));
         s.len -= m;
+        self.signal(&mut s);
         self.made_room(s);
         n + m
     }
@@ -490,6 +509,46 @@ impl Inbox {
         }
     }
 
+    /// A descriptor that is readable exactly while a receive would not block:
+    /// while a message waits (in the queue or taken ahead) or once the inbox
+    /// is closed. Made on the first call; valid as long as the inbox lives.
+    pub fn ready_fd(&self) -> std::io::Result<RawFd> {
+        let _ahead = self.lock_ahead();
+        let mut s = self.lock();
+        if let Some(r) = self.readiness.get() {
+            return Ok(r.raw());
+        }
+        let raised = self.wants_raised(&s);
+        let r = Readiness::new(raised)?;
+        let fd = r.raw();
+        s.raised = raised;
+        let _ = self.readiness.set(r);
+        Ok(fd)
+    }
+
+    /// Whether the readiness descriptor should be readable now.
+    fn wants_raised(&self, s: &State) -> bool {
+        s.closed || self.has_messages(s)
+    }
+
+    /// Brings the readiness descriptor (if one was asked for) in line with
+    /// the inbox, under `state`'s lock. It is lowered only by a receiver
+    /// that also holds the read-ahead's lock, so `ahead_len` is exact then;
+    /// pushers only raise it.
+    fn signal(&self, s: &mut State) {
+        if let Some(r) = self.readiness.get() {
+            let want = self.wants_raised(s);
+            if want != s.raised {
+                s.raised = want;
+                if want {
+                    r.raise();
+                } else {
+                    r.lower();
+                }
+            }
+        }
+    }
+
     /// Discards every waiting message (those taken ahead included);
     /// returns how many there were.
     pub fn drain(&self) -> usize {
@@ -502,6 +561,7 @@ impl Inbox {
         let mut s = self.lock();
         let n = std::mem::take(&mut s.len);
         s.queue.clear();
+        self.signal(&mut s);
         if s.pushers > 0 {
             self.room.notify_all();
         }

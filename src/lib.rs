@@ -16,6 +16,7 @@ pub mod ffi;
 pub mod inbox;
 pub mod mock;
 pub mod node;
+pub mod readiness;
 pub mod stats;
 pub mod sync;
 pub mod transport;

@@ -84,6 +84,12 @@ impl Node {
         self.0.recv_batch(max, timeout, out)
     }
 
+    /// A descriptor readable exactly while a receive would not block; see
+    /// [`Transport::recv_fd`].
+    pub fn recv_fd(&self) -> Result<std::os::fd::RawFd> {
+        self.0.recv_fd()
+    }
+
     /// Closes the node: flushes within the linger, stops its threads and
     /// releases its port before returning. Idempotent.
     pub fn close(&self) {

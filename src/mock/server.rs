@@ -365,6 +365,10 @@ impl Transport for MockServer {
         Ok(n)
     }
 
+    fn inbox(&self) -> &Inbox {
+        &self.core.inbox
+    }
+
     /// Leaves the cluster (every peer list), wakes blocked calls and drops
     /// what is in the inbox. Messages still on their way to it are lost.
     fn close(&self) {

@@ -384,6 +384,10 @@ impl Transport for TcpNode {
         Ok(n)
     }
 
+    fn inbox(&self) -> &Inbox {
+        &self.shared.inbox
+    }
+
     fn close(&self) {
         let mut closed = self.close_lock.lock().unwrap_or_else(|e| e.into_inner());
         if *closed {

@@ -108,7 +108,7 @@ fn go_version(version: &str, soname: &str) -> String {
          package cluster\n\n\
          // Version is the version of libcluster this module was released with. It\n\
          // links the libcluster that pkg-config finds (package cluster), which must\n\
-         // be the same major and minor version: {soname} at run time.\n\
+         // have this version's ABI: {soname} at run time.\n\
          const Version = \"{version}\"\n"
     )
 }

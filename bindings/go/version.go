@@ -4,5 +4,5 @@ package cluster
 
 // Version is the version of libcluster this module was released with. It
 // links the libcluster that pkg-config finds (package cluster), which must
-// be the same major and minor version: libcluster.so.0.1 at run time.
+// have this version's ABI: libcluster.so.0.1 at run time.
 const Version = "0.1.0"

@@ -8,7 +8,7 @@ import (
 )
 
 // The module's Version (Cargo.toml's, through build.rs) and the library it
-// runs on share MAJOR.MINOR, the ABI that the SONAME names.
+// runs on share MAJOR.MINOR, the ABI that the SONAME names while MAJOR is 0.
 func TestVersionMatchesLibrary(t *testing.T) {
 	majorMinor := func(v string) string {
 		parts := strings.SplitN(v, ".", 3)

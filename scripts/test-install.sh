@@ -9,7 +9,8 @@
 # - Go: the module's files (as git would publish them) served by a
 #   file-based module proxy; tests/install/main.go, written against the
 #   original Go API, built in a temporary directory against the install and
-#   run, also with target/release moved away.
+#   run, also with target/release moved away; without an install its build
+#   fails with pkg-config's message naming cluster.pc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -79,6 +80,14 @@ export GOMODCACHE="$tmp/gomodcache" # fresh, so no package built against another
 mv "$root/target/release" "$moved"
 
 cc -std=c11 -Wall -Wextra -Werror examples/hello.c $(pkg-config --cflags --libs cluster) -o "$tmp/hello"
+# Without libcluster the build stops at pkg-config, naming cluster.pc (first:
+# the go command would reuse a package built before, as it does not hash
+# pkg-config's answer).
+mkdir "$tmp/no-pc"
+if out=$(cd "$app" && PKG_CONFIG_LIBDIR="$tmp/no-pc" go build -o /dev/null . 2>&1); then
+    fail "the Go program built without libcluster"
+fi
+grep -q "Package cluster was not found" <<<"$out" || { echo "$out"; fail "unexpected message without libcluster"; }
 (cd "$app" && go vet . && go build -o "$tmp/app-bin" .)
 test -f "$GOMODCACHE/$mod@$ver/LICENSE" || fail "the Go module has no LICENSE"
 for exe in "$tmp/hello" "$tmp/app-bin"; do

@@ -1,6 +1,7 @@
 /* The C quick start: two nodes of one process exchange a message.
- * Build: cargo build --release
- *        cc examples/hello.c $(PKG_CONFIG_PATH=$PWD pkg-config --cflags --libs cluster) -o hello
+ * Build: cc hello.c $(pkg-config --cflags --libs cluster) -o hello
+ *        (libcluster installed by scripts/install.sh; in a checkout, after
+ *        cargo build --release, PKG_CONFIG_PATH=$PWD/target/release)
  * Run:   ./hello [CONFIG]   (JSON text or a path with ids 1 and 2; default below) */
 #include <stdio.h>
 #include <string.h>
@@ -30,8 +31,9 @@ int main(int argc, char **argv) {
     if (rc != CLUSTER_OK) {
         fprintf(stderr, "%s: %s\n", cluster_strerror(rc), err.message);
     } else {
-        printf("node 2 got \"%.*s\" from node %lld\n", (int)in.len, (const char *)in.data,
-               (long long)in.pid);
+        printf("node 2 got \"%.*s\" from node %lld (libcluster %s, header %d.%d.%d)\n",
+               (int)in.len, (const char *)in.data, (long long)in.pid, cluster_version(),
+               CLUSTER_VERSION_MAJOR, CLUSTER_VERSION_MINOR, CLUSTER_VERSION_PATCH);
         cluster_envelope_free(&in);
     }
     cluster_free(a);

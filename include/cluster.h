@@ -28,6 +28,16 @@
 #include <stdlib.h>
 
 /*
+ The version of the library this header belongs to (Cargo.toml's). Releases
+ with the same MAJOR (while MAJOR is 0: the same MAJOR.MINOR) keep the ABI;
+ the shared library's SONAME names them: libcluster.so.0.1. cluster_version()
+ gives the version of the library actually loaded.
+ */
+#define CLUSTER_VERSION_MAJOR 0
+#define CLUSTER_VERSION_MINOR 1
+#define CLUSTER_VERSION_PATCH 0
+
+/*
  Status codes: every function that can fail returns one of these (as an
  int), and writes it with a message into its `cluster_error_t`. The
  numbers never change; new codes only get new numbers.

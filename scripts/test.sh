@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit, integration, C programs under
-# valgrind), the header check, lints, the C quick start, Python and Go.
+# valgrind), the generated-files check, lints, the C and Go install used
+# from outside the checkout, Python and Go.
 # A missing toolchain is an error, never a skipped suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ need() {
 need cc "a C compiler"
 need valgrind "apt-get install valgrind"
 need pkg-config "apt-get install pkg-config"
+need readelf "apt-get install binutils"
 need cargo-fuzz "cargo install cargo-fuzz"
 need go "the Go toolchain"
 python3 -c "import ensurepip, venv" 2>/dev/null || { echo "test.sh: Python's venv module is required (apt-get install python3-venv)" >&2; exit 1; }
@@ -26,12 +28,13 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 
-step "header is up to date"
+step "generated files are up to date, the Go module has the LICENSE"
 cargo build --quiet --release
-git diff --exit-code -- include/cluster.h || {
-    echo "include/cluster.h is stale: commit the regenerated header" >&2
+git diff --exit-code -- include/cluster.h bindings/go/version.go || {
+    echo "include/cluster.h or bindings/go/version.go is stale: commit what build.rs regenerated" >&2
     exit 1
 }
+cmp LICENSE bindings/go/LICENSE || { echo "bindings/go/LICENSE must be a copy of LICENSE" >&2; exit 1; }
 
 step "Rust and C tests"
 log=$(mktemp)
@@ -44,17 +47,8 @@ fi
 grep -E "^test result" "$log"
 rm -f "$log"
 
-step "C quick start through pkg-config"
-out=$(mktemp -d)
-cc -std=c11 -Wall -Wextra -Werror examples/hello.c \
-    $(PKG_CONFIG_PATH="$PWD" pkg-config --cflags --libs cluster) -o "$out/hello"
-ports=$(python3 -c 'import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])')
-set -- $ports
-(cd "$out" && ./hello "{\"Peers\": [{\"Id\": 1, \"Address\": \"127.0.0.1:$1\"}, {\"Id\": 2, \"Address\": \"127.0.0.1:$2\"}]}")
-rm -rf "$out"
+step "install: C and Go without the checkout (scripts/test-install.sh)"
+./scripts/test-install.sh
 
 step "Python package: sdist and wheel built, installed outside the checkout, tested"
 pyenv=$(mktemp -d)

@@ -15,7 +15,6 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
 (cd "$root" && cargo build --release --quiet)
-source "$here/libid.sh"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 target="$root/target/release"
@@ -29,5 +28,5 @@ cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
     -o "$tmp/cbench" \
     -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
 cd "$here"
-go build -o "$tmp/gobench" ./bench/gobench
+./dev.sh go build -o "$tmp/gobench" ./bench/gobench
 "$tmp/gobench" -cbench "$tmp/cbench" "$@"

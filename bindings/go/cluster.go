@@ -3,6 +3,10 @@
 // (github.com/cs733-iitb/cluster) over libcluster's Rust core: a program
 // written for it needs only its import path changed.
 //
+// It needs libcluster, the C library, of the same major and minor version
+// as Version, installed where pkg-config finds it (package cluster): see
+// the README for how to install it and what a missing library looks like.
+//
 // A cluster is described by JSON (a file) or a Config:
 //
 //	{"Peers": [{"Id": 100, "Address": "localhost:7070"},

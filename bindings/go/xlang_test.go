@@ -12,10 +12,12 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/testutil"
 )
 
 // The cross-language test: one cluster of a Go member (this process), a C
-// member (testdata/xnode.c, built here against libcluster.a) and a Python
+// member (testdata/xnode.c, built here against the same libcluster) and a Python
 // member (testdata/xnode.py over the Python wrapper), each sending bytes,
 // text and JSON to both others. The Python member takes part when
 // `python3 -c "import cluster"` works; set CLUSTER_XLANG_PYTHON=require
@@ -85,7 +87,8 @@ func startForeign(t *testing.T, id int, lang string, argv ...string) *foreign {
 	return f
 }
 
-// buildXnode compiles testdata/xnode.c against the static library.
+// buildXnode compiles testdata/xnode.c against the library the binding
+// links, as pkg-config describes it.
 func buildXnode(t *testing.T) string {
 	t.Helper()
 	cc := os.Getenv("CC")
@@ -93,9 +96,9 @@ func buildXnode(t *testing.T) string {
 		cc = "cc"
 	}
 	exe := filepath.Join(t.TempDir(), "xnode")
-	out, err := exec.Command(cc, "-Wall", "-Wextra", "-Werror", "-I../../include",
-		"-o", exe, "testdata/xnode.c", "../../target/release/libcluster.a",
-		"-ldl", "-lpthread", "-lm").CombinedOutput()
+	args := append([]string{"-Wall", "-Wextra", "-Werror", "-o", exe, "testdata/xnode.c"},
+		testutil.PkgConfig(t, "--cflags", "--libs")...)
+	out, err := exec.Command(cc, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("building xnode: %v\n%s", err, out)
 	}

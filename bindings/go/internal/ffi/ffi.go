@@ -8,8 +8,7 @@
 package ffi
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../../include
-#cgo LDFLAGS: ${SRCDIR}/../../../../target/release/libcluster.a -ldl -lpthread -lm
+#cgo pkg-config: cluster
 #include <stdlib.h>
 #include "cluster.h"
 */
@@ -46,6 +45,9 @@ func (e errbuf) check(rc C.int) error {
 		Message: C.GoString(&e.p.message[0]),
 	}
 }
+
+// LibraryVersion is the version of the libcluster loaded (cluster_version).
+func LibraryVersion() string { return C.GoString(C.cluster_version()) }
 
 // StatusName is the library's name of a status code (cluster_strerror),
 // e.g. "CLUSTER_E_TIMEOUT", or "CLUSTER_E_UNKNOWN".

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/cluster-dev/cluster/bindings/go/internal/testutil"
 )
 
 // A status in cluster.h: a define (#define CLUSTER_E_X -n), or a member of
@@ -45,7 +47,8 @@ func headerStatuses(text string) (map[string]int, error) {
 // The Go table of status codes is the header's: every CLUSTER_OK and
 // CLUSTER_E_* name with its number, both ways.
 func TestStatusTableMatchesHeader(t *testing.T) {
-	text, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "include", "cluster.h"))
+	include := testutil.PkgConfig(t, "--variable=includedir")
+	text, err := os.ReadFile(filepath.Join(include[0], "cluster.h"))
 	if err != nil {
 		t.Fatal(err)
 	}

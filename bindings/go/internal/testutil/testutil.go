@@ -1,11 +1,25 @@
-// Package testutil holds the waiting helpers the wrapper's test suites share.
+// Package testutil holds the helpers the wrapper's test suites share.
 package testutil
 
 import (
+	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
+
+// PkgConfig returns pkg-config's answer for libcluster, the library the
+// binding is built against (an install, or the checkout's through dev.sh),
+// split into words.
+func PkgConfig(t testing.TB, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("pkg-config", append(args, "cluster")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkg-config %s cluster: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.Fields(string(out))
+}
 
 // WaitFor polls cond until it holds or d passes, then fails the test.
 func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {

@@ -398,6 +398,23 @@ int cluster_send(const struct cluster_node_t *node,
                  struct cluster_error_t *err);
 
 /*
+ Sends `env` as `cluster_send` does, except when a live peer's queue (or
+ one's own inbox) stays full for `timeout_ms`: the message is then not
+ sent and not counted, and the call returns CLUSTER_E_TIMEOUT, so the
+ caller still has it and may wait some more and try again. For event
+ loops (try with timeout 0, wait, try again) and for waits that must
+ stay interruptible (signals, cancellation). A peer that is down drops
+ it at once (CLUSTER_E_FULL, counted) as `cluster_send` does; a
+ broadcast is sent as `cluster_send` sends it. Other errors as
+ `cluster_send`. Thread-safe.
+ Blocks at most `timeout_ms`, and only for a live peer whose queue is full.
+ */
+int cluster_try_send(const struct cluster_node_t *node,
+                     const struct cluster_envelope_t *env,
+                     int64_t timeout_ms,
+                     struct cluster_error_t *err);
+
+/*
  Sends `n` envelopes in order, as `cluster_send` would one by one, stopping
  at the first error; `*sent` (may be NULL) receives how many were sent.
  The caller keeps ownership of `envs`. Thread-safe.

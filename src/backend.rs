@@ -28,6 +28,12 @@ pub trait Transport: Send + Sync {
         self.send(msg.to_envelope(), timeout)
     }
 
+    /// Sends `msg` as `send_copy` would, except that a message to a live
+    /// peer that finds no room within `timeout` is kept ([`crate::sync::WhenFull::Keep`]):
+    /// `Timeout`, nothing sent, nothing counted. A broadcast is sent as
+    /// `send_copy` sends it (a full peer drops its copy).
+    fn try_send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()>;
+
     /// Sends `msgs` in order as `send_copy` would one by one, stopping at
     /// the first error; how many were sent, and the error. A transport may
     /// queue a run of messages to one peer at once.

@@ -58,6 +58,12 @@ impl Node {
         self.0.send_copy(msg, timeout)
     }
 
+    /// Sends a copy of `msg`, keeping it when a live peer has no room; see
+    /// [`Transport::try_send_copy`].
+    pub fn try_send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
+        self.0.try_send_copy(msg, timeout)
+    }
+
     /// Sends copies of `msgs` in order; see [`Transport::send_copies`].
     pub fn send_copies(&self, msgs: &[Outgoing<'_>], timeout: Timeout) -> (usize, Result<()>) {
         self.0.send_copies(msgs, timeout)

@@ -64,6 +64,33 @@ impl Shutdown {
     }
 }
 
+/// What a send does with a message to a live peer that finds no room
+/// within its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Drops it, counts it (`queue_full`) and fails with `Full`
+    /// (`cluster_send`).
+    Drop,
+    /// Keeps it: nothing sent, nothing counted, fails with `Timeout`, so
+    /// the caller may wait some more and try again (`cluster_try_send`).
+    Keep,
+}
+
+impl WhenFull {
+    /// The error for a message that found `what` (e.g. "queue to peer 2")
+    /// full; the caller counts a drop.
+    pub fn error(self, what: std::fmt::Arguments<'_>) -> crate::error::Error {
+        use crate::error::{Error, Status};
+        match self {
+            WhenFull::Drop => Error::new(Status::Full, format!("{what} is full: message dropped")),
+            WhenFull::Keep => Error::new(
+                Status::Timeout,
+                format!("{what} is full: message not sent, not counted"),
+            ),
+        }
+    }
+}
+
 /// Why a push into a bounded queue failed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PushError {

@@ -3,7 +3,7 @@
 //! streaming sender, and once the node is closed.
 
 mod common;
-use cluster::{Node, Status};
+use cluster::{Node, Outgoing, Status};
 use common::*;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -137,4 +137,75 @@ fn a_streaming_sender_never_stalls_a_descriptor_loop_mock() {
         Some(r#"{"Peers":[{"Id":1},{"Id":2}],"InboxSize":64}"#),
     );
     stream_through_the_descriptor(&nodes[0], &nodes[1], 30_000);
+}
+
+/// `try_send` with timeout 0 until the peer has no room: the message that
+/// finds none is kept (Timeout), nothing is counted as dropped, and once
+/// the receiver drains, every message sent arrives, none twice.
+fn try_send_keeps_what_finds_no_room(tx: &Node, rx: &Node, size: usize) {
+    let payload = vec![7u8; size];
+    let mut sent = 0i64;
+    let mut kept = 0;
+    while kept < 3 {
+        assert!(sent < 100_000, "the peer never ran out of room");
+        let msg = Outgoing {
+            to: rx.pid(),
+            msg_id: sent,
+            kind: 0,
+            data: &payload,
+        };
+        match tx.try_send_copy(msg, Some(Duration::ZERO)) {
+            Ok(()) => {
+                sent += 1;
+                kept = 0;
+            }
+            Err(e) if e.status == Status::Timeout => kept += 1,
+            Err(e) => panic!("try_send: {e}"),
+        }
+        if kept > 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_eq!(stat(tx, "/dropped/queue_full"), 0, "kept, not dropped");
+    let got = recv_n(rx, sent as usize);
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(e.msg_id, i as i64, "every message once, in order");
+    }
+    assert_eq!(
+        rx.recv(Some(Duration::from_millis(200)))
+            .unwrap_err()
+            .status,
+        Status::Timeout,
+        "no message beyond those try_send accepted"
+    );
+    let msg = Outgoing {
+        to: rx.pid(),
+        msg_id: sent,
+        kind: 0,
+        data: &payload,
+    };
+    tx.try_send_copy(msg, Some(Duration::from_secs(10)))
+        .expect("room again once the receiver drained");
+    assert_eq!(recv(rx).msg_id, sent);
+    assert_eq!(stat(tx, "/dropped/queue_full"), 0);
+}
+
+#[test]
+fn try_send_keeps_what_finds_no_room_tcp() {
+    let (nodes, _) = cluster(2, r#""InboxSize":4,"OutboxSize":4"#);
+    try_send_keeps_what_finds_no_room(&nodes[0], &nodes[1], 256 * 1024);
+}
+
+#[test]
+fn try_send_keeps_what_finds_no_room_mock() {
+    let cfg = r#"{"Peers":[{"Id":1},{"Id":2}],"InboxSize":4,"OutboxSize":4}"#;
+    let (m, nodes) = mock(2, 1, Some(cfg));
+    m.trace(true);
+    try_send_keeps_what_finds_no_room(&nodes[0], &nodes[1], 16);
+    let trace = m.take_trace();
+    assert!(
+        trace.contains(r#""event":"kept""#),
+        "the trace shows the kept attempts:\n{trace}"
+    );
+    assert!(!trace.contains("dropped_full"));
 }

@@ -144,6 +144,32 @@ pub extern "C" fn cluster_send(
     })
 }
 
+/// Sends `env` as `cluster_send` does, except when a live peer's queue (or
+/// one's own inbox) stays full for `timeout_ms`: the message is then not
+/// sent and not counted, and the call returns CLUSTER_E_TIMEOUT, so the
+/// caller still has it and may wait some more and try again. For event
+/// loops (try with timeout 0, wait, try again) and for waits that must
+/// stay interruptible (signals, cancellation). A peer that is down drops
+/// it at once (CLUSTER_E_FULL, counted) as `cluster_send` does; a
+/// broadcast is sent as `cluster_send` sends it. Other errors as
+/// `cluster_send`. Thread-safe.
+/// Blocks at most `timeout_ms`, and only for a live peer whose queue is full.
+#[no_mangle]
+pub extern "C" fn cluster_try_send(
+    node: *const ClusterNode,
+    env: *const ClusterEnvelope,
+    timeout_ms: i64,
+    err: *mut ClusterError,
+) -> c_int {
+    call(err, || {
+        let node = node_arg(node)?;
+        node.try_send_copy(
+            outgoing(node, arg(env, "env")?)?,
+            timeout_from_ms(timeout_ms),
+        )
+    })
+}
+
 /// Sends `n` envelopes in order, as `cluster_send` would one by one, stopping
 /// at the first error; `*sent` (may be NULL) receives how many were sent.
 /// The caller keeps ownership of `envs`. Thread-safe.

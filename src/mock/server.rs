@@ -10,7 +10,7 @@ use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{Inbox, Item, Received};
 use crate::stats::{NodeStats, Report};
-use crate::sync::{PushError, Shutdown, Timeout, HANDOFF_SPIN};
+use crate::sync::{PushError, Shutdown, Timeout, WhenFull, HANDOFF_SPIN};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -92,34 +92,45 @@ fn push(from: &Core, to: &Core, mut env: Envelope, timeout: Timeout) -> Pushed {
     }
 }
 
+/// Whose message the mock delivers, for its counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// A send being made: counted as sent once delivered; a full inbox
+    /// drops or keeps it as the sender asked.
+    Now(WhenFull),
+    /// One already counted as sent (delayed or held): a full inbox drops it.
+    InFlight,
+}
+
 /// Puts `env` (its pid already the sender's) into `to`'s inbox and counts
-/// the outcome. `accepted` says the sender already counted it as sent
-/// (delayed and held messages). A destination that closed meanwhile loses
+/// the outcome (see [`Offer`]). A destination that closed meanwhile loses
 /// the message silently, as a crashed machine would.
 pub(crate) fn deliver(
     from: &Core,
     to: &Core,
     env: Envelope,
     timeout: Timeout,
-    accepted: bool,
+    offer: Offer,
     trace: Option<(&Trace, &Tag)>,
 ) -> Result<()> {
     let len = env.data.len() as u64;
     let (event, result) = match push(from, to, env, timeout) {
         Pushed::Ok => {
-            if !accepted {
+            if offer != Offer::InFlight {
                 from.stats.sent.inc();
                 from.stats.sent_bytes.add(len);
             }
             (Event::Delivered, Ok(()))
         }
         Pushed::Full => {
-            from.stats.dropped.queue_full.inc();
-            let e = Error::new(
-                Status::Full,
-                format!("inbox of server {} is full: message dropped", to.id),
-            );
-            (Event::DroppedFull, Err(e))
+            let what = format_args!("inbox of server {}", to.id);
+            match offer {
+                Offer::Now(WhenFull::Keep) => (Event::Kept, Err(WhenFull::Keep.error(what))),
+                _ => {
+                    from.stats.dropped.queue_full.inc();
+                    (Event::DroppedFull, Err(WhenFull::Drop.error(what)))
+                }
+            }
         }
         Pushed::DestClosed => {
             from.stats.dropped.closed.inc();
@@ -148,7 +159,7 @@ pub(crate) fn land(m: Msg, trace: &Trace) -> Result<()> {
         &m.to,
         m.env,
         Some(Duration::ZERO),
-        true,
+        Offer::InFlight,
         Some((trace, &m.tag)),
     )
 }
@@ -162,6 +173,37 @@ pub struct MockServer {
 }
 
 impl MockServer {
+    /// Sends `env` to `env.pid` (an id, BROADCAST or its own id); a full
+    /// destination drops or keeps it as `when_full` says (a broadcast's
+    /// copies are dropped).
+    fn send_env(&self, mut env: Envelope, timeout: Timeout, when_full: WhenFull) -> Result<()> {
+        let me = &self.core;
+        if me.shutdown.is_fired() {
+            return Err(Error::closed());
+        }
+        self.cluster.config.check_size(env.data.len())?;
+        let to = env.pid;
+        env.pid = me.id;
+        let topo = self.cluster.snapshot();
+        let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
+        if to == BROADCAST {
+            for dest in topo.servers.iter().filter(|d| d.id != me.id) {
+                match self.route(&topo, dest, env.clone(), timeout, slow, WhenFull::Drop) {
+                    Err(e) if e.status == Status::Closed => return Err(e),
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        let dest = topo.find(to).ok_or_else(|| {
+            Error::new(
+                Status::UnknownPeer,
+                format!("unknown destination id {to}: not an open server of the mock cluster"),
+            )
+        })?;
+        self.route(&topo, dest, env, timeout, slow, when_full)
+    }
+
     /// Sends one message to one destination, through the fault model when
     /// `slow` (any rule, fault or trace is on) or the destination has faults.
     fn route(
@@ -171,10 +213,11 @@ impl MockServer {
         env: Envelope,
         timeout: Timeout,
         slow: bool,
+        when_full: WhenFull,
     ) -> Result<()> {
         let me = &self.core;
         if !slow && !dest.faults.is_active() {
-            return deliver(me, dest, env, timeout, false, None);
+            return deliver(me, dest, env, timeout, Offer::Now(when_full), None);
         }
         let trace = &*self.cluster.trace;
         let d = me.faults.decide(me.id, dest.id);
@@ -192,7 +235,14 @@ impl MockServer {
         );
         if dest.id == me.id {
             // Messages to oneself never cross the network: no faults.
-            return deliver(me, dest, env, timeout, false, Some((trace, &tag)));
+            return deliver(
+                me,
+                dest,
+                env,
+                timeout,
+                Offer::Now(when_full),
+                Some((trace, &tag)),
+            );
         }
         let reason = if d.cut {
             Some("cut_out")
@@ -225,11 +275,18 @@ impl MockServer {
                 tag,
             };
             let r = match hold {
-                Some(h) => self.hold(h, m, timeout),
+                Some(h) => self.hold(h, m, timeout, when_full),
                 None if !delay.is_zero() => {
-                    self.delay(m, *delay, topo.servers.len().saturating_sub(1))
+                    self.delay(m, *delay, topo.servers.len().saturating_sub(1), when_full)
                 }
-                None => deliver(me, dest, m.env, timeout, false, Some((trace, &tag))),
+                None => deliver(
+                    me,
+                    dest,
+                    m.env,
+                    timeout,
+                    Offer::Now(when_full),
+                    Some((trace, &tag)),
+                ),
             };
             if i == 0 {
                 result = r;
@@ -238,16 +295,23 @@ impl MockServer {
         result
     }
 
-    fn hold(&self, hold: &Hold, m: Msg, timeout: Timeout) -> Result<()> {
+    fn hold(&self, hold: &Hold, m: Msg, timeout: Timeout, when_full: WhenFull) -> Result<()> {
         let trace = &*self.cluster.trace;
         let mut q = hold.lock();
         if q.released {
             // Released since our snapshot: the link is open again.
             drop(q);
-            return deliver(&m.from, &m.to, m.env, timeout, false, Some((trace, &m.tag)));
+            return deliver(
+                &m.from,
+                &m.to,
+                m.env,
+                timeout,
+                Offer::Now(when_full),
+                Some((trace, &m.tag)),
+            );
         }
         if q.msgs.len() >= self.cluster.config.outbox_size {
-            return Err(self.full(&m, "held link"));
+            return Err(self.full(&m, "held link", when_full));
         }
         self.core.stats.sent.inc();
         self.core.stats.sent_bytes.add(m.env.data.len() as u64);
@@ -257,12 +321,12 @@ impl MockServer {
     }
 
     /// Schedules `m`: at most OutboxSize per peer in flight from one sender.
-    fn delay(&self, m: Msg, delay: Duration, peers: usize) -> Result<()> {
+    fn delay(&self, m: Msg, delay: Duration, peers: usize, when_full: WhenFull) -> Result<()> {
         let me = &self.core;
         let bound = self.cluster.config.outbox_size * peers.max(1);
         if me.delayed.fetch_add(1, Ordering::AcqRel) >= bound {
             me.delayed.fetch_sub(1, Ordering::AcqRel);
-            return Err(self.full(&m, "delayed messages"));
+            return Err(self.full(&m, "delayed messages", when_full));
         }
         me.stats.sent.inc();
         me.stats.sent_bytes.add(m.env.data.len() as u64);
@@ -281,18 +345,21 @@ impl MockServer {
     }
 
     /// Counts and reports a message dropped because an in-flight bound is hit.
-    fn full(&self, m: &Msg, what: &str) -> Error {
-        self.core.stats.dropped.queue_full.inc();
-        self.cluster
-            .trace
-            .record(Event::DroppedFull, &m.tag, Value::Null);
-        Error::new(
-            Status::Full,
-            format!(
-                "{what} from {} to {} already hold OutboxSize messages: message dropped",
-                m.tag.from, m.tag.to
-            ),
-        )
+    /// Counts (unless kept) and reports a message that finds an in-flight
+    /// bound hit.
+    fn full(&self, m: &Msg, what: &str, when_full: WhenFull) -> Error {
+        let event = match when_full {
+            WhenFull::Drop => {
+                self.core.stats.dropped.queue_full.inc();
+                Event::DroppedFull
+            }
+            WhenFull::Keep => Event::Kept,
+        };
+        self.cluster.trace.record(event, &m.tag, Value::Null);
+        when_full.error(format_args!(
+            "{what} from {} to {} (OutboxSize messages in flight)",
+            m.tag.from, m.tag.to
+        ))
     }
 }
 
@@ -320,32 +387,13 @@ impl Transport for MockServer {
         self.send(msg.to_envelope(), timeout)
     }
 
-    fn send(&self, mut env: Envelope, timeout: Timeout) -> Result<()> {
-        let me = &self.core;
-        if me.shutdown.is_fired() {
-            return Err(Error::closed());
-        }
-        self.cluster.config.check_size(env.data.len())?;
-        let to = env.pid;
-        env.pid = me.id;
-        let topo = self.cluster.snapshot();
-        let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
-        if to == BROADCAST {
-            for dest in topo.servers.iter().filter(|d| d.id != me.id) {
-                match self.route(&topo, dest, env.clone(), timeout, slow) {
-                    Err(e) if e.status == Status::Closed => return Err(e),
-                    _ => {}
-                }
-            }
-            return Ok(());
-        }
-        let dest = topo.find(to).ok_or_else(|| {
-            Error::new(
-                Status::UnknownPeer,
-                format!("unknown destination id {to}: not an open server of the mock cluster"),
-            )
-        })?;
-        self.route(&topo, dest, env, timeout, slow)
+    fn send(&self, env: Envelope, timeout: Timeout) -> Result<()> {
+        self.send_env(env, timeout, WhenFull::Drop)
+    }
+
+    fn try_send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
+        self.cluster.config.check_size(msg.data.len())?;
+        self.send_env(msg.to_envelope(), timeout, WhenFull::Keep)
     }
 
     fn recv_one(&self, timeout: Timeout) -> Result<Received> {

@@ -19,6 +19,9 @@ pub enum Event {
     DroppedFull,
     /// Lost because the destination closed before it arrived.
     DroppedClosed,
+    /// Not sent for lack of room, and kept by its sender, who may try
+    /// again (`cluster_try_send`): neither delivered nor lost.
+    Kept,
     /// Will arrive twice.
     Duplicated,
     /// Waiting out its random delay.
@@ -36,6 +39,7 @@ impl Event {
             Event::DroppedFault => "dropped_fault",
             Event::DroppedFull => "dropped_full",
             Event::DroppedClosed => "dropped_closed",
+            Event::Kept => "kept",
             Event::Duplicated => "duplicated",
             Event::Delayed => "delayed",
             Event::Held => "held",

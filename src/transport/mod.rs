@@ -19,7 +19,7 @@ use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
 use crate::inbox::{Inbox, Item, Received};
 use crate::stats::{NodeStats, PeerReport, PeerStats, Report};
-use crate::sync::{PushError, Shutdown, Timeout};
+use crate::sync::{PushError, Shutdown, Timeout, WhenFull};
 use crossbeam_channel::{bounded, Receiver};
 use outq::Outq;
 use reply::ReplyHint;
@@ -146,7 +146,14 @@ impl TcpNode {
         })
     }
 
-    fn enqueue(&self, link: &Link, env: Envelope, timeout: Timeout, replying: bool) -> Result<()> {
+    fn enqueue(
+        &self,
+        link: &Link,
+        env: Envelope,
+        timeout: Timeout,
+        replying: bool,
+        when_full: WhenFull,
+    ) -> Result<()> {
         let env = match self.shared.faults.is_active() {
             true => match self.faults.filter(&link.stats, env) {
                 Some(env) => env,
@@ -192,12 +199,16 @@ impl TcpNode {
                 Ok(()) => return Ok(()),
                 Err(PushError::Full) if !wait.is_zero() => continue,
                 Err(PushError::Full) => {
-                    link.stats.dropped.queue_full.inc();
-                    self.shared.stats.dropped.queue_full.inc();
-                    return Err(Error::new(
-                        Status::Full,
-                        format!("queue to peer {} is full: message dropped", link.id),
-                    ));
+                    // A peer that is down drops at once, whatever the caller asked.
+                    let when_full = match link.stats.down.get() {
+                        true => WhenFull::Drop,
+                        false => when_full,
+                    };
+                    if when_full == WhenFull::Drop {
+                        link.stats.dropped.queue_full.inc();
+                        self.shared.stats.dropped.queue_full.inc();
+                    }
+                    return Err(when_full.error(format_args!("queue to peer {}", link.id)));
                 }
                 Err(PushError::Closed) => return Err(Error::closed()),
             }
@@ -222,14 +233,20 @@ impl TcpNode {
     }
 
     /// Sends an envelope that passed [`TcpNode::begin_send`].
-    fn send_checked(&self, env: Envelope, timeout: Timeout, replying: bool) -> Result<()> {
+    fn send_checked(
+        &self,
+        env: Envelope,
+        timeout: Timeout,
+        replying: bool,
+        when_full: WhenFull,
+    ) -> Result<()> {
         if env.pid == BROADCAST {
             // Every peer gets its chance even if one queue is full; the
             // payload is shared, not copied; the timeout is the whole call's.
             let end = crate::sync::deadline(timeout);
             for link in &self.links {
                 let left = end.map(|e| e.saturating_duration_since(Instant::now()));
-                match self.enqueue(link, env.clone(), left, replying) {
+                match self.enqueue(link, env.clone(), left, replying, WhenFull::Drop) {
                     Err(e) if e.status == Status::Closed => return Err(e),
                     _ => {}
                 }
@@ -237,15 +254,20 @@ impl TcpNode {
             return Ok(());
         }
         if env.pid == self.shared.id {
-            return self.deliver_to_self(env, timeout);
+            return self.deliver_to_self(env, timeout, when_full);
         }
         match self.link(env.pid) {
-            Some(link) => self.enqueue(link, env, timeout, replying),
+            Some(link) => self.enqueue(link, env, timeout, replying, when_full),
             None => Err(Error::unknown_peer(env.pid)),
         }
     }
 
-    fn deliver_to_self(&self, mut env: Envelope, timeout: Timeout) -> Result<()> {
+    fn deliver_to_self(
+        &self,
+        mut env: Envelope,
+        timeout: Timeout,
+        when_full: WhenFull,
+    ) -> Result<()> {
         let s = &self.shared;
         env.pid = s.id;
         let len = env.data.len() as u64;
@@ -256,11 +278,10 @@ impl TcpNode {
                 Ok(())
             }
             Err((PushError::Full, _)) => {
-                s.stats.dropped.queue_full.inc();
-                Err(Error::new(
-                    Status::Full,
-                    "own inbox is full: message dropped",
-                ))
+                if when_full == WhenFull::Drop {
+                    s.stats.dropped.queue_full.inc();
+                }
+                Err(when_full.error(format_args!("own inbox")))
             }
             Err((PushError::Closed, _)) => Err(Error::closed()),
         }
@@ -319,7 +340,7 @@ impl Transport for TcpNode {
 
     fn send(&self, env: Envelope, timeout: Timeout) -> Result<()> {
         let replying = self.begin_send(env.data.len())?;
-        self.send_checked(env, timeout, replying)
+        self.send_checked(env, timeout, replying, WhenFull::Drop)
     }
 
     /// The common case (a small payload to one live peer with room in its
@@ -327,6 +348,11 @@ impl Transport for TcpNode {
     fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
         let (_, result) = self.send_copies(std::slice::from_ref(&msg), timeout);
         result
+    }
+
+    fn try_send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
+        let replying = self.begin_send(msg.data.len())?;
+        self.send_checked(msg.to_envelope(), timeout, replying, WhenFull::Keep)
     }
 
     /// In the common case, the messages of a run to one peer go into its
@@ -356,7 +382,8 @@ impl Transport for TcpNode {
                     }
                 }
             }
-            if let Err(e) = self.send_checked(msg.to_envelope(), timeout, replying) {
+            if let Err(e) = self.send_checked(msg.to_envelope(), timeout, replying, WhenFull::Drop)
+            {
                 return (sent, Err(e));
             }
             sent += 1;

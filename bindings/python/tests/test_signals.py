@@ -147,9 +147,16 @@ MOCK_SEND_BLOCKED = textwrap.dedent(
 ) + SEND_TAIL
 
 
+# A shell runs background jobs with SIGINT ignored, and Python then leaves it
+# ignored: a test suite started so (`cmd &` in a script, some CI runners)
+# would see no KeyboardInterrupt at all. The children install Python's own
+# handler, as an interactive program started normally has it.
+CHILD_PRELUDE = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
 def spawn(script: str, tmp_path, *args: str) -> subprocess.Popen:
     path = tmp_path / "child.py"
-    path.write_text(script)
+    path.write_text(CHILD_PRELUDE + script)
     return subprocess.Popen(
         [sys.executable, str(path), *args],
         cwd=tmp_path,  # `import cluster` from any directory

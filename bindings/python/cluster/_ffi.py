@@ -30,12 +30,15 @@ const char *cluster_version(void);
 int cluster_new(int64_t id, const char *config, cluster_node_t **out, cluster_error_t *err);
 int cluster_send(const cluster_node_t *node, const cluster_envelope_t *env,
                  int64_t timeout_ms, cluster_error_t *err);
+int cluster_try_send(const cluster_node_t *node, const cluster_envelope_t *env,
+                     int64_t timeout_ms, cluster_error_t *err);
 int cluster_send_batch(const cluster_node_t *node, const cluster_envelope_t *envs, size_t n,
                        int64_t timeout_ms, size_t *sent, cluster_error_t *err);
 int cluster_recv(const cluster_node_t *node, cluster_envelope_t *out, int64_t timeout_ms,
                  cluster_error_t *err);
 int cluster_recv_batch(const cluster_node_t *node, cluster_envelope_t *out, size_t cap,
                        size_t *n, int64_t timeout_ms, cluster_error_t *err);
+int cluster_recv_fd(const cluster_node_t *node, int *fd, cluster_error_t *err);
 void cluster_envelope_free(cluster_envelope_t *env);
 void cluster_envelopes_free(cluster_envelope_t *envs, size_t n);
 int cluster_close(const cluster_node_t *node, cluster_error_t *err);

@@ -15,6 +15,7 @@ import warnings
 import weakref
 from typing import (
     Any,
+    AsyncIterator,
     Callable,
     Dict,
     Iterable,
@@ -27,6 +28,7 @@ from typing import (
     Union,
 )
 
+from . import aio
 from ._ffi import ffi, lib
 from .errors import Closed, ClusterError, OutOfRange, error_for, raise_error
 
@@ -388,6 +390,39 @@ def _batch_sliced(
     return rc
 
 
+def fill_envelope(e: Any, pid: Any, msg: Any, msg_id: Any, kind: Optional[int]) -> Any:
+    """Fills the C envelope ``e`` for a send of ``msg`` (encoded by its type
+    unless ``kind`` is given); returns what must live until the send
+    returned (the payload's buffer)."""
+    if kind is None and type(msg) is bytes:
+        kind = KIND_BYTES
+        data = msg
+    else:
+        kind, data = encode(msg, kind)
+    try:
+        e.pid = pid
+        e.msg_id = msg_id
+    except (OverflowError, TypeError):
+        c_int(pid, "pid")
+        c_int(msg_id, "msg_id")
+        raise
+    e.kind = kind
+    if not data:
+        e.data = _NULL
+        e.len = 0
+        return None
+    buf = _from_buffer(data)
+    e.data = buf
+    e.len = len(buf)  # in bytes, also for a memoryview of wider items
+    return buf
+
+
+def envelope_for(pid: Any, msg: Any, msg_id: Any, kind: Optional[int]) -> Tuple[Any, Any]:
+    """A new C envelope for a send, and what must live until the send returned."""
+    e = ffi.new("cluster_envelope_t *")
+    return e, fill_envelope(e, pid, msg, msg_id, kind)
+
+
 def take_string(fn: Callable[..., int], handle: Any) -> str:
     """Calls a C function that returns a library-owned string, and frees it."""
     err = ffi.new("cluster_error_t *")
@@ -488,6 +523,7 @@ class Node:
     """
 
     _handle: Any = None
+    _readiness: Any = None  # cluster.aio.Readiness, made by the first wait
 
     def __init__(self, id: int, config: Config) -> None:
         err = ffi.new("cluster_error_t *")
@@ -586,33 +622,15 @@ class Node:
         if self._port is not None:
             self._port.send(pid, msg, msg_id, timeout, kind=kind)
             return
-        if kind is None and type(msg) is bytes:
-            kind = KIND_BYTES
-            data = msg
-        else:
-            kind, data = encode(msg, kind)
         st = self._tls
         ms = -1 if timeout is None else timeout_ms(timeout)
         e = st.env
-        try:
-            e.pid = pid
-            e.msg_id = msg_id
-        except (OverflowError, TypeError):
-            c_int(pid, "pid")
-            c_int(msg_id, "msg_id")
-            raise
-        e.kind = kind
-        if data:
-            buf = _from_buffer(data)
-            e.data = buf
-            e.len = len(buf)  # in bytes, also for a memoryview of wider items
-        else:
-            e.data = _NULL
-            e.len = 0
+        buf = fill_envelope(e, pid, msg, msg_id, kind)
         if (ms < 0 or ms > self._first_slice) and _get_ident() == _MAIN_THREAD:
             rc = _send_sliced(self._handle, e, ms, st.err, self._phantom, self._first_slice)
         else:
             rc = _send(self._handle, e, ms, st.err)
+        del buf
         if rc:
             raise_error(rc, st.err)
 
@@ -862,6 +880,36 @@ class Node:
         if got:
             raise_error(got, st.err)
         return got
+
+    # -- asyncio --------------------------------------------------------------
+
+    async def arecv(self, timeout: Timeout = None) -> Envelope:
+        """`recv` for asyncio: waits without a thread (the loop watches the
+        node's receive descriptor), up to ``timeout`` seconds (None = for
+        ever), then raises `Timeout`; `Closed` once the node is closed. A
+        task cancelled while it waits has taken nothing: the message goes to
+        the next receive."""
+        return await aio.recv(self, timeout)
+
+    async def asend(
+        self,
+        pid: int,
+        msg: Any,
+        msg_id: int = 0,
+        timeout: Timeout = None,
+        *,
+        kind: Optional[int] = None,
+    ) -> None:
+        """`send` for asyncio: if a live peer's queue is full, the message is
+        kept and tried again (the loop runs meanwhile) up to ``timeout``
+        seconds, then dropped and counted (`Full`), as `send` does. A task
+        cancelled meanwhile has sent nothing and dropped nothing. A
+        broadcast does not wait: a full peer drops its copy (counted)."""
+        await aio.send(self, pid, msg, msg_id, timeout, kind)
+
+    def __aiter__(self) -> AsyncIterator[Envelope]:
+        """``async for env in node``: received envelopes until the node is closed."""
+        return aio.iterate(self)
 
     def __iter__(self) -> Iterator[Envelope]:
         """Received envelopes, one by one, until the node is closed."""

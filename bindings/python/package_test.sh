@@ -41,8 +41,8 @@ mkdir "$out/unpacked"
 so="$out/unpacked/cluster/libcluster.so"
 [ -f "$so" ] || fail "the wheel has no cluster/libcluster.so"
 ls "$out"/unpacked/*.dist-info/licenses/LICENSE >/dev/null 2>&1 || fail "the wheel has no LICENSE"
-readelf -S "$so" | grep -q '\.symtab' && fail "libcluster.so in the wheel is not stripped"
-readelf -d "$so" | grep -qE 'RPATH|RUNPATH' && fail "libcluster.so in the wheel has a run path: $(readelf -d "$so" | grep -E 'RPATH|RUNPATH')"
+readelf -S "$so" | grep '\.symtab' >/dev/null && fail "libcluster.so in the wheel is not stripped"
+readelf -d "$so" | grep -E 'RPATH|RUNPATH' >/dev/null && fail "libcluster.so in the wheel has a run path: $(readelf -d "$so" | grep -E 'RPATH|RUNPATH')"
 if grep -rlF "$repo" "$out/unpacked" >/dev/null; then fail "the wheel names the checkout: $(grep -rlF "$repo" "$out/unpacked")"; fi
 echo "wheel $(basename "$fixed"): libcluster.so $(($(stat -c %s "$so") / 1024)) KiB, stripped, no run path"
 

@@ -5,7 +5,7 @@ use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
 use crate::inbox::{Item, Received};
 use crate::node::Node;
-use crate::sync::timeout_from_ms;
+use crate::sync::{timeout_from_ms, WhenFull};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
 
@@ -135,13 +135,7 @@ pub extern "C" fn cluster_send(
     timeout_ms: i64,
     err: *mut ClusterError,
 ) -> c_int {
-    call(err, || {
-        let node = node_arg(node)?;
-        node.send_copy(
-            outgoing(node, arg(env, "env")?)?,
-            timeout_from_ms(timeout_ms),
-        )
-    })
+    send_one(node, env, timeout_ms, err, WhenFull::Drop)
 }
 
 /// Sends `env` as `cluster_send` does, except when a live peer's queue (or
@@ -161,12 +155,25 @@ pub extern "C" fn cluster_try_send(
     timeout_ms: i64,
     err: *mut ClusterError,
 ) -> c_int {
+    send_one(node, env, timeout_ms, err, WhenFull::Keep)
+}
+
+/// `cluster_send` and `cluster_try_send`: what a full queue does is theirs.
+fn send_one(
+    node: *const ClusterNode,
+    env: *const ClusterEnvelope,
+    timeout_ms: i64,
+    err: *mut ClusterError,
+    when_full: WhenFull,
+) -> c_int {
     call(err, || {
         let node = node_arg(node)?;
-        node.try_send_copy(
-            outgoing(node, arg(env, "env")?)?,
-            timeout_from_ms(timeout_ms),
-        )
+        let msg = outgoing(node, arg(env, "env")?)?;
+        let timeout = timeout_from_ms(timeout_ms);
+        match when_full {
+            WhenFull::Drop => node.send_copy(msg, timeout),
+            WhenFull::Keep => node.try_send_copy(msg, timeout),
+        }
     })
 }
 

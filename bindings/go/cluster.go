@@ -78,6 +78,8 @@ type Server interface {
 //	Send(*Envelope) error                  send now, the error back to the caller
 //	SendMany([]*Envelope) (int, error)     send in order, one call into the library per 1024
 //	Recv(timeout time.Duration) (*Envelope, error)  take the next envelope (ErrTimeout, ErrClosed)
+//	RecvContext(ctx) (*Envelope, error)    Recv until ctx is done: then ctx.Err(), nothing taken
+//	SendContext(ctx, *Envelope) error      Send until ctx is done: then ctx.Err(), nothing sent or dropped
 //	Stats() (string, error)                the library's counters as JSON
 //	Counters() Counters                    the Go-side failure counters
 //	SetDropProbability, SetMaxMessageDelay, SetDuplicateProbability,

@@ -1,6 +1,7 @@
 package mock
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -533,5 +535,93 @@ func TestNewClusterFromText(t *testing.T) {
 		if _, err := NewCluster(bad); !errors.Is(err, cluster.ErrConfig) {
 			t.Errorf("NewCluster(%s): %v; want ErrConfig", bad, err)
 		}
+	}
+}
+
+// RecvContext and SendContext on mock servers: many receivers waiting at
+// once hold no thread and burn no CPU; each gets its message, a cancelled
+// one takes nothing, and a SendContext to a full inbox is not dropped.
+func TestMockContextCalls(t *testing.T) {
+	const n = 30
+	cl, err := NewCluster(&cluster.Config{InboxSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for id := 1; id <= n; id++ {
+		if _, err := cl.AddServer(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	threads := func() int {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Skip("no /proc/self/task:", err)
+		}
+		return len(ents)
+	}
+	before := threads()
+	var cpuBefore, cpuAfter syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &cpuBefore)
+	ctx, cancel := context.WithCancel(context.Background())
+	results := make(chan error, n)
+	for id := 2; id <= n; id++ {
+		go func(s *MockServer) {
+			e, err := s.RecvContext(ctx)
+			if err == nil && (e.Msg != "to you" || e.MsgId != int64(s.Pid())) {
+				err = errors.New("wrong message")
+			}
+			results <- err
+		}(cl.Servers[id])
+	}
+	time.Sleep(300 * time.Millisecond) // the receivers wait meanwhile
+	syscall.Getrusage(syscall.RUSAGE_SELF, &cpuAfter)
+	if grew := threads() - before; grew > 5 {
+		t.Errorf("%d receivers waiting took %d more threads", n-1, grew)
+	}
+	cpu := time.Duration(cpuAfter.Utime.Nano() + cpuAfter.Stime.Nano() - cpuBefore.Utime.Nano() - cpuBefore.Stime.Nano())
+	if cpu > 100*time.Millisecond {
+		t.Errorf("%d receivers waiting 300 ms took %v of CPU", n-1, cpu)
+	}
+	s1 := cl.Servers[1]
+	for id := 2; id <= n/2; id++ {
+		if err := s1.SendContext(ctx, &cluster.Envelope{Pid: id, MsgId: int64(id), Msg: "to you"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := 2; id <= n/2; id++ {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	for id := n/2 + 1; id <= n; id++ {
+		if err := <-results; err != context.Canceled {
+			t.Fatalf("a cancelled RecvContext: %v", err)
+		}
+	}
+	// Server 2's inbox holds 2: the third waits and, cancelled, is kept.
+	bg := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := s1.SendContext(bg, &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel2 := context.WithTimeout(bg, 50*time.Millisecond)
+	defer cancel2()
+	if err := s1.SendContext(short, &cluster.Envelope{Pid: 2, MsgId: 2, Msg: "x"}); err != context.DeadlineExceeded {
+		t.Fatalf("SendContext to a full inbox: %v", err)
+	}
+	text, _ := s1.Stats()
+	if !strings.Contains(text, `"queue_full":0`) {
+		t.Fatalf("a cancelled SendContext was dropped: %s", text)
+	}
+	for i := int64(0); i < 2; i++ {
+		if e, err := cl.Servers[2].RecvContext(bg); err != nil || e.MsgId != i {
+			t.Fatalf("got %+v, %v; want message %d", e, err, i)
+		}
+	}
+	if e, err := cl.Servers[2].Recv(50 * time.Millisecond); err != cluster.ErrTimeout {
+		t.Fatalf("a message too many: %+v, %v", e, err)
 	}
 }

@@ -1,6 +1,7 @@
 package mock
 
 import (
+	"context"
 	"log"
 	"time"
 
@@ -39,6 +40,18 @@ func (ms *MockServer) SendMany(envs []*cluster.Envelope) (int, error) { return m
 // cluster.Node.Recv).
 func (ms *MockServer) Recv(timeout time.Duration) (*cluster.Envelope, error) {
 	return ms.n.Recv(timeout)
+}
+
+// RecvContext returns the next envelope, or ctx.Err() having taken
+// nothing once ctx is done (see cluster.Node.RecvContext).
+func (ms *MockServer) RecvContext(ctx context.Context) (*cluster.Envelope, error) {
+	return ms.n.RecvContext(ctx)
+}
+
+// SendContext sends e, or returns ctx.Err() having neither sent nor
+// dropped it once ctx is done (see cluster.Node.SendContext).
+func (ms *MockServer) SendContext(ctx context.Context, e *cluster.Envelope) error {
+	return ms.n.SendContext(ctx, e)
 }
 
 // IsClosed reports whether Close has been called.

@@ -138,6 +138,17 @@ func (n *Node) Stats() (string, error) {
 	return C.GoString(s), nil
 }
 
+// RecvFD is the node's readiness descriptor (cluster_recv_fd): readable
+// exactly while a receive would not block (a message waits, or the node is
+// closed), level-triggered. It stays valid until Free; only poll it (or a
+// dup of it), never read, write or close it.
+func (n *Node) RecvFD() (int, error) {
+	var fd C.int
+	err := oneCall(func(e *C.cluster_error_t) C.int { return C.cluster_recv_fd(n.p, &fd, e) })
+	runtime.KeepAlive(n)
+	return int(fd), err
+}
+
 // Close closes the node and wakes every blocked call. Idempotent.
 func (n *Node) Close() error {
 	err := oneCall(func(e *C.cluster_error_t) C.int { return C.cluster_close(n.p, e) })

@@ -12,9 +12,9 @@ import (
 	"unsafe"
 )
 
-// Sender sends one message per cgo call (cluster_send), its payload copied
-// into a C buffer it owns: no envelope is built and C keeps no Go pointer.
-// One goroutine uses it at a time.
+// Sender sends one message per cgo call (cluster_send or cluster_try_send),
+// its payload copied into a C buffer it owns: no envelope is built and C
+// keeps no Go pointer. One goroutine uses it at a time.
 type Sender struct {
 	env  *C.cluster_envelope_t
 	buf  unsafe.Pointer
@@ -42,6 +42,15 @@ func NewSender() *Sender {
 // Send copies data into C memory and sends it with cluster_send, waiting up
 // to timeoutMs for room in the peer's queue (negative: until room or close).
 func (s *Sender) Send(n *Node, pid, msgID int64, kind uint32, data []byte, timeoutMs int64) error {
+	s.Load(pid, msgID, kind, data)
+	rc := C.cluster_send(n.p, s.env, C.int64_t(timeoutMs), s.e.p)
+	runtime.KeepAlive(n)
+	s.Unload()
+	return s.e.check(rc)
+}
+
+// Load copies a message into the Sender's C memory for TrySend.
+func (s *Sender) Load(pid, msgID int64, kind uint32, data []byte) {
 	if len(data) > s.size {
 		C.free(s.buf)
 		s.size = len(data)
@@ -56,13 +65,28 @@ func (s *Sender) Send(n *Node, pid, msgID int64, kind uint32, data []byte, timeo
 		data:   (*C.uint8_t)(s.buf),
 		len:    C.size_t(len(data)),
 	}
-	rc := C.cluster_send(n.p, s.env, C.int64_t(timeoutMs), s.e.p)
+}
+
+// To readdresses the loaded message to pid.
+func (s *Sender) To(pid int64) { s.env.pid = C.int64_t(pid) }
+
+// TrySend sends the loaded message with cluster_try_send, waiting up to
+// timeoutMs for room in a live peer's queue. ErrTimeout means there was
+// none: the message was neither sent nor counted and stays loaded for
+// another try.
+func (s *Sender) TrySend(n *Node, timeoutMs int64) error {
+	rc := C.cluster_try_send(n.p, s.env, C.int64_t(timeoutMs), s.e.p)
 	runtime.KeepAlive(n)
+	return s.e.check(rc)
+}
+
+// Unload gives back a buffer a large message grew past senderKeep; call it
+// once done with the message loaded.
+func (s *Sender) Unload() {
 	if s.size > senderKeep {
 		C.free(s.buf)
 		s.buf, s.size = C.malloc(senderStart), senderStart
 	}
-	return s.e.check(rc)
 }
 
 // Free releases the C memory.

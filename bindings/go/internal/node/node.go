@@ -1,6 +1,7 @@
 // Package node is the Go binding's server: a node handle of the C ABI
 // (a real TCP node or a mock server) behind the Outbox and Inbox channels
-// and the synchronous Send, SendMany and Recv. Package cluster (New) and
+// and the synchronous Send, SendMany and Recv, and SendContext and
+// RecvContext. Package cluster (New) and
 // package mock (AddServer) both serve their handles with it; they give it
 // its public names (cluster.Node, cluster.Envelope).
 //
@@ -30,12 +31,15 @@ const (
 	// configuration gives none (the library's default InboxSize and
 	// OutboxSize).
 	DefaultQueueSize = 1000
+	// broadcast as a Pid sends to every peer but oneself (cluster.BROADCAST).
+	broadcast = -1
 )
 
 // Node is a member of a cluster (cluster.Node): the Server that
 // cluster.New returns, and the server inside each mock.MockServer. Its
 // methods beyond cluster.Server are extras: the synchronous Send, SendMany
-// and Recv, counters and fault injection. All methods are safe for
+// and Recv, their context-aware SendContext and RecvContext, counters and
+// fault injection. All methods are safe for
 // concurrent use.
 type Node struct {
 	h       *ffi.Node
@@ -55,6 +59,7 @@ type Node struct {
 	rx      receiver
 	batchMu sync.Mutex // held while SendMany uses batch
 	batch   *ffi.SendBatch
+	senders senderPool // SendContext's
 
 	encodeErrors, decodeErrors, sendErrors, discarded atomic.Uint64
 	log                                               limiter
@@ -227,6 +232,7 @@ func (n *Node) Close() {
 		if n.batch != nil {
 			n.batch.Free()
 		}
+		n.senders.free()
 		n.mu.Unlock()
 	})
 }

@@ -1,9 +1,12 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -93,14 +96,26 @@ func (n *Node) Recv(timeout time.Duration) (*Envelope, error) {
 		return e, nil
 	default:
 	}
-	return n.recvWait(timeout)
+	w := newWait(timeout)
+	return n.recvWait(&w)
 }
 
-// recvWait is Recv once Inbox was found empty.
-func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
-	w := newWait(timeout)
+// RecvContext is Recv with no timeout, until ctx is done: then it returns
+// ctx.Err() and has taken nothing (a message that arrives is left for the
+// next receive). While it waits it holds no thread and burns no CPU: it
+// waits for the node's readiness descriptor in Go's netpoller. It may be
+// mixed with Recv and <-Inbox as they are with each other.
+func (n *Node) RecvContext(ctx context.Context) (*Envelope, error) {
+	return n.recvWait(&wait{timeout: -1, ctx: ctx})
+}
+
+// recvWait is Recv once Inbox was found empty, and RecvContext. It stops w.
+func (n *Node) recvWait(w *wait) (*Envelope, error) {
 	defer w.stop()
 	for {
+		if err := w.cancelled(); err != nil {
+			return nil, err
+		}
 		select {
 		case e := <-n.inbox:
 			return e, nil
@@ -125,11 +140,17 @@ func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
 				return nil, ffi.ErrClosed
 			case <-w.expired():
 				return nil, ffi.ErrTimeout
+			case <-w.done():
+				return nil, w.ctx.Err()
 			}
 		}
 		var err error
 		if room := n.room(); room > 0 {
-			err = n.fill(room, w.ms())
+			if w.ctx != nil {
+				err = n.fillReady(w, room)
+			} else {
+				err = n.fill(room, w.ms())
+			}
 		}
 		<-n.rx.turn
 		if len(n.inbox) > 0 {
@@ -140,7 +161,7 @@ func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
 			return nil, ffi.ErrTimeout
 		case errors.Is(err, ffi.ErrClosed):
 			return nil, ffi.ErrClosed
-		case err != nil:
+		case err != nil: // ctx.Err() among them
 			return nil, err
 		case w.ms() == 0:
 			return nil, ffi.ErrTimeout
@@ -148,6 +169,49 @@ func (n *Node) recvWait(timeout time.Duration) (*Envelope, error) {
 		// What the fill brought went to other readers, or could not be
 		// decoded: wait on.
 	}
+}
+
+// fillReady is RecvContext's fill (the turn held, room > 0): it never
+// blocks in the library. It takes what the node holds (timeout 0) and,
+// while that is nothing, waits in Go's netpoller for the node's readiness
+// descriptor and takes again, until a take brings something (nil), the
+// node closes, or ctx is done (ctx.Err(), nothing taken since ctx was seen
+// live: ctx is checked before every take).
+//
+// No wake-up is lost. Go's netpoller is edge-triggered: a readiness event
+// that arrives before RawRead starts is forgotten (RawRead resets the
+// descriptor's state first). So the take that decides to wait runs inside
+// RawRead's callback, after that reset: if it finds nothing, the node's
+// queue was empty (the descriptor lowered) at that moment, and the next
+// message makes it non-empty, which writes the eventfd (the core does on
+// every empty -> non-empty transition, and on close), an event that comes
+// after the reset and so ends the wait; the callback is called again and
+// takes it. Only the holder of the turn takes from the node, so between
+// the take and the wait nobody else can empty the queue again unseen.
+func (n *Node) fillReady(w *wait, room int) error {
+	if err := n.fill(room, 0); err != ffi.ErrTimeout {
+		return err
+	}
+	rc, err := w.readiness(n)
+	if err != nil {
+		return err
+	}
+	ctx := w.ctx // not w: the callback escapes, and Recv's w stays on the stack
+	var took error = ffi.ErrTimeout
+	err = rc.Read(func(uintptr) bool {
+		if ctx.Err() != nil {
+			return true
+		}
+		took = n.fill(room, 0)
+		return took != ffi.ErrTimeout
+	})
+	if cerr := ctx.Err(); cerr != nil && (err != nil || took == ffi.ErrTimeout) {
+		return cerr
+	}
+	if err != nil {
+		return err
+	}
+	return took
 }
 
 // pump is the Inbox goroutine: it takes the turn for good (after any
@@ -187,11 +251,17 @@ func (r *receiver) free() {
 }
 
 // wait is one call's timeout (0: do not wait; negative: no limit), its
-// timer made only if the call has to wait.
+// timer made only if the call has to wait; or RecvContext's context and,
+// made once it has to wait, its dup of the readiness descriptor.
 type wait struct {
 	timeout  time.Duration
 	deadline time.Time
 	timer    *time.Timer
+
+	ctx       context.Context // RecvContext's, else nil
+	file      *os.File        // the dup, in the netpoller
+	raw       syscall.RawConn
+	stopAfter func() bool // stops the AfterFunc that cancels the wait
 }
 
 func newWait(timeout time.Duration) wait {
@@ -200,6 +270,22 @@ func newWait(timeout time.Duration) wait {
 		w.deadline = time.Now().Add(timeout)
 	}
 	return w
+}
+
+// cancelled is ctx.Err() (nil without a context).
+func (w *wait) cancelled() error {
+	if w.ctx == nil {
+		return nil
+	}
+	return w.ctx.Err()
+}
+
+// done is ctx.Done() (never without a context).
+func (w *wait) done() <-chan struct{} {
+	if w.ctx == nil {
+		return nil
+	}
+	return w.ctx.Done()
 }
 
 // expired is a channel that fires at the deadline (never without one).
@@ -225,9 +311,54 @@ func (w *wait) ms() int64 {
 	return int64((left + time.Millisecond - 1) / time.Millisecond)
 }
 
+// readiness is this call's own dup of the node's readiness descriptor (so
+// the original, which Close frees, is never in the netpoller, and closing
+// the dup touches no other call's), registered with the netpoller, and
+// set to fail its wait (a read deadline in the past) when ctx is done.
+func (w *wait) readiness(n *Node) (syscall.RawConn, error) {
+	if w.raw != nil {
+		return w.raw, nil
+	}
+	var fd int
+	err := n.with(func(h *ffi.Node) error { // the descriptor lives until Free
+		orig, err := h.RecvFD()
+		if err == nil {
+			fd, err = dupCloexec(orig)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Non-blocking (the eventfd is, and a dup shares that), so NewFile
+	// registers it with the netpoller.
+	f := os.NewFile(uintptr(fd), "cluster-recv-fd")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	w.file, w.raw = f, raw
+	w.stopAfter = context.AfterFunc(w.ctx, func() { f.SetReadDeadline(time.Now()) })
+	return raw, nil
+}
+
+// dupCloexec duplicates fd, close-on-exec.
+func dupCloexec(fd int) (int, error) {
+	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, ffi.Errorf(ffi.ErrIO, "dup of the readiness descriptor: %v", errno)
+	}
+	return int(r), nil
+}
+
 func (w *wait) stop() {
 	if w.timer != nil {
 		w.timer.Stop()
+	}
+	if w.file != nil {
+		w.stopAfter()
+		w.file.Close() // a deadline the AfterFunc sets now fails harmlessly
 	}
 }
 

@@ -1,14 +1,18 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"sync"
 
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
 // The send path: the goroutine that serves Outbox (started by Start), and
 // the synchronous Send and SendMany. Both encode envelopes into C memory
-// and send them with one cluster_send_batch call per batch.
+// and send them with one cluster_send_batch call per batch. SendContext
+// sends one with cluster_try_send, which keeps a message that finds no
+// room, so it can stop waiting.
 
 // sendLoop takes envelopes from Outbox, as many as are there up to
 // batchMax, and sends them with one cgo call. After stop it sends what is
@@ -162,8 +166,112 @@ func (n *Node) SendMany(envs []*Envelope) (int, error) {
 		}
 		return stop
 	})
+	return sent, closedAsIs(err)
+}
+
+// closedAsIs is err, or ffi.ErrClosed itself for any closed error, as the
+// synchronous calls promise.
+func closedAsIs(err error) error {
 	if errors.Is(err, ffi.ErrClosed) {
-		err = ffi.ErrClosed
+		return ffi.ErrClosed
 	}
-	return sent, err
+	return err
+}
+
+// sendSliceMs is how long SendContext waits in the library at a time for
+// room in a full queue before it looks at its context again.
+const sendSliceMs = 5
+
+// SendContext is Send until ctx is done: while a live peer's queue is
+// full it waits for room in slices of 5 ms, and once ctx is done it
+// returns ctx.Err() having neither sent nor dropped the message (nor
+// counted it in the library's stats). Other errors are Send's. It does
+// not take turns with Send and SendMany. A BROADCAST goes to each peer in
+// turn the same way; cancelled midway, it has reached the peers before and
+// not the others.
+func (n *Node) SendContext(ctx context.Context, e *Envelope) error {
+	if err := ctx.Err(); err != nil { // before encoding
+		return err
+	}
+	if e == nil {
+		return errNil
+	}
+	kind, data, err := encode(e.Msg)
+	if err != nil {
+		return err
+	}
+	s := n.senders.get()
+	defer n.senders.put(s)
+	s.Load(int64(e.Pid), e.MsgId, kind, data)
+	defer s.Unload()
+	if e.Pid != broadcast {
+		return closedAsIs(n.trySend(ctx, s))
+	}
+	for _, pid := range n.Peers() {
+		s.To(int64(pid))
+		// A peer that is down (ErrFull, dropped and counted) or gone
+		// misses it, as in a broadcast; ctx, Close or a size stop it.
+		err := n.trySend(ctx, s)
+		if err != nil && !errors.Is(err, ffi.ErrFull) && !errors.Is(err, ffi.ErrUnknownPeer) {
+			return closedAsIs(err)
+		}
+	}
+	return nil
+}
+
+// trySend sends the message s holds: at once if there is room, else in
+// slices of sendSliceMs until there is, ctx is done (ctx.Err(), checked
+// before every try) or it fails.
+func (n *Node) trySend(ctx context.Context, s *ffi.Sender) error {
+	for timeout := int64(0); ; timeout = sendSliceMs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := n.with(func(h *ffi.Node) error { return s.TrySend(h, timeout) })
+		if err != ffi.ErrTimeout {
+			return err
+		}
+	}
+}
+
+// senderPool keeps SendContext's Senders (C memory) for the next calls;
+// Close frees them.
+type senderPool struct {
+	mu     sync.Mutex
+	idle   []*ffi.Sender
+	closed bool
+}
+
+// senderIdleMax bounds the Senders kept idle.
+const senderIdleMax = 16
+
+func (p *senderPool) get() *ffi.Sender {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if k := len(p.idle); k > 0 {
+		s := p.idle[k-1]
+		p.idle = p.idle[:k-1]
+		return s
+	}
+	return ffi.NewSender()
+}
+
+func (p *senderPool) put(s *ffi.Sender) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle) == senderIdleMax {
+		s.Free()
+		return
+	}
+	p.idle = append(p.idle, s)
+}
+
+// free releases the idle Senders, and from now on those put back.
+func (p *senderPool) free() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.idle {
+		s.Free()
+	}
+	p.idle, p.closed = nil, true
 }

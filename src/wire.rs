@@ -509,11 +509,13 @@ impl Iterator for Frames {
 //
 // With a shared secret, each direction of a connection after the handshake
 // is a sequence of records: a 4-byte little-endian length `n`, then `n`
-// bytes of ChaCha20-Poly1305 ciphertext whose last 16 bytes are the tag.
-// The length is the associated data, the nonce is the record's number on
-// its connection and direction (a counter, never sent, never repeated under
-// one key), so a record that is altered, injected, replayed, reordered or
-// dropped fails to verify. Frames run through the records' plaintext as
+// bytes of AES-256-GCM ciphertext whose last 16 bytes are the tag. The
+// length is the associated data, the nonce is the record's number on its
+// connection and direction (a counter, never sent, never repeated), so a
+// record that is altered, injected, replayed, reordered or dropped fails to
+// verify. Every [`REKEY_EVERY`] records both sides move to the next key
+// (HKDF-Expand of the current one), keeping each key's use far inside
+// AES-GCM's limits. Frames run through the records' plaintext as
 // one stream (a record may hold many frames, or part of one); an
 // acknowledgement is a record of exactly [`ACK_LEN`] bytes.
 
@@ -527,15 +529,56 @@ pub const RECORD_MAX: usize = 64 << 10;
 pub const ACK_LEN: usize = 8;
 /// Size of a record key (one per connection and direction).
 pub const KEY_LEN: usize = 32;
+/// Records sealed under one key before both sides move to the next (2^24:
+/// at most 1 TiB of 64 KiB records per key).
+pub const REKEY_EVERY: u64 = 1 << 24;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 
 /// The nonce of record number `n`.
-fn record_nonce(n: u64) -> Nonce {
+fn record_nonce(n: u64) -> Nonce<aes_gcm::aead::consts::U12> {
     let mut b = [0u8; 12];
     b[..8].copy_from_slice(&n.to_le_bytes());
     b.into()
+}
+
+/// One direction's key and the record number it is at; both ends of a
+/// direction step through the same keys at the same records.
+struct RecordKey {
+    aead: Aes256Gcm,
+    key: [u8; KEY_LEN],
+    next: u64,
+    rekey_every: u64,
+}
+
+impl RecordKey {
+    fn new(key: &[u8; KEY_LEN]) -> RecordKey {
+        RecordKey {
+            aead: Aes256Gcm::new(key.into()),
+            key: *key,
+            next: 0,
+            rekey_every: REKEY_EVERY,
+        }
+    }
+
+    /// The nonce of the next record, moving to the next key first when its
+    /// turn has come.
+    fn nonce(&mut self) -> Nonce<aes_gcm::aead::consts::U12> {
+        if self.next > 0 && self.next % self.rekey_every == 0 {
+            let hk = hkdf::Hkdf::<sha2::Sha256>::from_prk(&self.key)
+                .expect("a 32-byte key is a valid SHA-256 PRK");
+            let mut next = [0u8; KEY_LEN];
+            hk.expand(b"cluster v1 next key", &mut next)
+                .expect("32 bytes is a valid HKDF-SHA256 length");
+            *self = RecordKey {
+                next: self.next,
+                rekey_every: self.rekey_every,
+                ..RecordKey::new(&next)
+            };
+        }
+        record_nonce(self.next)
+    }
 }
 
 /// Why a record stream was refused.
@@ -573,18 +616,16 @@ pub fn record_error(e: &std::io::Error) -> Option<RecordError> {
     e.get_ref()?.downcast_ref::<RecordError>().copied()
 }
 
-/// Seals plaintext into records under one key, numbering them.
+/// Seals plaintext into records under one direction's keys, numbering them.
 pub struct Sealer {
-    aead: ChaCha20Poly1305,
-    next: u64,
+    key: RecordKey,
 }
 
 impl Sealer {
     /// A sealer whose first record is number 0.
     pub fn new(key: &[u8; KEY_LEN]) -> Sealer {
         Sealer {
-            aead: ChaCha20Poly1305::new(key.into()),
-            next: 0,
+            key: RecordKey::new(key),
         }
     }
 
@@ -608,12 +649,14 @@ impl Sealer {
         let len = (plain + TAG_LEN) as u32;
         let (head, body) = out[at..].split_at_mut(RECORD_HEADER);
         head.copy_from_slice(&len.to_le_bytes());
+        let nonce = self.key.nonce();
         let tag = self
+            .key
             .aead
-            .encrypt_in_place_detached(&record_nonce(self.next), head, body)
+            .encrypt_in_place_detached(&nonce, head, body)
             .expect("a record is far below the AEAD's limit");
         // 2^64 records cannot be written: the counter never wraps.
-        self.next += 1;
+        self.key.next += 1;
         out.extend_from_slice(&tag);
     }
 
@@ -625,10 +668,9 @@ impl Sealer {
     }
 }
 
-/// Opens records sealed under one key, in order.
+/// Opens records sealed under one direction's keys, in order.
 pub struct Opener {
-    aead: ChaCha20Poly1305,
-    next: u64,
+    key: RecordKey,
     max: usize,
 }
 
@@ -637,8 +679,7 @@ impl Opener {
     /// `max` plaintext bytes.
     pub fn new(key: &[u8; KEY_LEN], max: usize) -> Opener {
         Opener {
-            aead: ChaCha20Poly1305::new(key.into()),
-            next: 0,
+            key: RecordKey::new(key),
             max,
         }
     }
@@ -682,10 +723,12 @@ impl Opener {
         let (head, rest) = buf.split_at_mut(RECORD_HEADER);
         let (body, tag) = rest[..n - RECORD_HEADER].split_at_mut(n - RECORD_HEADER - TAG_LEN);
         let tag = Tag::clone_from_slice(tag);
-        self.aead
-            .decrypt_in_place_detached(&record_nonce(self.next), head, body, &tag)
+        let nonce = self.key.nonce();
+        self.key
+            .aead
+            .decrypt_in_place_detached(&nonce, head, body, &tag)
             .map_err(|_| RecordError::Forged)?;
-        self.next += 1;
+        self.key.next += 1;
         Ok(Some((RECORD_HEADER..n - TAG_LEN, n)))
     }
 }
@@ -927,5 +970,33 @@ mod tests {
         let third = first + RECORD_HEADER + TAG_LEN;
         let mut big = wire[third..third + 4].to_vec();
         assert_eq!(acks.open(&mut big), Err(RecordError::Forged));
+    }
+
+    #[test]
+    fn both_ends_move_to_the_next_key_at_the_same_record() {
+        let key = [5u8; KEY_LEN];
+        let (mut sealer, mut opener) = (Sealer::new(&key), Opener::new(&key, RECORD_MAX));
+        sealer.key.rekey_every = 3;
+        opener.key.rekey_every = 3;
+        let mut wire = Vec::new();
+        for i in 0..10u8 {
+            sealer.seal(&[i], &mut wire);
+        }
+        // Records 3 and on are sealed under later keys: the first key alone
+        // opens only the first three.
+        let mut first_key_only = Opener::new(&key, RECORD_MAX);
+        first_key_only.key.rekey_every = u64::MAX;
+        let mut rest = &mut wire.clone()[..];
+        for i in 0..10u8 {
+            let (plain, used) = opener.open(rest).unwrap().unwrap();
+            assert_eq!(rest[plain], [i]);
+            rest = &mut rest[used..];
+        }
+        let mut rest = &mut wire[..];
+        for _ in 0..3 {
+            let (_, used) = first_key_only.open(rest).unwrap().unwrap();
+            rest = &mut rest[used..];
+        }
+        assert_eq!(first_key_only.open(rest), Err(RecordError::Forged));
     }
 }

@@ -509,15 +509,15 @@ impl Iterator for Frames {
 //
 // With a shared secret, each direction of a connection after the handshake
 // is a sequence of records: a 4-byte little-endian length `n`, then `n`
-// bytes of AES-256-GCM ciphertext whose last 16 bytes are the tag. The
-// length is the associated data, the nonce is the record's number on its
-// connection and direction (a counter, never sent, never repeated), so a
-// record that is altered, injected, replayed, reordered or dropped fails to
-// verify. Every [`REKEY_EVERY`] records both sides move to the next key
+// bytes of AES-256-GCM ciphertext (ring's) whose last 16 bytes are the tag.
+// The length is the associated data, the nonce is the record's number on
+// its connection and direction (a counter, never sent, never repeated), so
+// a record that is altered, injected, replayed, reordered or dropped fails
+// to verify. Every [`REKEY_EVERY`] records both sides move to the next key
 // (HKDF-Expand of the current one), keeping each key's use far inside
-// AES-GCM's limits. Frames run through the records' plaintext as
-// one stream (a record may hold many frames, or part of one); an
-// acknowledgement is a record of exactly [`ACK_LEN`] bytes.
+// AES-GCM's limits. Frames run through the records' plaintext as one stream
+// (a record may hold many frames, or part of one); an acknowledgement is a
+// record of exactly [`ACK_LEN`] bytes.
 
 /// Size of a record's length prefix.
 pub const RECORD_HEADER: usize = 4;
@@ -533,20 +533,19 @@ pub const KEY_LEN: usize = 32;
 /// at most 1 TiB of 64 KiB records per key).
 pub const REKEY_EVERY: u64 = 1 << 24;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 /// The nonce of record number `n`.
-fn record_nonce(n: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+fn record_nonce(n: u64) -> Nonce {
     let mut b = [0u8; 12];
     b[..8].copy_from_slice(&n.to_le_bytes());
-    b.into()
+    Nonce::assume_unique_for_key(b)
 }
 
 /// One direction's key and the record number it is at; both ends of a
 /// direction step through the same keys at the same records.
 struct RecordKey {
-    aead: Aes256Gcm,
+    aead: LessSafeKey,
     key: [u8; KEY_LEN],
     next: u64,
     rekey_every: u64,
@@ -555,7 +554,9 @@ struct RecordKey {
 impl RecordKey {
     fn new(key: &[u8; KEY_LEN]) -> RecordKey {
         RecordKey {
-            aead: Aes256Gcm::new(key.into()),
+            aead: LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key is an AES-256 key"),
+            ),
             key: *key,
             next: 0,
             rekey_every: REKEY_EVERY,
@@ -564,7 +565,7 @@ impl RecordKey {
 
     /// The nonce of the next record, moving to the next key first when its
     /// turn has come.
-    fn nonce(&mut self) -> Nonce<aes_gcm::aead::consts::U12> {
+    fn nonce(&mut self) -> Nonce {
         if self.next > 0 && self.next % self.rekey_every == 0 {
             let hk = hkdf::Hkdf::<sha2::Sha256>::from_prk(&self.key)
                 .expect("a 32-byte key is a valid SHA-256 PRK");
@@ -653,11 +654,11 @@ impl Sealer {
         let tag = self
             .key
             .aead
-            .encrypt_in_place_detached(&nonce, head, body)
+            .seal_in_place_separate_tag(nonce, Aad::from(&*head), body)
             .expect("a record is far below the AEAD's limit");
         // 2^64 records cannot be written: the counter never wraps.
         self.key.next += 1;
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(tag.as_ref());
     }
 
     /// Appends one record holding `plain`.
@@ -721,12 +722,11 @@ impl Opener {
             return Ok(None);
         }
         let (head, rest) = buf.split_at_mut(RECORD_HEADER);
-        let (body, tag) = rest[..n - RECORD_HEADER].split_at_mut(n - RECORD_HEADER - TAG_LEN);
-        let tag = Tag::clone_from_slice(tag);
         let nonce = self.key.nonce();
+        // Opens body and tag in place; the plaintext replaces the body.
         self.key
             .aead
-            .decrypt_in_place_detached(&nonce, head, body, &tag)
+            .open_in_place(nonce, Aad::from(&*head), &mut rest[..n - RECORD_HEADER])
             .map_err(|_| RecordError::Forged)?;
         self.key.next += 1;
         Ok(Some((RECORD_HEADER..n - TAG_LEN, n)))

@@ -547,6 +547,9 @@ fn record_nonce(n: u64) -> Nonce {
 struct RecordKey {
     aead: LessSafeKey,
     key: [u8; KEY_LEN],
+    /// The number of the current key: record `n` is sealed under key
+    /// `n / rekey_every`.
+    epoch: u64,
     next: u64,
     rekey_every: u64,
 }
@@ -558,6 +561,7 @@ impl RecordKey {
                 UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key is an AES-256 key"),
             ),
             key: *key,
+            epoch: 0,
             next: 0,
             rekey_every: REKEY_EVERY,
         }
@@ -566,13 +570,14 @@ impl RecordKey {
     /// The nonce of the next record, moving to the next key first when its
     /// turn has come.
     fn nonce(&mut self) -> Nonce {
-        if self.next > 0 && self.next % self.rekey_every == 0 {
+        while self.next / self.rekey_every > self.epoch {
             let hk = hkdf::Hkdf::<sha2::Sha256>::from_prk(&self.key)
                 .expect("a 32-byte key is a valid SHA-256 PRK");
             let mut next = [0u8; KEY_LEN];
             hk.expand(b"cluster v1 next key", &mut next)
                 .expect("32 bytes is a valid HKDF-SHA256 length");
             *self = RecordKey {
+                epoch: self.epoch + 1,
                 next: self.next,
                 rekey_every: self.rekey_every,
                 ..RecordKey::new(&next)
@@ -659,6 +664,13 @@ impl Sealer {
         // 2^64 records cannot be written: the counter never wraps.
         self.key.next += 1;
         out.extend_from_slice(tag.as_ref());
+    }
+
+    /// Takes back the last record sealed, which must not have been sent
+    /// (no byte of it left the process, so its nonce is still unseen): the
+    /// next record gets its number.
+    pub fn unseal_last(&mut self) {
+        self.key.next -= 1;
     }
 
     /// Appends one record holding `plain`.
@@ -998,5 +1010,27 @@ mod tests {
             rest = &mut rest[used..];
         }
         assert_eq!(first_key_only.open(rest), Err(RecordError::Forged));
+    }
+
+    #[test]
+    fn a_record_taken_back_unsent_gives_its_number_to_the_next() {
+        let key = [6u8; KEY_LEN];
+        let (mut sealer, mut opener) = (Sealer::new(&key), Opener::new(&key, RECORD_MAX));
+        sealer.key.rekey_every = 2;
+        opener.key.rekey_every = 2;
+        let mut wire = Vec::new();
+        for i in 0..6u8 {
+            // Records 2 and 4 open a new key: taking them back keeps it.
+            let mut unsent = Vec::new();
+            sealer.seal(b"never sent", &mut unsent);
+            sealer.unseal_last();
+            sealer.seal(&[i], &mut wire);
+        }
+        let mut rest = &mut wire[..];
+        for i in 0..6u8 {
+            let (plain, used) = opener.open(rest).unwrap().unwrap();
+            assert_eq!(rest[plain], [i]);
+            rest = &mut rest[used..];
+        }
     }
 }

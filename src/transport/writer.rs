@@ -397,7 +397,14 @@ impl Direct {
         };
         let total = header.len() + data.len();
         let mut done = match send_from(stream, header, data, 0) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => {
+                // Not a byte of the record went out: the writer seals the
+                // frame again, under the same record number.
+                if let Some(sealer) = seal {
+                    sealer.unseal_last();
+                }
+                return false;
+            }
             Ok(n) => n,
         };
         acks.written += 1;
@@ -460,5 +467,45 @@ impl Jitter {
         let half = d / 2;
         let nanos = half.as_nanos() as u64;
         half + Duration::from_nanos(if nanos == 0 { 0 } else { self.0 % (nanos + 1) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{KEY_LEN, RECORD_MAX};
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_direct_write_that_finds_the_socket_full_takes_its_record_back() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let _peer = l.accept().unwrap();
+        // Fill the connection: the peer reads nothing.
+        s.set_nonblocking(true).unwrap();
+        let junk = [0u8; 1 << 16];
+        while (&s).write(&junk).is_ok() {}
+        let key = [1u8; KEY_LEN];
+        let direct = Direct::default();
+        *direct.lock() = DirectState {
+            stream: Some(Arc::new(s)),
+            open: true,
+            seal: Some(Sealer::new(&key)),
+            ..DirectState::default()
+        };
+        let env = Envelope::new(2, 1, 0, b"a reply");
+        let written = direct.try_write(&Outq::new(10), &env, &PeerStats::new(2), None);
+        assert!(!written, "the socket is full: the frame goes to the queue");
+        // Nothing went out, so the record the writer seals next is number 0.
+        let mut record = Vec::new();
+        direct
+            .lock()
+            .seal
+            .as_mut()
+            .unwrap()
+            .seal(b"queued", &mut record);
+        let mut opener = Opener::new(&key, RECORD_MAX);
+        assert!(matches!(opener.open(&mut record), Ok(Some(_))));
     }
 }

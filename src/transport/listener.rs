@@ -210,10 +210,10 @@ impl Reader {
     ) {
         let (source, mut acks) = match keys {
             Some(k) => (
-                Source::Sealed(RecordReader::new(
+                Source::Sealed(Box::new(RecordReader::new(
                     stream,
                     Opener::new(&k.frames, RECORD_MAX),
-                )),
+                ))),
                 AckSender::new(Some(Sealer::new(&k.acks))),
             ),
             None => (Source::Plain(stream), AckSender::new(None)),
@@ -336,7 +336,7 @@ impl Reader {
 /// or, with a secret, the verified plaintext of its records.
 enum Source<'a> {
     Plain(&'a TcpStream),
-    Sealed(RecordReader<&'a TcpStream>),
+    Sealed(Box<RecordReader<&'a TcpStream>>),
 }
 
 impl Source<'_> {

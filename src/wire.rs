@@ -984,40 +984,56 @@ mod tests {
         assert_eq!(acks.open(&mut big), Err(RecordError::Forged));
     }
 
+    /// A sealer and an opener of `key` that move to the next key every
+    /// `every` records.
+    fn rekeying(key: &[u8; KEY_LEN], every: u64) -> (Sealer, Opener) {
+        let (mut sealer, mut opener) = (Sealer::new(key), Opener::new(key, RECORD_MAX));
+        sealer.key.rekey_every = every;
+        opener.key.rekey_every = every;
+        (sealer, opener)
+    }
+
+    /// The plaintexts of the records `opener` opens in `wire`, up to the
+    /// first that fails (and whether one failed).
+    fn open_all(opener: &mut Opener, mut wire: &mut [u8]) -> (Vec<Vec<u8>>, bool) {
+        let mut got = Vec::new();
+        while !wire.is_empty() {
+            match opener.open(wire) {
+                Ok(Some((plain, used))) => {
+                    got.push(wire[plain].to_vec());
+                    wire = &mut wire[used..];
+                }
+                _ => return (got, true),
+            }
+        }
+        (got, false)
+    }
+
     #[test]
     fn both_ends_move_to_the_next_key_at_the_same_record() {
         let key = [5u8; KEY_LEN];
-        let (mut sealer, mut opener) = (Sealer::new(&key), Opener::new(&key, RECORD_MAX));
-        sealer.key.rekey_every = 3;
-        opener.key.rekey_every = 3;
+        let (mut sealer, mut opener) = rekeying(&key, 3);
         let mut wire = Vec::new();
         for i in 0..10u8 {
             sealer.seal(&[i], &mut wire);
         }
+        let all: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i]).collect();
+        assert_eq!(
+            open_all(&mut opener, &mut wire.clone()),
+            (all.clone(), false)
+        );
         // Records 3 and on are sealed under later keys: the first key alone
         // opens only the first three.
-        let mut first_key_only = Opener::new(&key, RECORD_MAX);
-        first_key_only.key.rekey_every = u64::MAX;
-        let mut rest = &mut wire.clone()[..];
-        for i in 0..10u8 {
-            let (plain, used) = opener.open(rest).unwrap().unwrap();
-            assert_eq!(rest[plain], [i]);
-            rest = &mut rest[used..];
-        }
-        let mut rest = &mut wire[..];
-        for _ in 0..3 {
-            let (_, used) = first_key_only.open(rest).unwrap().unwrap();
-            rest = &mut rest[used..];
-        }
-        assert_eq!(first_key_only.open(rest), Err(RecordError::Forged));
+        let (_, mut first_key_only) = rekeying(&key, u64::MAX);
+        assert_eq!(
+            open_all(&mut first_key_only, &mut wire),
+            (all[..3].to_vec(), true)
+        );
     }
 
     #[test]
     fn a_record_taken_back_unsent_gives_its_number_to_the_next() {
-        let key = [6u8; KEY_LEN];
-        let (mut sealer, mut opener) = (Sealer::new(&key), Opener::new(&key, RECORD_MAX));
-        sealer.key.rekey_every = 2;
-        opener.key.rekey_every = 2;
+        let (mut sealer, mut opener) = rekeying(&[6u8; KEY_LEN], 2);
         let mut wire = Vec::new();
         for i in 0..6u8 {
             // Records 2 and 4 open a new key: taking them back keeps it.
@@ -1026,11 +1042,7 @@ mod tests {
             sealer.unseal_last();
             sealer.seal(&[i], &mut wire);
         }
-        let mut rest = &mut wire[..];
-        for i in 0..6u8 {
-            let (plain, used) = opener.open(rest).unwrap().unwrap();
-            assert_eq!(rest[plain], [i]);
-            rest = &mut rest[used..];
-        }
+        let all: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i]).collect();
+        assert_eq!(open_all(&mut opener, &mut wire), (all, false));
     }
 }

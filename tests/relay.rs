@@ -219,11 +219,30 @@ fn recovers(a: &Node, b: &Node, r: &Relay) {
     wait_until(LIMIT, "the new message's ack", || acked(a) == before + 1);
 }
 
-/// The counter an attack must raise on the side that detects it.
-fn counter(attack: Attack) -> (&'static str, &'static str) {
-    match attack {
+/// Waits until `node`, the side that reads the attacked records, counts
+/// the attack once; the counter it must raise, and the one it must not.
+fn detected(node: &Node, attack: Attack) -> (&'static str, &'static str) {
+    let (raised, other) = match attack {
         Attack::Truncate => ("/bad_frames", "/auth_failed"),
         _ => ("/auth_failed", "/bad_frames"),
+    };
+    wait_until(LIMIT, &format!("{attack:?} to be detected"), || {
+        stat(node, raised) == 1
+    });
+    (raised, other)
+}
+
+/// Sends message `id` ("m{id}"), whose record (or whose ack's) is the one
+/// attacked, and waits until the relay has seen `seen` records that way; a
+/// reorder or a drop shows only once the next record follows, so message
+/// `id + 1` is sent for those.
+fn strike(a: &Node, id: i64, way: &AtomicUsize, seen: usize, attack: Attack) {
+    send(a, 2, id, format!("m{id}").as_bytes());
+    wait_until(LIMIT, "the attacked record", || {
+        way.load(Ordering::SeqCst) >= seen
+    });
+    if matches!(attack, Attack::Reorder | Attack::Drop) {
+        send(a, 2, id + 1, format!("m{}", id + 1).as_bytes());
     }
 }
 
@@ -233,19 +252,9 @@ fn attack_frames(attack: Attack) {
     let e = recv(&b);
     assert_eq!((e.msg_id, &e.data[..]), (1, &b"m1"[..]));
     wait_until(LIMIT, "m1's ack", || acked(&a) == 1);
-    // m2 rides record 1, the one attacked; a reorder or a drop shows only
-    // once record 2 (m3) follows it.
-    send(&a, 2, 2, b"m2");
-    wait_until(LIMIT, "m2's record", || {
-        r.frames.load(Ordering::SeqCst) >= 2
-    });
-    if matches!(attack, Attack::Reorder | Attack::Drop) {
-        send(&a, 2, 3, b"m3");
-    }
-    let (raised, other) = counter(attack);
-    wait_until(LIMIT, &format!("{attack:?} to be detected"), || {
-        stat(&b, raised) == 1
-    });
+    // m2 rides record 1, the one attacked.
+    strike(&a, 2, &r.frames, 2, attack);
+    let (raised, other) = detected(&b, attack);
     // The reader delivered what verified before it counted the failure.
     let got: Vec<(i64, Vec<u8>)> = drain_now(&b)
         .into_iter()
@@ -269,18 +278,9 @@ fn attack_frames(attack: Attack) {
 
 fn attack_acks(attack: Attack) {
     let (a, b, r) = nodes(Dir::Acks, Some(attack));
-    send(&a, 2, 1, b"m1");
-    wait_until(LIMIT, "m1's ack record", || {
-        r.acks.load(Ordering::SeqCst) >= 1
-    });
-    // A reorder or a drop of ack 0 shows once ack 1 follows it.
-    if matches!(attack, Attack::Reorder | Attack::Drop) {
-        send(&a, 2, 2, b"m2");
-    }
-    let (raised, other) = counter(attack);
-    wait_until(LIMIT, &format!("{attack:?} to be detected"), || {
-        stat(&a, raised) == 1
-    });
+    // m1's ack is record 0 of the acks, the one attacked.
+    strike(&a, 1, &r.acks, 1, attack);
+    let (raised, other) = detected(&a, attack);
     settled(&a);
     // Only acks that verified count: the first one, before its replay.
     let want = u64::from(attack == Attack::Replay);

@@ -144,8 +144,8 @@ pub struct NodeStats {
     /// (injected, altered, replayed, reordered or dropped on the path).
     pub auth_failed: Counter,
     /// Connections dropped for a bad frame (oversized, malformed, or
-    /// stalled mid-frame for 5 s) or, with a secret, whose frames or
-    /// acknowledgements ended or stalled inside a record.
+    /// stalled mid-frame for 5 s) or, with a secret, whose frames ended or
+    /// stalled inside a record, or whose acknowledgements ended inside one.
     pub bad_frames: Counter,
 }
 

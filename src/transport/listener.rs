@@ -28,6 +28,10 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 const PUSH_SLICE: Duration = Duration::from_millis(50);
 /// Read buffer of an incoming connection.
 const READ_BUFFER: usize = 64 << 10;
+/// The frame reader's buffer over sealed records, which are buffered
+/// already: small, so a large payload is copied from the opened record
+/// straight into its own buffer, not through this one.
+const SEALED_READ_BUFFER: usize = 8 << 10;
 /// Frames decoded before they are pushed into the inbox in one go.
 const BURST: usize = 64;
 
@@ -232,7 +236,11 @@ impl Reader {
         turn: &Turn,
     ) {
         let s = &self.shared;
-        let mut frames = FrameReader::new(source, s.config.max_message_size, READ_BUFFER);
+        let buffer = match source {
+            Source::Plain(_) => READ_BUFFER,
+            Source::Sealed(_) => SEALED_READ_BUFFER,
+        };
+        let mut frames = FrameReader::new(source, s.config.max_message_size, buffer);
         // A peer that stops in the middle of a frame is cut after this long;
         // between frames a connection may stay idle for ever.
         if stream.set_read_timeout(Some(STALL_TIMEOUT)).is_err() {

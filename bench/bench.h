@@ -64,6 +64,11 @@ size_t node_recv(node_t *nd, msg_t *out, size_t cap);
 /* Closes the node (flushing what is queued) and frees it. */
 void node_close(node_t *nd);
 
+/* Whether this is the secure table (BENCH_SECURE=1, set by the driver's
+ * --secure): cluster with a Secret, libzmq with CURVE, and the tcp column
+ * replaced by cluster per call without a secret. */
+int bench_secure(void);
+
 /* Names of the columns: for argv (impl_names) and the table (impl_titles). */
 extern const char *const impl_names[IMPL_COUNT];
 extern const char *const impl_titles[IMPL_COUNT];

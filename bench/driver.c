@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include "bench.h"
 
+#include <zmq.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ typedef enum {
     G_RATIO_MAX, /* cluster per call / libzmq at most `call` */
     G_ABS_MAX,   /* cluster per call at most `call`, in the worst run */
     G_ZERO,      /* cluster per call zero (below `call`) in the worst run */
+    G_VS_PLAIN,  /* secure table: cluster per call with a secret / without at least `call` */
 } goal_kind_t;
 
 typedef struct {
@@ -75,6 +78,29 @@ static const workload_t WORKLOADS[] = {
       {"accepted msgs", G_NONE, 0, 0}}},
 };
 #define NWORK (sizeof WORKLOADS / sizeof WORKLOADS[0])
+
+/* The secure table (--secure): cluster with a Secret against libzmq with
+ * CURVE, and cluster per call without a secret in the last column. The
+ * goals are issue 16's; 64 KiB with a secret within 1.5x of without means
+ * at least 1/1.5 of its MB/s. */
+static const workload_t SECURE_WORKLOADS[] = {
+    {"unicast 16 B", K_THR, 2, 16, 1000000, ALL_COLUMNS, 2,
+     {{"msgs/s", G_RATIO_MIN, 1.0, 2.0}, {"MB/s", G_NONE, 0, 0}}},
+    {"unicast 64 B", K_THR, 2, 64, 1000000, ALL_COLUMNS, 2,
+     {{"msgs/s", G_RATIO_MIN, 1.0, 2.0}, {"MB/s", G_NONE, 0, 0}}},
+    {"unicast 1 KiB", K_THR, 2, 1024, 300000, ALL_COLUMNS, 2,
+     {{"msgs/s", G_RATIO_MIN, 1.0, 2.0}, {"MB/s", G_NONE, 0, 0}}},
+    {"unicast 64 KiB", K_THR, 2, 65536, 10000, ALL_COLUMNS, 2,
+     {{"msgs/s", G_RATIO_MIN, 1.0, 0}, {"MB/s", G_VS_PLAIN, 1 / 1.5, 0}}},
+    {"ping-pong 64 B", K_PP, 2, 64, 5000, ALL_COLUMNS, 3,
+     {{"p50 us", G_RATIO_MAX, 0.5, 0}, {"p99 us", G_NONE, 0, 0}, {"mean us", G_NONE, 0, 0}}},
+    {"ping-pong 1 KiB", K_PP, 2, 1024, 5000, ALL_COLUMNS, 3,
+     {{"p50 us", G_RATIO_MAX, 0.5, 0}, {"p99 us", G_NONE, 0, 0}, {"mean us", G_NONE, 0, 0}}},
+};
+#define NSECURE (sizeof SECURE_WORKLOADS / sizeof SECURE_WORKLOADS[0])
+
+static const char *const SECURE_TITLES[IMPL_COUNT] = {"secret per call", "zmq CURVE call", "secret batched",
+                                                      "plain per call"};
 
 static const char *ROLE[] = {"thr", "pp", "bcast", "idle", "slow"};
 
@@ -243,6 +269,12 @@ static void print_row(const workload_t *w, int mi, cell_t c[IMPL_COUNT]) {
             snprintf(goal, sizeof goal, "0 %s, max %.3f", verdict(c[IMPL_CLUSTER].s.med, c[IMPL_CLUSTER].s.max < m->call),
                      c[IMPL_CLUSTER].s.max);
         break;
+    case G_VS_PLAIN: {
+        double r = ratio(c[IMPL_CLUSTER], c[IMPL_TCP]);
+        if (call_run && c[IMPL_TCP].run)
+            snprintf(goal, sizeof goal, "secret/plain %.2fx >= %.2fx %s", r, m->call, verdict(r, r >= m->call));
+        break;
+    }
     case G_NONE: break;
     }
     printf("| %-26s | %-17s | ", mi ? "" : w->name, m->metric);
@@ -253,7 +285,8 @@ static void print_row(const workload_t *w, int mi, cell_t c[IMPL_COUNT]) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench [--runs N] [--scale F] [--only TEXT] [--impl NAME] [--grow LIST]\n"
+    fprintf(stderr, "usage: bench [--secure] [--runs N] [--scale F] [--only TEXT] [--impl NAME] [--grow LIST]\n"
+                    "  --secure    the secure table: cluster with a Secret vs libzmq with CURVE\n"
                     "  --runs N    runs per workload and column (default 5)\n"
                     "  --scale F   multiply message counts by F (default 1)\n"
                     "  --only TEXT run only the workloads whose name contains TEXT\n"
@@ -262,6 +295,36 @@ static void usage(void) {
                     "  --grow LIST cluster sizes of the growth table, N or N/P (N nodes in P\n"
                     "              processes), default 2,5,16,32,64,64/8; \"none\" skips it\n");
     exit(2);
+}
+
+static void print_secure_legend(int runs) {
+    printf("Secure table, each column a separate sender and receiver process over 127.0.0.1 (runs\n"
+           "interleaved):\n"
+           "  secret per call : cluster per call (as in the main table) with \"Secret\" set: every frame\n"
+           "                    and ack sealed with AES-256-GCM\n"
+           "  zmq CURVE call  : libzmq per call (as in the main table) with CURVE (ZMQ_CURVE_SERVER on the\n"
+           "                    binding side, keys made by zmq_curve_keypair in the driver)\n"
+           "  secret batched  : cluster batched (as in the main table) with \"Secret\" set\n"
+           "  plain per call  : cluster per call without a secret: the cost of encryption\n"
+           "call/zmq = secret per call / zmq CURVE call; batch/zmq = secret batched / zmq CURVE call.\n"
+           "Each cell: median of %d runs ±half the min-max range. Goals (issue 16) judged on medians.\n\n",
+           runs);
+}
+
+/* Makes the CURVE keys the children use (they inherit the environment). */
+static void curve_keys(void) {
+    char pub[41], sec[41];
+    const char *names[2][2] = {{"BENCH_CURVE_SERVER_PUBLIC", "BENCH_CURVE_SERVER_SECRET"},
+                               {"BENCH_CURVE_CLIENT_PUBLIC", "BENCH_CURVE_CLIENT_SECRET"}};
+    if (!zmq_has("curve"))
+        die("this libzmq has no CURVE");
+    for (int i = 0; i < 2; i++) {
+        if (zmq_curve_keypair(pub, sec) != 0)
+            die("zmq_curve_keypair: %s", zmq_strerror(zmq_errno()));
+        setenv(names[i][0], pub, 1);
+        setenv(names[i][1], sec, 1);
+    }
+    setenv("BENCH_SECURE", "1", 1);
 }
 
 static void print_legend(int runs) {
@@ -285,9 +348,11 @@ int driver_main(int argc, char **argv) {
     int runs = 5;
     double scale = 1;
     const char *only = NULL, *grow = "2,5,16,32,64,64/8";
-    int impl_only = -1;
+    int impl_only = -1, secure = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+        if (!strcmp(argv[i], "--secure"))
+            secure = 1;
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--scale") && i + 1 < argc)
             scale = atof(argv[++i]);
@@ -303,18 +368,29 @@ int driver_main(int argc, char **argv) {
     if (runs < 1 || runs > MAX_RUNS || !(scale > 0))
         usage();
     proc_init();
-    print_legend(runs);
+    const workload_t *table = WORKLOADS;
+    size_t nwork = NWORK;
+    const char *const *titles = impl_titles;
+    if (secure) {
+        curve_keys();
+        print_secure_legend(runs);
+        table = SECURE_WORKLOADS;
+        nwork = NSECURE;
+        titles = SECURE_TITLES;
+    } else {
+        print_legend(runs);
+    }
     uint64_t t0 = now_ns();
     int header = 0;
-    for (size_t wi = 0; wi < NWORK; wi++) {
-        const workload_t *w = &WORKLOADS[wi];
+    for (size_t wi = 0; wi < nwork; wi++) {
+        const workload_t *w = &table[wi];
         if (only && !strstr(w->name, only))
             continue;
         if (!header) {
             printf("| %-26s | %-17s | ", "workload", "metric");
             for (int i = 0; i < IMPL_COUNT; i++)
-                printf("%-16s | ", impl_titles[i]);
-            printf("%-9s | %-9s | %-40s |\n", "call/zmq", "batch/zmq", "goal (issue 14)");
+                printf("%-16s | ", titles[i]);
+            printf("%-9s | %-9s | %-40s |\n", "call/zmq", "batch/zmq", secure ? "goal (issue 16)" : "goal (issue 14)");
             printf("|----------------------------|-------------------|");
             for (int i = 0; i < IMPL_COUNT; i++)
                 printf("------------------|");
@@ -337,7 +413,7 @@ int driver_main(int argc, char **argv) {
                 for (int m = 0; m < w->nmetrics; m++)
                     v[m][impl][r] = rc == 0 ? out[m] : NAN;
                 if (rc != 0)
-                    fprintf(stderr, "bench: %s, %s, run %d failed\n", w->name, impl_titles[impl], r + 1);
+                    fprintf(stderr, "bench: %s, %s, run %d failed\n", w->name, titles[impl], r + 1);
             }
         for (int m = 0; m < w->nmetrics; m++) {
             cell_t c[IMPL_COUNT];
@@ -355,7 +431,7 @@ int driver_main(int argc, char **argv) {
     if (header)
         printf("\ngoals: %d judged, %d missed (%.0f s)\n", goals_judged, goals_missed,
                (double)(now_ns() - t0) / 1e9);
-    if (strcmp(grow, "none") != 0 && (impl_only < 0 || impl_only == IMPL_CLUSTER))
+    if (!secure && strcmp(grow, "none") != 0 && (impl_only < 0 || impl_only == IMPL_CLUSTER))
         grow_table(grow, scale, runs, only);
     return 0;
 }

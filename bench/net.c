@@ -52,6 +52,22 @@ struct node {
     int rr;
 };
 
+/* The secure table (driver --secure): the cluster columns run with a
+ * shared Secret (every frame and ack encrypted), libzmq with CURVE (keys
+ * from the driver, in BENCH_CURVE_*), and the tcp column is replaced by
+ * cluster per call without a secret, for the cost of encryption. */
+int bench_secure(void) {
+    const char *s = getenv("BENCH_SECURE");
+    return s && !strcmp(s, "1");
+}
+
+static const char *curve_key(const char *name) {
+    const char *k = getenv(name);
+    if (!k || strlen(k) != 40)
+        die("secure bench: %s is not set (the driver sets it)", name);
+    return k;
+}
+
 /* ---------- libcluster ---------- */
 
 static int connected_peers(cluster_node_t *cn) {
@@ -66,14 +82,15 @@ static int connected_peers(cluster_node_t *cn) {
     return k;
 }
 
-static void cl_open(node_t *nd, const int *ports) {
+static void cl_open(node_t *nd, const int *ports, int secret) {
     char cfg[2048];
     int off = snprintf(cfg, sizeof cfg, "{\"Peers\":[");
     for (int i = 0; i < nd->n; i++)
         off += snprintf(cfg + off, sizeof cfg - (size_t)off, "%s{\"Id\":%d,\"Address\":\"127.0.0.1:%d\"}",
                         i ? "," : "", i + 1, ports[i]);
     snprintf(cfg + off, sizeof cfg - (size_t)off,
-             "],\"InboxSize\":1000,\"OutboxSize\":1000,\"CloseLingerMs\":10000}");
+             "],\"InboxSize\":1000,\"OutboxSize\":1000,\"CloseLingerMs\":10000%s}",
+             secret ? ",\"Secret\":\"the bench's shared secret\"" : "");
     cluster_error_t err;
     if (cluster_new(nd->me + 1, cfg, &nd->cn, &err) != CLUSTER_OK)
         die("cluster_new: %s", err.message);
@@ -159,10 +176,27 @@ static size_t bt_recv(node_t *nd, msg_t *out, size_t cap) {
 
 /* ---------- libzmq ---------- */
 
+/* Makes `s` a CURVE server (the binding side) or client. */
+static void zcurve(void *s, int bind) {
+    int rc = 0, one = 1;
+    if (bind) {
+        rc |= zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one);
+        rc |= zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve_key("BENCH_CURVE_SERVER_SECRET"), 40);
+    } else {
+        rc |= zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, curve_key("BENCH_CURVE_SERVER_PUBLIC"), 40);
+        rc |= zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, curve_key("BENCH_CURVE_CLIENT_PUBLIC"), 40);
+        rc |= zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve_key("BENCH_CURVE_CLIENT_SECRET"), 40);
+    }
+    if (rc != 0)
+        die("zmq CURVE options: %s", zmq_strerror(zmq_errno()));
+}
+
 static void *zsock(node_t *nd, int type, int port, int bind) {
     void *s = zmq_socket(nd->ctx, type);
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+    if (s && bench_secure())
+        zcurve(s, bind);
     if (!s || (bind ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0)
         die("zmq %s %s: %s", bind ? "bind" : "connect", ep, zmq_strerror(zmq_errno()));
     return s;
@@ -422,10 +456,16 @@ node_t *node_open(impl_t impl, int me, int n, const int *ports, int flags) {
     nd->impl = impl;
     nd->me = me;
     nd->n = n;
+    if (impl == IMPL_TCP && bench_secure()) {
+        /* The secure table's reference column: cluster per call, no secret. */
+        nd->impl = IMPL_CLUSTER;
+        cl_open(nd, ports, 0);
+        return nd;
+    }
     switch (impl) {
-    case IMPL_CLUSTER: cl_open(nd, ports); break;
+    case IMPL_CLUSTER: cl_open(nd, ports, bench_secure()); break;
     case IMPL_BATCH:
-        cl_open(nd, ports);
+        cl_open(nd, ports, bench_secure());
         nd->arena_cap = ARENA_BYTES;
         nd->arena = calloc(1, nd->arena_cap);
         break;

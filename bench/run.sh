@@ -4,7 +4,7 @@
 # TCP, sender and receiver in separate processes over loopback; then the cost
 # as the cluster grows (N nodes all broadcasting) and the mock line.
 # Installs libzmq3-dev with apt if it is missing.
-# Usage: bash bench/run.sh [--runs N] [--scale F] [--only TEXT] [--impl NAME] [--grow LIST]
+# Usage: bash bench/run.sh [--secure] [--runs N] [--scale F] [--only TEXT] [--impl NAME] [--grow LIST]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -31,7 +31,7 @@ bench/build/bench "$@"
 
 # The mock network's broadcast line (the in-process mock, through the Rust API),
 # in full runs (not with --only or --impl).
-case " $* " in *" --only "* | *" --impl "*) mock=no ;; *) mock=yes ;; esac
+case " $* " in *" --only "* | *" --impl "* | *" --secure "*) mock=no ;; *) mock=yes ;; esac
 if [ "$mock" = yes ] && [ -f bench/mock_broadcast.rs ]; then
     echo
     line=$(cargo bench --quiet --bench mock_broadcast 2>/dev/null | grep 'median' || true)

@@ -60,7 +60,7 @@ step "Go wrapper (vet, race, cgo checks) and the cross-language test"
 PATH="$pyenv/venv/bin:$PATH" CLUSTER_XLANG_PYTHON=require bash bindings/go/test.sh
 
 step "fuzzers, a short run each (FUZZ_SECONDS=${FUZZ_SECONDS:=15})"
-for target in frames handshake; do
+for target in frames handshake records; do
     cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- \
         -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=1024 2>&1 | grep -E "^Done|ERROR|panicked" 
     test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzzer $target found a failure (see fuzz/artifacts)" >&2; exit 1; }

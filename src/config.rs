@@ -59,9 +59,35 @@ pub struct Config {
     /// unanswered before it is marked down (a peer that answers but reads
     /// slowly is never cut).
     pub peer_timeout: Duration,
-    /// A shared secret every member must prove it knows; `None` lets in any
-    /// configured id.
-    pub secret: Option<Vec<u8>>,
+    /// A shared secret every member must prove it knows, and from which each
+    /// connection's encryption keys are derived; `None` lets in any
+    /// configured id and sends frames in the clear.
+    pub secret: Option<Secret>,
+}
+
+/// A shared secret's bytes. Its `Debug` shows only that there is one, so a
+/// logged [`Config`] never reveals it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps the secret's bytes.
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// Every top-level setting, as spelled in the JSON (README's config table).
@@ -76,6 +102,8 @@ const SETTINGS: &[&str] = &[
     "ReconnectMaxMs",
     "PeerTimeoutMs",
     "Secret",
+    "SecretFile",
+    "SecretEnv",
 ];
 /// Every setting of one member.
 const PEER_SETTINGS: &[&str] = &["Id", "Address", "Listen"];
@@ -99,6 +127,8 @@ struct RawConfig {
     reconnect_max_ms: Option<i64>,
     peer_timeout_ms: Option<i64>,
     secret: Option<String>,
+    secret_file: Option<String>,
+    secret_env: Option<String>,
 }
 
 /// How a configuration is checked.
@@ -145,7 +175,9 @@ impl<'de> Visitor<'de> for Settings {
                 "ReconnectMinMs" => raw.reconnect_min_ms = map.next_value_seed(int)?,
                 "ReconnectMaxMs" => raw.reconnect_max_ms = map.next_value_seed(int)?,
                 "PeerTimeoutMs" => raw.peer_timeout_ms = map.next_value_seed(int)?,
-                _ => raw.secret = map.next_value_seed(Text("", key))?, // "Secret"
+                "Secret" => raw.secret = map.next_value_seed(Text("", key))?,
+                "SecretFile" => raw.secret_file = map.next_value_seed(Text("", key))?,
+                _ => raw.secret_env = map.next_value_seed(Text("", key))?, // "SecretEnv"
             }
         }
         Ok(raw)
@@ -449,12 +481,7 @@ impl Config {
                 listen,
             });
         }
-        let secret = match raw.secret {
-            Some(s) if s.is_empty() => {
-                return Err(Error::config("\"Secret\" must not be empty"));
-            }
-            s => s.map(String::into_bytes),
-        };
+        let secret = secret(raw.secret, raw.secret_file, raw.secret_env)?;
         Ok(Config {
             secret,
             peers,
@@ -530,6 +557,50 @@ fn read(text_or_path: &str) -> Result<std::borrow::Cow<'_, str>> {
     std::fs::read_to_string(text_or_path)
         .map(Into::into)
         .map_err(|e| Error::config(format!("cannot read config file {text_or_path:?}: {e}")))
+}
+
+/// The shared secret from whichever one of `Secret` (the text itself),
+/// `SecretFile` (a file's contents, one trailing line break dropped) or
+/// `SecretEnv` (an environment variable's value) is set. Errors name the
+/// setting, the path or the variable, never the secret.
+fn secret(
+    text: Option<String>,
+    file: Option<String>,
+    env: Option<String>,
+) -> Result<Option<Secret>> {
+    let (key, bytes) = match (text, file, env) {
+        (None, None, None) => return Ok(None),
+        (Some(s), None, None) => ("Secret", s.into_bytes()),
+        (None, Some(path), None) => {
+            let mut b = std::fs::read(&path).map_err(|e| {
+                Error::config(format!("\"SecretFile\" {path:?} cannot be read: {e}"))
+            })?;
+            if b.ends_with(b"\n") {
+                b.pop();
+                if b.ends_with(b"\r") {
+                    b.pop();
+                }
+            }
+            ("SecretFile", b)
+        }
+        (None, None, Some(var)) => {
+            let v = std::env::var_os(&var).ok_or_else(|| {
+                Error::config(format!(
+                    "\"SecretEnv\" names the environment variable {var:?}, which is not set"
+                ))
+            })?;
+            ("SecretEnv", std::os::unix::ffi::OsStringExt::into_vec(v))
+        }
+        _ => {
+            return Err(Error::config(
+                "give at most one of \"Secret\", \"SecretFile\" and \"SecretEnv\"",
+            ))
+        }
+    };
+    if bytes.is_empty() {
+        return Err(Error::config(format!("the secret of \"{key}\" is empty")));
+    }
+    Ok(Some(Secret::new(bytes)))
 }
 
 fn positive(field: &str, value: Option<i64>, default: i64) -> Result<i64> {
@@ -698,6 +769,38 @@ mod tests {
         assert!(err(r#"{"Peers":{}}"#).contains("expected \"Peers\" to be a list"));
         assert!(err(r#"{"Peers":[{"Id":1,"Address":7}]}"#)
             .contains("expected Peers[0] \"Address\" to be a string at line 1"));
+    }
+
+    #[test]
+    fn the_secret_comes_from_exactly_one_place_and_is_never_shown() {
+        let peers = r#""Peers":[{"Id":1,"Address":"localhost:7001"}]"#;
+        let with = |kv: &str| format!("{{{peers},{kv}}}");
+        let dir = std::env::temp_dir().join(format!("cluster-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "from-a-file\r\n").unwrap();
+        let c = Config::from_json(&with(&format!(r#""SecretFile":{:?}"#, file))).unwrap();
+        assert_eq!(c.secret.as_deref(), Some(&b"from-a-file"[..]));
+        // The variable is this test's own: no other test reads or sets it.
+        std::env::set_var("CLUSTER_TEST_SECRET_ENV", "from-the-env");
+        let c = Config::from_json(&with(r#""SecretEnv":"CLUSTER_TEST_SECRET_ENV""#)).unwrap();
+        assert_eq!(c.secret.as_deref(), Some(&b"from-the-env"[..]));
+        assert!(!format!("{c:?}").contains("from-the-env"), "Debug hides it");
+        let both = err(&with(
+            r#""Secret":"hunter2","SecretEnv":"CLUSTER_TEST_SECRET_ENV""#,
+        ));
+        assert!(both.contains("at most one of \"Secret\""), "{both}");
+        assert!(!both.contains("hunter2") && !both.contains("from-the-env"));
+        let unset = err(&with(r#""SecretEnv":"CLUSTER_TEST_NO_SUCH_VARIABLE""#));
+        assert!(unset.contains("CLUSTER_TEST_NO_SUCH_VARIABLE") && unset.contains("SecretEnv"));
+        let missing = err(&with(r#""SecretFile":"/nonexistent/cluster-secret""#));
+        assert!(missing.contains("\"SecretFile\" \"/nonexistent/cluster-secret\""));
+        std::fs::write(&file, "\n").unwrap();
+        let empty = err(&with(&format!(r#""SecretFile":{:?}"#, file)));
+        assert!(empty.contains("\"SecretFile\" is empty"), "{empty}");
+        assert!(err(&with(r#""Secret":"""#)).contains("\"Secret\" is empty"));
+        assert!(err(&with(r#""SecretFiel":"x""#)).contains("did you mean \"SecretFile\""));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -137,11 +137,15 @@ pub struct NodeStats {
     pub accepted: Counter,
     /// Incoming connections refused: bad handshake, unknown id, too many pending.
     pub rejected: Counter,
-    /// Incoming connections that failed to prove they know the shared secret
-    /// (also counted in `rejected`).
+    /// Connections closed because authentication failed: an incoming one
+    /// whose caller failed to prove it knows the shared secret (also
+    /// counted in `rejected`), or, with a secret, a connection either way
+    /// on which a frame record or an acknowledgement failed to verify
+    /// (injected, altered, replayed, reordered or dropped on the path).
     pub auth_failed: Counter,
-    /// Incoming connections dropped for a bad frame (oversized, malformed,
-    /// or stalled mid-frame for 5 s).
+    /// Connections dropped for a bad frame (oversized, malformed, or
+    /// stalled mid-frame for 5 s) or, with a secret, whose frames ended or
+    /// stalled inside a record, or whose acknowledgements ended inside one.
     pub bad_frames: Counter,
 }
 

@@ -1,6 +1,8 @@
 //! The wire format, and the only code that knows its byte offsets: the
 //! handshake (hello, welcome), the 16-byte frame header, the frame reader,
-//! and small frames kept in their wire form until they are taken.
+//! small frames kept in their wire form until they are taken, and, with a
+//! shared secret, the encrypted records every byte after the handshake
+//! travels in.
 //!
 //! Everything here is pure encoding and decoding over byte slices, so it can
 //! be tested and fuzzed without sockets.
@@ -225,6 +227,11 @@ impl<R: std::io::Read> FrameReader<R> {
     /// frame needs a read from the stream.
     pub fn buffered(&self) -> usize {
         self.inner.buffer().len()
+    }
+
+    /// The stream frames are read from.
+    pub fn get_ref(&self) -> &R {
+        self.inner.get_ref()
     }
 
     /// The next envelope, its `pid` set to `from`; `Ok(None)` at a clean end
@@ -498,6 +505,338 @@ impl Iterator for Frames {
     }
 }
 
+// ------------------------------------------------------------- records --
+//
+// With a shared secret, each direction of a connection after the handshake
+// is a sequence of records: a 4-byte little-endian length `n`, then `n`
+// bytes of AES-256-GCM ciphertext (ring's) whose last 16 bytes are the tag.
+// The length is the associated data, the nonce is the record's number on
+// its connection and direction (a counter, never sent, never repeated), so
+// a record that is altered, injected, replayed, reordered or dropped fails
+// to verify. Every [`REKEY_EVERY`] records both sides move to the next key
+// (HKDF-Expand of the current one), keeping each key's use far inside
+// AES-GCM's limits. Frames run through the records' plaintext as one stream
+// (a record may hold many frames, or part of one); an acknowledgement is a
+// record of exactly [`ACK_LEN`] bytes.
+
+/// Size of a record's length prefix.
+pub const RECORD_HEADER: usize = 4;
+/// Size of a record's authentication tag.
+pub const TAG_LEN: usize = 16;
+/// The most plaintext a frame record carries.
+pub const RECORD_MAX: usize = 64 << 10;
+/// The plaintext of an acknowledgement: the cumulative count, a u64.
+pub const ACK_LEN: usize = 8;
+/// Size of a record key (one per connection and direction).
+pub const KEY_LEN: usize = 32;
+/// Records sealed under one key before both sides move to the next (2^24:
+/// at most 1 TiB of 64 KiB records per key).
+pub const REKEY_EVERY: u64 = 1 << 24;
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+
+/// The nonce of record number `n`.
+fn record_nonce(n: u64) -> Nonce {
+    let mut b = [0u8; 12];
+    b[..8].copy_from_slice(&n.to_le_bytes());
+    Nonce::assume_unique_for_key(b)
+}
+
+/// One direction's key and the record number it is at; both ends of a
+/// direction step through the same keys at the same records.
+struct RecordKey {
+    aead: LessSafeKey,
+    key: [u8; KEY_LEN],
+    /// The number of the current key: record `n` is sealed under key
+    /// `n / rekey_every`.
+    epoch: u64,
+    next: u64,
+    rekey_every: u64,
+}
+
+impl RecordKey {
+    fn new(key: &[u8; KEY_LEN]) -> RecordKey {
+        RecordKey {
+            aead: LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key is an AES-256 key"),
+            ),
+            key: *key,
+            epoch: 0,
+            next: 0,
+            rekey_every: REKEY_EVERY,
+        }
+    }
+
+    /// The nonce of the next record, moving to the next key first when its
+    /// turn has come.
+    fn nonce(&mut self) -> Nonce {
+        while self.next / self.rekey_every > self.epoch {
+            let hk = hkdf::Hkdf::<sha2::Sha256>::from_prk(&self.key)
+                .expect("a 32-byte key is a valid SHA-256 PRK");
+            let mut next = [0u8; KEY_LEN];
+            hk.expand(b"cluster v1 next key", &mut next)
+                .expect("32 bytes is a valid HKDF-SHA256 length");
+            *self = RecordKey {
+                epoch: self.epoch + 1,
+                next: self.next,
+                rekey_every: self.rekey_every,
+                ..RecordKey::new(&next)
+            };
+        }
+        record_nonce(self.next)
+    }
+}
+
+/// Why a record stream was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// A record failed to verify, or its length is impossible: forged,
+    /// altered, replayed, reordered or dropped on the way.
+    Forged,
+    /// The stream ended inside a record.
+    Truncated,
+    /// The peer stalled inside a record for the read timeout.
+    Stalled,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RecordError::Forged => "a record failed to verify",
+            RecordError::Truncated => "the stream ended inside a record",
+            RecordError::Stalled => "the peer stalled inside a record",
+        })
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+impl From<RecordError> for std::io::Error {
+    fn from(e: RecordError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+}
+
+/// The record error an I/O error carries, if it is one.
+pub fn record_error(e: &std::io::Error) -> Option<RecordError> {
+    e.get_ref()?.downcast_ref::<RecordError>().copied()
+}
+
+/// Seals plaintext into records under one direction's keys, numbering them.
+pub struct Sealer {
+    key: RecordKey,
+}
+
+impl Sealer {
+    /// A sealer whose first record is number 0.
+    pub fn new(key: &[u8; KEY_LEN]) -> Sealer {
+        Sealer {
+            key: RecordKey::new(key),
+        }
+    }
+
+    /// Starts a record at the end of `out`: append its plaintext (at most
+    /// [`RECORD_MAX`] bytes), then [`Sealer::finish`] it with what this
+    /// returns.
+    pub fn begin(&self, out: &mut Vec<u8>) -> usize {
+        let at = out.len();
+        out.extend_from_slice(&[0; RECORD_HEADER]);
+        at
+    }
+
+    /// Encrypts in place the record [`Sealer::begin`] started at `at`,
+    /// whose plaintext runs to the end of `out`, and appends its tag.
+    pub fn finish(&mut self, out: &mut Vec<u8>, at: usize) {
+        let plain = out.len() - at - RECORD_HEADER;
+        assert!(
+            plain <= RECORD_MAX,
+            "a record holds at most RECORD_MAX bytes"
+        );
+        let len = (plain + TAG_LEN) as u32;
+        let (head, body) = out[at..].split_at_mut(RECORD_HEADER);
+        head.copy_from_slice(&len.to_le_bytes());
+        let nonce = self.key.nonce();
+        let tag = self
+            .key
+            .aead
+            .seal_in_place_separate_tag(nonce, Aad::from(&*head), body)
+            .expect("a record is far below the AEAD's limit");
+        // 2^64 records cannot be written: the counter never wraps.
+        self.key.next += 1;
+        out.extend_from_slice(tag.as_ref());
+    }
+
+    /// Takes back the last record sealed, which must not have been sent
+    /// (no byte of it left the process, so its nonce is still unseen): the
+    /// next record gets its number.
+    pub fn unseal_last(&mut self) {
+        self.key.next -= 1;
+    }
+
+    /// Appends one record holding `plain`.
+    pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) {
+        let at = self.begin(out);
+        out.extend_from_slice(plain);
+        self.finish(out, at);
+    }
+}
+
+/// Opens records sealed under one direction's keys, in order.
+pub struct Opener {
+    key: RecordKey,
+    max: usize,
+}
+
+impl Opener {
+    /// An opener expecting record 0 first, refusing records of more than
+    /// `max` plaintext bytes.
+    pub fn new(key: &[u8; KEY_LEN], max: usize) -> Opener {
+        Opener {
+            key: RecordKey::new(key),
+            max,
+        }
+    }
+
+    /// The size of the record `buf` starts with, once its length is in;
+    /// refuses an impossible length at once.
+    fn record_len(&self, buf: &[u8]) -> Result<Option<usize>, RecordError> {
+        let Some(head) = buf.get(..RECORD_HEADER) else {
+            return Ok(None);
+        };
+        let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if n < TAG_LEN || n - TAG_LEN > self.max {
+            return Err(RecordError::Forged);
+        }
+        Ok(Some(RECORD_HEADER + n))
+    }
+
+    /// Whether `buf` starts with a whole record (or an impossible length).
+    pub fn is_whole(&self, buf: &[u8]) -> bool {
+        match self.record_len(buf) {
+            Ok(Some(n)) => buf.len() >= n,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Opens, in place, the record `buf` starts with: `Ok(None)` while it
+    /// is incomplete, else where its verified plaintext lies in `buf` and
+    /// how many bytes of `buf` it took. Nothing of a record that fails to
+    /// verify is returned.
+    pub fn open(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Option<(std::ops::Range<usize>, usize)>, RecordError> {
+        let Some(n) = self.record_len(buf)? else {
+            return Ok(None);
+        };
+        if buf.len() < n {
+            return Ok(None);
+        }
+        let (head, rest) = buf.split_at_mut(RECORD_HEADER);
+        let nonce = self.key.nonce();
+        // Opens body and tag in place; the plaintext replaces the body.
+        self.key
+            .aead
+            .open_in_place(nonce, Aad::from(&*head), &mut rest[..n - RECORD_HEADER])
+            .map_err(|_| RecordError::Forged)?;
+        self.key.next += 1;
+        Ok(Some((RECORD_HEADER..n - TAG_LEN, n)))
+    }
+}
+
+/// Room for two of the largest records: one read can take in a whole one
+/// wherever the last ended.
+const RECORD_BUFFER: usize = 2 * (RECORD_HEADER + RECORD_MAX + TAG_LEN);
+
+/// Turns a stream of records back into the plaintext stream, verified: a
+/// [`std::io::Read`] whose bytes all come from records that verified. The
+/// first record that fails ends it for good (an `InvalidData` error that
+/// [`record_error`] names).
+pub struct RecordReader<R> {
+    inner: R,
+    opener: Opener,
+    buf: Box<[u8]>,
+    /// Received bytes not yet opened: `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Verified plaintext not yet read.
+    plain: std::ops::Range<usize>,
+    failed: Option<RecordError>,
+}
+
+impl<R: std::io::Read> RecordReader<R> {
+    /// Reads records from `inner`, opened by `opener`.
+    pub fn new(inner: R, opener: Opener) -> RecordReader<R> {
+        RecordReader {
+            inner,
+            opener,
+            buf: vec![0; RECORD_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            plain: 0..0,
+            failed: None,
+        }
+    }
+
+    /// Whether a read would return without reading from the stream:
+    /// plaintext or a whole record is buffered.
+    pub fn has_ready(&self) -> bool {
+        !self.plain.is_empty() || self.opener.is_whole(&self.buf[self.start..self.end])
+    }
+
+    fn fail(&mut self, e: RecordError) -> std::io::Error {
+        self.failed = Some(e);
+        e.into()
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for RecordReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::ErrorKind;
+        loop {
+            if !self.plain.is_empty() {
+                let n = out.len().min(self.plain.len());
+                out[..n].copy_from_slice(&self.buf[self.plain.start..self.plain.start + n]);
+                self.plain.start += n;
+                return Ok(n);
+            }
+            if let Some(e) = self.failed {
+                return Err(e.into());
+            }
+            match self.opener.open(&mut self.buf[self.start..self.end]) {
+                Err(e) => return Err(self.fail(e)),
+                Ok(Some((plain, used))) => {
+                    self.plain = self.start + plain.start..self.start + plain.end;
+                    self.start += used;
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            // Room for the rest of the record: it fits once moved to the front.
+            if self.start == self.end {
+                (self.start, self.end) = (0, 0);
+            } else if self.buf.len() - self.end < RECORD_BUFFER / 4 {
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            }
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) if self.start == self.end => return Ok(0),
+                Ok(0) => return Err(self.fail(RecordError::Truncated)),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e)
+                    if self.start != self.end
+                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    return Err(self.fail(RecordError::Stalled))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,5 +936,113 @@ mod tests {
         );
         let huge = [0xffu8; HEADER_LEN];
         assert!(Header::decode(&huge, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn records_round_trip_and_refuse_any_change() {
+        let key = [7u8; KEY_LEN];
+        let mut sealer = Sealer::new(&key);
+        let mut wire = Vec::new();
+        let parts: [&[u8]; 3] = [b"first", b"", &[9u8; RECORD_MAX]];
+        for p in parts {
+            sealer.seal(p, &mut wire);
+        }
+        let read_all = |wire: &[u8]| {
+            let mut r = RecordReader::new(wire, Opener::new(&key, RECORD_MAX));
+            let mut got = Vec::new();
+            let end = std::io::Read::read_to_end(&mut r, &mut got).map_err(|e| record_error(&e));
+            (got, end)
+        };
+        let (got, end) = read_all(&wire);
+        assert_eq!(got, parts.concat());
+        assert!(end.is_ok());
+        // Any flipped bit: nothing of that record comes out.
+        for at in [0, 3, 4, 8, 4 + 5 + TAG_LEN - 1, wire.len() - 1] {
+            let mut bad = wire.clone();
+            bad[at] ^= 1;
+            let (got, end) = read_all(&bad);
+            assert!(got.len() <= 5 && b"first".starts_with(&got), "flip at {at}");
+            assert_eq!(end, Err(Some(RecordError::Forged)), "flip at {at}");
+        }
+        // Replayed, reordered, cut short, or under another key.
+        let first = RECORD_HEADER + 5 + TAG_LEN;
+        let replayed = [&wire[..first], &wire[..first]].concat();
+        assert_eq!(read_all(&replayed).1, Err(Some(RecordError::Forged)));
+        let swapped = [&wire[first..], &wire[..first]].concat();
+        assert_eq!(read_all(&swapped), (vec![], Err(Some(RecordError::Forged))));
+        let (got, end) = read_all(&wire[..wire.len() - 1]);
+        assert_eq!(
+            (&got[..], end),
+            (&b"first"[..], Err(Some(RecordError::Truncated)))
+        );
+        let mut r = RecordReader::new(&wire[..], Opener::new(&[8u8; KEY_LEN], RECORD_MAX));
+        assert!(std::io::Read::read(&mut r, &mut [0u8; 16]).is_err());
+        // A length beyond the opener's limit is refused before it is read.
+        let mut acks = Opener::new(&key, ACK_LEN);
+        let third = first + RECORD_HEADER + TAG_LEN;
+        let mut big = wire[third..third + 4].to_vec();
+        assert_eq!(acks.open(&mut big), Err(RecordError::Forged));
+    }
+
+    /// A sealer and an opener of `key` that move to the next key every
+    /// `every` records.
+    fn rekeying(key: &[u8; KEY_LEN], every: u64) -> (Sealer, Opener) {
+        let (mut sealer, mut opener) = (Sealer::new(key), Opener::new(key, RECORD_MAX));
+        sealer.key.rekey_every = every;
+        opener.key.rekey_every = every;
+        (sealer, opener)
+    }
+
+    /// The plaintexts of the records `opener` opens in `wire`, up to the
+    /// first that fails (and whether one failed).
+    fn open_all(opener: &mut Opener, mut wire: &mut [u8]) -> (Vec<Vec<u8>>, bool) {
+        let mut got = Vec::new();
+        while !wire.is_empty() {
+            match opener.open(wire) {
+                Ok(Some((plain, used))) => {
+                    got.push(wire[plain].to_vec());
+                    wire = &mut wire[used..];
+                }
+                _ => return (got, true),
+            }
+        }
+        (got, false)
+    }
+
+    #[test]
+    fn both_ends_move_to_the_next_key_at_the_same_record() {
+        let key = [5u8; KEY_LEN];
+        let (mut sealer, mut opener) = rekeying(&key, 3);
+        let mut wire = Vec::new();
+        for i in 0..10u8 {
+            sealer.seal(&[i], &mut wire);
+        }
+        let all: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i]).collect();
+        assert_eq!(
+            open_all(&mut opener, &mut wire.clone()),
+            (all.clone(), false)
+        );
+        // Records 3 and on are sealed under later keys: the first key alone
+        // opens only the first three.
+        let (_, mut first_key_only) = rekeying(&key, u64::MAX);
+        assert_eq!(
+            open_all(&mut first_key_only, &mut wire),
+            (all[..3].to_vec(), true)
+        );
+    }
+
+    #[test]
+    fn a_record_taken_back_unsent_gives_its_number_to_the_next() {
+        let (mut sealer, mut opener) = rekeying(&[6u8; KEY_LEN], 2);
+        let mut wire = Vec::new();
+        for i in 0..6u8 {
+            // Records 2 and 4 open a new key: taking them back keeps it.
+            let mut unsent = Vec::new();
+            sealer.seal(b"never sent", &mut unsent);
+            sealer.unseal_last();
+            sealer.seal(&[i], &mut wire);
+        }
+        let all: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i]).collect();
+        assert_eq!(open_all(&mut opener, &mut wire), (all, false));
     }
 }

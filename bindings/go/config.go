@@ -15,11 +15,16 @@ type PeerConfig struct {
 
 // Config describes a cluster. InboxSize and OutboxSize bound the Inbox and
 // Outbox channels and the node's own queues (0: the library's default,
-// 1000). The library, not Go, reads it: a Config is handed to it as JSON.
+// 1000). SecretFile or SecretEnv names where the library reads the shared
+// secret that authenticates and encrypts every connection (at most one; the
+// secret itself is not a field, so a printed Config never shows it). The
+// library, not Go, reads it: a Config is handed to it as JSON.
 type Config struct {
 	Peers      []PeerConfig // the members, this server among them
 	InboxSize  int          `json:",omitempty"` // capacity of the inbox (0: 1000)
 	OutboxSize int          `json:",omitempty"` // capacity of the outbox and of each peer's queue (0: 1000)
+	SecretFile string       `json:",omitempty"` // a file holding the shared secret
+	SecretEnv  string       `json:",omitempty"` // an environment variable holding the shared secret
 }
 
 // configText is the JSON text the library is given for a configuration:

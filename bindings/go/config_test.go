@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The library reads every form of a configuration, and the capacities of
@@ -41,6 +42,27 @@ func TestConfigForms(t *testing.T) {
 		t.Errorf("Inbox %d, Outbox %d; want the default 1000", cap(s.Inbox()), cap(s.Outbox()))
 	}
 	s.Close()
+}
+
+// A Config names where the secret is; members with it talk, and the
+// library's error for a variable that is not set names it.
+func TestConfigSecret(t *testing.T) {
+	checkNoLeak(t)
+	t.Setenv("CLUSTER_GO_TEST_SECRET", "from the environment")
+	cfg := freeConfig(t, 2)
+	cfg.SecretEnv = "CLUSTER_GO_TEST_SECRET"
+	if text, _ := configText(cfg); !strings.Contains(text, `"SecretEnv":"CLUSTER_GO_TEST_SECRET"`) {
+		t.Fatalf("config text %s", text)
+	}
+	srvs := startAll(t, cfg, 1, 2)
+	srvs[0].Outbox() <- &Envelope{Pid: 2, Msg: "sealed"}
+	if e := recvWithin(t, srvs[1], 10*time.Second); e.Msg != "sealed" {
+		t.Errorf("got %#v", e.Msg)
+	}
+	cfg.SecretEnv = "CLUSTER_GO_TEST_NOT_SET"
+	if _, err := New(1, cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "CLUSTER_GO_TEST_NOT_SET") {
+		t.Errorf("New with an unset SecretEnv: %v", err)
+	}
 }
 
 // What the library refuses, Go does not let through, and the reverse: the

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 // member (testdata/xnode.py over the Python wrapper), each sending bytes,
 // text and JSON to both others. The Python member takes part when
 // `python3 -c "import cluster"` works; set CLUSTER_XLANG_PYTHON=require
-// to fail instead of leaving it out.
+// to fail instead of leaving it out. It runs twice: in the clear, and with
+// a shared secret (every frame and ack encrypted), which every member
+// reads from the environment through "SecretEnv".
 
 // payload is one message as it must arrive: its kind and bytes (JSON
 // compared as values, so spacing does not matter).
@@ -136,12 +139,32 @@ func TestCrossLanguage(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("the C member is built with cc")
 	}
+	t.Run("plain", func(t *testing.T) { crossLanguage(t, false) })
+	t.Run("secret", func(t *testing.T) { crossLanguage(t, true) })
+}
+
+// xlangSecret names the variable the members read the secret from.
+const xlangSecret = "CLUSTER_XLANG_SECRET"
+
+func crossLanguage(t *testing.T, secret bool) {
 	checkNoLeak(t)
 	lang := map[int]string{1: "Go", 2: "C"}
 	if pythonReady(t) {
 		lang[3] = "Python"
 	}
 	file := writeConfig(t, freeConfig(t, len(lang)))
+	if secret {
+		// The members are started after this, and inherit it.
+		t.Setenv(xlangSecret, "shared by Go, C and Python")
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		with := strings.Replace(string(text), "{", `{"SecretEnv":"`+xlangSecret+`",`, 1)
+		if err := os.WriteFile(file, []byte(with), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	members := []*foreign{startForeign(t, 2, "C", buildXnode(t), "2", file)}
 	if lang[3] != "" {
 		members = append(members, startForeign(t, 3, "Python", "python3", "testdata/xnode.py", "3", file))
@@ -203,6 +226,14 @@ func TestCrossLanguage(t *testing.T) {
 		}
 	}
 
+	if text, err := srv.(*Node).Stats(); err != nil {
+		t.Error(err)
+	} else {
+		var st map[string]interface{}
+		if err := json.Unmarshal([]byte(text), &st); err != nil || st["auth_failed"] != 0.0 || st["bad_frames"] != 0.0 {
+			t.Errorf("the Go member's stats: %s", text)
+		}
+	}
 	for _, f := range members {
 		srv.Outbox() <- &Envelope{Pid: f.id, Msg: "bye"}
 	}

@@ -41,12 +41,14 @@ fuzz_target!(|data: &[u8]| {
     ))
     .unwrap();
     let mut peer = Peer { input, written: 0 };
-    if let Ok(from) = answer_on(&mut peer, &cfg, 1) {
+    if let Ok((from, keys)) = answer_on(&mut peer, &cfg, 1) {
         assert_eq!(from, 2, "only the configured peer gets in");
         assert!(cfg.secret.is_none(), "no forged proof passes");
+        assert!(keys.is_none(), "no keys without a secret");
     }
     let mut peer = Peer { input, written: 0 };
-    if dial_on(&mut peer, &cfg, 1, 2).is_some() {
+    if let Some(keys) = dial_on(&mut peer, &cfg, 1, 2) {
         assert!(cfg.secret.is_none(), "no forged listener proof passes");
+        assert!(keys.is_none(), "no keys without a secret");
     }
 });

@@ -1,7 +1,7 @@
 //! The chaos soak: five real node processes under random faults, and an
 //! exact reckoning of every message at the end.
 //!
-//! `cluster-soak run [--seconds N] [--seed S]` starts five worker processes
+//! `cluster-soak run [--seconds N] [--seed S] [--secret]` starts five worker processes
 //! (`cluster-soak node ID CONFIG INCARNATION`) on free loopback ports. Each
 //! worker sends checksummed, numbered messages to its peers and logs every
 //! send and every receipt on stdout. The driver meanwhile kills workers with
@@ -19,6 +19,10 @@
 //!   what was logged as delivered was acknowledged, or counted as lost with
 //!   a broken connection (possibly delivered: the peer died before its ack).
 //!
+//! With `--secret` the cluster has a shared secret (every frame and ack
+//! encrypted), which the workers read through `SecretEnv`, and no worker
+//! may count a record that failed to verify (`auth_failed`).
+//!
 //! The last line is `soak: N passed, M failed`; the exit code is 0 only if
 //! every check passed.
 
@@ -33,6 +37,8 @@ use std::time::{Duration, Instant};
 
 const NODES: i64 = 5;
 const INBOX: u64 = 200;
+/// The variable a `--secret` soak's workers read the secret from.
+const SECRET_ENV: &str = "CLUSTER_SOAK_SECRET";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,7 +46,7 @@ fn main() {
         Some("node") if args.len() == 4 => worker(&args[1], &args[2], &args[3]),
         Some("run") => driver(&args[1..]),
         _ => {
-            eprintln!("usage: cluster-soak run [--seconds N] [--seed S]");
+            eprintln!("usage: cluster-soak run [--seconds N] [--seed S] [--secret]");
             2
         }
     };
@@ -302,6 +308,7 @@ impl Soak {
         let inc = self.next_inc;
         let mut child = Command::new(std::env::current_exe().expect("own path"))
             .args(["node", &id.to_string(), &self.config, &inc.to_string()])
+            .env(SECRET_ENV, "the soak's shared secret")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -379,9 +386,15 @@ fn driver(args: &[String]) -> i32 {
     let peers: Vec<String> = (1..=NODES)
         .map(|i| format!(r#"{{"Id":{i},"Address":"127.0.0.1:{}"}}"#, free_port()))
         .collect();
+    let secret = args.iter().any(|a| a == "--secret");
     let config = format!(
-        r#"{{"Peers":[{}],"InboxSize":{INBOX},"OutboxSize":500,"CloseLingerMs":200,"ReconnectMaxMs":200}}"#,
-        peers.join(",")
+        r#"{{"Peers":[{}],"InboxSize":{INBOX},"OutboxSize":500,"CloseLingerMs":200,"ReconnectMaxMs":200{}}}"#,
+        peers.join(","),
+        if secret {
+            format!(r#","SecretEnv":"{SECRET_ENV}""#)
+        } else {
+            String::new()
+        }
     );
     let mut soak = Soak {
         config,
@@ -394,7 +407,8 @@ fn driver(args: &[String]) -> i32 {
     for id in 1..=NODES {
         soak.spawn(id);
     }
-    println!("soak: {NODES} node processes, {seconds} s of faults, seed {seed}");
+    let sealed = if secret { ", with a secret" } else { "" };
+    println!("soak: {NODES} node processes, {seconds} s of faults, seed {seed}{sealed}");
     let mut rng = Rng(seed.wrapping_mul(0x9e3779b97f4a7c15) | 1);
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
@@ -530,6 +544,12 @@ fn reckon(soak: &Soak) -> i32 {
     let mut crash_lost = 0;
     for &(id, inc) in &log.finished {
         let stats = &log.stats[&(id, inc)];
+        // Kills cut records short (bad_frames), but an honest peer's record
+        // never fails to verify.
+        check(
+            stats["auth_failed"] == 0,
+            format!("{id}#{inc}: auth_failed {}", stats["auth_failed"]),
+        );
         for p in stats["peers"].as_array().into_iter().flatten() {
             let n = |k: &str| p.pointer(k).and_then(|v| v.as_u64()).unwrap_or(0);
             let to = n("/id") as i64;

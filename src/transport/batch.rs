@@ -3,9 +3,13 @@
 //! small payloads are copied into one buffer; large payloads are written
 //! from where they already are (one `writev` for the whole batch), so every
 //! byte is copied at most once before the kernel takes it.
+//!
+//! With a secret, the batch's bytes are sealed into records of up to
+//! [`RECORD_MAX`] bytes each (a few large records for a whole batch of
+//! small frames, not one per frame) and written a few hundred KiB at a time.
 
 use crate::envelope::{Envelope, Payload};
-use crate::wire::Header;
+use crate::wire::{Header, Sealer, RECORD_MAX};
 use std::io::{self, IoSlice};
 use std::net::TcpStream;
 
@@ -13,6 +17,8 @@ use std::net::TcpStream;
 pub(crate) const BIG: usize = 8 << 10;
 /// A buffer that grew beyond this during a burst is shrunk back once written.
 const KEEP: usize = 1 << 20;
+/// Sealed bytes are written once this many are ready (and at the end).
+const SEALED_CHUNK: usize = 256 << 10;
 
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -24,6 +30,8 @@ pub(crate) struct Batch {
     frames: u64,
     /// Payload bytes in the batch.
     payload: u64,
+    /// Records being written, with a secret (kept for its capacity).
+    sealed: Vec<u8>,
 }
 
 impl Batch {
@@ -70,20 +78,19 @@ impl Batch {
     /// Writes the whole batch into `s` and empties it (also on error). When
     /// the socket is full, `stalled` waits for room and may give up with an
     /// error (the deadline passed, the peer is gone).
+    /// With `seal`, the bytes go out sealed in records.
     pub fn write_to(
         &mut self,
         s: &TcpStream,
+        seal: Option<&mut Sealer>,
         stalled: impl FnMut() -> io::Result<()>,
     ) -> io::Result<()> {
-        self.write_with(|b| super::sockets::send_now(s, b), stalled)
+        self.write_with(|b| super::sockets::send_now(s, b), seal, stalled)
     }
 
-    /// [`Batch::write_to`] through any non-blocking `send`.
-    fn write_with(
-        &mut self,
-        mut send: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
-        mut stalled: impl FnMut() -> io::Result<()>,
-    ) -> io::Result<()> {
+    /// The batch's bytes in order: the buffer's runs and the large payloads
+    /// between them.
+    fn slices(&self) -> Vec<IoSlice<'_>> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * self.big.len() + 1);
         let mut at = 0;
         for (end, data) in &self.big {
@@ -93,26 +100,66 @@ impl Batch {
         }
         slices.push(IoSlice::new(&self.buf[at..]));
         slices.retain(|s| !s.is_empty());
-        let mut rest = &mut slices[..];
-        let result = loop {
-            if rest.is_empty() {
-                break Ok(());
-            }
-            match send(rest) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = stalled() {
-                        break Err(e);
-                    }
-                }
-                Err(e) => break Err(e),
+        slices
+    }
+
+    /// [`Batch::write_to`] through any non-blocking `send`.
+    fn write_with(
+        &mut self,
+        mut send: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+        seal: Option<&mut Sealer>,
+        mut stalled: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let result = match seal {
+            None => send_all(&mut self.slices(), &mut send, &mut stalled),
+            Some(sealer) => {
+                let mut out = std::mem::take(&mut self.sealed);
+                let r = self.write_sealed(sealer, &mut out, &mut send, &mut stalled);
+                out.clear();
+                self.sealed = out;
+                r
             }
         };
-        drop(slices);
         self.clear();
         result
+    }
+
+    /// Seals the batch into records, written whenever [`SEALED_CHUNK`]
+    /// bytes are ready and at the end.
+    fn write_sealed(
+        &self,
+        sealer: &mut Sealer,
+        out: &mut Vec<u8>,
+        send: &mut impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+        stalled: &mut impl FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
+        // The open record: where it starts in `out`, and its room left.
+        let mut open: Option<(usize, usize)> = None;
+        for slice in self.slices() {
+            let mut rest: &[u8] = &slice;
+            while !rest.is_empty() {
+                let (at, room) = match open {
+                    Some(o) => o,
+                    None => (sealer.begin(out), RECORD_MAX),
+                };
+                let k = room.min(rest.len());
+                out.extend_from_slice(&rest[..k]);
+                rest = &rest[k..];
+                open = Some((at, room - k));
+                if room == k {
+                    sealer.finish(out, at);
+                    open = None;
+                    if out.len() >= SEALED_CHUNK {
+                        send_all(&mut [IoSlice::new(out)], send, stalled)?;
+                        out.clear();
+                    }
+                }
+            }
+        }
+        if let Some((at, _)) = open {
+            sealer.finish(out, at);
+        }
+        send_all(&mut [IoSlice::new(out)], send, stalled)
     }
 
     /// Empties the batch; a buffer a burst made large is given back.
@@ -124,6 +171,31 @@ impl Batch {
         self.big.clear();
         self.frames = 0;
         self.payload = 0;
+        if self.sealed.capacity() > KEEP {
+            self.sealed = Vec::new();
+        }
+    }
+}
+
+/// Sends every byte of `slices` through the non-blocking `send`, waiting
+/// with `stalled` while the socket is full.
+fn send_all(
+    slices: &mut [IoSlice<'_>],
+    send: &mut impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    stalled: &mut impl FnMut() -> io::Result<()>,
+) -> io::Result<()> {
+    let mut rest = slices;
+    loop {
+        if rest.is_empty() {
+            return Ok(());
+        }
+        match send(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stalled()?,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -168,7 +240,7 @@ mod tests {
         assert_eq!(batch.frames(), envs.len() as u64);
         assert!(batch.buf.len() < 3 * BIG, "large payloads are not copied");
         batch
-            .write_with(send, || {
+            .write_with(send, None, || {
                 stalls += 1;
                 Ok(())
             })
@@ -192,9 +264,52 @@ mod tests {
         }
         assert!(batch.buf.capacity() > KEEP);
         batch
-            .write_with(|b| Ok(b.iter().map(|s| s.len()).sum()), || Ok(()))
+            .write_with(|b| Ok(b.iter().map(|s| s.len()).sum()), None, || Ok(()))
             .unwrap();
         assert!(batch.buf.capacity() <= KEEP);
         assert_eq!((batch.frames(), batch.payload_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_sealed_batch_reads_back_through_the_records() {
+        use crate::wire::{Opener, RecordReader, KEY_LEN};
+        let key = [3u8; KEY_LEN];
+        let mut sealer = Sealer::new(&key);
+        let mut out = Vec::new();
+        let sizes = [16usize, BIG * 20, 0, 5, RECORD_MAX, 1];
+        let envs: Vec<Envelope> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Envelope::new(2, i as i64, 0, &vec![i as u8 + 1; n]))
+            .collect();
+        // Two batches, so the record numbers go on across them.
+        for part in envs.chunks(3) {
+            let mut batch = Batch::default();
+            for e in part {
+                batch.push(e);
+            }
+            let send = |b: &[IoSlice<'_>]| {
+                // Short writes: at most 1000 bytes per call.
+                let k = b[0].len().min(1000);
+                out.extend_from_slice(&b[0][..k]);
+                Ok(k)
+            };
+            batch
+                .write_with(send, Some(&mut sealer), || Ok(()))
+                .unwrap();
+            assert!(batch.is_empty());
+        }
+        let plain: usize = sizes.iter().map(|n| n + crate::wire::HEADER_LEN).sum();
+        assert!(
+            out.len() < plain + 64 * (plain / RECORD_MAX + 2),
+            "few records"
+        );
+        let records = RecordReader::new(&out[..], Opener::new(&key, RECORD_MAX));
+        let mut frames = FrameReader::new(records, 1 << 22, 4096);
+        for e in &envs {
+            let got = frames.next_frame(2).unwrap().unwrap();
+            assert_eq!((got.msg_id, &got.data[..]), (e.msg_id, &e.data[..]));
+        }
+        assert!(frames.next_frame(2).unwrap().is_none());
     }
 }

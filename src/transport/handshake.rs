@@ -4,13 +4,17 @@
 //! With a shared secret, both sides prove they know it without sending it:
 //! the caller sends a nonce, the listener answers with its own nonce and an
 //! HMAC-SHA256 proof over both nonces and both ids, the caller checks it and
-//! sends its own proof, and the listener's final welcome lets it in.
+//! sends its own proof, and the listener's final welcome lets it in. Both
+//! sides then derive the connection's two record keys (frames one way,
+//! acknowledgements the other) from the secret and both fresh nonces with
+//! HKDF-SHA256, so no two connections share a key.
 
 use crate::config::Config;
 use crate::wire::{
-    decode_welcome, encode_welcome, Hello, Verdict, HELLO_AUTH, HELLO_LEN, NONCE_LEN, PROOF_LEN,
-    WELCOME_LEN,
+    decode_welcome, encode_welcome, Hello, Verdict, HELLO_AUTH, HELLO_LEN, KEY_LEN, NONCE_LEN,
+    PROOF_LEN, WELCOME_LEN,
 };
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::{Read, Write};
@@ -30,6 +34,40 @@ pub enum Refusal {
 }
 
 type Proof = [u8; PROOF_LEN];
+
+/// The record keys of one connection with a secret: one per direction.
+pub struct Keys {
+    /// Seals what the caller writes (frames).
+    pub frames: [u8; KEY_LEN],
+    /// Seals what the listener writes (acknowledgements).
+    pub acks: [u8; KEY_LEN],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(<redacted>)")
+    }
+}
+
+/// The keys of the connection from `from` to `to` whose handshake used the
+/// caller's nonce `cn` and the listener's `sn`.
+fn keys(secret: &[u8], cn: &[u8], sn: &[u8], from: i64, to: i64) -> Keys {
+    let salt = [cn, sn].concat();
+    let hk = Hkdf::<Sha256>::new(Some(&salt), secret);
+    let mut k = Keys {
+        frames: [0; KEY_LEN],
+        acks: [0; KEY_LEN],
+    };
+    let ids = [from.to_le_bytes(), to.to_le_bytes()].concat();
+    for (label, out) in [
+        (&b"cluster v1 frames"[..], &mut k.frames),
+        (b"cluster v1 acks", &mut k.acks),
+    ] {
+        hk.expand(&[label, &ids].concat(), out)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+    }
+    k
+}
 
 fn proof(secret: &[u8], role: &[u8], a: &[u8], b: &[u8], from: i64, to: i64) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
@@ -105,13 +143,19 @@ fn write(s: &mut impl Write, parts: &[&[u8]]) -> Option<()> {
     s.write_all(&all).ok()
 }
 
-/// The caller's side: `Some(())` once `to` has let us in.
-pub(crate) fn dial(s: &TcpStream, config: &Config, from: i64, to: i64) -> Option<()> {
+/// The caller's side: `Some` once `to` has let us in, with the
+/// connection's keys when there is a secret.
+pub(crate) fn dial(s: &TcpStream, config: &Config, from: i64, to: i64) -> Option<Option<Keys>> {
     timed(s, |t| dial_on(t, config, from, to))?
 }
 
 /// The caller's side over any byte stream.
-pub fn dial_on(s: &mut (impl Read + Write), config: &Config, from: i64, to: i64) -> Option<()> {
+pub fn dial_on(
+    s: &mut (impl Read + Write),
+    config: &Config,
+    from: i64,
+    to: i64,
+) -> Option<Option<Keys>> {
     let secret = config.secret.as_deref();
     let flags = if secret.is_some() { HELLO_AUTH } else { 0 };
     let hello = Hello { from, to, flags }.encode();
@@ -142,27 +186,28 @@ pub fn dial_on(s: &mut (impl Read + Write), config: &Config, from: i64, to: i64)
             if verdict != Verdict::Accepted {
                 return None;
             }
+            return Some(Some(keys(secret, &cn, &sn, from, to)));
         }
         _ => return None,
     }
-    Some(())
+    Some(None)
 }
 
+/// What the listener's side of a handshake ends with: the caller's id and,
+/// with a secret, the connection's keys.
+pub type Answer = Result<(i64, Option<Keys>), Refusal>;
+
 /// The listener's side: the caller's id once it is let in.
-pub(crate) fn answer(s: &TcpStream, config: &Config, me: i64) -> Result<i64, Refusal> {
+pub(crate) fn answer(s: &TcpStream, config: &Config, me: i64) -> Answer {
     timed(s, |t| answer_on(t, config, me)).unwrap_or(Err(Refusal::Protocol))
 }
 
 /// The listener's side over any byte stream (the fuzzer drives it directly).
-pub fn answer_on(s: &mut (impl Read + Write), config: &Config, me: i64) -> Result<i64, Refusal> {
+pub fn answer_on(s: &mut (impl Read + Write), config: &Config, me: i64) -> Answer {
     answer_inner(s, config, me).unwrap_or(Err(Refusal::Protocol))
 }
 
-fn answer_inner(
-    s: &mut (impl Read + Write),
-    config: &Config,
-    me: i64,
-) -> Option<Result<i64, Refusal>> {
+fn answer_inner(s: &mut (impl Read + Write), config: &Config, me: i64) -> Option<Answer> {
     let hello = Hello::decode(&read::<HELLO_LEN>(s)?).ok()?;
     let wants_auth = hello.flags & HELLO_AUTH != 0;
     let verdict = if hello.to != me {
@@ -207,11 +252,15 @@ fn answer_inner(
             if !ok {
                 return Some(Err(Refusal::Auth));
             }
+            return Some(Ok((
+                hello.from,
+                Some(keys(secret, &cn, &sn, hello.from, me)),
+            )));
         }
         _ => {
             write(s, &[&encode_welcome(verdict, me)])?;
             return Some(Err(refusal));
         }
     }
-    Some(Ok(hello.from))
+    Some(Ok((hello.from, None)))
 }

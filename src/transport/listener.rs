@@ -5,9 +5,12 @@ use super::handshake;
 use super::shared::Shared;
 use crate::inbox::Burst;
 use crate::sync::PushError;
-use crate::wire::{FrameError, FrameReader, Next};
+use crate::wire::{
+    record_error, FrameError, FrameReader, Next, Opener, RecordError, RecordReader, Sealer,
+    RECORD_MAX,
+};
 use std::collections::{BTreeMap, HashMap};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,10 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 const PUSH_SLICE: Duration = Duration::from_millis(50);
 /// Read buffer of an incoming connection.
 const READ_BUFFER: usize = 64 << 10;
+/// The frame reader's buffer over sealed records, which are buffered
+/// already: small, so a large payload is copied from the opened record
+/// straight into its own buffer, not through this one.
+const SEALED_READ_BUFFER: usize = 8 << 10;
 /// Frames decoded before they are pushed into the inbox in one go.
 const BURST: usize = 64;
 
@@ -156,7 +163,7 @@ impl Reader {
             true => answer,
             false => Err(handshake::Refusal::Protocol),
         };
-        if let Ok(from) = answer {
+        if let Ok((from, keys)) = answer {
             self.shared.stats.accepted.inc();
             // A peer has one connection to us; a new one means the old is
             // dead, and its writer has counted what the old one had not
@@ -178,7 +185,7 @@ impl Reader {
                 }
                 turn
             };
-            self.read_frames(&stream, from, &turn);
+            self.read_frames(&stream, from, keys, &turn);
             let mut by_peer = self
                 .registry
                 .by_peer
@@ -189,24 +196,51 @@ impl Reader {
             }
         } else {
             self.shared.stats.rejected.inc();
-            if answer == Err(handshake::Refusal::Auth) {
+            if matches!(answer, Err(handshake::Refusal::Auth)) {
                 self.shared.stats.auth_failed.inc();
             }
         }
         self.shared.sockets.remove(token);
     }
 
-    /// Moves frames into the inbox until the connection ends or misbehaves.
-    fn read_frames(&self, stream: &TcpStream, from: i64, turn: &Turn) {
-        let mut acks = AckSender::default();
-        self.read_frames_acked(stream, from, &mut acks, turn);
+    /// Moves frames into the inbox until the connection ends or misbehaves;
+    /// with `keys`, frames come in sealed records and acks go out sealed.
+    fn read_frames(
+        &self,
+        stream: &TcpStream,
+        from: i64,
+        keys: Option<handshake::Keys>,
+        turn: &Turn,
+    ) {
+        let (source, mut acks) = match keys {
+            Some(k) => (
+                Source::Sealed(Box::new(RecordReader::new(
+                    stream,
+                    Opener::new(&k.frames, RECORD_MAX),
+                ))),
+                AckSender::new(Some(Sealer::new(&k.acks))),
+            ),
+            None => (Source::Plain(stream), AckSender::new(None)),
+        };
+        self.read_frames_acked(stream, source, from, &mut acks, turn);
         // Whatever ended the stream, the writer learns all we took in.
         acks.flush(stream);
     }
 
-    fn read_frames_acked(&self, stream: &TcpStream, from: i64, acks: &mut AckSender, turn: &Turn) {
+    fn read_frames_acked(
+        &self,
+        stream: &TcpStream,
+        source: Source,
+        from: i64,
+        acks: &mut AckSender,
+        turn: &Turn,
+    ) {
         let s = &self.shared;
-        let mut frames = FrameReader::new(stream, s.config.max_message_size, READ_BUFFER);
+        let buffer = match source {
+            Source::Plain(_) => READ_BUFFER,
+            Source::Sealed(_) => SEALED_READ_BUFFER,
+        };
+        let mut frames = FrameReader::new(source, s.config.max_message_size, buffer);
         // A peer that stops in the middle of a frame is cut after this long;
         // between frames a connection may stay idle for ever.
         if stream.set_read_timeout(Some(STALL_TIMEOUT)).is_err() {
@@ -216,7 +250,7 @@ impl Reader {
         loop {
             // About to wait for more bytes: deliver what was decoded and tell
             // the writer what arrived.
-            if frames.buffered() == 0 {
+            if frames.buffered() == 0 && !frames.get_ref().has_ready() {
                 if !self.deliver(&mut got, stream, acks, turn) {
                     return;
                 }
@@ -243,11 +277,19 @@ impl Reader {
                     // The frames before the end are good: deliver them.
                     self.deliver(&mut got, stream, acks, turn);
                     match end {
-                        Err(FrameError::Io(e))
-                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                        {
-                            s.stats.bad_frames.inc()
-                        }
+                        Err(FrameError::Io(e)) => match record_error(&e) {
+                            // Forged, altered, replayed, reordered or dropped.
+                            Some(RecordError::Forged) => s.stats.auth_failed.inc(),
+                            Some(_) => s.stats.bad_frames.inc(),
+                            None if matches!(
+                                e.kind(),
+                                ErrorKind::WouldBlock | ErrorKind::TimedOut
+                            ) =>
+                            {
+                                s.stats.bad_frames.inc()
+                            }
+                            None => {}
+                        },
                         Err(FrameError::Wire(_)) => s.stats.bad_frames.inc(),
                         _ => {}
                     }
@@ -295,6 +337,32 @@ impl Reader {
             }
         }
         true
+    }
+}
+
+/// What an incoming connection's frames are read from: the socket itself,
+/// or, with a secret, the verified plaintext of its records.
+enum Source<'a> {
+    Plain(&'a TcpStream),
+    Sealed(Box<RecordReader<&'a TcpStream>>),
+}
+
+impl Source<'_> {
+    /// Whether bytes are ready without a read from the socket.
+    fn has_ready(&self) -> bool {
+        match self {
+            Source::Plain(_) => false,
+            Source::Sealed(r) => r.has_ready(),
+        }
+    }
+}
+
+impl Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::Plain(s) => s.read(buf),
+            Source::Sealed(r) => r.read(buf),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::config::Peer;
 use crate::envelope::Envelope;
 use crate::stats::PeerStats;
 use crate::sync::Timeout;
-use crate::wire::Header;
+use crate::wire::{Header, Opener, RecordError, Sealer, ACK_LEN};
 use crossbeam_channel::Sender;
 use std::io::IoSlice;
 use std::net::TcpStream;
@@ -55,7 +55,7 @@ impl Writer {
         // Frames taken from the queue but not written yet.
         let mut pending = Batch::default();
         while !self.shared.shutdown.is_fired() {
-            let (stream, token) = match self.connect() {
+            let (stream, token, keys) = match self.connect() {
                 Some(c) => c,
                 None => {
                     failures += 1;
@@ -77,7 +77,7 @@ impl Writer {
             connections += 1;
             self.stats.down.set(false);
             self.stats.connected.set(true);
-            let ended = self.pump(&stream, &mut pending);
+            let ended = self.pump(&stream, keys, &mut pending);
             // No more direct writes into this connection; its ack accounts
             // stay for the linger (a new connection starts them afresh).
             {
@@ -94,6 +94,12 @@ impl Writer {
                 }
                 Ended::Broken => self.shared.sockets.remove(token),
             }
+            // An ack that failed to verify (or was cut off) ended it.
+            match self.direct.lock().acks.failed.take() {
+                Some(RecordError::Forged) => self.shared.stats.auth_failed.inc(),
+                Some(_) => self.shared.stats.bad_frames.inc(),
+                None => {}
+            }
         }
         let left = self.queue.clear() + pending.frames();
         self.stats.dropped.closed.add(left);
@@ -102,17 +108,18 @@ impl Writer {
 
     /// Connects and handshakes; `None` if the peer is not there or refuses.
     /// The socket is registered before the handshake so `close` can cut a
-    /// handshake that stalls.
-    fn connect(&self) -> Option<(Arc<TcpStream>, u64)> {
+    /// handshake that stalls. With a secret, the connection's keys come too.
+    fn connect(&self) -> Option<(Arc<TcpStream>, u64, Option<handshake::Keys>)> {
         let s = TcpStream::connect_timeout(&self.peer.addr, CONNECT_TIMEOUT).ok()?;
         super::sockets::tune(&s, self.shared.config.peer_timeout);
         let s = Arc::new(s);
         let token = self.shared.sockets.add(&s, false)?;
-        if handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id).is_some() {
-            Some((s, token))
-        } else {
-            self.shared.sockets.remove(token);
-            None
+        match handshake::dial(&s, &self.shared.config, self.shared.id, self.peer.id) {
+            Some(keys) => Some((s, token, keys)),
+            None => {
+                self.shared.sockets.remove(token);
+                None
+            }
         }
     }
 
@@ -127,12 +134,19 @@ impl Writer {
     /// frame means a stream again. The connection's ack accounts live under
     /// the same lock, so frames written directly are accounted for like the
     /// writer's own.
-    fn pump(&self, stream: &Arc<TcpStream>, pending: &mut Batch) -> Ended {
+    fn pump(
+        &self,
+        stream: &Arc<TcpStream>,
+        keys: Option<handshake::Keys>,
+        pending: &mut Batch,
+    ) -> Ended {
         let mut reply_mode = false;
         let mut live = Liveness::default();
         let check_every = sockets::check_every(self.shared.config.peer_timeout);
         *self.direct.lock() = DirectState {
             stream: Some(stream.clone()),
+            seal: keys.as_ref().map(|k| Sealer::new(&k.frames)),
+            acks: Acks::new(keys.as_ref().map(|k| Opener::new(&k.acks, ACK_LEN))),
             ..DirectState::default()
         };
         loop {
@@ -179,7 +193,9 @@ impl Writer {
             }
             let (n, bytes) = (pending.frames(), pending.payload_bytes());
             let ok = pending
-                .write_to(stream, || self.stalled(stream, &mut live, None))
+                .write_to(stream, direct.seal.as_mut(), || {
+                    self.stalled(stream, &mut live, None)
+                })
                 .is_ok();
             self.queue.written();
             direct.acks.written += n;
@@ -261,13 +277,17 @@ impl Writer {
             }
             // Part of a batch that fails may have arrived: the whole batch
             // counts as written, and what is not acknowledged as dropped.
+            let mut direct = self.direct.lock();
             let ok = pending
-                .write_to(stream, || self.stalled(stream, &mut live, Some(deadline)))
+                .write_to(stream, direct.seal.as_mut(), || {
+                    self.stalled(stream, &mut live, Some(deadline))
+                })
                 .is_ok();
             self.queue.written();
             self.stats.written.add(k);
             self.stats.written_bytes.add(bytes);
-            self.direct.lock().acks.written += k;
+            direct.acks.written += k;
+            drop(direct);
             if !ok {
                 break;
             }
@@ -311,6 +331,10 @@ struct DirectState {
     open: bool,
     /// The connection's frames written and acknowledged.
     acks: Acks,
+    /// Seals what is written, on a connection with a secret.
+    seal: Option<Sealer>,
+    /// A direct write's sealed record (kept for its capacity).
+    record: Vec<u8>,
 }
 
 /// Longest a direct write waits to finish a frame it has started.
@@ -337,7 +361,13 @@ impl Direct {
         let Ok(mut guard) = self.state.try_lock() else {
             return false;
         };
-        let DirectState { stream, open, acks } = &mut *guard;
+        let DirectState {
+            stream,
+            open,
+            acks,
+            seal,
+            record,
+        } = &mut *guard;
         let Some(stream) = stream.as_ref().filter(|_| *open) else {
             self.wanted.store(true, Ordering::Relaxed);
             return false;
@@ -353,9 +383,28 @@ impl Direct {
             return false;
         }
         let header = Header::encode(env);
-        let total = header.len() + env.data.len();
-        let mut done = match send_from(stream, &header, &env.data, 0) {
-            Ok(0) | Err(_) => return false,
+        // With a secret: one record holding the frame, sent as it is.
+        let (header, data): (&[u8], &[u8]) = match seal {
+            Some(sealer) => {
+                record.clear();
+                let at = sealer.begin(record);
+                record.extend_from_slice(&header);
+                record.extend_from_slice(&env.data);
+                sealer.finish(record, at);
+                (record, &[])
+            }
+            None => (&header, &env.data),
+        };
+        let total = header.len() + data.len();
+        let mut done = match send_from(stream, header, data, 0) {
+            Ok(0) | Err(_) => {
+                // Not a byte of the record went out: the writer seals the
+                // frame again, under the same record number.
+                if let Some(sealer) = seal {
+                    sealer.unseal_last();
+                }
+                return false;
+            }
             Ok(n) => n,
         };
         acks.written += 1;
@@ -365,7 +414,7 @@ impl Direct {
             if left.is_zero() {
                 break;
             }
-            match send_from(stream, &header, &env.data, done) {
+            match send_from(stream, header, data, done) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -418,5 +467,45 @@ impl Jitter {
         let half = d / 2;
         let nanos = half.as_nanos() as u64;
         half + Duration::from_nanos(if nanos == 0 { 0 } else { self.0 % (nanos + 1) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{KEY_LEN, RECORD_MAX};
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_direct_write_that_finds_the_socket_full_takes_its_record_back() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let _peer = l.accept().unwrap();
+        // Fill the connection: the peer reads nothing.
+        s.set_nonblocking(true).unwrap();
+        let junk = [0u8; 1 << 16];
+        while (&s).write(&junk).is_ok() {}
+        let key = [1u8; KEY_LEN];
+        let direct = Direct::default();
+        *direct.lock() = DirectState {
+            stream: Some(Arc::new(s)),
+            open: true,
+            seal: Some(Sealer::new(&key)),
+            ..DirectState::default()
+        };
+        let env = Envelope::new(2, 1, 0, b"a reply");
+        let written = direct.try_write(&Outq::new(10), &env, &PeerStats::new(2), None);
+        assert!(!written, "the socket is full: the frame goes to the queue");
+        // Nothing went out, so the record the writer seals next is number 0.
+        let mut record = Vec::new();
+        direct
+            .lock()
+            .seal
+            .as_mut()
+            .unwrap()
+            .seal(b"queued", &mut record);
+        let mut opener = Opener::new(&key, RECORD_MAX);
+        assert!(matches!(opener.open(&mut record), Ok(Some(_))));
     }
 }

@@ -6,8 +6,9 @@
 #   `auditwheel repair`, LICENSE, a stripped libcluster.so that points
 #   nowhere into the checkout;
 # - installs the sdist into a fresh venv in VENV_DIR (outside the checkout)
-#   and runs the wrapper's tests against that install; installs the repaired
-#   wheel into a second venv and runs a mock round trip.
+#   and runs the wrapper's tests against that install, with the default
+#   Python (3.11, the oldest claimed) and with 3.13 (the newest); installs the
+#   repaired wheel into another venv and runs a mock round trip.
 # Usage: package_test.sh VENV_DIR   (the sdist's venv is VENV_DIR/venv after)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -50,6 +51,14 @@ python3 -m venv "$out/venv"
 pip "$out/venv" "$sdist" pytest
 # From a folder outside the checkout, so `import cluster` can only be the install.
 (cd "$out" && CLUSTER_TEST_INSTALLED=1 "$out/venv/bin/python" -m pytest -q -p no:cacheprovider "$repo/bindings/python/tests")
+
+# The newest Python the package claims, beside the default (3.11, the oldest):
+# this machine image has 3.13 under pyenv; Debian 12's archive has only 3.11.
+newest=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13 2>/dev/null | tail -1)
+[ -n "$newest" ] || fail "no Python 3.13 (looked under \$PYENV_ROOT/versions): the newest version claimed must be tested"
+"$newest" -m venv "$out/venv-newest"
+pip "$out/venv-newest" "$sdist" pytest
+(cd "$out" && CLUSTER_TEST_INSTALLED=1 "$out/venv-newest/bin/python" -m pytest -q -p no:cacheprovider "$repo/bindings/python/tests")
 
 python3 -m venv "$out/wheel-venv"
 pip "$out/wheel-venv" "$fixed"

@@ -321,7 +321,7 @@ def main() -> int:
 
     import cluster
 
-    path = "C hot paths (_speedups)" if cluster.node._sp is not None else "cffi only"
+    path = "cluster._port"
     print(f"cluster {cluster.__version__} from {os.path.dirname(cluster.__file__)}, {path}; pyzmq {zmq.__version__}")
     print(f"{runs} runs of: {n64:,} msgs at 64 B, {n1k:,} at 1 KiB, {npp:,} round trips; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)

@@ -8,9 +8,9 @@ Two layouts are built the same way:
 
 `cargo build --release --lib` runs in the crate, and the resulting
 libcluster.so is copied next to the package's modules, stripped, where
-`cluster._ffi` opens it (no LD_LIBRARY_PATH). The optional C hot paths
-(`cluster._speedups`) are compiled too; without a compiler or Python's
-headers the package works without them. CLUSTER_REPO builds another checkout;
+`cluster._ffi` opens it (no LD_LIBRARY_PATH). The send and receive paths
+(`cluster._port`, in C) are compiled too: a C compiler and Python's
+headers are required. CLUSTER_REPO builds another checkout;
 CARGO_TARGET_DIR is honoured as cargo honours it.
 """
 
@@ -113,20 +113,20 @@ class BinaryDistribution(Distribution):
         return True
 
 
-# The C hot paths: optional, so a machine without Python's headers still gets
-# a working (slower) package that calls libcluster through cffi alone.
-speedups = Extension(
-    "cluster._speedups",
-    sources=["cluster/_speedups.c"],
+# The send and receive paths, in C (cluster/_port.c): it opens the
+# libcluster.so that cffi opened and calls it by the header's prototypes.
+port = Extension(
+    "cluster._port",
+    sources=["cluster/_port.c"],
     include_dirs=[str(crate_root() / "include")],
+    libraries=["dl"],
     # -Werror is for the test suite (tests/test_abi.py), not for users' compilers.
     extra_compile_args=["-O2"],
-    optional=True,
 )
 
 setup(
     version=crate_version(crate_root()),
     cmdclass={"build_py": BuildPyWithLibrary, "sdist": SdistWithCrate},
     distclass=BinaryDistribution,
-    ext_modules=[speedups],
+    ext_modules=[port],
 )

@@ -100,4 +100,6 @@ def _find_library() -> str:
 
 ffi = cffi.FFI()
 ffi.cdef(CDEF)
-lib = ffi.dlopen(_find_library())
+library_path = _find_library()
+"""The libcluster.so this package uses (cffi and `cluster._port` alike)."""
+lib = ffi.dlopen(library_path)

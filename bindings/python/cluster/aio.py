@@ -108,28 +108,19 @@ async def recv(node: "Node", timeout: Optional[float] = None) -> "Envelope":
 
 async def send(node: "Node", pid: int, msg: Any, msg_id: int, timeout: Optional[float], kind: Optional[int]) -> None:
     """`Node.asend`."""
-    from .node import envelope_for
-
     loop = asyncio.get_running_loop()
     seconds = _seconds(timeout)
     deadline = None if seconds is None else loop.time() + seconds
-    env, keep = envelope_for(pid, msg, msg_id, kind)
-    err = ffi.new("cluster_error_t *")
+    port = node._port
     pause = _FIRST_RETRY_S
-    while True:
-        rc = lib.cluster_try_send(node._handle, env, 0, err)
-        if rc != _TIMEOUT:
-            break
+    while not port.try_send(pid, msg, msg_id, kind):
         left = None if deadline is None else deadline - loop.time()
         if left is not None and left <= 0:
-            # As `send` at the end of its timeout: dropped and counted.
-            rc = lib.cluster_send(node._handle, env, 0, err)
-            break
+            # As `send` at the end of its timeout: dropped and counted (Full).
+            port.send(pid, msg, msg_id, 0, kind=kind)
+            return
         await asyncio.sleep(pause if left is None else min(pause, left))
         pause = min(pause * 2, _LAST_RETRY_S)
-    del keep
-    if rc:
-        raise_error(rc, err)
 
 
 async def iterate(node: "Node") -> AsyncIterator["Envelope"]:

@@ -16,35 +16,17 @@ from cluster.testing import local_config as make_config
 
 
 def pytest_report_header() -> str:
-    fast = "with" if cluster.node._sp is not None else "WITHOUT"
-    return f"cluster {cluster.__version__} from {cluster.__file__}, {fast} _speedups"
+    return f"cluster {cluster.__version__} from {cluster.__file__}"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """With CLUSTER_TEST_INSTALLED=1 (the package test), the tests must run
-    against an installed package with its C hot paths, not the source tree."""
+    against an installed package, not the source tree."""
     if os.environ.get("CLUSTER_TEST_INSTALLED") == "1":
         checkout = Path(__file__).resolve().parents[1]
         where = Path(cluster.__file__).resolve()
         if checkout in where.parents:
             pytest.exit(f"CLUSTER_TEST_INSTALLED=1 but cluster comes from the checkout: {where}", 1)
-        if cluster.node._sp is None:
-            pytest.exit("CLUSTER_TEST_INSTALLED=1 but the install has no cluster._speedups", 1)
-
-
-@pytest.fixture(autouse=True, params=["speedups", "cffi"])
-def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs every test twice: through the C hot paths (`cluster._speedups`) and
-    through cffi alone, as a machine without Python's headers would. Child
-    processes inherit the choice through CLUSTER_PURE_PYTHON."""
-    if request.param == "speedups":
-        if cluster.node._sp is None:
-            pytest.skip("cluster._speedups is not built")
-        monkeypatch.delenv("CLUSTER_PURE_PYTHON", raising=False)
-    else:
-        monkeypatch.setattr(cluster.node, "_sp", None)
-        monkeypatch.setenv("CLUSTER_PURE_PYTHON", "1")
-    return str(request.param)
 
 
 def recv_all(node: cluster.Node, quiet: float = 0.2) -> List[cluster.Envelope]:

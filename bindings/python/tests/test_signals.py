@@ -88,7 +88,7 @@ RECEIVER = textwrap.dedent(
 SEND_TAIL = textwrap.dedent(
     """
     def watch():
-        while not node._phantom:
+        while not node._port.slices:
             time.sleep(0.005)
         print("blocked", flush=True)
 

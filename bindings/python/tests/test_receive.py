@@ -1,8 +1,7 @@
-"""Read-ahead: with `_speedups` a receive takes every envelope already in the
-inbox at once and hands them out over the next calls. Seen from Python it
-must change nothing: order, counts in `stats()`, timeouts, close and
-interrupts behave as if every envelope had stayed in the inbox. Every test
-runs both ways (through cffi alone the inbox simply keeps them)."""
+"""Receives as a user sees them: order across `recv`, `recv_many` and
+`Inbox.get` and across threads, exact counts in `stats()`, timeouts, close,
+and no message lost to an exception: a result Python never handed to the
+caller (an interrupt right after the C call) comes again."""
 
 from __future__ import annotations
 
@@ -104,13 +103,11 @@ def test_threads_share_what_was_read_ahead(nodes):
     assert got == list(range(1, 50))
 
 
-def test_a_result_that_never_reached_the_caller_comes_again(nodes, implementation):
+def test_a_result_that_never_reached_the_caller_comes_again(nodes):
     # Python may raise KeyboardInterrupt right after a C function returns,
     # before the caller stored the result. The port keeps the main thread's
     # last result until the wrapper confirms it (`port.pending = None`);
     # here the port is called directly, as if an interrupt had struck.
-    if implementation != "speedups":
-        pytest.skip("the pending slot belongs to the C port")
     (a,) = nodes([1])
     fill_own_inbox(a, 6)
     port = a._port
@@ -164,9 +161,7 @@ RACE = textwrap.dedent(
 )
 
 
-def test_putting_a_result_back_while_another_thread_converts(implementation, tmp_path):
-    if implementation != "speedups":
-        pytest.skip("the read-ahead array belongs to the C port")
+def test_putting_a_result_back_while_another_thread_converts(tmp_path):
     script = tmp_path / "race.py"
     script.write_text(RACE)
     done = subprocess.run(

@@ -32,8 +32,7 @@ BLOCKED = textwrap.dedent(
 BLOCKED_INF = BLOCKED.replace("node.recv()", 'node.recv(float("inf"))')
 
 # The main thread blocks in recv while another thread is blocked in recv on
-# the same node: one of them takes from the node, the other waits for its
-# turn (with `_speedups`, the port's lock); Ctrl-C must end either wait.
+# the same node: both wait in the core; Ctrl-C must end the main thread's.
 BLOCKED_BEHIND_A_THREAD = textwrap.dedent(
     """
     import sys, threading, time, cluster
@@ -108,10 +107,9 @@ SEND_TAIL = textwrap.dedent(
 # and never reads, until a send waits 0.2 s for room in vain (a drop, counted),
 # then makes CALL, which waits for room for ever, again and again (on a busy
 # machine the way may move on after 0.2 s). A thread prints "blocked" once a
-# send slice has run out (the wrapper noted the drop the core counted for it):
-# the main thread is in the call. On KeyboardInterrupt the child prints its
-# queue_full drops (only the real one: the slices' are taken off) and how
-# many of a batch went out.
+# send slice has run out (the port counts slices, which drop nothing): the
+# main thread is in the call. On KeyboardInterrupt the child prints its
+# queue_full drops (only the real one) and how many of a batch went out.
 SEND_BLOCKED = textwrap.dedent(
     """
     import json, sys, threading, time, cluster, cluster.testing

@@ -561,6 +561,14 @@ static PyObject *port_put(PyObject *self, PyObject *const *args, size_t nargsf,
 
 /* Sets `sent` on the exception being raised. */
 static void tell_sent(size_t sent) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *n = PyLong_FromSize_t(sent);
+    if (n == NULL || PyObject_SetAttrString(exc, "sent", n) < 0)
+        PyErr_Clear();
+    Py_XDECREF(n);
+    PyErr_SetRaisedException(exc);
+#else
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
@@ -569,6 +577,7 @@ static void tell_sent(size_t sent) {
         PyErr_Clear();
     Py_XDECREF(n);
     PyErr_Restore(type, value, tb);
+#endif
 }
 
 static const char *const send_many_names[] = {"envelopes", "timeout"};

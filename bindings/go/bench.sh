@@ -25,6 +25,7 @@ if ! pkg-config --exists libzmq 2>/dev/null; then
 fi
 cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
     "$root"/bench/main.c "$root"/bench/net.c "$root"/bench/roles.c "$root"/bench/driver.c \
+    "$root"/bench/proc.c "$root"/bench/grow.c \
     -o "$tmp/cbench" \
     -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
 cd "$here"

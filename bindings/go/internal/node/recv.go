@@ -149,7 +149,13 @@ func (n *Node) recvWait(w *wait) (*Envelope, error) {
 			if w.ctx != nil {
 				err = n.fillReady(w, room)
 			} else {
-				err = n.fill(room, w.ms())
+				// Take what is there; before blocking in C (a P held
+				// until sysmon notices), let the senders run once.
+				err = n.fill(room, 0)
+				if err == ffi.ErrTimeout && w.ms() != 0 {
+					runtime.Gosched()
+					err = n.fill(room, w.ms())
+				}
 			}
 		}
 		<-n.rx.turn

@@ -144,15 +144,7 @@ func cmockOnce(exe, impl string, count int) ([]float64, error) {
 	if len(f) != 3 || f[0] != "result" {
 		return nil, fmt.Errorf("%s printed %q", exe, out)
 	}
-	var v []float64
-	for _, x := range f[1:] {
-		n, err := strconv.ParseFloat(x, 64)
-		if err != nil {
-			return nil, err
-		}
-		v = append(v, n)
-	}
-	return v, nil
+	return parseNumbers(f[1:])
 }
 
 // cpuTime is the CPU time (user and system) this process has used: on a

@@ -363,6 +363,15 @@ impl FrameBuf {
         self.payload += len as u64;
     }
 
+    /// Appends one message as a frame (its header, then its payload), as a
+    /// sender in the same process hands small messages on without a stream.
+    pub fn push_msg(&mut self, msg_id: i64, kind: u32, data: &[u8]) {
+        let len = data.len() as u32;
+        self.bytes
+            .extend_from_slice(&Header { len, kind, msg_id }.to_bytes());
+        self.push_wire(data, len);
+    }
+
     /// Takes every frame collected, as an exactly sized copy; the buffer
     /// stays for the frames to come.
     pub fn take(&mut self) -> Frames {

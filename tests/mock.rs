@@ -288,3 +288,88 @@ fn closing_the_cluster_closes_every_server() {
     assert!(m.servers().is_empty());
     assert_eq!(m.add_server(1).unwrap_err().status, Status::Closed);
 }
+
+/// A batch sent without a time limit reaches each destination in one push
+/// (see MockServer::send_bursts): the same deliveries, order per sender,
+/// counters and errors as one send at a time, small and large payloads,
+/// into inboxes smaller than the batch (the sender waits for room).
+#[test]
+fn batches_keep_order_counters_and_errors() {
+    use cluster::Outgoing;
+    let cfg = r#"{"InboxSize":50,"MaxMessageSize":1000}"#;
+    let (_m, nodes) = mock(3, 1, Some(cfg));
+    static BIG: [u8; 200] = [7; 200]; // beyond the inline size: its own envelope
+    let payload = |i: i64| if i % 10 == 3 { &BIG[..] } else { &b"small"[..] };
+    // 300 messages: broadcasts, unicasts to 2 and to oneself, mixed.
+    let to = |i: i64| match i % 3 {
+        0 => BROADCAST,
+        1 => 2,
+        _ => 1,
+    };
+    let msgs: Vec<Outgoing> = (0..300)
+        .map(|i| Outgoing {
+            to: to(i),
+            msg_id: i,
+            kind: 0,
+            data: payload(i),
+        })
+        .collect();
+    let want = |me: i64| -> Vec<i64> {
+        (0..300)
+            .filter(|&i| to(i) == me || (to(i) == BROADCAST && me != 1))
+            .collect()
+    };
+    let readers: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let (n, want) = (n.clone(), want(n.pid()));
+            std::thread::spawn(move || {
+                let got = recv_n(&n, want.len());
+                for e in &got {
+                    assert_eq!(e.pid, 1);
+                    assert_eq!(&e.data[..], payload(e.msg_id));
+                }
+                let ids: Vec<i64> = got.iter().map(|e| e.msg_id).collect();
+                assert_eq!(ids, want, "server {} got its messages in order", n.pid());
+            })
+        })
+        .collect();
+    let (sent, r) = nodes[0].send_copies(&msgs, None);
+    assert_eq!((sent, r.is_ok()), (300, true));
+    for r in readers {
+        r.join().unwrap();
+    }
+    let deliveries = (want(1).len() + want(2).len() + want(3).len()) as u64;
+    assert_eq!(stat(&nodes[0], "/sent"), deliveries);
+    assert_eq!(stat(&nodes[0], "/dropped/queue_full"), 0);
+
+    // It stops before the first message too large or to an unknown id,
+    // having sent those before it.
+    for (bad, status) in [(9, Status::UnknownPeer), (2, Status::TooLarge)] {
+        let mut msgs: Vec<Outgoing> = (0..4)
+            .map(|i| Outgoing {
+                to: 3,
+                msg_id: i,
+                kind: 0,
+                data: b"x",
+            })
+            .collect();
+        msgs[2].to = bad;
+        let huge = [0u8; 1001];
+        if status == Status::TooLarge {
+            msgs[2].data = &huge;
+        }
+        let (sent, r) = nodes[0].send_copies(&msgs, None);
+        assert_eq!((sent, r.unwrap_err().status), (2, status));
+        let ids: Vec<i64> = drain_now(&nodes[2]).iter().map(|e| e.msg_id).collect();
+        assert_eq!(ids, vec![0, 1]);
+    }
+
+    // With a fault on, the fault model decides each message as before.
+    nodes[0].fault(&cluster::FaultCmd::Drop(1.0)).unwrap();
+    let (sent, r) = nodes[0].send_copies(&msgs[..30], None);
+    assert_eq!((sent, r.is_ok()), (30, true));
+    assert_eq!(total_received(&nodes[1..]), 0);
+    assert_eq!(stat(&nodes[0], "/dropped/fault"), 30);
+    assert_eq!(drain_now(&nodes[0]).len(), 10, "messages to oneself pass");
+}

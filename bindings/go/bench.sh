@@ -6,10 +6,12 @@
 # children, interleaved run by run, with each wrapper path's ratio to C;
 # then the mock workload: 5 mock servers broadcasting through the
 # wrapper's Outbox/Inbox and Send/Recv beside a pure-Go baseline with the
-# original mock's costs, and the core's mock through the raw C ABI.
+# original mock's costs, the core's mock through the raw C ABI, and the
+# core's mock without Go (cargo bench --bench mock_broadcast, run once a
+# round).
 # Arguments go to the driver (bench/gobench): [-runs N]
 # [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
-# [-mock base,go,direct,raw] [-alt OTHER-GOBENCH] [-scale F]; e.g.
+# [-mock base,go,direct,raw,c,cbatch] [-alt OTHER-GOBENCH] [-scale F]; e.g.
 # -impl go,c,go+c,c+go shows which side costs what.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -25,8 +27,12 @@ if ! pkg-config --exists libzmq 2>/dev/null; then
 fi
 cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
     "$root"/bench/main.c "$root"/bench/net.c "$root"/bench/roles.c "$root"/bench/driver.c \
+    "$root"/bench/proc.c "$root"/bench/grow.c \
     -o "$tmp/cbench" \
     -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
+# The core's mock bench (the mock workload's c and cbatch lines).
+cmock=$(cd "$root" && cargo bench --bench mock_broadcast --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*mock_broadcast[^"]*\)".*/\1/p' | tail -1)
 cd "$here"
 ./dev.sh go build -o "$tmp/gobench" ./bench/gobench
-"$tmp/gobench" -cbench "$tmp/cbench" "$@"
+"$tmp/gobench" -cbench "$tmp/cbench" ${cmock:+-cmock "$cmock"} "$@"

@@ -14,7 +14,10 @@ loopback TCP, with the same workload for cluster and pyzmq:
   whose receiver does not get every message fails the bench (cluster also
   checks the last msg_id and that neither node counted a drop);
 - ping-pong at 64 B: round-trip time p50 / p99 (cluster send / recv, pyzmq
-  PAIR, pyzmq PUSH/PULL over two sockets).
+  PAIR, pyzmq PUSH/PULL over two sockets);
+- the mock network's broadcast (the Go bench's mock workload, whose pure-Go
+  baseline is the original Go mock): 5 mock servers, deliveries/s with
+  send and with send_many (--mock-only runs just this).
 
 Every case runs --runs times (default 3), the cases of one round back to
 back, so a change in the machine's load hits all of them alike. It prints
@@ -266,6 +269,89 @@ def throughput(system: str, n: int, size: int) -> float:
     return (n - 1) / elapsed
 
 
+# -- the mock network ------------------------------------------------------------
+
+MOCK_SERVERS = 5
+MOCK_MSG = "a mock broadcast"  # a 16-byte string, as the Go bench's
+
+
+def mock_child(mode: str, count: int, out: Any) -> None:
+    """The Go bench's mock workload (bindings/go/bench.sh -only mock): 5 mock
+    servers each broadcast ``count`` string messages (one `send` a message,
+    or `send_many` of BATCH) from a thread while another thread per server
+    takes its deliveries with `recv_many`, checking each sender's order and
+    every payload; puts deliveries/s (or what went wrong) on ``out``."""
+    import threading
+
+    from cluster import BROADCAST, MockCluster
+
+    mc = MockCluster()
+    nodes = [mc.add_server(pid) for pid in range(1, MOCK_SERVERS + 1)]
+    want = (MOCK_SERVERS - 1) * count
+    errors: List[str] = []
+
+    def send(node: Any) -> None:
+        if mode == "send":
+            for i in range(count):
+                node.send(BROADCAST, MOCK_MSG, i)
+        else:
+            for first in range(0, count, BATCH):
+                node.send_many([(BROADCAST, i, MOCK_MSG) for i in range(first, min(count, first + BATCH))])
+
+    def drain(node: Any) -> None:
+        nxt = {p: 0 for p in range(1, MOCK_SERVERS + 1) if p != node.pid}
+        got = 0
+        while got < want:
+            for e in node.recv_many(1024, timeout=60):
+                if e.msg_id != nxt.get(e.pid) or e.msg != MOCK_MSG:
+                    errors.append(f"server {node.pid}: message {e.msg_id} from {e.pid}, want {nxt.get(e.pid)}")
+                    return
+                nxt[e.pid] += 1
+                got += 1
+
+    threads = [threading.Thread(target=drain, args=(n,)) for n in nodes]
+    threads += [threading.Thread(target=send, args=(n,)) for n in nodes]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads[:MOCK_SERVERS]:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    for t in threads[MOCK_SERVERS:]:
+        t.join()
+    for n in nodes:
+        st = n.stats()
+        dropped = sum(st["dropped"].values())
+        if st["sent"] != want or st["delivered"] != want or dropped:
+            errors.append(f"server {n.pid}: counted {st['sent']} sent, {st['delivered']} delivered, {dropped} dropped")
+    mc.close()
+    out.put(errors[0] if errors else MOCK_SERVERS * want / elapsed)
+
+
+def mock_guarded(mode: str, count: int, out: Any) -> None:
+    """mock_child, an exception put on ``out`` as text."""
+    try:
+        mock_child(mode, count, out)
+    except Exception as e:
+        out.put(repr(e))
+
+
+def mock_broadcast(mode: str, count: int) -> float:
+    """Deliveries/s of the mock workload (see mock_child), in a child process."""
+    out = CTX.Queue()
+    p = CTX.Process(target=mock_guarded, args=(mode, count, out))
+    p.start()
+    try:
+        v = out.get(timeout=LIMIT)
+    except Exception:
+        raise RuntimeError(f"mock {mode}: no result within {LIMIT} s") from None
+    finally:
+        finish([p])
+    if not isinstance(v, float):
+        raise RuntimeError(f"mock {mode}: {v}")
+    return v
+
+
 def pingpong(system: str, n: int, warm: int) -> Tuple[float, float]:
     """(p50, p99) round-trip time in microseconds."""
     out, ready = CTX.Queue(), CTX.Event()
@@ -308,21 +394,24 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small counts and 2 runs (a smoke run)")
     ap.add_argument("--runs", type=int, default=None, help="rounds of every case (default 3; 2 with --quick)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
+    ap.add_argument("--mock-only", action="store_true", help="only the mock network's broadcast line")
     args = ap.parse_args()
     scale = 0.1 if args.quick else 1.0
     runs = args.runs or (2 if args.quick else 3)
     n64, n1k, npp = int(1_200_000 * scale), int(300_000 * scale), int(10_000 * scale)
+    nmock = int(50_000 * scale)
 
     try:
         import zmq
     except ImportError:
-        print("bench.py: pyzmq is needed for the comparison: pip install pyzmq", file=sys.stderr)
-        return 2
+        if not args.mock_only:
+            print("bench.py: pyzmq is needed for the comparison: pip install pyzmq", file=sys.stderr)
+            return 2
 
     import cluster
 
-    path = "cluster._port"
-    print(f"cluster {cluster.__version__} from {os.path.dirname(cluster.__file__)}, {path}; pyzmq {zmq.__version__}")
+    zmq_version = "" if args.mock_only else f"; pyzmq {zmq.__version__}"
+    print(f"cluster {cluster.__version__} from {os.path.dirname(cluster.__file__)}{zmq_version}")
     print(f"{runs} runs of: {n64:,} msgs at 64 B, {n1k:,} at 1 KiB, {npp:,} round trips; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
 
@@ -330,13 +419,28 @@ def main() -> int:
     pp_systems = ("cluster", "zmq-pair", "zmq-push")
     tp: Dict[int, Dict[str, List[float]]] = {size: {s: [] for s in systems} for size, systems in tp_systems.items()}
     pp: Dict[str, List[Tuple[float, float]]] = {s: [] for s in pp_systems}
+    mock_modes = ("send", "send_many")
+    mock: Dict[str, List[float]] = {m: [] for m in mock_modes}
     for r in range(runs):
+        for m in mock_modes:
+            mock[m].append(mock_broadcast(m, nmock))
+        if args.mock_only:
+            continue
         for size, n in ((64, n64), (1024, n1k)):
             for system in tp_systems[size]:
                 tp[size][system].append(throughput(system, n, size))
         for system in pp_systems:
             pp[system].append(pingpong(system, npp, max(100, npp // 10)))
         print(f"  run {r + 1}/{runs} done, load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    print()
+    print(f"mock broadcast: {MOCK_SERVERS} servers each broadcasting {nmock:,} strings, a thread each sending and "
+          "one receiving (recv_many); deliveries/s, median [min-max]")
+    for m in mock_modes:
+        print(f"  {'mock ' + m:<32} {spread(mock[m]):>30}")
+    print("  (the Go bench's pure-Go baseline runs this workload: bindings/go/bench.sh -only mock)")
+    if args.mock_only:
+        return 0
 
     def best_zmq_tp(size: int, i: int) -> float:
         return max(tp[size]["zmq-push"][i], tp[size]["zmq-pair"][i])
@@ -378,7 +482,7 @@ def main() -> int:
         got = statistics.median(ratios[key])
         print(f"goal {text}: {got:.2f}x -> {'met' if got >= need else 'MISSED'}")
     if args.json:
-        print(json.dumps({"path": path, "runs": runs, "throughput": tp, "pingpong_us": pp, "ratios": ratios}))
+        print(json.dumps({"path": path, "runs": runs, "throughput": tp, "pingpong_us": pp, "ratios": ratios, "mock": mock}))
     return 0
 
 

@@ -55,6 +55,9 @@ func TestMockRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range mockImpls {
+		if m.name == "c" || m.name == "cbatch" { // not Go: cargo bench --bench mock_broadcast
+			continue
+		}
 		v, err := mockOnce(self, m.name, 2000)
 		if err != nil {
 			t.Fatalf("%s: %v", m.name, err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +36,11 @@ const (
 )
 
 // mockImpls are the mock workload's transports: the pure-Go baseline and
-// the wrapper's two ways in and out, each with its goal as a ratio to the
-// baseline. "alt-go" and "alt-direct" run another build's (see -alt).
+// the wrapper's two ways in and out, the C ABI from Go, and the core's
+// mock without Go (the mock_broadcast bench: one send a message, as
+// cluster_send, or batches of 256, as cluster_send_batch), each with its
+// goal as a ratio to the baseline. "alt-go" and "alt-direct" run another
+// build's (see -alt).
 var mockImpls = []struct {
 	name, title string
 	goal        float64
@@ -44,12 +49,17 @@ var mockImpls = []struct {
 	{"go", "Go mock Outbox/Inbox", 1},
 	{"direct", "Go mock Send/Recv", 2},
 	{"raw", "raw C ABI from Go", 0},
+	{"c", "core mock, send (no Go)", 2},
+	{"cbatch", "core mock, batch (no Go)", 2},
 }
 
 // runMock runs the mock workload: runs rounds of the transports in impls,
 // interleaved, and prints each one's median deliveries/s and its ratio to
 // the baseline's median of the same run.
-func runMock(self, alt string, impls []string, runs, count int) {
+func runMock(self, alt, cmock string, impls []string, runs, count int) {
+	if cmock == "" {
+		impls = slices.DeleteFunc(impls, func(s string) bool { return s == "c" || s == "cbatch" })
+	}
 	deliveries := mockServers * (mockServers - 1) * count
 	fmt.Printf("\nmock broadcast: %d servers each broadcasting %d string messages (%s deliveries), InboxSize/OutboxSize %d;\n"+
 		"deliveries/s, median of %d runs ± half their range; pure-Go baseline: the original mock's goroutines and channels of %d\n",
@@ -61,7 +71,14 @@ func runMock(self, alt string, impls []string, runs, count int) {
 			if rest, ok := strings.CutPrefix(impl, "alt-"); ok {
 				exe, name = alt, rest
 			}
-			v, err := mockOnce(exe, name, count)
+			var v []float64
+			var err error
+			switch name {
+			case "c", "cbatch":
+				v, err = cmockOnce(cmock, name, count)
+			default:
+				v, err = mockOnce(exe, name, count)
+			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "gobench: mock, %s, run %d: %v\n", impl, r+1, err)
 				v = nil
@@ -113,6 +130,21 @@ func mockOnce(exe, impl string, count int) ([]float64, error) {
 		err = fmt.Errorf("%d numbers in the result, want 2", len(v))
 	}
 	return v, err
+}
+
+// cmockOnce runs the core's mock bench once (mock_broadcast --once) and
+// returns its deliveries/s and CPU time per delivery, in ns.
+func cmockOnce(exe, impl string, count int) ([]float64, error) {
+	mode := map[string]string{"c": "send", "cbatch": "batch"}[impl]
+	out, err := exec.Command(exe, "--once", mode, strconv.Itoa(mockServers), strconv.Itoa(count)).Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", exe, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 3 || f[0] != "result" {
+		return nil, fmt.Errorf("%s printed %q", exe, out)
+	}
+	return parseNumbers(f[1:])
 }
 
 // cpuTime is the CPU time (user and system) this process has used: on a

@@ -119,8 +119,13 @@ func (p *proc) result() ([]float64, error) {
 	if len(f) == 0 || f[0] != "result" {
 		return nil, fmt.Errorf("child %d: %s", p.cmd.Process.Pid, l)
 	}
+	return parseNumbers(f[1:])
+}
+
+// parseNumbers parses the numbers of a result line.
+func parseNumbers(fields []string) ([]float64, error) {
 	var v []float64
-	for _, s := range f[1:] {
+	for _, s := range fields {
 		x, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			return nil, err

@@ -191,17 +191,18 @@ pub extern "C" fn cluster_mock_clock(
 ) -> c_int {
     call(err, || {
         let mock = mock_arg(mock)?;
-        let clock =
-            match clock {
-                CLUSTER_CLOCK_REAL => Clock::Real,
-                CLUSTER_CLOCK_VIRTUAL => Clock::Virtual,
-                other => return Err(Error::new(
+        let clock = match clock {
+            CLUSTER_CLOCK_REAL => Clock::Real,
+            CLUSTER_CLOCK_VIRTUAL => Clock::Virtual,
+            other => {
+                return Err(Error::new(
                     Status::InvalidArg,
                     format!(
                         "clock {other} is not CLUSTER_CLOCK_REAL (0) or CLUSTER_CLOCK_VIRTUAL (1)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         mock.set_clock(clock)
     })
 }

@@ -21,6 +21,7 @@
 
 mod clock;
 mod server;
+pub mod svg;
 pub mod trace;
 
 use crate::config::{Config, BROADCAST};

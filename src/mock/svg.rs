@@ -231,6 +231,14 @@ fn draw(events: &[Value]) -> String {
         let link = (from, to, seq);
         let t = e["t_us"].as_u64();
         let msg_id = int(e, "msg_id");
+        // Where the message's arrow starts: its send or its parking place
+        // (or here, `y`, if the trace began after it).
+        let start_of = |y: f64| {
+            starts
+                .get(&link)
+                .copied()
+                .unwrap_or(Start { x: x(from), y, t })
+        };
         let tip = |what: &str, start: &Start| {
             let delay = delays.get(&(link, copy)).map_or_else(String::new, |d| {
                 format!(" delay={:.3} ms", *d as f64 / 1000.0)
@@ -263,10 +271,7 @@ fn draw(events: &[Value]) -> String {
             }
             "held" => {
                 let y = rows.next(false, t);
-                let start = starts
-                    .get(&link)
-                    .copied()
-                    .unwrap_or(Start { x: x(from), y, t });
+                let start = start_of(y);
                 let px = start.x + (x(to) - start.x).signum() * 18.0;
                 let _ = writeln!(
                     body,
@@ -284,10 +289,7 @@ fn draw(events: &[Value]) -> String {
             }
             "delivered" => {
                 let y = rows.next(false, t);
-                let start = starts
-                    .get(&link)
-                    .copied()
-                    .unwrap_or(Start { x: x(from), y, t });
+                let start = start_of(y);
                 let dash = if copy > 0 {
                     " stroke-dasharray=\"6,3\""
                 } else {
@@ -310,11 +312,7 @@ fn draw(events: &[Value]) -> String {
                 let Some(cause) = Cause::of(e) else {
                     continue;
                 };
-                let start = starts.get(&link).copied().unwrap_or(Start {
-                    x: x(from),
-                    y: rows.y(),
-                    t,
-                });
+                let start = start_of(rows.y());
                 // A fault loss is decided at the send: a short stub from
                 // it. A full inbox or a close is met on arrival: its own row.
                 let (cx, cy) = if name == "dropped_fault" {

@@ -93,6 +93,18 @@ typedef enum cluster_status_t {
 #define CLUSTER_CUT_BOTH 3
 
 /*
+ `cluster_mock_clock`: delays and receive timeouts pass in real time
+ (every mock starts on it).
+ */
+#define CLUSTER_CLOCK_REAL 0
+
+/*
+ `cluster_mock_clock`: time passes only when the test calls
+ `cluster_mock_advance` or `cluster_mock_run_until_idle`.
+ */
+#define CLUSTER_CLOCK_VIRTUAL 1
+
+/*
  The id that addresses every peer but the sender.
  */
 #define CLUSTER_BROADCAST -1
@@ -332,6 +344,63 @@ int cluster_mock_release(const struct cluster_mock_t *mock,
                          struct cluster_error_t *err);
 
 /*
+ Chooses the mock's clock: CLUSTER_CLOCK_REAL (every mock starts on it)
+ or CLUSTER_CLOCK_VIRTUAL. On the virtual clock time stands still at 0
+ until `cluster_mock_advance` / `cluster_mock_run_until_idle`: a delayed
+ message waits until virtual time reaches its due time, and due messages
+ land in a deterministic order (due time, sender, destination, number on
+ the link, copy), so the same seed and the same sends in the same order
+ give the same trace, byte for byte. Trace events then carry `t_us`, the
+ virtual time in microseconds (never a wall-clock time).
+ A receive (`cluster_recv`, `cluster_recv_batch`) with a positive timeout
+ waits until a message arrives, the server closes, or virtual time
+ reaches the call's start plus the timeout: another thread must advance
+ it, or the receive waits for ever (timeout 0 still returns at once,
+ negative still waits for a message). Send timeouts (a full inbox) stay
+ in real time. Choose the clock before any delayed send: switching to
+ virtual with messages delayed in real time, or back from virtual to
+ real, is CLUSTER_E_INVALID_ARG; choosing the current clock again does
+ nothing. Other values: CLUSTER_E_INVALID_ARG. CLUSTER_E_CLOSED once the
+ mock is closed. Thread-safe. Never blocks.
+ */
+int cluster_mock_clock(const struct cluster_mock_t *mock, int clock, struct cluster_error_t *err);
+
+/*
+ Moves a virtual clock forward by `ms` milliseconds (0 delivers what is
+ due now), delivering every delayed message due by then in the order
+ given at `cluster_mock_clock`, on the caller's thread; receives waiting
+ in virtual time wake once their deadline passes. `*delivered` (may be
+ NULL) receives how many landed in an inbox (one that finds the inbox
+ full is dropped and counted, traced `dropped_full`). Negative `ms`, or a
+ mock on the real clock: CLUSTER_E_INVALID_ARG. CLUSTER_E_CLOSED once the
+ mock is closed. Thread-safe: concurrent advances run one after the
+ other. Never blocks (deliveries never wait for room).
+ */
+int cluster_mock_advance(const struct cluster_mock_t *mock,
+                         int64_t ms,
+                         size_t *delivered,
+                         struct cluster_error_t *err);
+
+/*
+ Delivers every delayed message of a virtual clock, moving time to each
+ one's due time (it ends at the last one's), as `cluster_mock_advance`
+ would; `*delivered` (may be NULL) as there. Messages sent meanwhile by
+ other threads may or may not be included. A mock on the real clock:
+ CLUSTER_E_INVALID_ARG. CLUSTER_E_CLOSED once closed. Thread-safe.
+ Never blocks.
+ */
+int cluster_mock_run_until_idle(const struct cluster_mock_t *mock,
+                                size_t *delivered,
+                                struct cluster_error_t *err);
+
+/*
+ Writes the virtual time, in whole milliseconds since the clock was made
+ virtual, into `*ms`. A mock on the real clock: CLUSTER_E_INVALID_ARG.
+ Works after close (time then stands still). Thread-safe. Never blocks.
+ */
+int cluster_mock_now(const struct cluster_mock_t *mock, int64_t *ms, struct cluster_error_t *err);
+
+/*
  Switches the trace on (`enable` nonzero) or off. While on, every
  message's fate is recorded (see `cluster_mock_trace_take`). Thread-safe.
  Never blocks.
@@ -343,7 +412,9 @@ int cluster_mock_trace(const struct cluster_mock_t *mock, int enable, struct clu
  lines, one object per event: `event` (sent, dropped_fault, dropped_full,
  dropped_closed, duplicated, delayed, held, delivered), `from`, `to`,
  `seq` (the message's number on its link), `copy` (1 for a duplicate),
- `msg_id`, and per event `reason`, `delay_us`, `kind`, `len`. The caller
+ `msg_id`, and per event `reason`, `delay_us`, `kind`, `len`; on a
+ virtual clock every event also has `t_us`, the virtual time in µs.
+ `cluster-trace` draws such a trace as a space-time diagram (SVG). The caller
  owns the string: release it with `cluster_string_free`. Thread-safe.
  Never blocks.
  */

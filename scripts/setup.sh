@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine that has
 # Rust, Go, Python 3 and a C compiler: valgrind, pkg-config, Python's venv
-# module, rustfmt and clippy, the nightly toolchain and cargo-fuzz (for the
+# module, Chromium (the trace diagram's browser test), rustfmt and clippy, the nightly toolchain and cargo-fuzz (for the
 # fuzzers). The Python tests install pytest, cffi and the build tools into
 # venvs of their own.
 # Idempotent and quiet when everything is there. Sourced or run by
@@ -22,6 +22,8 @@ command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+# The trace diagram's test renders its HTML page in a headless browser.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 || fail "missing ${missing[*]}, and no apt-get to install them"
     sudo=""

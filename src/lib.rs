@@ -27,6 +27,6 @@ pub use config::{Config, BROADCAST};
 pub use envelope::{Envelope, Outgoing};
 pub use error::{Error, Result, Status};
 pub use fault::FaultCmd;
-pub use mock::MockCluster;
+pub use mock::{Clock, MockCluster};
 pub use node::Node;
 pub use sync::Timeout;

@@ -13,22 +13,29 @@
 //!   are dropped as `queue_full`. A delayed or released message that finds
 //!   the inbox full is dropped (`queue_full`, traced `dropped_full`).
 //! - Fault decisions come from [`crate::fault`]: a pure function of (seed,
-//!   from, to, n). One delay thread per cluster, started with the first delay.
+//!   from, to, n). One delay thread per cluster, started with the first delay;
+//!   or, on the virtual clock ([`Clock`]), no thread: delayed messages wait in
+//!   an ordered queue until the test advances time.
 //! - Without any rule, fault or trace, a send takes no lock but a read lock
 //!   on the topology snapshot, and a broadcast shares one payload.
 
+mod clock;
 mod server;
+pub mod svg;
 pub mod trace;
 
 use crate::config::{Config, BROADCAST};
 use crate::error::{Error, Result, Status};
 use crate::fault::schedule::Delayer;
 use crate::node::Node;
+pub use clock::Clock;
+use clock::{ClockCell, VirtualClock};
 pub use server::MockServer;
 use server::{Core, Msg};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 use trace::{Event, Trace};
 
 /// A link whose traffic is kept until it is released.
@@ -89,6 +96,8 @@ pub(crate) struct Shared {
     closed: std::sync::atomic::AtomicBool,
     pub delayer: Delayer<Msg>,
     pub trace: Arc<Trace>,
+    /// The virtual clock, once the cluster has one (see [`Clock`]).
+    pub clock: ClockCell,
 }
 
 impl Shared {
@@ -157,6 +166,7 @@ impl MockCluster {
             seed,
             topo: RwLock::default(),
             closed: Default::default(),
+            clock: ClockCell::default(),
             config,
         });
         let mock = MockCluster { shared };
@@ -176,7 +186,8 @@ impl MockCluster {
             if let Some(c) = t.find(id) {
                 return Ok(c.clone());
             }
-            let c = Arc::new(Core::new(id, cfg.inbox_size, self.shared.seed));
+            let clock = self.shared.clock.clone();
+            let c = Arc::new(Core::new(id, cfg.inbox_size, self.shared.seed, clock));
             let at = t.servers.partition_point(|s| s.id < id);
             t.servers.insert(at, c.clone());
             Ok(c)
@@ -276,6 +287,100 @@ impl MockCluster {
         Ok(n)
     }
 
+    /// Chooses the clock. A cluster starts on the real clock; switched to
+    /// the virtual one (at most once, before any message was delayed on
+    /// the real one) it stays there: time stands still until
+    /// [`MockCluster::advance`] or [`MockCluster::run_until_idle`], delayed
+    /// messages land in a deterministic order, receives with a timeout wait
+    /// in virtual time, and the trace stamps every event with the virtual
+    /// time (`t_us`). Errors: InvalidArg (back to real, or real delays in
+    /// flight), Closed.
+    pub fn set_clock(&self, clock: Clock) -> Result<()> {
+        self.check_open()?;
+        let is_virtual = self.shared.clock.get().is_some();
+        match clock {
+            Clock::Real if is_virtual => Err(Error::new(
+                Status::InvalidArg,
+                "a mock on the virtual clock cannot go back to the real one",
+            )),
+            Clock::Virtual if !is_virtual && !self.shared.delayer.is_empty() => Err(Error::new(
+                Status::InvalidArg,
+                "messages are delayed on the real clock: choose the virtual clock before any delayed send",
+            )),
+            Clock::Virtual => {
+                let trace = &self.shared.trace;
+                self.shared
+                    .clock
+                    .get_or_init(|| Arc::new(VirtualClock::new(trace)));
+                Ok(())
+            }
+            Clock::Real => Ok(()),
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::new(Status::Closed, "mock cluster is closed"));
+        }
+        Ok(())
+    }
+
+    /// The cluster's clock.
+    pub fn clock(&self) -> Clock {
+        match self.shared.clock.get() {
+            Some(_) => Clock::Virtual,
+            None => Clock::Real,
+        }
+    }
+
+    fn virtual_clock(&self) -> Result<&VirtualClock> {
+        self.shared.clock.get().map(|c| &**c).ok_or_else(|| {
+            Error::new(
+                Status::InvalidArg,
+                "the mock runs on the real clock: switch it to the virtual clock first",
+            )
+        })
+    }
+
+    /// Virtual time since the virtual clock started. InvalidArg on the
+    /// real clock.
+    pub fn now(&self) -> Result<Duration> {
+        Ok(self.virtual_clock()?.now())
+    }
+
+    /// Moves virtual time forward by `by`, delivering every delayed
+    /// message due by then in the order (due time, sender, destination,
+    /// number on the link, copy), each while the clock shows its due time;
+    /// returns how many landed (one that finds a full inbox is dropped
+    /// and counted). Receives waiting in virtual time wake as their
+    /// deadlines pass. InvalidArg on the real clock; Closed once closed.
+    pub fn advance(&self, by: Duration) -> Result<usize> {
+        let clock = self.virtual_clock()?;
+        self.check_open()?;
+        Ok(clock.advance(by, &self.shared.trace))
+    }
+
+    /// Delivers every delayed message, moving virtual time to the due time
+    /// of the last one (as [`MockCluster::advance`] would); how many landed.
+    pub fn run_until_idle(&self) -> Result<usize> {
+        let clock = self.virtual_clock()?;
+        self.check_open()?;
+        Ok(clock.run_until_idle(&self.shared.trace))
+    }
+
+    /// Delayed messages waiting for virtual time (0 on the real clock).
+    pub fn pending(&self) -> usize {
+        self.shared.clock.get().map_or(0, |c| c.pending())
+    }
+
+    /// Receives asleep in virtual time that have seen the latest advance
+    /// and every message that landed (0 on the real clock): a test that
+    /// waits until its receivers are parked before it advances time knows
+    /// each of them saw every step, with no sleep.
+    pub fn parked_receivers(&self) -> usize {
+        self.shared.clock.get().map_or(0, |c| c.parked())
+    }
+
     /// Switches the trace on or off.
     pub fn trace(&self, on: bool) {
         self.shared.trace.enable(on);
@@ -300,6 +405,9 @@ impl MockCluster {
             c.close();
         }
         let trace = &*self.shared.trace;
+        if let Some(clock) = self.shared.clock.get() {
+            clock.stop(trace);
+        }
         let mut lost: Vec<Msg> = self.shared.delayer.stop();
         for h in taken.holds.values() {
             let mut q = h.lock();

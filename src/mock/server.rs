@@ -1,6 +1,7 @@
 //! A mock server: the node interface over in-process queues, with the
 //! cluster's partitions and holds and the server's own fault settings.
 
+use super::clock::{ClockCell, VirtualClock};
 use super::trace::{Event, Tag, Trace};
 use super::{Hold, Shared, Topology};
 use crate::backend::Transport;
@@ -25,10 +26,12 @@ pub(crate) struct Core {
     pub faults: Faults,
     /// Messages from this server waiting out a delay.
     pub delayed: AtomicUsize,
+    /// The cluster's virtual clock, once it has one.
+    pub clock: ClockCell,
 }
 
 impl Core {
-    pub fn new(id: i64, inbox_size: usize, seed: u64) -> Core {
+    pub fn new(id: i64, inbox_size: usize, seed: u64, clock: ClockCell) -> Core {
         Core {
             id,
             inbox: Inbox::new(inbox_size),
@@ -36,6 +39,7 @@ impl Core {
             stats: NodeStats::default(),
             faults: Faults::new(seed),
             delayed: AtomicUsize::new(0),
+            clock,
         }
     }
 
@@ -45,6 +49,15 @@ impl Core {
         if self.inbox.close(&self.shutdown) {
             let left = self.inbox.drain() as u64;
             self.stats.discarded.add(left);
+        }
+        self.poke();
+    }
+
+    /// Wakes the receives waiting in virtual time, if the cluster has a
+    /// virtual clock.
+    fn poke(&self) {
+        if let Some(c) = self.clock.get() {
+            c.poke();
         }
     }
 }
@@ -140,6 +153,9 @@ pub(crate) fn deliver(
     };
     if let Some((t, tag)) = trace {
         t.record(event, tag, Value::Null);
+    }
+    if event == Event::Delivered {
+        to.poke();
     }
     result
 }
@@ -336,7 +352,11 @@ impl MockServer {
             &m.tag,
             json!({"delay_us": delay.as_micros() as u64}),
         );
-        if let Err(m) = self.cluster.delayer.schedule(delay, m) {
+        let scheduled = match self.cluster.clock.get() {
+            Some(clock) => clock.schedule(delay, m).map_err(|m| *m),
+            None => self.cluster.delayer.schedule(delay, m),
+        };
+        if let Err(m) = scheduled {
             me.delayed.fetch_sub(1, Ordering::AcqRel);
             me.stats.dropped.closed.inc();
             trace.record(Event::DroppedClosed, &m.tag, Value::Null);
@@ -344,7 +364,13 @@ impl MockServer {
         Ok(())
     }
 
-    /// Counts and reports a message dropped because an in-flight bound is hit.
+    /// On a virtual clock, a receive with a timeout other than 0 or forever
+    /// waits in virtual time: the clock and the timeout.
+    fn virtual_wait(&self, timeout: Timeout) -> Option<(&VirtualClock, Duration)> {
+        let clock = self.cluster.clock.get()?;
+        timeout.filter(|t| !t.is_zero()).map(|t| (&**clock, t))
+    }
+
     /// Counts (unless kept) and reports a message that finds an in-flight
     /// bound hit.
     fn full(&self, m: &Msg, what: &str, when_full: WhenFull) -> Error {
@@ -526,16 +552,28 @@ impl Transport for MockServer {
     fn recv_one(&self, timeout: Timeout) -> Result<Received> {
         let c = &self.core;
         // Mock messages come one at a time from the senders' threads.
-        let env = c.inbox.recv_one(timeout, HANDOFF_SPIN, &c.shutdown)?;
+        let env = match self.virtual_wait(timeout) {
+            Some((clock, t)) => clock.recv(c, t, || {
+                c.inbox
+                    .recv_one(Some(Duration::ZERO), Duration::ZERO, &c.shutdown)
+            })?,
+            None => c.inbox.recv_one(timeout, HANDOFF_SPIN, &c.shutdown)?,
+        };
         c.stats.delivered.inc();
         Ok(env)
     }
 
     fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
         let c = &self.core;
-        let n = c
-            .inbox
-            .recv_items(max, timeout, HANDOFF_SPIN, &c.shutdown, out)?;
+        let n = match self.virtual_wait(timeout) {
+            Some((clock, t)) => clock.recv(c, t, || {
+                let zero = Duration::ZERO;
+                c.inbox.recv_items(max, Some(zero), zero, &c.shutdown, out)
+            })?,
+            None => c
+                .inbox
+                .recv_items(max, timeout, HANDOFF_SPIN, &c.shutdown, out)?,
+        };
         c.stats.delivered.add(n as u64);
         Ok(n)
     }

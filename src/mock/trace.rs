@@ -1,8 +1,8 @@
 //! The trace: each message's fate as JSON lines, recorded while switched on.
 
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Lines kept at most; later events are counted, not kept.
 pub const TRACE_CAP: usize = 1 << 20;
@@ -75,6 +75,10 @@ struct Lines {
 pub struct Trace {
     on: AtomicBool,
     lines: Mutex<Lines>,
+    /// The virtual clock's time in µs, once the cluster has one: then
+    /// every event carries it as `t_us` (a real clock adds no time, so a
+    /// trace never holds a wall-clock timestamp).
+    clock: OnceLock<Arc<AtomicU64>>,
 }
 
 impl Trace {
@@ -87,6 +91,11 @@ impl Trace {
     #[inline]
     pub fn is_on(&self) -> bool {
         self.on.load(Ordering::Acquire)
+    }
+
+    /// Stamps every later event with the virtual time `now_us` holds.
+    pub(crate) fn use_clock(&self, now_us: Arc<AtomicU64>) {
+        let _ = self.clock.set(now_us);
     }
 
     /// Records one event with optional extra fields (an object or null).
@@ -102,8 +111,13 @@ impl Trace {
             "copy": tag.copy,
             "msg_id": tag.msg_id,
         });
-        if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
-            o.extend(e);
+        if let Some(o) = v.as_object_mut() {
+            if let Value::Object(e) = extra {
+                o.extend(e);
+            }
+            if let Some(now) = self.clock.get() {
+                o.insert("t_us".into(), now.load(Ordering::Acquire).into());
+            }
         }
         let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         if l.lines.len() < TRACE_CAP {

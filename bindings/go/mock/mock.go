@@ -47,8 +47,9 @@ type MockCluster struct {
 // peer needs an Address, though nothing touches the network), every
 // configured id started as a server; or a Config or *Config, of which only
 // the ids, InboxSize and OutboxSize count (addresses may be left out, as
-// in the original), its ids added one by one.
-func NewCluster(conf interface{}) (*MockCluster, error) {
+// in the original), its ids added one by one. Options (VirtualClock) are
+// optional; without any, the cluster runs in real time.
+func NewCluster(conf interface{}, opts ...Option) (*MockCluster, error) {
 	var text string // the library's configuration of the cluster
 	var ids []int   // the servers of a Config, added here
 	fromText := false
@@ -72,6 +73,11 @@ func NewCluster(conf interface{}) (*MockCluster, error) {
 	}
 	h, err := ffi.NewMock(text, Seed)
 	if err != nil {
+		return nil, err
+	}
+	if err := applyOptions(h, opts); err != nil {
+		h.Close()
+		h.Free()
 		return nil, err
 	}
 	mc := &MockCluster{Servers: map[int]*MockServer{}, h: h}

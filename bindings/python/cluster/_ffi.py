@@ -71,6 +71,12 @@ int cluster_mock_hold(const cluster_mock_t *mock, int64_t from, int64_t to,
                       cluster_error_t *err);
 int cluster_mock_release(const cluster_mock_t *mock, int64_t from, int64_t to, int shuffle,
                          cluster_error_t *err);
+int cluster_mock_clock(const cluster_mock_t *mock, int clock, cluster_error_t *err);
+int cluster_mock_advance(const cluster_mock_t *mock, int64_t ms, size_t *delivered,
+                         cluster_error_t *err);
+int cluster_mock_run_until_idle(const cluster_mock_t *mock, size_t *delivered,
+                                cluster_error_t *err);
+int cluster_mock_now(const cluster_mock_t *mock, int64_t *ms, cluster_error_t *err);
 int cluster_mock_trace(const cluster_mock_t *mock, int enable, cluster_error_t *err);
 int cluster_mock_trace_take(const cluster_mock_t *mock, char **out, cluster_error_t *err);
 int cluster_mock_close(const cluster_mock_t *mock, cluster_error_t *err);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import warnings
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
@@ -13,6 +14,10 @@ from .node import UINT64, Config, Node, _open_mocks, c_int, check, config_text, 
 
 def _free_mock(mock: Any, _free: Callable[[Any], None] = lib.cluster_mock_free) -> None:
     _free(mock)
+
+
+# CLUSTER_CLOCK_REAL and CLUSTER_CLOCK_VIRTUAL of cluster.h.
+_CLOCKS = {"real": 0, "virtual": 1}
 
 
 class MockCluster:
@@ -27,14 +32,27 @@ class MockCluster:
     Servers are `Node` objects: the same send/recv code runs against them
     and against real nodes. ``servers`` maps the id of each open server to
     its node. Use it as a context manager, or call `close`.
+
+    ``clock="virtual"`` runs the cluster on a virtual clock: time stands
+    still until `advance` or `run_until_idle`, delayed messages then land
+    in a deterministic order (due time, sender, destination, number on the
+    link), and the same seed and the same sends in the same order give the
+    same trace, whose events carry ``t_us``, the virtual time in µs. A
+    receive with a positive timeout waits in virtual time: another thread
+    must advance it (see the README); ``recv(timeout=0)`` after `advance`
+    is the single-threaded way. The default, ``"real"``, is unchanged.
     """
 
-    def __init__(self, config: Optional[Config] = None, seed: int = 0) -> None:
+    def __init__(self, config: Optional[Config] = None, seed: int = 0, clock: str = "real") -> None:
+        if clock not in _CLOCKS:
+            raise ValueError(f"clock must be 'real' or 'virtual', not {clock!r}")
         err = ffi.new("cluster_error_t *")
         out = ffi.new("cluster_mock_t **")
         text = ffi.NULL if config is None else config_text(config)
         check(lib.cluster_mock_new(text, c_int(seed, "seed", UINT64), out, err), err)
         self._handle = ffi.gc(out[0], _free_mock)
+        self._clock = clock
+        self._call(lib.cluster_mock_clock, _CLOCKS[clock])
         self._closing = False
         self._nodes: Dict[int, Node] = {}
         # One Node per open server: a second handle would close the server
@@ -101,6 +119,39 @@ class MockCluster:
         an order drawn from the seed (``shuffle``), and opens it."""
         self._call(lib.cluster_mock_release, c_int(src, "src"), c_int(dst, "dst"), 1 if shuffle else 0)
 
+    @property
+    def clock(self) -> str:
+        """``"real"`` or ``"virtual"``: the clock the cluster runs on."""
+        return self._clock
+
+    def now(self) -> float:
+        """Virtual time in seconds (whole milliseconds) since the cluster
+        started. Raises `InvalidArgument` on the real clock."""
+        ms = ffi.new("int64_t *")
+        self._call(lib.cluster_mock_now, ms)
+        return int(ms[0]) / 1000
+
+    def advance(self, seconds: float) -> int:
+        """Moves virtual time forward by ``seconds`` (rounded up to whole
+        milliseconds), delivering every delayed message due by then, in
+        order, on this thread; returns how many landed in an inbox.
+        Receives waiting in virtual time wake once their deadline passes.
+        Raises `InvalidArgument` on the real clock or for a negative time."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
+            raise TypeError(f"seconds must be a number, not {seconds!r}")
+        if seconds < 0:
+            raise ValueError(f"cannot advance by {seconds} s: time only moves forward")
+        delivered = ffi.new("size_t *")
+        self._call(lib.cluster_mock_advance, c_int(math.ceil(seconds * 1000), "milliseconds"), delivered)
+        return int(delivered[0])
+
+    def run_until_idle(self) -> int:
+        """Delivers every delayed message, moving virtual time to each one's
+        due time; returns how many landed. `InvalidArgument` on the real clock."""
+        delivered = ffi.new("size_t *")
+        self._call(lib.cluster_mock_run_until_idle, delivered)
+        return int(delivered[0])
+
     def trace(self, enable: bool = True) -> None:
         """Starts (or stops) recording every message's fate."""
         self._call(lib.cluster_mock_trace, 1 if enable else 0)
@@ -109,9 +160,16 @@ class MockCluster:
         """The events recorded since the last call, oldest first: dicts with
         ``event`` (sent, dropped_fault, dropped_full, dropped_closed,
         duplicated, delayed, held, delivered), ``from``, ``to``, ``seq``,
-        ``copy``, ``msg_id`` and per event ``reason``, ``delay_us``, ``kind``, ``len``."""
-        text = take_string(lib.cluster_mock_trace_take, self._handle)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        ``copy``, ``msg_id`` and per event ``reason``, ``delay_us``, ``kind``, ``len``
+        (and ``t_us`` on a virtual clock)."""
+        return [json.loads(line) for line in self.take_trace_text().splitlines() if line.strip()]
+
+    def take_trace_text(self) -> str:
+        """`take_trace` as the library gives it: JSON lines, byte for byte the
+        same for the same seed and sends on a virtual clock; what the
+        ``cluster-trace`` tool draws as a space-time diagram (SVG)."""
+        text: str = take_string(lib.cluster_mock_trace_take, self._handle)
+        return text
 
     def close(self) -> None:
         """Closes every server (blocked calls on them raise `Closed`) and the
@@ -146,4 +204,4 @@ class MockCluster:
             pass
 
     def __repr__(self) -> str:
-        return f"<MockCluster servers={sorted(self._nodes)}>"
+        return f"<MockCluster servers={sorted(self._nodes)} clock={self._clock}>"

@@ -272,6 +272,7 @@ typedef struct {
     const cluster_node_t *node;
     PyObject *keep;        /* keeps `node` alive: the wrapper's handle */
     long long first_slice; /* ms: the first slice of a send that waits in slices */
+    int virtual_clock; /* a mock server on a virtual clock: receives wait in virtual time */
     unsigned long long slices; /* send slices that ran out, the send waiting on */
     /* Received envelopes not yet made into Envelopes (a conversion failed):
      * held[head..tail), in order, returned before anything else. */
@@ -742,8 +743,16 @@ static Py_ssize_t take(const Port *p, cluster_envelope_t *buf, size_t max, long 
     size_t n = 1;
     int rc = max == 1 ? p_cluster_recv(p->node, buf, 0, &err)
                       : p_cluster_recv_batch(p->node, buf, max, &n, 0, &err);
+    if (rc == CLUSTER_E_TIMEOUT && ms != 0 && p->virtual_clock) {
+        /* `ms` is virtual time, which only another thread's advance moves:
+         * one wait, which Ctrl-C does not cut short. */
+        Py_BEGIN_ALLOW_THREADS
+        rc = max == 1 ? p_cluster_recv(p->node, buf, ms, &err)
+                      : p_cluster_recv_batch(p->node, buf, max, &n, ms, &err);
+        Py_END_ALLOW_THREADS
+    }
     long long deadline = deadline_of(ms);
-    while (rc == CLUSTER_E_TIMEOUT && ms != 0) {
+    while (rc == CLUSTER_E_TIMEOUT && ms != 0 && !p->virtual_clock) {
         long long slice = slice_until(deadline, SLICE_MS);
         if (slice == 0)
             break;
@@ -875,14 +884,14 @@ static int port_set_pending(PyObject *self, PyObject *value, void *closure) {
     return 0;
 }
 
-/* Port(node: int address, keep: object, first_slice_ms: int) */
+/* Port(node: int address, keep: object, first_slice_ms: int, virtual_clock: bool) */
 static PyObject *port_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    PyObject *addr, *keep, *first;
+    PyObject *addr, *keep, *first, *virtual_clock;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "Port takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "Port", 3, 3, &addr, &keep, &first))
+    if (!PyArg_UnpackTuple(args, "Port", 4, 4, &addr, &keep, &first, &virtual_clock))
         return NULL;
     if (p_cluster_send == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "cluster._port.init was not called");
@@ -903,6 +912,7 @@ static PyObject *port_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
     Py_INCREF(keep);
     p->keep = keep;
     p->first_slice = first_slice < 1 ? 1 : first_slice;
+    p->virtual_clock = PyObject_IsTrue(virtual_clock) == 1;
     return (PyObject *)p;
 }
 
@@ -951,7 +961,7 @@ static PyTypeObject PortType = {
     .tp_name = "cluster._port.Port",
     .tp_basicsize = sizeof(Port),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Port(node, keep, first_slice_ms): one node's sends and receives.",
+    .tp_doc = "Port(node, keep, first_slice_ms, virtual_clock): one node's sends and receives.",
     .tp_new = port_new,
     .tp_dealloc = port_dealloc,
     .tp_methods = port_methods,

@@ -72,7 +72,7 @@ class MockCluster:
             err = ffi.new("cluster_error_t *")
             out = ffi.new("cluster_node_t **")
             check(lib.cluster_mock_add_server(self._handle, c_int(pid, "pid"), out, err), err)
-            node = Node._from_handle(out[0], pid, self._handle)
+            node = Node._from_handle(out[0], pid, self._handle, self._clock == "virtual")
             self._nodes[pid] = node
             return node
 

@@ -258,16 +258,16 @@ class Node:
         self._adopt(out[0], id)
 
     @classmethod
-    def _from_handle(cls, handle: Any, pid: int, keep: Any) -> "Node":
+    def _from_handle(cls, handle: Any, pid: int, keep: Any, virtual_clock: bool = False) -> "Node":
         """A node over a handle the library gave (a mock server); ``keep`` is
         kept alive until the handle is freed. It does not warn when left open:
-        its mock closes it."""
+        its mock closes it. On a virtual clock its receives wait in virtual time."""
         node = cls.__new__(cls)
-        node._adopt(handle, pid, keep)
+        node._adopt(handle, pid, keep, virtual_clock)
         node._closing = True
         return node
 
-    def _adopt(self, handle: Any, pid: int, keep: Any = None) -> None:
+    def _adopt(self, handle: Any, pid: int, keep: Any = None, virtual_clock: bool = False) -> None:
         self._handle = ffi.gc(handle, _free_node(keep))
         self._pid = pid
         self._closing = False
@@ -276,7 +276,7 @@ class Node:
         # (`Node.send` documents it). Receives keep a frame of their own,
         # which tells the port the result got through (see `recv`).
         first_slice = _MOCK_SEND_SLICE_MS if keep is not None else _FIRST_SEND_SLICE_MS
-        port = self._port = _port.Port(int(ffi.cast("uintptr_t", handle)), self._handle, first_slice)
+        port = self._port = _port.Port(int(ffi.cast("uintptr_t", handle)), self._handle, first_slice, virtual_clock)
         vars(self).update(send=port.send)
         self.inbox = Inbox(self)
         self.outbox = Outbox(self)

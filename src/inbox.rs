@@ -385,7 +385,9 @@ impl Inbox {
         shutdown: &Shutdown,
         mut take: impl FnMut(&mut Option<Frames>) -> Option<T>,
     ) -> Result<T> {
-        let end = deadline(timeout);
+        // The deadline is read from the clock only by a receive that waits:
+        // one that finds a message (or has no time to wait) reads no clock.
+        let mut end = None;
         let mut spin = timeout.map_or(spin, |t| t.min(spin));
         loop {
             if shutdown.is_fired() {
@@ -394,6 +396,10 @@ impl Inbox {
             if let Some(t) = take(&mut self.lock_ahead()) {
                 return Ok(t);
             }
+            if timeout == Some(Duration::ZERO) {
+                return Err(Error::timeout());
+            }
+            let end = *end.get_or_insert_with(|| deadline(timeout));
             if spin_until(std::mem::take(&mut spin), || {
                 self.has_messages(&self.lock()) || shutdown.is_fired()
             }) {

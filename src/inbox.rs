@@ -3,7 +3,7 @@
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::readiness::Readiness;
-use crate::sync::{deadline, spin_until, PushError, Shutdown, Timeout};
+use crate::sync::{deadline, spin_until, Padded, PushError, Shutdown, Timeout};
 use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -19,11 +19,14 @@ use std::time::{Duration, Instant};
 /// [`Shutdown`].
 #[derive(Debug)]
 pub struct Inbox {
-    state: Mutex<State>,
+    /// On cache lines of its own: every pusher writes it, and the fields
+    /// around (the receiver's read-ahead, the node's counters) are written
+    /// by one thread each.
+    state: Padded<Mutex<State>>,
     /// A burst of small frames a receiver took out of `state` whole, to
     /// serve the calls that follow without touching the lock the readers
     /// push under. Locked before `state` when both are.
-    ahead: Mutex<Option<Frames>>,
+    ahead: Padded<Mutex<Option<Frames>>>,
     /// Messages in `ahead`, written under both locks when it fills and
     /// under `ahead` when it drains: a receiver about to park (holding only
     /// `state`) sees what another took ahead.
@@ -192,12 +195,12 @@ impl Inbox {
     /// An inbox holding at most `capacity` envelopes.
     pub fn new(capacity: usize) -> Inbox {
         Inbox {
-            ahead: Mutex::new(None),
+            ahead: Padded(Mutex::new(None)),
             ahead_len: AtomicUsize::new(0),
-            state: Mutex::new(State {
+            state: Padded(Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 ..State::default()
-            }),
+            })),
             ready: Condvar::new(),
             room: Condvar::new(),
             cap: capacity,

@@ -31,6 +31,11 @@ pub struct Inbox {
     /// under `ahead` when it drains: a receiver about to park (holding only
     /// `state`) sees what another took ahead.
     ahead_len: AtomicUsize,
+    /// Messages in `state`'s queue, published under its lock on every
+    /// change (see [`Inbox::signal`]): a polling receiver reads it without
+    /// taking the lock the pushers need. A hint: one about to park looks
+    /// under the lock.
+    queued: Padded<AtomicUsize>,
     /// Signalled when envelopes arrive while receivers sleep.
     ready: Condvar,
     /// Signalled when envelopes are taken while pushers sleep.
@@ -197,6 +202,7 @@ impl Inbox {
         Inbox {
             ahead: Padded(Mutex::new(None)),
             ahead_len: AtomicUsize::new(0),
+            queued: Padded(AtomicUsize::new(0)),
             state: Padded(Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 ..State::default()
@@ -404,7 +410,9 @@ impl Inbox {
             }
             let end = *end.get_or_insert_with(|| deadline(timeout));
             if spin_until(std::mem::take(&mut spin), || {
-                self.has_messages(&self.lock()) || shutdown.is_fired()
+                self.queued.load(Ordering::Acquire) > 0
+                    || self.ahead_len.load(Ordering::Acquire) > 0
+                    || shutdown.is_fired()
             }) {
                 continue;
             }
@@ -457,6 +465,7 @@ impl Inbox {
             Item::Frames(f) => {
                 self.ahead_len.store(f.len(), Ordering::Release);
                 *ahead = Some(f);
+                self.signal(&mut s);
                 self.made_room(s);
                 return self.lend_ahead(ahead);
             }
@@ -543,8 +552,9 @@ impl Inbox {
     /// Brings the readiness descriptor (if one was asked for) in line with
     /// the inbox, under `state`'s lock. It is lowered only by a receiver
     /// that also holds the read-ahead's lock, so `ahead_len` is exact then;
-    /// pushers only raise it.
+    /// pushers only raise it. Publishes the queue's length (`queued`).
     fn signal(&self, s: &mut State) {
+        self.queued.store(s.len, Ordering::Release);
         if let Some(r) = self.readiness.get() {
             let want = self.wants_raised(s);
             if want != s.raised {

@@ -36,6 +36,10 @@ pub struct Inbox {
     /// taking the lock the pushers need. A hint: one about to park looks
     /// under the lock.
     queued: Padded<AtomicUsize>,
+    /// An empty queue with capacity, swapped for `state`'s whole queue by
+    /// a receive that takes it all (see [`Inbox::take_items`]); locked by
+    /// receivers only, under `ahead`.
+    spare: Mutex<VecDeque<Item>>,
     /// Signalled when envelopes arrive while receivers sleep.
     ready: Condvar,
     /// Signalled when envelopes are taken while pushers sleep.
@@ -203,6 +207,7 @@ impl Inbox {
             ahead: Padded(Mutex::new(None)),
             ahead_len: AtomicUsize::new(0),
             queued: Padded(AtomicUsize::new(0)),
+            spare: Mutex::new(VecDeque::new()),
             state: Padded(Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 ..State::default()
@@ -505,11 +510,21 @@ impl Inbox {
             out.push(Item::Frames(f));
             self.ahead_len.store(0, Ordering::Release);
         }
+        // The whole queue, when it fits, is swapped for the empty spare
+        // under the lock and handed out after it: the pushers wait for a
+        // swap, not for every item's move.
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         let mut s = self.lock();
-        let m = move_front(&mut s.queue, max - n, |item| out.push(item));
+        let m = if s.len <= max - n && spare.is_empty() {
+            std::mem::swap(&mut s.queue, &mut spare);
+            s.len
+        } else {
+            move_front(&mut s.queue, max - n, |item| out.push(item))
+        };
         s.len -= m;
         self.signal(&mut s);
         self.made_room(s);
+        out.extend(spare.drain(..));
         n + m
     }
 

@@ -16,8 +16,9 @@
 //!   from, to, n). One delay thread per cluster, started with the first delay;
 //!   or, on the virtual clock ([`Clock`]), no thread: delayed messages wait in
 //!   an ordered queue until the test advances time.
-//! - Without any rule, fault or trace, a send takes no lock but a read lock
-//!   on the topology snapshot, and a broadcast shares one payload.
+//! - Without any rule, fault or trace, a send takes no lock but its server's
+//!   own topology cache (`Shared::cached`) and the destination's inbox,
+//!   and a broadcast shares one payload.
 
 mod clock;
 mod server;

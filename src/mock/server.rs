@@ -202,38 +202,26 @@ impl MockServer {
         self.cluster.config.check_size(env.data.len())?;
         let to = env.pid;
         env.pid = me.id;
+        // The topology as this server last saw it, if nothing changed since.
         self.cluster.cached(&self.topo, |topo| {
-            self.send_in(topo, env, to, timeout, when_full)
-        })
-    }
-
-    /// `send_env` in the topology `topo`.
-    fn send_in(
-        &self,
-        topo: &Topology,
-        env: Envelope,
-        to: i64,
-        timeout: Timeout,
-        when_full: WhenFull,
-    ) -> Result<()> {
-        let me = &self.core;
-        let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
-        if to == BROADCAST {
-            for dest in topo.servers.iter().filter(|d| d.id != me.id) {
-                match self.route(topo, dest, env.clone(), timeout, slow, WhenFull::Drop) {
-                    Err(e) if e.status == Status::Closed => return Err(e),
-                    _ => {}
+            let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
+            if to == BROADCAST {
+                for dest in topo.servers.iter().filter(|d| d.id != me.id) {
+                    match self.route(topo, dest, env.clone(), timeout, slow, WhenFull::Drop) {
+                        Err(e) if e.status == Status::Closed => return Err(e),
+                        _ => {}
+                    }
                 }
+                return Ok(());
             }
-            return Ok(());
-        }
-        let dest = topo.find(to).ok_or_else(|| {
-            Error::new(
-                Status::UnknownPeer,
-                format!("unknown destination id {to}: not an open server of the mock cluster"),
-            )
-        })?;
-        self.route(topo, dest, env, timeout, slow, when_full)
+            let dest = topo.find(to).ok_or_else(|| {
+                Error::new(
+                    Status::UnknownPeer,
+                    format!("unknown destination id {to}: not an open server of the mock cluster"),
+                )
+            })?;
+            self.route(topo, dest, env, timeout, slow, when_full)
+        })
     }
 
     /// Sends one message to one destination, through the fault model when

@@ -3,7 +3,7 @@
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::readiness::Readiness;
-use crate::sync::{deadline, spin_until, PushError, Shutdown, Timeout};
+use crate::sync::{deadline, spin_until, Padded, PushError, Shutdown, Timeout};
 use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -19,15 +19,27 @@ use std::time::{Duration, Instant};
 /// [`Shutdown`].
 #[derive(Debug)]
 pub struct Inbox {
-    state: Mutex<State>,
+    /// On cache lines of its own: every pusher writes it, and the fields
+    /// around (the receiver's read-ahead, the node's counters) are written
+    /// by one thread each.
+    state: Padded<Mutex<State>>,
     /// A burst of small frames a receiver took out of `state` whole, to
     /// serve the calls that follow without touching the lock the readers
     /// push under. Locked before `state` when both are.
-    ahead: Mutex<Option<Frames>>,
+    ahead: Padded<Mutex<Option<Frames>>>,
     /// Messages in `ahead`, written under both locks when it fills and
     /// under `ahead` when it drains: a receiver about to park (holding only
     /// `state`) sees what another took ahead.
     ahead_len: AtomicUsize,
+    /// Messages in `state`'s queue, published under its lock on every
+    /// change (see [`Inbox::signal`]): a polling receiver reads it without
+    /// taking the lock the pushers need. A hint: one about to park looks
+    /// under the lock.
+    queued: Padded<AtomicUsize>,
+    /// An empty queue with capacity, swapped for `state`'s whole queue by
+    /// a receive that takes it all (see [`Inbox::take_items`]); locked by
+    /// receivers only, under `ahead`.
+    spare: Mutex<VecDeque<Item>>,
     /// Signalled when envelopes arrive while receivers sleep.
     ready: Condvar,
     /// Signalled when envelopes are taken while pushers sleep.
@@ -192,12 +204,14 @@ impl Inbox {
     /// An inbox holding at most `capacity` envelopes.
     pub fn new(capacity: usize) -> Inbox {
         Inbox {
-            ahead: Mutex::new(None),
+            ahead: Padded(Mutex::new(None)),
             ahead_len: AtomicUsize::new(0),
-            state: Mutex::new(State {
+            queued: Padded(AtomicUsize::new(0)),
+            spare: Mutex::new(VecDeque::new()),
+            state: Padded(Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 ..State::default()
-            }),
+            })),
             ready: Condvar::new(),
             room: Condvar::new(),
             cap: capacity,
@@ -401,7 +415,9 @@ impl Inbox {
             }
             let end = *end.get_or_insert_with(|| deadline(timeout));
             if spin_until(std::mem::take(&mut spin), || {
-                self.has_messages(&self.lock()) || shutdown.is_fired()
+                self.queued.load(Ordering::Acquire) > 0
+                    || self.ahead_len.load(Ordering::Acquire) > 0
+                    || shutdown.is_fired()
             }) {
                 continue;
             }
@@ -454,6 +470,7 @@ impl Inbox {
             Item::Frames(f) => {
                 self.ahead_len.store(f.len(), Ordering::Release);
                 *ahead = Some(f);
+                self.signal(&mut s);
                 self.made_room(s);
                 return self.lend_ahead(ahead);
             }
@@ -493,11 +510,21 @@ impl Inbox {
             out.push(Item::Frames(f));
             self.ahead_len.store(0, Ordering::Release);
         }
+        // The whole queue, when it fits, is swapped for the empty spare
+        // under the lock and handed out after it: the pushers wait for a
+        // swap, not for every item's move.
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         let mut s = self.lock();
-        let m = move_front(&mut s.queue, max - n, |item| out.push(item));
+        let m = if s.len <= max - n && spare.is_empty() {
+            std::mem::swap(&mut s.queue, &mut spare);
+            s.len
+        } else {
+            move_front(&mut s.queue, max - n, |item| out.push(item))
+        };
         s.len -= m;
         self.signal(&mut s);
         self.made_room(s);
+        out.extend(spare.drain(..));
         n + m
     }
 
@@ -540,8 +567,9 @@ impl Inbox {
     /// Brings the readiness descriptor (if one was asked for) in line with
     /// the inbox, under `state`'s lock. It is lowered only by a receiver
     /// that also holds the read-ahead's lock, so `ahead_len` is exact then;
-    /// pushers only raise it.
+    /// pushers only raise it. Publishes the queue's length (`queued`).
     fn signal(&self, s: &mut State) {
+        self.queued.store(s.len, Ordering::Release);
         if let Some(r) = self.readiness.get() {
             let want = self.wants_raised(s);
             if want != s.raised {

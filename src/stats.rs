@@ -1,5 +1,6 @@
 //! Counters every node keeps, readable as JSON.
 
+use crate::sync::Padded;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -120,13 +121,15 @@ pub struct NodeStats {
     /// Messages accepted by `send`, one per destination (a broadcast to four
     /// peers counts four). On TCP only those a node sends to itself: its
     /// peers' queues count theirs, under the lock a send takes anyway.
+    /// Written by the sending threads, so on cache lines of its own (as
+    /// are `sent_bytes` and `delivered`, the receiver's).
     #[serde(skip)]
-    pub sent: Counter,
+    pub sent: Padded<Counter>,
     /// Payload bytes of `sent`.
     #[serde(skip)]
-    pub sent_bytes: Counter,
+    pub sent_bytes: Padded<Counter>,
     /// Messages taken out of the inbox by `recv`.
-    pub delivered: Counter,
+    pub delivered: Padded<Counter>,
     /// Messages still in the inbox when the node closed, thrown away.
     pub discarded: Counter,
     /// Sent messages that were dropped, by cause.

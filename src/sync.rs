@@ -128,3 +128,30 @@ pub fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A value alone on its cache lines (128 bytes: two lines, as the adjacent
+/// line prefetcher pulls pairs), so that threads writing it and threads
+/// using its neighbours do not invalidate each other's caches.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Padded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for Padded<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}

@@ -16,8 +16,9 @@
 //!   from, to, n). One delay thread per cluster, started with the first delay;
 //!   or, on the virtual clock ([`Clock`]), no thread: delayed messages wait in
 //!   an ordered queue until the test advances time.
-//! - Without any rule, fault or trace, a send takes no lock but a read lock
-//!   on the topology snapshot, and a broadcast shares one payload.
+//! - Without any rule, fault or trace, a send takes no lock but its server's
+//!   own topology cache (`Shared::cached`) and the destination's inbox,
+//!   and a broadcast shares one payload.
 
 mod clock;
 mod server;
@@ -28,12 +29,13 @@ use crate::config::{Config, BROADCAST};
 use crate::error::{Error, Result, Status};
 use crate::fault::schedule::Delayer;
 use crate::node::Node;
+use crate::sync::Padded;
 pub use clock::Clock;
 use clock::{ClockCell, VirtualClock};
 pub use server::MockServer;
 use server::{Core, Msg};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use trace::{Event, Trace};
@@ -88,11 +90,24 @@ impl Topology {
     }
 }
 
+/// A server's copy of the topology and the version it was taken at (see
+/// [`Shared::cached`]); on cache lines of its own, as its lock is written
+/// by the sending thread.
+#[derive(Default)]
+pub(crate) struct TopologyCache(Padded<Mutex<Option<Versioned>>>);
+
+/// A topology and its version.
+type Versioned = (u64, Arc<Topology>);
+
 /// State shared by the cluster handle and its servers.
 pub(crate) struct Shared {
     pub config: Config,
     pub seed: u64,
     topo: RwLock<Arc<Topology>>,
+    /// Bumped (under `topo`'s write lock) whenever `topo` is replaced: a
+    /// server that cached the topology checks it with a load (see
+    /// [`Shared::cached`]).
+    version: AtomicU64,
     closed: std::sync::atomic::AtomicBool,
     pub delayer: Delayer<Msg>,
     pub trace: Arc<Trace>,
@@ -106,6 +121,36 @@ impl Shared {
         self.topo.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Runs `f` on the current topology, as `f(&self.snapshot())` would,
+    /// but through `cache` (a server's own): while no change was made since
+    /// the cache was filled, that takes one load of the shared version and
+    /// the cache's uncontended lock, not the contended read lock and
+    /// reference count of the shared snapshot (two atomic read-modify-
+    /// writes each on lines every sender writes). A cache in use by another
+    /// thread (two sends through one server at once) is passed by.
+    pub fn cached<R>(&self, cache: &TopologyCache, f: impl FnOnce(&Topology) -> R) -> R {
+        let Ok(mut c) = cache.0.try_lock() else {
+            return f(&self.snapshot());
+        };
+        let version = self.version.load(Ordering::Acquire);
+        let fresh = match &*c {
+            Some((v, topo)) if *v == version => topo,
+            _ => {
+                let guard = self.topo.read().unwrap_or_else(|e| e.into_inner());
+                let v = self.version.load(Ordering::Acquire);
+                &c.insert((v, guard.clone())).1
+            }
+        };
+        f(fresh)
+    }
+
+    /// Replaces the topology (under its write lock) and bumps the version.
+    fn replace(&self, guard: &mut Arc<Topology>, topo: Arc<Topology>) -> Arc<Topology> {
+        let old = std::mem::replace(guard, topo);
+        self.version.fetch_add(1, Ordering::Release);
+        old
+    }
+
     /// Changes the topology (copy on write); refused once the cluster closed.
     fn update<R>(&self, f: impl FnOnce(&mut Topology) -> Result<R>) -> Result<R> {
         let mut guard = self.topo.write().unwrap_or_else(|e| e.into_inner());
@@ -114,7 +159,7 @@ impl Shared {
         }
         let mut t = Topology::clone(&guard);
         let r = f(&mut t)?;
-        *guard = Arc::new(t);
+        self.replace(&mut guard, Arc::new(t));
         Ok(r)
     }
 
@@ -165,6 +210,7 @@ impl MockCluster {
             trace,
             seed,
             topo: RwLock::default(),
+            version: AtomicU64::new(0),
             closed: Default::default(),
             clock: ClockCell::default(),
             config,
@@ -195,6 +241,7 @@ impl MockCluster {
         Ok(Node::from_transport(Arc::new(MockServer {
             core,
             cluster: self.shared.clone(),
+            topo: TopologyCache::default(),
         })))
     }
 
@@ -399,7 +446,8 @@ impl MockCluster {
             if self.shared.closed.swap(true, Ordering::AcqRel) {
                 return;
             }
-            std::mem::replace(&mut *guard, Arc::new(Topology::default()))
+            self.shared
+                .replace(&mut guard, Arc::new(Topology::default()))
         };
         for c in &taken.servers {
             c.close();

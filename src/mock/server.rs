@@ -3,7 +3,7 @@
 
 use super::clock::{ClockCell, VirtualClock};
 use super::trace::{Event, Tag, Trace};
-use super::{Hold, Shared, Topology};
+use super::{Hold, Shared, Topology, TopologyCache};
 use crate::backend::Transport;
 use crate::config::{Config, BROADCAST};
 use crate::envelope::{Envelope, Outgoing, INLINE};
@@ -186,6 +186,8 @@ pub(crate) fn land(m: Msg, trace: &Trace) -> Result<()> {
 pub struct MockServer {
     pub(crate) core: Arc<Core>,
     pub(crate) cluster: Arc<Shared>,
+    /// The topology as this server's sends last saw it.
+    pub(crate) topo: TopologyCache,
 }
 
 impl MockServer {
@@ -200,24 +202,26 @@ impl MockServer {
         self.cluster.config.check_size(env.data.len())?;
         let to = env.pid;
         env.pid = me.id;
-        let topo = self.cluster.snapshot();
-        let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
-        if to == BROADCAST {
-            for dest in topo.servers.iter().filter(|d| d.id != me.id) {
-                match self.route(&topo, dest, env.clone(), timeout, slow, WhenFull::Drop) {
-                    Err(e) if e.status == Status::Closed => return Err(e),
-                    _ => {}
+        // The topology as this server last saw it, if nothing changed since.
+        self.cluster.cached(&self.topo, |topo| {
+            let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
+            if to == BROADCAST {
+                for dest in topo.servers.iter().filter(|d| d.id != me.id) {
+                    match self.route(topo, dest, env.clone(), timeout, slow, WhenFull::Drop) {
+                        Err(e) if e.status == Status::Closed => return Err(e),
+                        _ => {}
+                    }
                 }
+                return Ok(());
             }
-            return Ok(());
-        }
-        let dest = topo.find(to).ok_or_else(|| {
-            Error::new(
-                Status::UnknownPeer,
-                format!("unknown destination id {to}: not an open server of the mock cluster"),
-            )
-        })?;
-        self.route(&topo, dest, env, timeout, slow, when_full)
+            let dest = topo.find(to).ok_or_else(|| {
+                Error::new(
+                    Status::UnknownPeer,
+                    format!("unknown destination id {to}: not an open server of the mock cluster"),
+                )
+            })?;
+            self.route(topo, dest, env, timeout, slow, when_full)
+        })
     }
 
     /// Sends one message to one destination, through the fault model when

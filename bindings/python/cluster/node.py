@@ -25,7 +25,16 @@ from typing import (
     Union,
 )
 
-from . import _ffi, _port, aio  # type: ignore[attr-defined]
+from . import _ffi, aio
+
+try:
+    from . import _port  # type: ignore[attr-defined]
+except ImportError as e:  # a source tree whose C port was never compiled
+    raise ImportError(
+        "cluster: the compiled module cluster._port is missing; install the package "
+        "(pip install ./bindings/python), or use the source tree through an editable install "
+        "(pip install -e ./bindings/python)"
+    ) from e
 from ._ffi import ffi, lib
 from .errors import Closed, OutOfRange, error_for, raise_error
 

@@ -452,14 +452,21 @@ impl MockServer {
         let msgs = &msgs[..k];
         let goes_to =
             |m: &Outgoing<'_>, d: &Core| m.to == d.id || (m.to == BROADCAST && d.id != me.id);
+        // A payload too large for a frame is copied once and shared by
+        // every destination, as a broadcast's is on the one-by-one path.
+        let big: Vec<Option<Envelope>> = msgs
+            .iter()
+            .map(|m| {
+                (m.data.len() > INLINE).then(|| Envelope::new(me.id, m.msg_id, m.kind, m.data))
+            })
+            .collect();
         let mut pushed = vec![0; topo.servers.len()];
         for (dest, pushed) in topo.servers.iter().zip(&mut pushed) {
             let mut burst = Burst::new(me.id);
-            for m in msgs.iter().filter(|m| goes_to(m, dest)) {
-                if m.data.len() <= INLINE {
-                    burst.frames().push_msg(m.msg_id, m.kind, m.data);
-                } else {
-                    burst.push(Envelope::new(me.id, m.msg_id, m.kind, m.data));
+            for (m, big) in msgs.iter().zip(&big).filter(|(m, _)| goes_to(m, dest)) {
+                match big {
+                    Some(env) => burst.push(env.clone()),
+                    None => burst.frames().push_msg(m.msg_id, m.kind, m.data),
                 }
             }
             while !burst.is_empty() {

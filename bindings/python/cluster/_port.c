@@ -751,7 +751,8 @@ static Py_ssize_t take(const Port *p, cluster_envelope_t *buf, size_t max, long 
                       : p_cluster_recv_batch(p->node, buf, max, &n, ms, &err);
         Py_END_ALLOW_THREADS
     }
-    long long deadline = deadline_of(ms);
+    /* The clock is read only by a receive that waits. */
+    long long deadline = rc == CLUSTER_E_TIMEOUT ? deadline_of(ms) : 0;
     while (rc == CLUSTER_E_TIMEOUT && ms != 0 && !p->virtual_clock) {
         long long slice = slice_until(deadline, SLICE_MS);
         if (slice == 0)

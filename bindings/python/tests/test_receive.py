@@ -168,3 +168,43 @@ def test_putting_a_result_back_while_another_thread_converts(tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
+
+
+def _init_port(decode) -> None:
+    """Re-initializes the C port with another payload decoder."""
+    from cluster import _ffi, _port, errors, node
+
+    _port.init(
+        _ffi.library_path, node.Envelope, decode, node.encode, errors.error_for,
+        errors.OutOfRange, threading.main_thread().ident,
+    )
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_message_whose_conversion_failed_comes_first_next_time(nodes, many):
+    # A receive takes messages from the node and then makes Envelopes of
+    # them; if that fails (an exception inside the JSON decoder, say: a
+    # KeyboardInterrupt can land there), the port keeps them in C and the
+    # next receive returns them first, in order.
+    from cluster import node as node_module
+
+    (a,) = nodes([1])
+    a.send_many([(1, i, {"n": i}) for i in range(3)])
+    assert a.stats()["inbox_depth"] == 3
+
+    def failing(kind: int, data: bytes):
+        raise RuntimeError("decoder failed")
+
+    _init_port(failing)
+    try:
+        with pytest.raises(RuntimeError, match="decoder failed"):
+            a.recv_many(10, 5) if many else a.recv(5)
+    finally:
+        _init_port(node_module.decode)
+    if many:
+        got = a.recv_many(10, 5)
+    else:
+        got = [a.recv(5) for _ in range(3)]
+    assert [(e.msg_id, e.msg) for e in got] == [(i, {"n": i}) for i in range(3)]
+    with pytest.raises(cluster.Timeout):
+        a.recv(0)

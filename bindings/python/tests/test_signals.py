@@ -5,7 +5,6 @@ none of them."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess

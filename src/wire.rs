@@ -788,6 +788,11 @@ impl<R: std::io::Read> RecordReader<R> {
         }
     }
 
+    /// The stream records are read from.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// Whether a read would return without reading from the stream:
     /// plaintext or a whole record is buffered.
     pub fn has_ready(&self) -> bool {

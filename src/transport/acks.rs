@@ -38,6 +38,9 @@ pub(crate) struct Acks {
     opener: Option<Opener>,
     /// Why the acks stopped being trusted: the connection is over.
     pub failed: Option<RecordError>,
+    /// The kernel gave up on the connection: the peer left its probes
+    /// unanswered (see `sockets::tune`).
+    pub silent: bool,
 }
 
 impl Acks {
@@ -109,7 +112,10 @@ impl Acks {
                     return false;
                 }
                 Ok(n) => n,
-                Err(e) => return would_block(&e),
+                Err(e) => {
+                    self.silent |= e.kind() == ErrorKind::TimedOut;
+                    return would_block(&e);
+                }
             };
             for b in &buf[..n] {
                 // SAFETY: recv initialised the first `n` bytes.

@@ -215,12 +215,12 @@ impl Reader {
         let (source, mut acks) = match keys {
             Some(k) => (
                 Source::Sealed(Box::new(RecordReader::new(
-                    stream,
+                    Conn::new(stream),
                     Opener::new(&k.frames, RECORD_MAX),
                 ))),
                 AckSender::new(Some(Sealer::new(&k.acks))),
             ),
-            None => (Source::Plain(stream), AckSender::new(None)),
+            None => (Source::Plain(Conn::new(stream)), AckSender::new(None)),
         };
         self.read_frames_acked(stream, source, from, &mut acks, turn);
         // Whatever ended the stream, the writer learns all we took in.
@@ -272,7 +272,13 @@ impl Reader {
                     s.stats.dropped.fault.inc();
                 }
                 Ok(Next::Envelope(env)) => got.push(env),
-                Err(FrameError::Idle) => continue,
+                Err(FrameError::Idle) => {
+                    // Quiet between frames: wait for the next one without a
+                    // timeout (no wake-ups while idle).
+                    if frames.get_ref().conn().rest().is_err() {
+                        return;
+                    }
+                }
                 end => {
                     // The frames before the end are good: deliver them.
                     self.deliver(&mut got, stream, acks, turn);
@@ -343,16 +349,24 @@ impl Reader {
 /// What an incoming connection's frames are read from: the socket itself,
 /// or, with a secret, the verified plaintext of its records.
 enum Source<'a> {
-    Plain(&'a TcpStream),
-    Sealed(Box<RecordReader<&'a TcpStream>>),
+    Plain(Conn<'a>),
+    Sealed(Box<RecordReader<Conn<'a>>>),
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
     /// Whether bytes are ready without a read from the socket.
     fn has_ready(&self) -> bool {
         match self {
             Source::Plain(_) => false,
             Source::Sealed(r) => r.has_ready(),
+        }
+    }
+
+    /// The socket underneath.
+    fn conn(&self) -> &Conn<'a> {
+        match self {
+            Source::Plain(c) => c,
+            Source::Sealed(r) => r.get_ref(),
         }
     }
 }
@@ -366,11 +380,68 @@ impl Read for Source<'_> {
     }
 }
 
+/// An incoming connection's socket as its reader reads it. A read times out
+/// after [`STALL_TIMEOUT`], which cuts a peer that stalls in the middle of
+/// a frame; once a timeout found the connection quiet between frames, it
+/// rests: reads wait without a timeout until bytes come, and the first
+/// bytes bring the timeout back.
+struct Conn<'a> {
+    stream: &'a TcpStream,
+    resting: std::cell::Cell<bool>,
+}
+
+impl<'a> Conn<'a> {
+    fn new(stream: &'a TcpStream) -> Conn<'a> {
+        Conn {
+            stream,
+            resting: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The connection is quiet between frames: reads wait for ever.
+    fn rest(&self) -> std::io::Result<()> {
+        self.stream.set_read_timeout(None)?;
+        self.resting.set(true);
+        Ok(())
+    }
+}
+
+impl Read for Conn<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        if n > 0 && self.resting.get() {
+            self.stream.set_read_timeout(Some(STALL_TIMEOUT))?;
+            self.resting.set(false);
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_resting_connection_waits_for_ever_until_bytes_come_then_times_out_again() {
+        use std::io::Write;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(STALL_TIMEOUT)).unwrap();
+        let mut conn = Conn::new(&s);
+        conn.rest().unwrap();
+        assert_eq!(s.read_timeout().unwrap(), None, "idle: no wake-ups");
+        peer.write_all(b"half a frame").unwrap();
+        let mut b = [0u8; 4];
+        assert_eq!(conn.read(&mut b).unwrap(), 4);
+        assert_eq!(
+            s.read_timeout().unwrap(),
+            Some(STALL_TIMEOUT),
+            "a stall from here on is cut"
+        );
+    }
 
     #[test]
     fn pending_handshakes_stay_capped_and_the_oldest_are_cut() {

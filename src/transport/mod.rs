@@ -85,7 +85,10 @@ impl TcpNode {
         let mut links = Vec::new();
         let mut threads = Vec::new();
         for peer in shared.config.peers.iter().filter(|p| p.id != id) {
-            let queue = Arc::new(Outq::new(shared.config.outbox_size));
+            let queue = match Outq::new(shared.config.outbox_size) {
+                Ok(q) => Arc::new(q),
+                Err(e) => return Err(abandon(&shared, &links, threads, e.into())),
+            };
             let stats = Arc::new(PeerStats::new(peer.id));
             let direct = Arc::new(writer::Direct::default());
             let w = writer::Writer {

@@ -2,11 +2,19 @@
 //! batch, and the peer's writer swaps the whole batch out. A send costs a
 //! lock nobody holds for long and a copy; the writer pays one lock a batch
 //! however many frames it holds, and is woken only when it sleeps.
+//!
+//! The writer sleeps in `poll` on the queue's bell (an eventfd) and, when
+//! asked, on its connection too: an idle writer then wakes for a frame, an
+//! ack, or a peer that hung up or stopped answering keepalive probes, and
+//! for nothing else.
 
 use super::batch::Batch;
 use crate::envelope::{Envelope, Outgoing};
+use crate::readiness::Readiness;
 use crate::stats::QueueCounts;
-use crate::sync::{spin_until, PushError, HANDOFF_SPIN};
+use crate::sync::{spin_until, PushError, Timeout, HANDOFF_SPIN};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -16,7 +24,8 @@ use std::time::{Duration, Instant};
 pub(crate) enum Wait {
     /// Frames are queued.
     Ready,
-    /// None came within the patience.
+    /// None came within the patience, or the connection has news (bytes,
+    /// an end, an error) for the writer to look at.
     Idle,
     /// The node is closing.
     Closed,
@@ -26,8 +35,8 @@ pub(crate) enum Wait {
 /// being written).
 pub(crate) struct Outq {
     state: Mutex<State>,
-    /// Signalled when frames arrive while the writer sleeps.
-    ready: Condvar,
+    /// Rung when frames arrive while the writer sleeps, and at close.
+    bell: Readiness,
     /// Signalled when the writer takes the frames while senders wait for room.
     room: Condvar,
     cap: u64,
@@ -55,15 +64,16 @@ struct State {
 }
 
 impl Outq {
-    /// A queue of at most `cap` frames.
-    pub fn new(cap: usize) -> Outq {
-        Outq {
+    /// A queue of at most `cap` frames; fails only if the system has no
+    /// descriptor left for its bell.
+    pub fn new(cap: usize) -> std::io::Result<Outq> {
+        Ok(Outq {
             state: Mutex::default(),
-            ready: Condvar::new(),
+            bell: Readiness::new(false)?,
             room: Condvar::new(),
             cap: cap as u64,
             queued: AtomicBool::new(false),
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -136,39 +146,56 @@ impl Outq {
         let wake = std::mem::take(&mut s.writer_waits);
         drop(s);
         if wake {
-            self.ready.notify_one();
+            self.bell.raise();
         }
     }
 
-    /// The writer's wait: until frames are queued, `patience` runs out or
-    /// the queue is closed. Takes nothing.
-    pub fn wait(&self, patience: Duration) -> Wait {
+    /// The writer's wait: until frames are queued, `patience` runs out (it
+    /// may be forever), the queue is closed, or `conn` (when given) is
+    /// readable, ended or failed. Takes nothing.
+    pub fn wait(&self, patience: Timeout, conn: Option<&TcpStream>) -> Wait {
         // A sender that is streaming refills the queue within a thread
         // hand-off: cheaper for both than a sleep and a wake-up.
         if spin_until(HANDOFF_SPIN, || self.queued.load(Ordering::Acquire)) {
             return Wait::Ready;
         }
+        let end = crate::sync::deadline(patience);
+        let mut polls =
+            [self.bell.raw(), conn.map_or(-1, |c| c.as_raw_fd())].map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
         let mut s = self.lock();
-        let end = Instant::now() + patience;
-        loop {
+        let ended = loop {
             if s.closed {
-                return Wait::Closed;
+                break Wait::Closed;
             }
             if !s.batch.is_empty() {
-                return Wait::Ready;
+                break Wait::Ready;
             }
-            let now = Instant::now();
-            if now >= end {
-                return Wait::Idle;
-            }
+            let ms = match end {
+                None => -1,
+                Some(end) => match end.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.as_millis().clamp(1, 1 << 30) as i32,
+                    _ => break Wait::Idle,
+                },
+            };
+            // Senders ring the bell only while this is set, under the lock:
+            // a frame queued from now on wakes the poll below.
             s.writer_waits = true;
-            s = self
-                .ready
-                .wait_timeout(s, end - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            s.writer_waits = false;
-        }
+            drop(s);
+            // SAFETY: two live pollfds (poll ignores the one of fd -1), for
+            // the length of the call.
+            unsafe { libc::poll(polls.as_mut_ptr(), 2, ms) };
+            self.bell.lower();
+            s = self.lock();
+            if polls[1].revents != 0 {
+                break Wait::Idle;
+            }
+        };
+        s.writer_waits = false;
+        ended
     }
 
     /// Moves every queued frame into `into`, which must be empty (its
@@ -234,7 +261,7 @@ impl Outq {
     /// Frames still queued stay for the writer's linger.
     pub fn close(&self) {
         self.lock().closed = true;
-        self.ready.notify_all();
+        self.bell.raise();
         self.room.notify_all();
     }
 
@@ -260,7 +287,7 @@ mod tests {
 
     #[test]
     fn bounded_in_frames_and_a_take_makes_room_for_a_waiting_sender() {
-        let q = Arc::new(Outq::new(2));
+        let q = Arc::new(Outq::new(2).unwrap());
         q.push(&env(0), Duration::ZERO).unwrap();
         q.push(&env(1), Duration::ZERO).unwrap();
         assert_eq!(q.push(&env(2), Duration::ZERO), Err(PushError::Full));
@@ -288,10 +315,10 @@ mod tests {
 
     #[test]
     fn the_writer_wakes_for_a_frame_and_for_close() {
-        let q = Arc::new(Outq::new(8));
-        assert_eq!(q.wait(Duration::from_millis(1)), Wait::Idle);
+        let q = Arc::new(Outq::new(8).unwrap());
+        assert_eq!(q.wait(Some(Duration::from_millis(1)), None), Wait::Idle);
         let q2 = q.clone();
-        let writer = std::thread::spawn(move || q2.wait(Duration::from_secs(30)));
+        let writer = std::thread::spawn(move || q2.wait(None, None));
         while !q.lock().writer_waits {
             std::thread::yield_now();
         }
@@ -301,14 +328,37 @@ mod tests {
         assert!(q.take(&mut b));
         assert!(!q.take(&mut Batch::default()));
         let q2 = q.clone();
-        let writer = std::thread::spawn(move || q2.wait(Duration::from_secs(30)));
+        let writer = std::thread::spawn(move || q2.wait(None, None));
         q.close();
         assert_eq!(writer.join().unwrap(), Wait::Closed);
     }
 
     #[test]
+    fn an_idle_writer_wakes_when_its_connection_has_news_and_only_then() {
+        use std::io::Write;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let conn = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = l.accept().unwrap();
+        let q = Outq::new(8).unwrap();
+        let quiet = Some(Duration::from_millis(20));
+        assert_eq!(q.wait(quiet, Some(&conn)), Wait::Idle, "nothing came");
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| q.wait(None, Some(&conn)));
+            peer.write_all(b"an ack").unwrap();
+            assert_eq!(writer.join().unwrap(), Wait::Idle, "bytes came in");
+        });
+        let mut b = [0u8; 16];
+        assert_eq!(std::io::Read::read(&mut &conn, &mut b).unwrap(), 6);
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| q.wait(None, Some(&conn)));
+            drop(peer);
+            assert_eq!(writer.join().unwrap(), Wait::Idle, "the peer hung up");
+        });
+    }
+
+    #[test]
     fn close_releases_a_sender_waiting_for_room() {
-        let q = Arc::new(Outq::new(1));
+        let q = Arc::new(Outq::new(1).unwrap());
         q.push(&env(0), Duration::ZERO).unwrap();
         let q2 = q.clone();
         let sender = std::thread::spawn(move || q2.push(&env(1), Duration::from_secs(30)));
@@ -331,7 +381,7 @@ mod tests {
 
     #[test]
     fn a_run_takes_what_fits_and_counts_it() {
-        let q = Outq::new(5);
+        let q = Outq::new(5).unwrap();
         q.push(&env(0), Duration::ZERO).unwrap();
         let msgs: Vec<Outgoing> = (1..=6)
             .map(|i| Outgoing {

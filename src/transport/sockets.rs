@@ -117,20 +117,54 @@ pub(crate) fn check_every(peer_timeout: Duration) -> Duration {
 }
 
 /// Settings every peer connection gets: no Nagle delay, and keepalive probes
-/// on idle connections often enough for [`Liveness`] to see a silent peer
-/// within `peer_timeout`. No `TCP_USER_TIMEOUT`: it also cuts a live peer
-/// that merely stopped reading (its window stays zero), which must get
-/// back-pressure, not loss.
+/// on idle connections, tuned to the peer timeout (see [`keepalive`]). No
+/// `TCP_USER_TIMEOUT`: it also cuts a live peer that merely stopped reading
+/// (its window stays zero), which must get back-pressure, not loss.
 pub(crate) fn tune(s: &TcpStream, peer_timeout: Duration) {
-    use socket2::TcpKeepalive;
     let sock = SockRef::from(s);
     let _ = sock.set_nodelay(true);
-    let second = Duration::from_secs(1);
-    let keepalive = TcpKeepalive::new()
-        .with_time((peer_timeout / 2).max(second))
-        .with_interval((peer_timeout / 8).max(second))
-        .with_retries(8);
-    let _ = sock.set_tcp_keepalive(&keepalive);
+    let _ = sock.set_tcp_keepalive(&keepalive(peer_timeout));
+}
+
+/// Keepalive for a connection with nothing in flight: the first probe after
+/// half the peer timeout of silence, then one every eighth of it (the kernel
+/// counts in whole seconds), and the kernel fails the socket when about
+/// 1.25 × the timeout passed unanswered (at least two probes, so one lost
+/// probe cuts nothing). A writer with nothing to send sleeps on its socket
+/// and wakes only for that verdict; with data in flight, [`Liveness`] judges.
+fn keepalive(peer_timeout: Duration) -> socket2::TcpKeepalive {
+    let time = (peer_timeout / 2).as_secs().max(1);
+    let interval = (peer_timeout / 8).as_secs().max(1);
+    let rest = (peer_timeout * 5 / 4).as_secs().saturating_sub(time);
+    let probes = rest.div_ceil(interval).clamp(2, 8) as u32;
+    socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(time))
+        .with_interval(Duration::from_secs(interval))
+        .with_retries(probes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_verdict_on_an_idle_link_comes_about_a_peer_timeout_late() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        for ms in [500u64, 1_000, 3_000, 10_000, 60_000] {
+            tune(&s, Duration::from_millis(ms));
+            let k = SockRef::from(&s);
+            let (time, every, probes) = (
+                k.keepalive_time().unwrap().as_secs(),
+                k.keepalive_interval().unwrap().as_secs(),
+                u64::from(k.keepalive_retries().unwrap()),
+            );
+            let verdict = (time + every * probes) * 1000;
+            assert!(probes >= 2, "{ms} ms: {probes} probes");
+            let bound = (ms * 3 / 2).max(3_000);
+            assert!(verdict >= ms && verdict <= bound, "{ms} ms: {verdict} ms");
+        }
+    }
 }
 
 /// Tells a peer that is gone (killed, unplugged, its link cut) from one

@@ -24,7 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Failed connection attempts in a row after which a peer counts as down (so
 /// a cluster whose members start a few milliseconds apart loses nothing).
 const DOWN_AFTER: u32 = 3;
-/// How often an idle writer with unacknowledged frames looks for acks.
+/// How often a writer in reply mode takes in the acks of direct writes.
 const ACK_POLL: Duration = Duration::from_millis(20);
 
 pub(crate) struct Writer {
@@ -150,17 +150,24 @@ impl Writer {
             ..DirectState::default()
         };
         loop {
-            // While frames await their ack, wake often to take the acks in.
             // In reply mode senders write without waking the writer, so it
-            // wakes anyway to take their acks in. Idle, it still wakes now
-            // and then to notice a peer that is gone.
-            let patience = if reply_mode || self.direct.lock().acks.unacked() > 0 {
-                ACK_POLL
+            // wakes now and then to take their acks in (not at each ack: a
+            // conversation would wake it every round trip). Otherwise it
+            // also wakes when the connection has news: an ack, an end, an
+            // error. While frames await their ack it checks the peer's
+            // liveness every `check_every`; idle and all acknowledged, it
+            // sleeps until news comes (the kernel's keepalive, tuned to the
+            // peer timeout, fails the socket of a peer that stopped
+            // answering).
+            let (patience, conn) = if reply_mode {
+                (Some(ACK_POLL), None)
+            } else if self.direct.lock().acks.unacked() > 0 {
+                (Some(check_every), Some(&**stream))
             } else {
-                check_every
+                (None, Some(&**stream))
             };
             let idle = pending.is_empty()
-                && match self.queue.wait(patience) {
+                && match self.queue.wait(patience, conn) {
                     Wait::Closed => return self.ended(stream, true),
                     Wait::Idle => true,
                     Wait::Ready => false,
@@ -169,6 +176,9 @@ impl Writer {
             // Take in the acks; a peer that closed or went silent while we
             // were idle is noticed before we write into a dead connection.
             let alive = direct.acks.poll(stream) && self.check(stream, &mut live);
+            if direct.acks.silent {
+                self.stats.down.set(true);
+            }
             self.stats.acked.add(direct.acks.fresh());
             if idle {
                 if !alive {
@@ -495,7 +505,7 @@ mod tests {
             ..DirectState::default()
         };
         let env = Envelope::new(2, 1, 0, b"a reply");
-        let written = direct.try_write(&Outq::new(10), &env, &PeerStats::new(2), None);
+        let written = direct.try_write(&Outq::new(10).unwrap(), &env, &PeerStats::new(2), None);
         assert!(!written, "the socket is full: the frame goes to the queue");
         // Nothing went out, so the record the writer seals next is number 0.
         let mut record = Vec::new();

@@ -7,7 +7,7 @@
 //! Everything here is pure encoding and decoding over byte slices, so it can
 //! be tested and fuzzed without sockets.
 
-use crate::envelope::{Envelope, Payload, INLINE};
+use crate::envelope::{Envelope, Payload};
 use std::sync::Arc;
 
 /// The four bytes that open every connection.
@@ -313,7 +313,7 @@ impl<R: std::io::Read> FrameReader<R> {
             h.copy_from_slice(&buf[..HEADER_LEN]);
             let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
             let end = HEADER_LEN + header.len as usize;
-            if header.len as usize <= INLINE && buf.len() >= end {
+            if header.len as usize <= LENT_MAX && buf.len() >= end {
                 small.push_wire(&buf[..end], header.len);
                 self.inner.consume(end);
                 return Ok(Next::Appended);
@@ -325,6 +325,11 @@ impl<R: std::io::Read> FrameReader<R> {
         })
     }
 }
+
+/// Frames of at most this many payload bytes that a reader finds whole in
+/// its buffer stay in their wire form, in one buffer per burst, and are
+/// lent to the receiving call from there: no allocation per message.
+const LENT_MAX: usize = 2 << 10;
 
 /// Small frames from one peer being collected by a reader, in their wire
 /// form; [`FrameBuf::take`] turns them into [`Frames`].
@@ -354,6 +359,11 @@ impl FrameBuf {
     /// Whether no frame is collected.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Bytes of the frames collected (headers and payloads).
+    pub fn wire_len(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Appends one frame's wire bytes, checked already, of `len` payload bytes.
@@ -906,14 +916,14 @@ mod tests {
 
     #[test]
     fn small_buffered_frames_stay_in_wire_form_until_taken() {
-        let sizes = [3usize, 0, INLINE, INLINE + 1, 7];
+        let sizes = [3usize, 0, LENT_MAX, LENT_MAX + 1, 7];
         let mut wire = Vec::new();
         for (i, &n) in sizes.iter().enumerate() {
             let env = Envelope::new(0, i as i64, 1, &vec![i as u8; n]);
             wire.extend_from_slice(&Header::encode(&env));
             wire.extend_from_slice(&env.data);
         }
-        let mut r = FrameReader::new(&wire[..], 1 << 10, 1 << 10);
+        let mut r = FrameReader::new(&wire[..], 1 << 13, 1 << 13);
         let mut small = FrameBuf::with_capacity(9, 0);
         let mut big = Vec::new();
         loop {
@@ -926,17 +936,17 @@ mod tests {
         // The first frame needs a read (nothing is buffered yet) and the
         // fourth is too large: both come decoded.
         let big: Vec<(i64, usize)> = big.iter().map(|e| (e.msg_id, e.data.len())).collect();
-        assert_eq!(big, [(0, 3), (3, INLINE + 1)]);
+        assert_eq!(big, [(0, 3), (3, LENT_MAX + 1)]);
         assert_eq!(small.len(), 3);
         let mut small = small.take();
-        assert_eq!(small.payload_bytes(), (INLINE + 7) as u64);
+        assert_eq!(small.payload_bytes(), (LENT_MAX + 7) as u64);
         let front = small.take_front(2);
         assert_eq!((front.len(), small.len()), (2, 1));
         let got: Vec<(i64, i64, usize)> = front
             .chain(small)
             .map(|e| (e.pid, e.msg_id, e.data.len()))
             .collect();
-        assert_eq!(got, [(9, 1, 0), (9, 2, INLINE), (9, 4, 7)]);
+        assert_eq!(got, [(9, 1, 0), (9, 2, LENT_MAX), (9, 4, 7)]);
     }
 
     #[test]

@@ -34,6 +34,10 @@ const READ_BUFFER: usize = 64 << 10;
 const SEALED_READ_BUFFER: usize = 8 << 10;
 /// Frames decoded before they are pushed into the inbox in one go.
 const BURST: usize = 64;
+/// Bytes of frames in wire form after which a burst is pushed even if it
+/// has fewer frames: a receiver that keeps one of them keeps its burst's
+/// buffer alive, so a burst stays small.
+const BURST_BYTES: usize = 16 << 10;
 
 pub(crate) struct Acceptor {
     pub shared: Arc<Shared>,
@@ -302,7 +306,8 @@ impl Reader {
                     return;
                 }
             }
-            if got.len() >= BURST && !self.deliver(&mut got, stream, acks, turn) {
+            let full = got.len() >= BURST || got.frames().wire_len() >= BURST_BYTES;
+            if full && !self.deliver(&mut got, stream, acks, turn) {
                 return;
             }
         }

@@ -73,7 +73,8 @@ impl Item {
         self.len() == 0
     }
 
-    fn payload_bytes(&self) -> u64 {
+    /// Payload bytes of the item's messages.
+    pub fn payload_bytes(&self) -> u64 {
         match self {
             Item::One(e) => e.data.len() as u64,
             Item::Frames(f) => f.payload_bytes(),
@@ -107,6 +108,19 @@ pub enum Received {
 }
 
 impl Received {
+    /// The payload's size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Received::Envelope(e) => e.data.len(),
+            Received::Lent(f, _) => f.payload.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The message as an envelope (a lent payload is copied).
     pub fn into_envelope(self) -> Envelope {
         match self {

@@ -399,17 +399,19 @@ impl Transport for TcpNode {
         let r = s
             .inbox
             .recv_one(timeout, self.reply.recv_spin(), &s.shutdown)?;
-        self.reply.received();
+        self.reply.received(r.len());
         s.stats.delivered.inc();
         Ok(r)
     }
 
     fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
         let s = &self.shared;
+        let before = out.len();
         let n = s
             .inbox
             .recv_items(max, timeout, self.reply.recv_spin(), &s.shutdown, out)?;
-        self.reply.received();
+        let bytes: u64 = out[before..].iter().map(Item::payload_bytes).sum();
+        self.reply.received(bytes as usize / n.max(1));
         s.stats.delivered.add(n as u64);
         Ok(n)
     }

@@ -2,6 +2,7 @@
 //! to send whose payload is still the caller's. Its wire form is in
 //! [`crate::wire`].
 
+use crate::buffer::Buf;
 use std::sync::Arc;
 
 /// Payloads up to this size travel inline, with no allocation of their own.
@@ -16,7 +17,7 @@ pub struct Payload(Repr);
 #[derive(Clone)]
 enum Repr {
     Inline { len: u8, bytes: [u8; INLINE] },
-    Shared(Arc<[u8]>),
+    Shared(Arc<Buf>),
 }
 
 impl Payload {
@@ -30,22 +31,22 @@ impl Payload {
                 bytes,
             })
         } else {
-            Payload(Repr::Shared(Arc::from(data)))
+            Payload(Repr::Shared(Arc::new(Buf::copy_from(data))))
         }
     }
 
-    /// The bytes as one shared allocation (small payloads are copied into
+    /// The bytes as one shared buffer (small payloads are copied into
     /// one), e.g. to hand them to C.
-    pub fn into_shared(self) -> Arc<[u8]> {
+    pub fn into_shared(self) -> Arc<Buf> {
         match self.0 {
-            Repr::Inline { .. } => Arc::from(&*self),
+            Repr::Inline { .. } => Arc::new(Buf::copy_from(&self)),
             Repr::Shared(a) => a,
         }
     }
 }
 
-impl From<Arc<[u8]>> for Payload {
-    fn from(a: Arc<[u8]>) -> Payload {
+impl From<Arc<Buf>> for Payload {
+    fn from(a: Arc<Buf>) -> Payload {
         Payload(Repr::Shared(a))
     }
 }

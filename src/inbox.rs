@@ -1,5 +1,6 @@
 //! The bounded inbox and the shutdown signal that wakes every blocked call.
 
+use crate::buffer::Buf;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::readiness::Readiness;
@@ -104,7 +105,7 @@ pub enum Received {
     /// An envelope of its own.
     Envelope(Envelope),
     /// A small frame, lent where it lies in a buffer it shares with others.
-    Lent(FrameRef, Arc<Vec<u8>>),
+    Lent(FrameRef, Arc<Buf>),
 }
 
 impl Received {

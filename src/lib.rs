@@ -8,6 +8,7 @@
 //! surface to C, Python and Go.
 
 pub mod backend;
+pub mod buffer;
 pub mod config;
 pub mod envelope;
 pub mod error;

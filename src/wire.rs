@@ -7,6 +7,7 @@
 //! Everything here is pure encoding and decoding over byte slices, so it can
 //! be tested and fuzzed without sockets.
 
+use crate::buffer::Buf;
 use crate::envelope::{Envelope, Payload};
 use std::sync::Arc;
 
@@ -273,12 +274,11 @@ impl<R: std::io::Read> FrameReader<R> {
             self.inner.consume(len);
             data
         } else {
-            let data = Arc::<[u8]>::new_zeroed_slice(len);
-            // SAFETY: zeroed bytes are valid u8 values.
-            let mut data = unsafe { data.assume_init() };
-            let buf = Arc::get_mut(&mut data).expect("a fresh Arc is unique");
-            self.inner.read_exact(buf).map_err(FrameError::Io)?;
-            data.into()
+            // Read into a buffer of its own, which a large payload may find
+            // kept from an earlier one (see `buffer`).
+            let data =
+                Buf::filled(len, |buf| self.inner.read_exact(buf)).map_err(FrameError::Io)?;
+            Arc::new(data).into()
         };
         Ok(Some(Envelope {
             pid: from,
@@ -387,7 +387,7 @@ impl FrameBuf {
     pub fn take(&mut self) -> Frames {
         let frames = Frames {
             from: self.from,
-            bytes: Arc::new(self.bytes.clone()),
+            bytes: Arc::new(Buf::copy_from(&self.bytes)),
             at: 0,
             count: self.count,
             payload: self.payload,
@@ -405,7 +405,7 @@ impl FrameBuf {
 #[derive(Clone, Debug)]
 pub struct Frames {
     from: i64,
-    bytes: Arc<Vec<u8>>,
+    bytes: Arc<Buf>,
     /// Where the next frame starts in `bytes`.
     at: usize,
     /// Frames left.
@@ -455,7 +455,7 @@ impl Frames {
     }
 
     /// The buffer every [`FrameRef::payload`] points into.
-    pub fn buffer(&self) -> &Arc<Vec<u8>> {
+    pub fn buffer(&self) -> &Arc<Buf> {
         &self.bytes
     }
 

@@ -1,6 +1,7 @@
 //! C functions on a node handle, real or mock.
 
 use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
+use crate::buffer::Buf;
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
 use crate::inbox::{Item, Received};
@@ -74,22 +75,22 @@ fn outgoing<'a>(node: &Node, e: &'a ClusterEnvelope) -> Result<Outgoing<'a>> {
 /// messages in one push, so larger chunks make fewer, larger pushes.
 const SEND_CHUNK: usize = 256;
 
-/// Payload bytes shared by several envelopes handed to C, freed with the
-/// last of them: the small payloads of one `cluster_recv_batch` call, or
-/// frames received together still in their wire form.
-type SharedBuf = Arc<Vec<u8>>;
+/// The buffer a payload handed to C lies in, freed with the last envelope
+/// that points into it: a payload's own, the small payloads of one
+/// `cluster_recv_batch` call, or frames received together still in their
+/// wire form.
+type SharedBuf = Arc<Buf>;
 
 fn fill(out: &mut ClusterEnvelope, env: Envelope) {
     let len = env.data.len();
-    let data = Arc::into_raw(env.data.into_shared()) as *const u8;
-    *out = ClusterEnvelope {
-        pid: env.pid,
-        msg_id: env.msg_id,
-        kind: env.kind,
-        data,
-        len,
-        _owner: data.cast(),
-    };
+    lend(
+        out,
+        env.pid,
+        env.msg_id,
+        env.kind,
+        env.data.into_shared(),
+        0..len,
+    );
 }
 
 /// Wraps a node in a new handle and stores it in `*out`.
@@ -293,7 +294,7 @@ pub extern "C" fn cluster_recv_batch(
                 }
             }
         }
-        let batch: SharedBuf = Arc::new(bytes);
+        let batch: SharedBuf = Arc::new(Buf::from(bytes));
         let mut at = 0;
         let mut slots = slots.iter_mut();
         for item in items {
@@ -411,18 +412,12 @@ fn free_envelopes(envs: *mut ClusterEnvelope, n: usize) {
         return;
     };
     for e in envs {
-        if e._owner.is_null() {
-            // Built by the caller, or freed already: nothing is ours.
-        } else if e._owner == e.data.cast() {
-            let raw = std::ptr::slice_from_raw_parts(e.data, e.len);
-            // SAFETY: `data`/`len` came from `Arc::into_raw` in `fill`, and
-            // `_owner` proves it was not freed yet.
-            drop(unsafe { Arc::from_raw(raw) });
-        } else {
-            // SAFETY: `_owner` came from `Arc::into_raw` of a batch buffer
-            // in `cluster_recv_batch` (one reference per envelope).
-            drop(unsafe { Arc::from_raw(e._owner.cast::<Vec<u8>>()) });
+        if !e._owner.is_null() {
+            // SAFETY: `_owner` came from `Arc::into_raw` in `lend` (one
+            // reference per envelope), and is not NULL: not freed yet.
+            drop(unsafe { Arc::from_raw(e._owner.cast::<Buf>()) });
         }
+        // Else built by the caller, or freed already: nothing is ours.
         e.data = std::ptr::null();
         e.len = 0;
         e._owner = std::ptr::null();

@@ -17,8 +17,50 @@ pub(crate) const KEPT_BYTES: usize = 4 << 20;
 /// Large buffers are made in multiples of this, so that reuse finds them.
 const GRAIN: usize = 4 << 10;
 
-/// Buffers kept for reuse, and their bytes.
-static KEPT: Mutex<(Vec<Vec<u8>>, usize)> = Mutex::new((Vec::new(), 0));
+/// Buffers kept for reuse, process-wide.
+static KEPT: Mutex<Kept> = Mutex::new(Kept::new(KEPT_BYTES));
+
+/// Buffers kept for reuse (every byte of each one's capacity initialised),
+/// and their bytes, at most `bound`.
+struct Kept {
+    list: Vec<Vec<u8>>,
+    bytes: usize,
+    bound: usize,
+}
+
+impl Kept {
+    const fn new(bound: usize) -> Kept {
+        Kept {
+            list: Vec::new(),
+            bytes: 0,
+            bound,
+        }
+    }
+
+    /// A kept buffer for `len` bytes: big enough, and not so big that it
+    /// wastes more than a quarter.
+    fn take(&mut self, len: usize) -> Option<Vec<u8>> {
+        let fits = |v: &Vec<u8>| v.capacity() >= len && v.capacity() - len <= len / 4 + GRAIN;
+        let i = self.list.iter().rposition(fits)?;
+        let v = self.list.swap_remove(i);
+        self.bytes -= v.capacity();
+        Some(v)
+    }
+
+    /// Keeps `v` if the bound allows, else gives it back to be freed.
+    fn keep(&mut self, v: Vec<u8>) -> Option<Vec<u8>> {
+        if self.bytes + v.capacity() > self.bound {
+            return Some(v);
+        }
+        self.bytes += v.capacity();
+        self.list.push(v);
+        None
+    }
+}
+
+fn kept() -> std::sync::MutexGuard<'static, Kept> {
+    KEPT.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A byte buffer. One made here in the kept range has every byte of its
 /// capacity initialised, so it is reused at any length without zeroing.
@@ -32,7 +74,10 @@ pub struct Buf {
 impl Buf {
     /// A buffer of `len` bytes, filled by `fill` (which may fail). Its
     /// bytes before `fill` are unspecified (zero, or an earlier payload's).
-    pub fn filled<E>(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<Buf, E> {
+    pub(crate) fn filled<E>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Buf, E> {
         let mut b = Buf::with_len(len);
         fill(&mut b.bytes)?;
         Ok(b)
@@ -53,17 +98,7 @@ impl Buf {
         if !(MIN..=MAX).contains(&len) {
             return Buf::from(vec![0; len]);
         }
-        let found = {
-            let mut kept = lock();
-            let (list, bytes) = &mut *kept;
-            // Big enough, and not so big that it wastes a quarter.
-            let fits = |v: &Vec<u8>| v.capacity() >= len && v.capacity() - len <= len / 4 + GRAIN;
-            list.iter().rposition(fits).map(|i| {
-                let v = list.swap_remove(i);
-                *bytes -= v.capacity();
-                v
-            })
-        };
+        let found = kept().take(len);
         let mut v = found.unwrap_or_else(|| vec![0; len.next_multiple_of(GRAIN)]);
         // SAFETY: every byte of the capacity was initialised when the
         // vector was made here (`vec![0; n]` has `len == capacity`), and
@@ -97,21 +132,12 @@ impl std::ops::Deref for Buf {
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        let cap = self.bytes.capacity();
-        if !self.keep || cap > KEPT_BYTES {
-            return;
-        }
-        let mut kept = lock();
-        let (list, bytes) = &mut *kept;
-        if *bytes + cap <= KEPT_BYTES {
-            *bytes += cap;
-            list.push(std::mem::take(&mut self.bytes));
+        if self.keep {
+            // What the bound refuses is freed after the lock is let go.
+            let refused = kept().keep(std::mem::take(&mut self.bytes));
+            drop(refused);
         }
     }
-}
-
-fn lock() -> std::sync::MutexGuard<'static, (Vec<Vec<u8>>, usize)> {
-    KEPT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -119,35 +145,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_large_buffer_dropped_is_reused_and_small_ones_are_not_kept() {
-        let len = 64 << 10;
-        let first = Buf::copy_from(&vec![7u8; len]);
-        let at = first.as_ptr();
-        drop(first);
-        // Other tests run in parallel and may take it: try a few times.
-        let again = (0..100).any(|_| {
-            let b = Buf::filled(len - 100, |b| {
-                b.fill(1);
-                Ok::<(), ()>(())
-            })
-            .unwrap();
-            assert!(b.iter().all(|&x| x == 1) && b.len() == len - 100);
-            b.as_ptr() == at
-        });
-        assert!(again, "the kept buffer came back");
-        let small = Buf::copy_from(b"abc");
-        assert_eq!(&*small, b"abc");
-        drop(small);
-        assert!(lock().0.iter().all(|v| v.capacity() >= MIN));
+    fn a_kept_buffer_goes_to_a_payload_of_about_its_size_within_the_bound() {
+        let mut k = Kept::new(3 * MIN);
+        let big = || vec![0u8; 2 * MIN];
+        assert!(k.keep(big()).is_none(), "kept");
+        assert!(k.keep(big()).is_some(), "over the bound: refused");
+        assert_eq!(k.bytes, 2 * MIN);
+        assert!(k.take(MIN).is_none(), "half its size: would waste half");
+        assert!(k.take(3 * MIN).is_none(), "too small");
+        let v = k.take(2 * MIN - 100).expect("about its size");
+        assert_eq!((v.capacity(), k.bytes, k.list.len()), (2 * MIN, 0, 0));
     }
 
     #[test]
-    fn what_is_kept_stays_within_its_bound() {
-        let bufs: Vec<Buf> = (0..200).map(|_| Buf::copy_from(&[0u8; MAX])).collect();
-        drop(bufs);
-        let kept = lock();
-        assert!(kept.1 <= KEPT_BYTES, "{} bytes kept", kept.1);
-        assert_eq!(kept.1, kept.0.iter().map(Vec::capacity).sum::<usize>());
+    fn a_large_buffer_is_made_whole_and_kept_when_dropped_and_others_are_not() {
+        let len = MAX - 100;
+        let b = Buf::filled(len, |b| {
+            b.fill(1);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(b.keep && b.iter().all(|&x| x == 1) && b.len() == len);
+        assert_eq!(b.bytes.capacity(), MAX, "a multiple of the grain");
+        assert!(!Buf::copy_from(&[1u8; MIN - 1]).keep, "small");
+        assert!(!Buf::copy_from(&vec![1u8; MAX + 1]).keep, "too large");
+        assert!(!Buf::from(vec![0u8; MAX]).keep, "not made here");
+        // Dropped, it is kept unless the process-wide bound is reached
+        // (other tests run at the same time: only the bound is checked).
+        drop(b);
+        let k = kept();
+        assert!(k.bytes <= KEPT_BYTES);
+        assert_eq!(k.bytes, k.list.iter().map(Vec::capacity).sum::<usize>());
     }
 
     #[test]

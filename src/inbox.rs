@@ -145,6 +145,8 @@ pub struct Burst {
     /// The frames being appended to (the last item once closed).
     open: FrameBuf,
     len: usize,
+    /// Payload bytes of `items`.
+    bytes: usize,
 }
 
 impl Burst {
@@ -166,6 +168,13 @@ impl Burst {
         self.len() == 0
     }
 
+    /// Bytes the burst holds: payloads of decoded messages, wire bytes of
+    /// frames. A reader pushes its burst once this passes its bound, so a
+    /// reader blocked on a full inbox holds little beyond it.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes + self.open.wire_len()
+    }
+
     /// The frames that small messages are appended to.
     pub fn frames(&mut self) -> &mut FrameBuf {
         &mut self.open
@@ -174,6 +183,7 @@ impl Burst {
     /// Appends an envelope, after the frames appended so far.
     pub fn push(&mut self, env: Envelope) {
         self.close();
+        self.bytes += env.data.len();
         self.items.push_back(Item::One(env));
         self.len += 1;
     }
@@ -186,6 +196,7 @@ impl Burst {
             0 => return,
             _ => self.open.take(),
         };
+        self.bytes += frames.payload_bytes() as usize;
         let item = match frames.len() {
             1 => Item::One(frames.next().unwrap_or_else(|| unreachable!())),
             _ => Item::Frames(frames),
@@ -329,6 +340,7 @@ impl Inbox {
                     s.queue.push_back(item);
                 });
                 from.len -= n;
+                from.bytes = from.bytes.saturating_sub(bytes as usize);
                 s.len += n;
                 s.pushed += n as u64;
                 s.pushed_bytes += bytes;

@@ -154,6 +154,23 @@ fn half_a_frame_then_a_stall_does_not_block_the_others() {
 }
 
 #[test]
+fn a_stall_mid_frame_after_the_connection_rested_is_still_cut() {
+    let (a, b, addr) = setup();
+    let (mut s, v) = handshake(addr, 3, 1);
+    assert_eq!(v, Verdict::Accepted);
+    // Quiet past the 5 s stall timeout: the reader rests, with no timeout.
+    std::thread::sleep(Duration::from_millis(5_500));
+    // Then five bytes of a header, and a stall: the first bytes bring the
+    // stall timeout back, so the node cuts it and counts it.
+    s.write_all(&[1u8, 0, 0, 0, 0]).unwrap();
+    still_serving(&a, &b, 4);
+    assert!(closed_by_peer(s), "a half header after a rest is cut");
+    assert!(stat(&a, "/bad_frames") >= 1);
+    a.close();
+    b.close();
+}
+
+#[test]
 fn a_connection_flood_is_capped_and_the_node_stays_up() {
     let (a, b, addr) = setup();
     // Many silent connections (slowloris handshakes): beyond the cap they are

@@ -306,7 +306,7 @@ impl Reader {
                     return;
                 }
             }
-            let full = got.len() >= BURST || got.frames().wire_len() >= BURST_BYTES;
+            let full = got.len() >= BURST || got.held_bytes() >= BURST_BYTES;
             if full && !self.deliver(&mut got, stream, acks, turn) {
                 return;
             }

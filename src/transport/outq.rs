@@ -334,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_writer_wakes_when_its_connection_has_news_and_only_then() {
+    fn an_idle_writer_wakes_when_its_connection_has_news() {
         use std::io::Write;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let conn = TcpStream::connect(l.local_addr().unwrap()).unwrap();

@@ -135,7 +135,8 @@ impl Received {
 /// pushers: a reader's burst.
 const WAKE_ROOM: usize = 64;
 
-/// Room a burst makes for small frames at once (64 frames of 48 bytes).
+/// Room a burst first makes for frames in wire form (it grows as a burst
+/// needs, up to the reader's 16 KiB bound).
 const OPEN_BYTES: usize = 64 * 64;
 
 /// Messages on their way into the inbox, as a reader collects them.

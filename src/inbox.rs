@@ -4,7 +4,7 @@ use crate::buffer::Buf;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::readiness::Readiness;
-use crate::sync::{deadline, spin_until, Padded, PushError, Shutdown, Timeout};
+use crate::sync::{deadline, spin_until, Padded, PushError, Shutdown, Timeout, HANDOFF_SPIN};
 use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -294,6 +294,7 @@ impl Inbox {
     ) -> std::result::Result<(), (PushError, Envelope)> {
         let mut s = self.lock();
         let mut end = None;
+        let mut spun = false;
         loop {
             if shutdown.is_fired() {
                 return Err((PushError::Closed, env));
@@ -309,7 +310,7 @@ impl Inbox {
             }
             // The clock is read only when there is a wait.
             let end = *end.get_or_insert_with(|| deadline(timeout));
-            s = match wait(&self.room, s, end, |s| &mut s.pushers) {
+            s = match self.wait_room(s, timeout, end, &mut spun, shutdown) {
                 Some(s) => s,
                 None => return Err((PushError::Full, env)),
             };
@@ -329,6 +330,7 @@ impl Inbox {
         from.close();
         let mut s = self.lock();
         let end = deadline(timeout);
+        let mut spun = false;
         loop {
             if shutdown.is_fired() {
                 return Err(PushError::Closed);
@@ -351,11 +353,33 @@ impl Inbox {
                 self.wake_receivers(s);
                 return Ok((n, bytes));
             }
-            s = match wait(&self.room, s, end, |s| &mut s.pushers) {
+            s = match self.wait_room(s, timeout, end, &mut spun, shutdown) {
                 Some(s) => s,
                 None => return Ok((0, 0)),
             };
         }
+    }
+
+    /// A pusher's wait for room, until `end`: the first wait of a push
+    /// that may wait at all polls for [`HANDOFF_SPIN`] without the lock
+    /// (room made meanwhile costs no sleep and no wake-up), the next ones
+    /// sleep until a receiver makes room. `None` once `end` passed.
+    fn wait_room<'a>(
+        &'a self,
+        s: MutexGuard<'a, State>,
+        timeout: Timeout,
+        end: Option<Instant>,
+        spun: &mut bool,
+        shutdown: &Shutdown,
+    ) -> Option<MutexGuard<'a, State>> {
+        if timeout != Some(Duration::ZERO) && !std::mem::replace(spun, true) {
+            drop(s);
+            spin_until(HANDOFF_SPIN, || {
+                self.queued.load(Ordering::Acquire) < self.cap || shutdown.is_fired()
+            });
+            return Some(self.lock());
+        }
+        wait(&self.room, s, end, |s| &mut s.pushers)
     }
 
     /// Takes the next message, waiting up to `timeout` (polling for `spin`
@@ -803,5 +827,34 @@ mod tests {
         inbox.close(&shutdown);
         let e = receiver.join().unwrap().unwrap_err();
         assert_eq!(e.status, crate::error::Status::Closed);
+    }
+
+    #[test]
+    fn a_pusher_on_a_full_inbox_waits_for_room_and_a_zero_timeout_does_not() {
+        let inbox = std::sync::Arc::new(Inbox::new(1));
+        let shutdown = std::sync::Arc::new(Shutdown::default());
+        let zero = Some(Duration::ZERO);
+        inbox
+            .push(Envelope::new(3, 1, 0, b"x"), zero, &shutdown)
+            .unwrap();
+        let (e, _) = inbox
+            .push(Envelope::new(3, 2, 0, b"x"), zero, &shutdown)
+            .unwrap_err();
+        assert_eq!(e, PushError::Full);
+        let mut b = Burst::new(3);
+        b.push(Envelope::new(3, 2, 0, b"x"));
+        assert_eq!(inbox.push_many(&mut b, zero, &shutdown).unwrap(), (0, 0));
+        // Pushers that wait get in as room is made, in order.
+        let (i, s) = (inbox.clone(), shutdown.clone());
+        let pusher = std::thread::spawn(move || {
+            i.push_many(&mut b, None, &s).unwrap();
+            i.push(Envelope::new(3, 3, 0, b"x"), None, &s).unwrap();
+        });
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.push(inbox.recv(None, Duration::ZERO, &shutdown).unwrap().msg_id);
+        }
+        pusher.join().unwrap();
+        assert_eq!(got, [1, 2, 3]);
     }
 }

@@ -126,12 +126,46 @@ pub(crate) fn deliver(
     offer: Offer,
     trace: Option<(&Trace, &Tag)>,
 ) -> Result<()> {
+    let mut sent = Sent::default();
+    let result = deliver_counted(from, to, env, timeout, offer, trace, &mut sent);
+    sent.count(from);
+    result
+}
+
+/// Messages a send delivered and their payload bytes, added to the
+/// sender's counters once a send (all of a broadcast's copies) is done:
+/// two atomic additions a send, not two a copy.
+#[derive(Default)]
+pub(crate) struct Sent {
+    n: u64,
+    bytes: u64,
+}
+
+impl Sent {
+    fn count(self, from: &Core) {
+        if self.n > 0 {
+            from.stats.sent.add(self.n);
+            from.stats.sent_bytes.add(self.bytes);
+        }
+    }
+}
+
+/// [`deliver`], but what was sent is added to `sent`, for the caller to count.
+fn deliver_counted(
+    from: &Core,
+    to: &Core,
+    env: Envelope,
+    timeout: Timeout,
+    offer: Offer,
+    trace: Option<(&Trace, &Tag)>,
+    sent: &mut Sent,
+) -> Result<()> {
     let len = env.data.len() as u64;
     let (event, result) = match push(from, to, env, timeout) {
         Pushed::Ok => {
             if offer != Offer::InFlight {
-                from.stats.sent.inc();
-                from.stats.sent_bytes.add(len);
+                sent.n += 1;
+                sent.bytes += len;
             }
             (Event::Delivered, Ok(()))
         }
@@ -206,13 +240,24 @@ impl MockServer {
         self.cluster.cached(&self.topo, |topo| {
             let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
             if to == BROADCAST {
+                let mut sent = Sent::default();
+                let mut result = Ok(());
                 for dest in topo.servers.iter().filter(|d| d.id != me.id) {
-                    match self.route(topo, dest, env.clone(), timeout, slow, WhenFull::Drop) {
-                        Err(e) if e.status == Status::Closed => return Err(e),
-                        _ => {}
+                    let r = if !slow && !dest.faults.is_active() {
+                        let (drop, env) = (Offer::Now(WhenFull::Drop), env.clone());
+                        deliver_counted(me, dest, env, timeout, drop, None, &mut sent)
+                    } else {
+                        self.route(topo, dest, env.clone(), timeout, slow, WhenFull::Drop)
+                    };
+                    if let Err(e) = r.as_ref() {
+                        if e.status == Status::Closed {
+                            result = r;
+                            break;
+                        }
                     }
                 }
-                return Ok(());
+                sent.count(me);
+                return result;
             }
             let dest = topo.find(to).ok_or_else(|| {
                 Error::new(

@@ -8,10 +8,11 @@
 # wrapper's Outbox/Inbox and Send/Recv beside a pure-Go baseline with the
 # original mock's costs, the core's mock through the raw C ABI, and the
 # core's mock without Go (cargo bench --bench mock_broadcast, run once a
-# round).
+# round), and the Python wrapper's mock (bench.py --mock-once, with the
+# interpreter PYTHON, default python3, if it has the cluster package).
 # Arguments go to the driver (bench/gobench): [-runs N]
 # [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
-# [-mock base,go,direct,raw,c,cbatch] [-alt OTHER-GOBENCH] [-scale F]; e.g.
+# [-mock base,go,direct,raw,c,cbatch,py,pymany] [-alt OTHER-GOBENCH] [-scale F]; e.g.
 # -impl go,c,go+c,c+go shows which side costs what.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +34,16 @@ cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
 # The core's mock bench (the mock workload's c and cbatch lines).
 cmock=$(cd "$root" && cargo bench --bench mock_broadcast --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*mock_broadcast[^"]*\)".*/\1/p' | tail -1)
+# The Python wrapper's mock (the mock workload's py and pymany lines): an
+# interpreter with the cluster package installed, PYTHON or python3.
+python="${PYTHON:-python3}"
+pyargs=()
+if "$python" -c 'import cluster' 2>/dev/null; then
+    pyargs=(-python "$python" -pybench "$root/bindings/python/bench.py")
+else
+    echo "bench.sh: $python has no cluster package, so the mock workload has no Python lines" \
+        "(pip install ./bindings/python, or PYTHON=path/to/venv/bin/python)" >&2
+fi
 cd "$here"
 ./dev.sh go build -o "$tmp/gobench" ./bench/gobench
-"$tmp/gobench" -cbench "$tmp/cbench" ${cmock:+-cmock "$cmock"} "$@"
+"$tmp/gobench" -cbench "$tmp/cbench" ${cmock:+-cmock "$cmock"} ${pyargs[@]+"${pyargs[@]}"} "$@"

@@ -352,6 +352,27 @@ def mock_broadcast(mode: str, count: int) -> float:
     return v
 
 
+def mock_once(mode: str, count: int) -> int:
+    """--mock-once: one mock run here, its rate and CPU time per delivery
+    printed for the Go bench (bindings/go/bench.sh -only mock)."""
+    import queue
+
+    if mode not in ("send", "send_many") or count < 1:
+        print("bench.py: --mock-once send|send_many COUNT", file=sys.stderr)
+        return 2
+    out: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+    cpu0 = time.process_time()
+    mock_child(mode, count, out)
+    cpu = time.process_time() - cpu0
+    v = out.get()
+    if not isinstance(v, float):
+        print(f"bench.py: mock {mode}: {v}", file=sys.stderr)
+        return 1
+    deliveries = MOCK_SERVERS * (MOCK_SERVERS - 1) * count
+    print(f"result {v:.1f} {cpu * 1e9 / deliveries:.1f}")
+    return 0
+
+
 def pingpong(system: str, n: int, warm: int) -> Tuple[float, float]:
     """(p50, p99) round-trip time in microseconds."""
     out, ready = CTX.Queue(), CTX.Event()
@@ -395,7 +416,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=None, help="rounds of every case (default 3; 2 with --quick)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     ap.add_argument("--mock-only", action="store_true", help="only the mock network's broadcast line")
+    ap.add_argument("--mock-once", nargs=2, metavar=("MODE", "COUNT"),
+                    help="one mock run in this process (MODE send or send_many, COUNT broadcasts a server), "
+                         "printed as 'result DELIVERIES/S CPU-NS/DELIVERY' (the Go bench's mock lines run this)")
     args = ap.parse_args()
+    if args.mock_once:
+        return mock_once(args.mock_once[0], int(args.mock_once[1]))
     scale = 0.1 if args.quick else 1.0
     runs = args.runs or (2 if args.quick else 3)
     n64, n1k, npp = int(1_200_000 * scale), int(300_000 * scale), int(10_000 * scale)

@@ -36,10 +36,11 @@ const (
 )
 
 // mockImpls are the mock workload's transports: the pure-Go baseline and
-// the wrapper's two ways in and out, the C ABI from Go, and the core's
-// mock without Go (the mock_broadcast bench: one send a message, as
-// cluster_send, or batches of 256, as cluster_send_batch), each with its
-// goal as a ratio to the baseline. "alt-go" and "alt-direct" run another
+// the wrapper's two ways in and out, the C ABI from Go, the core's mock
+// without Go (the mock_broadcast bench: one send a message, as
+// cluster_send, or batches of 256, as cluster_send_batch), and the Python
+// wrapper's mock (bench.py --mock-once: send, or send_many of 256; threads
+// under the GIL), each with its goal as a ratio to the baseline. "alt-go" and "alt-direct" run another
 // build's (see -alt).
 var mockImpls = []struct {
 	name, title string
@@ -51,14 +52,23 @@ var mockImpls = []struct {
 	{"raw", "raw C ABI from Go", 0},
 	{"c", "core mock, send (no Go)", 2},
 	{"cbatch", "core mock, batch (no Go)", 2},
+	{"py", "Python mock send", 0},
+	{"pymany", "Python mock send_many", 0},
 }
+
+// pyMock is how the Python lines run: the interpreter (with the cluster
+// package installed) and bindings/python/bench.py; both empty: no lines.
+type pyMock struct{ python, bench string }
 
 // runMock runs the mock workload: runs rounds of the transports in impls,
 // interleaved, and prints each one's median deliveries/s and its ratio to
 // the baseline's median of the same run.
-func runMock(self, alt, cmock string, impls []string, runs, count int) {
+func runMock(self, alt, cmock string, py pyMock, impls []string, runs, count int) {
 	if cmock == "" {
 		impls = slices.DeleteFunc(impls, func(s string) bool { return s == "c" || s == "cbatch" })
+	}
+	if py.python == "" || py.bench == "" {
+		impls = slices.DeleteFunc(impls, func(s string) bool { return s == "py" || s == "pymany" })
 	}
 	deliveries := mockServers * (mockServers - 1) * count
 	fmt.Printf("\nmock broadcast: %d servers each broadcasting %d string messages (%s deliveries), InboxSize/OutboxSize %d;\n"+
@@ -75,7 +85,11 @@ func runMock(self, alt, cmock string, impls []string, runs, count int) {
 			var err error
 			switch name {
 			case "c", "cbatch":
-				v, err = cmockOnce(cmock, name, count)
+				mode := map[string]string{"c": "send", "cbatch": "batch"}[name]
+				v, err = resultOf(exec.Command(cmock, "--once", mode, strconv.Itoa(mockServers), strconv.Itoa(count)))
+			case "py", "pymany":
+				mode := map[string]string{"py": "send", "pymany": "send_many"}[name]
+				v, err = resultOf(exec.Command(py.python, py.bench, "--mock-once", mode, strconv.Itoa(count)))
 			default:
 				v, err = mockOnce(exe, name, count)
 			}
@@ -132,17 +146,18 @@ func mockOnce(exe, impl string, count int) ([]float64, error) {
 	return v, err
 }
 
-// cmockOnce runs the core's mock bench once (mock_broadcast --once) and
-// returns its deliveries/s and CPU time per delivery, in ns.
-func cmockOnce(exe, impl string, count int) ([]float64, error) {
-	mode := map[string]string{"c": "send", "cbatch": "batch"}[impl]
-	out, err := exec.Command(exe, "--once", mode, strconv.Itoa(mockServers), strconv.Itoa(count)).Output()
+// resultOf runs one run of a mock bench outside this program (the core's
+// mock_broadcast --once, bench.py --mock-once), which prints "result
+// DELIVERIES/S CPU-NS/DELIVERY", and returns those two numbers.
+func resultOf(cmd *exec.Cmd) ([]float64, error) {
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", exe, err)
+		return nil, fmt.Errorf("%s: %v", cmd, err)
 	}
 	f := strings.Fields(string(out))
 	if len(f) != 3 || f[0] != "result" {
-		return nil, fmt.Errorf("%s printed %q", exe, out)
+		return nil, fmt.Errorf("%s printed %q", cmd, out)
 	}
 	return parseNumbers(f[1:])
 }

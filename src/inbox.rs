@@ -310,7 +310,7 @@ impl Inbox {
             }
             // The clock is read only when there is a wait.
             let end = *end.get_or_insert_with(|| deadline(timeout));
-            s = match self.wait_room(s, timeout, end, &mut spun, shutdown) {
+            s = match self.wait_room(s, end, &mut spun, shutdown) {
                 Some(s) => s,
                 None => return Err((PushError::Full, env)),
             };
@@ -353,7 +353,7 @@ impl Inbox {
                 self.wake_receivers(s);
                 return Ok((n, bytes));
             }
-            s = match self.wait_room(s, timeout, end, &mut spun, shutdown) {
+            s = match self.wait_room(s, end, &mut spun, shutdown) {
                 Some(s) => s,
                 None => return Ok((0, 0)),
             };
@@ -361,20 +361,23 @@ impl Inbox {
     }
 
     /// A pusher's wait for room, until `end`: the first wait of a push
-    /// that may wait at all polls for [`HANDOFF_SPIN`] without the lock
-    /// (room made meanwhile costs no sleep and no wake-up), the next ones
-    /// sleep until a receiver makes room. `None` once `end` passed.
+    /// polls for up to [`HANDOFF_SPIN`] without the lock (room made
+    /// meanwhile costs no sleep and no wake-up), the next ones sleep until
+    /// a receiver makes room. `None` once `end` passed.
     fn wait_room<'a>(
         &'a self,
         s: MutexGuard<'a, State>,
-        timeout: Timeout,
         end: Option<Instant>,
         spun: &mut bool,
         shutdown: &Shutdown,
     ) -> Option<MutexGuard<'a, State>> {
-        if timeout != Some(Duration::ZERO) && !std::mem::replace(spun, true) {
+        let spin = end.map_or(HANDOFF_SPIN, |e| {
+            e.saturating_duration_since(Instant::now())
+                .min(HANDOFF_SPIN)
+        });
+        if !spin.is_zero() && !std::mem::replace(spun, true) {
             drop(s);
-            spin_until(HANDOFF_SPIN, || {
+            spin_until(spin, || {
                 self.queued.load(Ordering::Acquire) < self.cap || shutdown.is_fired()
             });
             return Some(self.lock());

@@ -238,17 +238,12 @@ impl MockServer {
         env.pid = me.id;
         // The topology as this server last saw it, if nothing changed since.
         self.cluster.cached(&self.topo, |topo| {
-            let slow = topo.has_rules() || self.cluster.trace.is_on() || me.faults.is_active();
             if to == BROADCAST {
                 let mut sent = Sent::default();
                 let mut result = Ok(());
                 for dest in topo.servers.iter().filter(|d| d.id != me.id) {
-                    let r = if !slow && !dest.faults.is_active() {
-                        let (drop, env) = (Offer::Now(WhenFull::Drop), env.clone());
-                        deliver_counted(me, dest, env, timeout, drop, None, &mut sent)
-                    } else {
-                        self.route(topo, dest, env.clone(), timeout, slow, WhenFull::Drop)
-                    };
+                    let (env, drop) = (env.clone(), WhenFull::Drop);
+                    let r = self.route(topo, dest, env, timeout, drop, &mut sent);
                     if let Err(e) = r.as_ref() {
                         if e.status == Status::Closed {
                             result = r;
@@ -265,25 +260,52 @@ impl MockServer {
                     format!("unknown destination id {to}: not an open server of the mock cluster"),
                 )
             })?;
-            self.route(topo, dest, env, timeout, slow, when_full)
+            let mut sent = Sent::default();
+            let result = self.route(topo, dest, env, timeout, when_full, &mut sent);
+            sent.count(me);
+            result
         })
     }
 
     /// Sends one message to one destination, through the fault model when
-    /// `slow` (any rule, fault or trace is on) or the destination has faults.
+    /// it has something to decide (a rule, a fault of either server, the
+    /// trace). What goes straight to the destination's inbox is added to
+    /// `sent`, for the caller to count; the fault model's deliveries count
+    /// themselves.
+    #[inline]
     fn route(
         &self,
         topo: &Topology,
         dest: &Arc<Core>,
         env: Envelope,
         timeout: Timeout,
-        slow: bool,
+        when_full: WhenFull,
+        sent: &mut Sent,
+    ) -> Result<()> {
+        let me = &self.core;
+        let slow = topo.has_rules()
+            || self.cluster.trace.is_on()
+            || me.faults.is_active()
+            || dest.faults.is_active();
+        if slow {
+            return self.route_faults(topo, dest, env, timeout, when_full);
+        }
+        let offer = Offer::Now(when_full);
+        deliver_counted(me, dest, env, timeout, offer, None, sent)
+    }
+
+    /// `route` when the fault model has something to decide: it decides
+    /// (drop, duplicate, delay, hold, partition, cut), traces, delivers and
+    /// counts.
+    fn route_faults(
+        &self,
+        topo: &Topology,
+        dest: &Arc<Core>,
+        env: Envelope,
+        timeout: Timeout,
         when_full: WhenFull,
     ) -> Result<()> {
         let me = &self.core;
-        if !slow && !dest.faults.is_active() {
-            return deliver(me, dest, env, timeout, Offer::Now(when_full), None);
-        }
         let trace = &*self.cluster.trace;
         let d = me.faults.decide(me.id, dest.id);
         let mut tag = Tag {

@@ -834,30 +834,38 @@ mod tests {
 
     #[test]
     fn a_pusher_on_a_full_inbox_waits_for_room_and_a_zero_timeout_does_not() {
-        let inbox = std::sync::Arc::new(Inbox::new(1));
-        let shutdown = std::sync::Arc::new(Shutdown::default());
         let zero = Some(Duration::ZERO);
-        inbox
-            .push(Envelope::new(3, 1, 0, b"x"), zero, &shutdown)
-            .unwrap();
-        let (e, _) = inbox
-            .push(Envelope::new(3, 2, 0, b"x"), zero, &shutdown)
-            .unwrap_err();
-        assert_eq!(e, PushError::Full);
-        let mut b = Burst::new(3);
-        b.push(Envelope::new(3, 2, 0, b"x"));
-        assert_eq!(inbox.push_many(&mut b, zero, &shutdown).unwrap(), (0, 0));
-        // Pushers that wait get in as room is made, in order.
-        let (i, s) = (inbox.clone(), shutdown.clone());
-        let pusher = std::thread::spawn(move || {
-            i.push_many(&mut b, None, &s).unwrap();
-            i.push(Envelope::new(3, 3, 0, b"x"), None, &s).unwrap();
-        });
-        let mut got = Vec::new();
-        while got.len() < 3 {
-            got.push(inbox.recv(None, Duration::ZERO, &shutdown).unwrap().msg_id);
+        let patience = Some(Duration::from_secs(10)); // a failure ends the test
+        for cap in [1, 8] {
+            let inbox = std::sync::Arc::new(Inbox::new(cap));
+            let shutdown = std::sync::Arc::new(Shutdown::default());
+            let env = |id: usize| Envelope::new(3, id as i64, 0, b"x");
+            for id in 0..cap {
+                inbox.push(env(id), zero, &shutdown).unwrap();
+            }
+            let (e, _) = inbox.push(env(cap), zero, &shutdown).unwrap_err();
+            assert_eq!(e, PushError::Full);
+            let mut b = Burst::new(3);
+            for id in cap..2 * cap {
+                b.push(env(id));
+            }
+            assert_eq!(inbox.push_many(&mut b, zero, &shutdown).unwrap(), (0, 0));
+            assert_eq!(inbox.lock().pushers, 0, "a zero timeout never waits");
+            // Pushers that wait get in as room is made, in order.
+            let (i, s) = (inbox.clone(), shutdown.clone());
+            let pusher = std::thread::spawn(move || {
+                while !b.is_empty() {
+                    i.push_many(&mut b, patience, &s).unwrap();
+                }
+                i.push(env(2 * cap), patience, &s).unwrap();
+            });
+            let mut got = Vec::new();
+            while got.len() <= 2 * cap {
+                let e = inbox.recv(patience, Duration::ZERO, &shutdown).unwrap();
+                got.push(e.msg_id as usize);
+            }
+            pusher.join().unwrap();
+            assert_eq!(got, (0..=2 * cap).collect::<Vec<_>>(), "capacity {cap}");
         }
-        pusher.join().unwrap();
-        assert_eq!(got, [1, 2, 3]);
     }
 }

@@ -37,8 +37,16 @@ cmock=$(cd "$root" && cargo bench --bench mock_broadcast --no-run --message-form
 # The Python wrapper's mock (the mock workload's py and pymany lines): an
 # interpreter with the cluster package installed, PYTHON or python3.
 python="${PYTHON:-python3}"
+# A relative path is made absolute (gobench runs from here), without
+# resolving links: a venv's python is a link out of the venv.
+case "$python" in
+    /*) ;;
+    */*) python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")" ;;
+esac
 pyargs=()
-if "$python" -c 'import cluster' 2>/dev/null; then
+if ! command -v "$python" >/dev/null; then
+    echo "bench.sh: no $python, so the mock workload has no Python lines (PYTHON=path/to/venv/bin/python)" >&2
+elif (cd / && "$python" -c 'import cluster') 2>/dev/null; then
     pyargs=(-python "$python" -pybench "$root/bindings/python/bench.py")
 else
     echo "bench.sh: $python has no cluster package, so the mock workload has no Python lines" \

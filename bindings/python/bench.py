@@ -352,22 +352,30 @@ def mock_broadcast(mode: str, count: int) -> float:
     return v
 
 
-def mock_once(mode: str, count: int) -> int:
+def mock_once(mode: str, count_text: str) -> int:
     """--mock-once: one mock run here, its rate and CPU time per delivery
-    printed for the Go bench (bindings/go/bench.sh -only mock)."""
+    printed for the Go bench (bindings/go/bench.sh -only mock). A run that
+    loses a message, or takes longer than LIMIT, fails (exit 1): a drain
+    that stops leaves its senders blocked, so the process exits without
+    waiting for them."""
     import queue
+    import threading
 
+    count = int(count_text) if count_text.isdigit() else 0
     if mode not in ("send", "send_many") or count < 1:
-        print("bench.py: --mock-once send|send_many COUNT", file=sys.stderr)
+        print("bench.py: --mock-once send|send_many COUNT (COUNT >= 1)", file=sys.stderr)
         return 2
     out: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
     cpu0 = time.process_time()
-    mock_child(mode, count, out)
+    threading.Thread(target=mock_guarded, args=(mode, count, out), daemon=True).start()
+    try:
+        v = out.get(timeout=LIMIT)
+    except queue.Empty:
+        v = f"no result within {LIMIT} s"
     cpu = time.process_time() - cpu0
-    v = out.get()
     if not isinstance(v, float):
-        print(f"bench.py: mock {mode}: {v}", file=sys.stderr)
-        return 1
+        print(f"bench.py: mock {mode}: {v}", file=sys.stderr, flush=True)
+        os._exit(1)
     deliveries = MOCK_SERVERS * (MOCK_SERVERS - 1) * count
     print(f"result {v:.1f} {cpu * 1e9 / deliveries:.1f}")
     return 0
@@ -421,7 +429,7 @@ def main() -> int:
                          "printed as 'result DELIVERIES/S CPU-NS/DELIVERY' (the Go bench's mock lines run this)")
     args = ap.parse_args()
     if args.mock_once:
-        return mock_once(args.mock_once[0], int(args.mock_once[1]))
+        return mock_once(*args.mock_once)
     scale = 0.1 if args.quick else 1.0
     runs = args.runs or (2 if args.quick else 3)
     n64, n1k, npp = int(1_200_000 * scale), int(300_000 * scale), int(10_000 * scale)

@@ -18,7 +18,8 @@ def test_mock_once_prints_a_result_every_message_checked() -> None:
         assert word == "result" and float(rate) > 0 and float(cpu) > 0
 
 
-def test_mock_once_refuses_a_bad_mode() -> None:
-    out = subprocess.run([sys.executable, str(BENCH), "--mock-once", "shout", "10"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "--mock-once" in out.stderr
+def test_mock_once_refuses_a_bad_mode_or_count() -> None:
+    for args in (["shout", "10"], ["send", "x"], ["send", "0"]):
+        out = subprocess.run([sys.executable, str(BENCH), "--mock-once", *args],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and "--mock-once" in out.stderr, args

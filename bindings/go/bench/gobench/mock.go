@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -86,10 +87,10 @@ func runMock(self, alt, cmock string, py pyMock, impls []string, runs, count int
 			switch name {
 			case "c", "cbatch":
 				mode := map[string]string{"c": "send", "cbatch": "batch"}[name]
-				v, err = resultOf(exec.Command(cmock, "--once", mode, strconv.Itoa(mockServers), strconv.Itoa(count)))
+				v, err = resultOf(cmock, "--once", mode, strconv.Itoa(mockServers), strconv.Itoa(count))
 			case "py", "pymany":
 				mode := map[string]string{"py": "send", "pymany": "send_many"}[name]
-				v, err = resultOf(exec.Command(py.python, py.bench, "--mock-once", mode, strconv.Itoa(count)))
+				v, err = resultOf(py.python, py.bench, "--mock-once", mode, strconv.Itoa(count))
 			default:
 				v, err = mockOnce(exe, name, count)
 			}
@@ -146,10 +147,17 @@ func mockOnce(exe, impl string, count int) ([]float64, error) {
 	return v, err
 }
 
+// outsideLimit is how long resultOf lets a run take before it kills it.
+const outsideLimit = 2 * time.Minute
+
 // resultOf runs one run of a mock bench outside this program (the core's
 // mock_broadcast --once, bench.py --mock-once), which prints "result
-// DELIVERIES/S CPU-NS/DELIVERY", and returns those two numbers.
-func resultOf(cmd *exec.Cmd) ([]float64, error) {
+// DELIVERIES/S CPU-NS/DELIVERY", and returns those two numbers; a run
+// still going after outsideLimit is killed and fails.
+func resultOf(exe string, args ...string) ([]float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), outsideLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

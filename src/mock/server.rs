@@ -115,23 +115,6 @@ pub(crate) enum Offer {
     InFlight,
 }
 
-/// Puts `env` (its pid already the sender's) into `to`'s inbox and counts
-/// the outcome (see [`Offer`]). A destination that closed meanwhile loses
-/// the message silently, as a crashed machine would.
-pub(crate) fn deliver(
-    from: &Core,
-    to: &Core,
-    env: Envelope,
-    timeout: Timeout,
-    offer: Offer,
-    trace: Option<(&Trace, &Tag)>,
-) -> Result<()> {
-    let mut sent = Sent::default();
-    let result = deliver_counted(from, to, env, timeout, offer, trace, &mut sent);
-    sent.count(from);
-    result
-}
-
 /// Messages a send delivered and their payload bytes, added to the
 /// sender's counters once a send (all of a broadcast's copies) is done:
 /// two atomic additions a send, not two a copy.
@@ -150,22 +133,28 @@ impl Sent {
     }
 }
 
-/// [`deliver`], but what was sent is added to `sent`, for the caller to count.
-fn deliver_counted(
+/// Puts `env` (its pid already the sender's) into `to`'s inbox and counts
+/// the outcome (see [`Offer`]): what was sent is added to `sent`, for the
+/// caller to count, or counted at once without one. A destination that
+/// closed meanwhile loses the message silently, as a crashed machine would.
+pub(crate) fn deliver(
     from: &Core,
     to: &Core,
     env: Envelope,
     timeout: Timeout,
     offer: Offer,
     trace: Option<(&Trace, &Tag)>,
-    sent: &mut Sent,
+    sent: Option<&mut Sent>,
 ) -> Result<()> {
     let len = env.data.len() as u64;
     let (event, result) = match push(from, to, env, timeout) {
         Pushed::Ok => {
             if offer != Offer::InFlight {
+                let mut now = Sent::default();
+                let sent = sent.unwrap_or(&mut now);
                 sent.n += 1;
                 sent.bytes += len;
+                now.count(from);
             }
             (Event::Delivered, Ok(()))
         }
@@ -211,6 +200,7 @@ pub(crate) fn land(m: Msg, trace: &Trace) -> Result<()> {
         Some(Duration::ZERO),
         Offer::InFlight,
         Some((trace, &m.tag)),
+        None,
     )
 }
 
@@ -272,7 +262,6 @@ impl MockServer {
     /// trace). What goes straight to the destination's inbox is added to
     /// `sent`, for the caller to count; the fault model's deliveries count
     /// themselves.
-    #[inline]
     fn route(
         &self,
         topo: &Topology,
@@ -287,25 +276,10 @@ impl MockServer {
             || self.cluster.trace.is_on()
             || me.faults.is_active()
             || dest.faults.is_active();
-        if slow {
-            return self.route_faults(topo, dest, env, timeout, when_full);
+        if !slow {
+            let offer = Offer::Now(when_full);
+            return deliver(me, dest, env, timeout, offer, None, Some(sent));
         }
-        let offer = Offer::Now(when_full);
-        deliver_counted(me, dest, env, timeout, offer, None, sent)
-    }
-
-    /// `route` when the fault model has something to decide: it decides
-    /// (drop, duplicate, delay, hold, partition, cut), traces, delivers and
-    /// counts.
-    fn route_faults(
-        &self,
-        topo: &Topology,
-        dest: &Arc<Core>,
-        env: Envelope,
-        timeout: Timeout,
-        when_full: WhenFull,
-    ) -> Result<()> {
-        let me = &self.core;
         let trace = &*self.cluster.trace;
         let d = me.faults.decide(me.id, dest.id);
         let mut tag = Tag {
@@ -329,6 +303,7 @@ impl MockServer {
                 timeout,
                 Offer::Now(when_full),
                 Some((trace, &tag)),
+                None,
             );
         }
         let reason = if d.cut {
@@ -373,6 +348,7 @@ impl MockServer {
                     timeout,
                     Offer::Now(when_full),
                     Some((trace, &tag)),
+                    None,
                 ),
             };
             if i == 0 {
@@ -395,6 +371,7 @@ impl MockServer {
                 timeout,
                 Offer::Now(when_full),
                 Some((trace, &m.tag)),
+                None,
             );
         }
         if q.msgs.len() >= self.cluster.config.outbox_size {

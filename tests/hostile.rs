@@ -11,20 +11,13 @@ use std::time::Duration;
 
 /// Node 1 and 2 run; id 3 is configured but absent, so an attacker can claim it.
 fn setup() -> (Node, Node, std::net::SocketAddr) {
-    let (nodes, cfg) = cluster(2, "");
-    // Rebuild a three-member config around the two running ports.
-    let c = cluster::Config::from_json(&cfg).unwrap();
-    let three = format!(
-        r#"{{"Peers":[{{"Id":1,"Address":"{}"}},{{"Id":2,"Address":"{}"}},{{"Id":3,"Address":"127.0.0.1:{}"}}]}}"#,
-        c.peers[0].addr,
-        c.peers[1].addr,
-        free_port()
-    );
-    drop(nodes);
-    let a = Node::new(1, &three).unwrap();
-    let b = Node::new(2, &three).unwrap();
-    let addr = c.peers[0].addr;
-    (a, b, addr)
+    retry_ports(|| {
+        let three = config(3, "");
+        let c = cluster::Config::from_json(&three).unwrap();
+        let a = Node::new(1, &three)?;
+        let b = Node::new(2, &three)?;
+        Ok((a, b, c.peers[0].addr))
+    })
 }
 
 fn still_serving(a: &Node, b: &Node, tag: i64) {

@@ -180,17 +180,22 @@ fn pipe(
 
 /// Node 2 listens on its own address; node 1 reaches it through `relay`.
 fn nodes(dir: Dir, attack: Option<Attack>) -> (Node, Node, Relay) {
-    let real: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let r = relay(real, dir, attack);
-    let cfg = format!(
-        r#"{{"Secret":"relay-does-not-know-it","ReconnectMinMs":1,"ReconnectMaxMs":20,
-            "Peers":[{{"Id":1,"Address":"127.0.0.1:{}"}},
-                     {{"Id":2,"Address":"{}","Listen":"{real}"}}]}}"#,
-        free_port(),
-        r.addr
-    );
-    let b = Node::new(2, &cfg).unwrap();
-    (Node::new(1, &cfg).unwrap(), b, r)
+    retry_ports(|| {
+        // The nodes' ports stay bound until the relay has its own, so it
+        // cannot be given one of them.
+        let held = [0, 1].map(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+        let [real, one] = held.each_ref().map(|l| l.local_addr().unwrap());
+        let r = relay(real, dir, attack);
+        let cfg = format!(
+            r#"{{"Secret":"relay-does-not-know-it","ReconnectMinMs":1,"ReconnectMaxMs":20,
+                "Peers":[{{"Id":1,"Address":"{one}"}},
+                         {{"Id":2,"Address":"{}","Listen":"{real}"}}]}}"#,
+            r.addr
+        );
+        drop(held);
+        let b = Node::new(2, &cfg)?;
+        Ok((Node::new(1, &cfg)?, b, r))
+    })
 }
 
 fn sent(a: &Node) -> u64 {

@@ -18,6 +18,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs `start` (which picks its own free ports) until no port it picked
+/// was taken by another test in between: at most 20 tries.
+pub fn retry_ports<T>(mut start: impl FnMut() -> cluster::Result<T>) -> T {
+    for _ in 0..20 {
+        match start() {
+            Ok(t) => return t,
+            Err(e) if e.status == Status::AddrInUse => continue,
+            Err(e) => panic!("cannot start: {e}"),
+        }
+    }
+    panic!("no free ports after 20 tries");
+}
+
 /// A config for ids 1..=n on free loopback ports, with extra settings.
 pub fn config(n: usize, extra: &str) -> String {
     // Held until all are chosen, so no port is picked twice.
@@ -43,19 +56,15 @@ pub fn config(n: usize, extra: &str) -> String {
 /// Starts nodes 1..=n of a fresh config, retrying with new ports if another
 /// test took one of them meanwhile.
 pub fn cluster(n: usize, extra: &str) -> (Vec<Node>, String) {
-    for _ in 0..20 {
+    let (nodes, cfg) = retry_ports(|| {
         let cfg = config(n, extra);
-        let started: Result<Vec<Node>, _> = (1..=n as i64).map(|i| Node::new(i, &cfg)).collect();
-        match started {
-            Ok(nodes) => {
-                wait_formed(&nodes);
-                return (nodes, cfg);
-            }
-            Err(e) if e.status == Status::AddrInUse => continue,
-            Err(e) => panic!("cannot start cluster: {e}"),
-        }
-    }
-    panic!("no free ports after 20 tries");
+        let nodes = (1..=n as i64)
+            .map(|i| Node::new(i, &cfg))
+            .collect::<cluster::Result<Vec<Node>>>()?;
+        Ok((nodes, cfg))
+    });
+    wait_formed(&nodes);
+    (nodes, cfg)
 }
 
 /// Waits until every node has a connection to every other.

@@ -10,15 +10,17 @@ use std::time::Duration;
 
 /// One config, two views of it: the same peers, each side its own secret.
 fn pair(secret_a: Option<&str>, secret_b: Option<&str>) -> (Node, Node) {
-    let base = config(2, "");
-    let with = |s: Option<&str>| match s {
-        Some(s) => base.replacen('{', &format!(r#"{{"Secret":"{s}","#), 1),
-        None => base.clone(),
-    };
-    (
-        Node::new(1, &with(secret_a)).unwrap(),
-        Node::new(2, &with(secret_b)).unwrap(),
-    )
+    retry_ports(|| {
+        let base = config(2, "");
+        let with = |s: Option<&str>| match s {
+            Some(s) => base.replacen('{', &format!(r#"{{"Secret":"{s}","#), 1),
+            None => base.clone(),
+        };
+        Ok((
+            Node::new(1, &with(secret_a))?,
+            Node::new(2, &with(secret_b))?,
+        ))
+    })
 }
 
 #[test]
@@ -58,8 +60,10 @@ fn a_secret_on_one_side_only_is_refused() {
 #[test]
 fn the_listener_challenge_reveals_nothing_and_a_bad_proof_is_refused() {
     let secret = "do-not-leak-me";
-    let cfg = config(2, &format!(r#""Secret":"{secret}""#));
-    let b = Node::new(2, &cfg).unwrap();
+    let (b, cfg) = retry_ports(|| {
+        let cfg = config(2, &format!(r#""Secret":"{secret}""#));
+        Ok((Node::new(2, &cfg)?, cfg))
+    });
     let b_addr = Config::from_json(&cfg).unwrap().peers[1].addr;
     let mut s = TcpStream::connect(b_addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -213,14 +213,15 @@ fn a_peer_that_never_reads_costs_bounded_memory_and_nobody_else_waits() {
     // Id 3 is a fake peer: it lets node 1 in, then never reads a byte.
     let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let fake_addr = fake.local_addr().unwrap();
-    let base = config(2, r#""OutboxSize": 64"#);
-    let c = cluster::Config::from_json(&base).unwrap();
-    let cfg = format!(
-        r#"{{"OutboxSize": 64, "Peers":[{{"Id":1,"Address":"{}"}},{{"Id":2,"Address":"{}"}},{{"Id":3,"Address":"{fake_addr}"}}]}}"#,
-        c.peers[0].addr, c.peers[1].addr
-    );
-    let a = Node::new(1, &cfg).unwrap();
-    let b = Node::new(2, &cfg).unwrap();
+    let (a, b) = retry_ports(|| {
+        let base = config(2, r#""OutboxSize": 64"#);
+        let c = cluster::Config::from_json(&base).unwrap();
+        let cfg = format!(
+            r#"{{"OutboxSize": 64, "Peers":[{{"Id":1,"Address":"{}"}},{{"Id":2,"Address":"{}"}},{{"Id":3,"Address":"{fake_addr}"}}]}}"#,
+            c.peers[0].addr, c.peers[1].addr
+        );
+        Ok((Node::new(1, &cfg)?, Node::new(2, &cfg)?))
+    });
     // The fake answers every hello, then holds the connections unread.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fake_thread = {

@@ -88,9 +88,10 @@ fn close_while_the_inbox_is_full_and_a_peer_pushes() {
 
 #[test]
 fn a_down_peer_does_not_slow_the_others_and_is_served_when_it_comes_up() {
-    let cfg = config(3, r#""OutboxSize": 100"#);
-    let a = Node::new(1, &cfg).unwrap();
-    let b = Node::new(2, &cfg).unwrap();
+    let (a, b, cfg) = retry_ports(|| {
+        let cfg = config(3, r#""OutboxSize": 100"#);
+        Ok((Node::new(1, &cfg)?, Node::new(2, &cfg)?, cfg))
+    });
     // Node 2 was down when node 1 started: wait until node 1 has reached it.
     wait_until(Duration::from_secs(10), "1 to connect to 2", || {
         a.stats()["peers"][0]["connected"] == true

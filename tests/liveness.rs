@@ -92,8 +92,10 @@ fn a_live_idle_link_stays_up_for_many_peer_timeouts() {
 
 #[test]
 fn a_killed_peer_on_an_idle_link_is_marked_down() {
-    let cfg = config(2, r#""PeerTimeoutMs":1000"#);
-    let node = Node::new(1, &cfg).unwrap();
+    let (node, cfg) = retry_ports(|| {
+        let cfg = config(2, r#""PeerTimeoutMs":1000"#);
+        Ok((Node::new(1, &cfg)?, cfg))
+    });
     let mut p = Proc::start(2, &cfg);
     send(&node, 2, 1, b"hello");
     p.ok("recv 10000");

@@ -54,6 +54,7 @@ pub trait Transport: Send + Sync {
     fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {
         let mut items = Vec::new();
         self.recv_items(max, timeout, &mut items)?;
+        out.reserve(items.iter().map(Item::len).sum());
         for item in items {
             item.decode_into(out);
         }

@@ -574,6 +574,7 @@ impl Inbox {
             std::mem::swap(&mut s.queue, &mut spare);
             s.len
         } else {
+            out.reserve(s.queue.len().min(max - n));
             move_front(&mut s.queue, max - n, |item| out.push(item))
         };
         s.len -= m;

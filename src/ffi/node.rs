@@ -286,13 +286,13 @@ pub extern "C" fn cluster_recv_batch(
         // Small payloads of single envelopes share one buffer per call
         // instead of one allocation each; frames still in wire form are
         // handed out where they are; large payloads as they are.
-        let mut bytes = Vec::new();
-        for item in &items {
-            if let Item::One(e) = item {
-                if e.data.len() <= INLINE {
-                    bytes.extend_from_slice(&e.data);
-                }
-            }
+        let inline = items.iter().filter_map(|item| match item {
+            Item::One(e) if e.data.len() <= INLINE => Some(&e.data[..]),
+            _ => None,
+        });
+        let mut bytes = Vec::with_capacity(inline.clone().map(<[u8]>::len).sum());
+        for data in inline {
+            bytes.extend_from_slice(data);
         }
         let batch: SharedBuf = Arc::new(Buf::from(bytes));
         let mut at = 0;

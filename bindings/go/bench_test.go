@@ -70,7 +70,7 @@ func reportRTT(b *testing.B, rtts []time.Duration) {
 }
 
 func BenchmarkUnicast64(b *testing.B) {
-	srvs := startAll(b, freeConfig(b, 2), 1, 2)
+	srvs := startFree(b, 2)
 	b.ResetTimer()
 	start := time.Now()
 	go func() {
@@ -118,7 +118,7 @@ func BenchmarkRawUnicast64(b *testing.B) {
 }
 
 func BenchmarkPingPong64(b *testing.B) {
-	srvs := startAll(b, freeConfig(b, 2), 1, 2)
+	srvs := startFree(b, 2)
 	done := make(chan struct{})
 	b.Cleanup(func() { close(done) })
 	go func() { // echo until the benchmark ends

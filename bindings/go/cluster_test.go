@@ -143,7 +143,7 @@ type unregistered struct{ A int }
 // values and nil envelopes are counted, not fatal.
 func TestMessageKinds(t *testing.T) {
 	checkNoLeak(t)
-	srvs := startAll(t, freeConfig(t, 2), 1, 2)
+	srvs := startFree(t, 2)
 	a, b := srvs[0], srvs[1]
 	big := []byte(strings.Repeat("z", 1<<20))
 	cases := []interface{}{
@@ -242,7 +242,7 @@ func TestCloseTwiceAndSendAfter(t *testing.T) {
 
 // Stats reports what the library counted.
 func TestStats(t *testing.T) {
-	srvs := startAll(t, freeConfig(t, 2), 1, 2)
+	srvs := startFree(t, 2)
 	for i := 0; i < 10; i++ {
 		srvs[0].Outbox() <- &Envelope{Pid: 2, MsgId: int64(i), Msg: "x"}
 	}
@@ -265,7 +265,7 @@ func TestStats(t *testing.T) {
 // Fault controls work on real TCP nodes as on mock servers.
 func TestRealNodeFaults(t *testing.T) {
 	checkNoLeak(t)
-	srvs := startAll(t, freeConfig(t, 3), 1, 2, 3)
+	srvs := startFree(t, 3)
 	n1 := srvs[0].(*Node)
 	if err := n1.Cut(CutOut, 2); err != nil {
 		t.Fatal(err)

@@ -289,7 +289,7 @@ func TestSendContextFullQueue(t *testing.T) {
 // SendContext's other outcomes: a done context sends nothing; errors are
 // Send's; a broadcast reaches every peer.
 func TestSendContextErrors(t *testing.T) {
-	srvs := startAll(t, freeConfig(t, 3), 1, 2, 3)
+	srvs := startFree(t, 3)
 	a, b, c := srvs[0].(*Node), srvs[1].(*Node), srvs[2].(*Node)
 	done, cancel := context.WithCancel(context.Background())
 	cancel()

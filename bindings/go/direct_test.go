@@ -14,7 +14,7 @@ import (
 // pair starts servers 1 and 2 on free ports, closed when the test ends.
 func pair(t *testing.T) (*Node, *Node) {
 	t.Helper()
-	srvs := startAll(t, freeConfig(t, 2), 1, 2)
+	srvs := startFree(t, 2)
 	return srvs[0].(*Node), srvs[1].(*Node)
 }
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/gob"
+	"errors"
 	"github.com/cluster-dev/cluster/bindings/go/internal/testutil"
 	"net"
 	"os"
@@ -61,6 +62,38 @@ func startAll(t testing.TB, cfg interface{}, ids ...int) []Server {
 		srvs = append(srvs, s)
 	}
 	return srvs
+}
+
+// startFree starts members 1..n of a fresh freeConfig and closes them when
+// the test ends, trying new ports if another test took one of them
+// between freeConfig and New (at most 20 times).
+func startFree(t testing.TB, n int) []Server {
+	t.Helper()
+	for try := 0; try < 20; try++ {
+		cfg := freeConfig(t, n)
+		var srvs []Server
+		var err error
+		for id := 1; id <= n && err == nil; id++ {
+			var s Server
+			if s, err = New(id, cfg); err == nil {
+				srvs = append(srvs, s)
+			}
+		}
+		if err == nil {
+			for _, s := range srvs {
+				t.Cleanup(s.Close)
+			}
+			return srvs
+		}
+		for _, s := range srvs {
+			s.Close()
+		}
+		if !errors.Is(err, ErrAddrInUse) {
+			t.Fatalf("New: %v", err)
+		}
+	}
+	t.Fatalf("no free ports after 20 tries")
+	return nil
 }
 
 // recvWithin takes one envelope from srv's Inbox or fails after d.

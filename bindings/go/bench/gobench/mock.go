@@ -41,8 +41,8 @@ const (
 // without Go (the mock_broadcast bench: one send a message, as
 // cluster_send, or batches of 256, as cluster_send_batch), and the Python
 // wrapper's mock (bench.py --mock-once: send, or send_many of 256; threads
-// under the GIL), each with its goal as a ratio to the baseline. "alt-go" and "alt-direct" run another
-// build's (see -alt).
+// under the GIL), each with its goal as a ratio to the baseline. "alt-go"
+// and "alt-direct" run another build's (see -alt).
 var mockImpls = []struct {
 	name, title string
 	goal        float64

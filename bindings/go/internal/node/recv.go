@@ -394,21 +394,26 @@ func (w *wait) stop() {
 	}
 }
 
-// Received envelopes and small payloads are carved out of blocks of Go
-// memory: a []byte or string message costs one allocation (its Msg
-// interface's) instead of three. A block stays alive while anything carved
-// from it does.
+// Received envelopes, small payloads and the headers of []byte and
+// string messages are carved out of blocks of Go memory: a []byte or
+// string message costs no allocation of its own, where a plain
+// interface{} conversion would make one (its header's) and the envelope
+// and payload two more. A block stays alive while anything carved from
+// it does.
 const (
 	envBlock  = 64      // envelopes a block
 	byteBlock = 4 << 10 // bytes a block of payloads
 	smallMax  = 256     // larger payloads get their own allocation
+	headBlock = 64      // string or []byte headers a block
 )
 
 // recvMem hands out received envelopes and payloads; the turn's holder
 // uses it.
 type recvMem struct {
-	envs  block[Envelope]
-	bytes block[byte]
+	envs   block[Envelope]
+	bytes  block[byte]
+	texts  block[string]
+	slices block[[]byte]
 }
 
 // block is a slice of Go memory handed out from the front.
@@ -443,14 +448,47 @@ func (m *recvMem) copy(view []byte) []byte {
 
 // decode decodes a payload still in C memory from a Go copy. Text becomes
 // a string over its copy (unsafe.String): no region of a block is written
-// twice, so the string stays immutable.
+// twice, so the string stays immutable. A string or []byte message is
+// boxed in place (see boxed).
 func (m *recvMem) decode(kind uint32, view []byte) (interface{}, error) {
 	b := m.copy(view)
 	switch kind {
 	case kindText:
-		return unsafe.String(unsafe.SliceData(b), len(b)), nil
+		h := &m.texts.take(1, headBlock)[0]
+		*h = unsafe.String(unsafe.SliceData(b), len(b))
+		return boxed(stringType, h), nil
 	case kindBytes:
-		return b, nil
+		h := &m.slices.take(1, headBlock)[0]
+		*h = b
+		return boxed(bytesType, h), nil
 	}
 	return decode(kind, b)
+}
+
+// eface is the layout of an interface{} value: its dynamic type, and a
+// pointer to its value (for a type that is not pointer-shaped, as string
+// and []byte are not).
+type eface struct {
+	typ, data unsafe.Pointer
+}
+
+// typeWord is the type word of an interface{} holding a T.
+func typeWord[T any]() unsafe.Pointer {
+	var v interface{} = *new(T)
+	return (*eface)(unsafe.Pointer(&v)).typ
+}
+
+var (
+	stringType = typeWord[string]()
+	bytesType  = typeWord[[]byte]()
+)
+
+// boxed is the interface{} holding *h, made over h itself instead of a
+// copy on the heap (which converting *h would allocate). typ must be T's
+// type word, T not pointer-shaped, and *h never written again: a value
+// in an interface is immutable.
+func boxed[T any](typ unsafe.Pointer, h *T) (v interface{}) {
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = typ, unsafe.Pointer(h)
+	return v
 }

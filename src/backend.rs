@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::{Inbox, Item, Received};
+use crate::inbox::{Inbox, Item, Received, Sink};
 use crate::sync::Timeout;
 use std::os::fd::RawFd;
 
@@ -52,18 +52,17 @@ pub trait Transport: Send + Sync {
 
     /// Takes up to `max` envelopes: waits up to `timeout` for the first.
     fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {
-        let mut items = Vec::new();
-        self.recv_items(max, timeout, &mut items)?;
-        out.reserve(items.iter().map(Item::len).sum());
-        for item in items {
-            item.decode_into(out);
-        }
-        Ok(())
+        self.recv_into(max, timeout, out).map(|_| ())
     }
 
     /// Like `recv_batch`, with small frames still in their wire form (for a
     /// caller that hands payloads on where they are); how many messages.
-    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize>;
+    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
+        self.recv_into(max, timeout, out)
+    }
+
+    /// What `recv_batch` and `recv_items` do, into any [`Sink`].
+    fn recv_into(&self, max: usize, timeout: Timeout, out: &mut dyn Sink) -> Result<usize>;
 
     /// The inbox receives take from.
     fn inbox(&self) -> &Inbox;

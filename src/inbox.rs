@@ -99,6 +99,36 @@ impl Item {
     }
 }
 
+/// Where a batched receive puts what it takes: the items as they are
+/// (`Vec<Item>`), or the envelopes decoded from them (`Vec<Envelope>`,
+/// with no list of items in between).
+pub trait Sink {
+    /// Makes room for `items` more items holding `messages` messages.
+    fn reserve(&mut self, items: usize, messages: usize);
+    /// Takes one item.
+    fn put(&mut self, item: Item);
+}
+
+impl Sink for Vec<Item> {
+    fn reserve(&mut self, items: usize, _messages: usize) {
+        Vec::reserve(self, items);
+    }
+
+    fn put(&mut self, item: Item) {
+        self.push(item);
+    }
+}
+
+impl Sink for Vec<Envelope> {
+    fn reserve(&mut self, _items: usize, messages: usize) {
+        Vec::reserve(self, messages);
+    }
+
+    fn put(&mut self, item: Item) {
+        item.decode_into(self);
+    }
+}
+
 /// One message taken by [`Inbox::recv_one`].
 #[derive(Debug)]
 pub enum Received {
@@ -415,24 +445,20 @@ impl Inbox {
         shutdown: &Shutdown,
         out: &mut Vec<Envelope>,
     ) -> Result<()> {
-        let mut items = Vec::new();
-        self.recv_items(max, timeout, spin, shutdown, &mut items)?;
-        out.reserve(items.iter().map(Item::len).sum());
-        for item in items {
-            item.decode_into(out);
-        }
-        Ok(())
+        self.recv_items(max, timeout, spin, shutdown, out)
+            .map(|_| ())
     }
 
-    /// Like [`Inbox::recv_batch`], but small frames are handed over still
-    /// in their wire form; how many messages `out` received.
+    /// Like [`Inbox::recv_batch`], but into any [`Sink`] (small frames
+    /// handed over still in their wire form to a `Vec<Item>`); how many
+    /// messages `out` received.
     pub fn recv_items(
         &self,
         max: usize,
         timeout: Timeout,
         spin: Duration,
         shutdown: &Shutdown,
-        out: &mut Vec<Item>,
+        out: &mut dyn Sink,
     ) -> Result<usize> {
         if max == 0 {
             return Ok(0);
@@ -552,35 +578,38 @@ impl Inbox {
 
     /// Moves up to `max` messages into `out`: what was taken ahead first,
     /// then from the queue, without waiting; how many.
-    fn take_items(&self, ahead: &mut Option<Frames>, max: usize, out: &mut Vec<Item>) -> usize {
+    fn take_items(&self, ahead: &mut Option<Frames>, max: usize, out: &mut dyn Sink) -> usize {
         let mut n = 0;
         if let Some(mut f) = ahead.take() {
             if f.len() > max {
-                out.push(Item::Frames(f.take_front(max)));
+                out.put(Item::Frames(f.take_front(max)));
                 self.ahead_len.store(f.len(), Ordering::Release);
                 *ahead = Some(f);
                 return max;
             }
             n = f.len();
-            out.push(Item::Frames(f));
+            out.put(Item::Frames(f));
             self.ahead_len.store(0, Ordering::Release);
         }
-        // The whole queue, when it fits, is swapped for the empty spare
-        // under the lock and handed out after it: the pushers wait for a
-        // swap, not for every item's move.
+        // What is taken goes to the spare under the lock, and to `out`
+        // after it (decoded there, if `out` wants envelopes): the whole
+        // queue, when it fits, is swapped for the empty spare, so the
+        // pushers wait for a swap, not for every item's move.
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         let mut s = self.lock();
         let m = if s.len <= max - n && spare.is_empty() {
             std::mem::swap(&mut s.queue, &mut spare);
             s.len
         } else {
-            out.reserve(s.queue.len().min(max - n));
-            move_front(&mut s.queue, max - n, |item| out.push(item))
+            move_front(&mut s.queue, max - n, |item| spare.push_back(item))
         };
         s.len -= m;
         self.signal(&mut s);
         self.made_room(s);
-        out.extend(spare.drain(..));
+        out.reserve(spare.len(), m);
+        for item in spare.drain(..) {
+            out.put(item);
+        }
         n + m
     }
 

@@ -9,7 +9,7 @@ use crate::config::{Config, BROADCAST};
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Burst, Inbox, Item, Received};
+use crate::inbox::{Burst, Inbox, Received, Sink};
 use crate::stats::{NodeStats, Report};
 use crate::sync::{PushError, Shutdown, Timeout, WhenFull, HANDOFF_SPIN};
 use serde_json::{json, Value};
@@ -618,7 +618,7 @@ impl Transport for MockServer {
         Ok(env)
     }
 
-    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
+    fn recv_into(&self, max: usize, timeout: Timeout, out: &mut dyn Sink) -> Result<usize> {
         let c = &self.core;
         let n = match self.virtual_wait(timeout) {
             Some((clock, t)) => clock.recv(c, t, || {

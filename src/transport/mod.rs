@@ -17,7 +17,7 @@ use crate::config::{Config, Peer, BROADCAST};
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Inbox, Item, Received};
+use crate::inbox::{Inbox, Item, Received, Sink};
 use crate::stats::{NodeStats, PeerReport, PeerStats, Report};
 use crate::sync::{PushError, Shutdown, Timeout, WhenFull};
 use crossbeam_channel::{bounded, Receiver};
@@ -404,14 +404,13 @@ impl Transport for TcpNode {
         Ok(r)
     }
 
-    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
+    fn recv_into(&self, max: usize, timeout: Timeout, out: &mut dyn Sink) -> Result<usize> {
         let s = &self.shared;
-        let before = out.len();
+        let mut out = Counted { out, bytes: 0 };
         let n = s
             .inbox
-            .recv_items(max, timeout, self.reply.recv_spin(), &s.shutdown, out)?;
-        let bytes: u64 = out[before..].iter().map(Item::payload_bytes).sum();
-        self.reply.received(bytes as usize / n.max(1));
+            .recv_items(max, timeout, self.reply.recv_spin(), &s.shutdown, &mut out)?;
+        self.reply.received(out.bytes as usize / n.max(1));
         s.stats.delivered.add(n as u64);
         Ok(n)
     }
@@ -529,5 +528,22 @@ impl Transport for TcpNode {
 impl Drop for TcpNode {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// A [`Sink`] that counts the payload bytes passed on (for the reply hint).
+struct Counted<'a> {
+    out: &'a mut dyn Sink,
+    bytes: u64,
+}
+
+impl Sink for Counted<'_> {
+    fn reserve(&mut self, items: usize, messages: usize) {
+        self.out.reserve(items, messages);
+    }
+
+    fn put(&mut self, item: Item) {
+        self.bytes += item.payload_bytes();
+        self.out.put(item);
     }
 }

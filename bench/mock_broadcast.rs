@@ -6,11 +6,17 @@
 //! up to 512 a call (`recv_batch`, as `cluster_recv_batch`). Run with
 //! `cargo bench --bench mock_broadcast`.
 //!
-//! `mock_broadcast --once send|batch SERVERS BROADCASTS` runs once and
-//! prints `result DELIVERIES/S CPU-NS/DELIVERY`: the Go bench
-//! (bindings/go/bench.sh -only mock) runs it beside its pure-Go baseline.
+//! Each twice: without faults, and with the fault model on (every server
+//! has a drop probability, of 1e-15 so that nothing is lost and every
+//! check holds, and each copy's fate is decided), as a test of a
+//! distributed algorithm under faults runs.
+//!
+//! `mock_broadcast --once send|batch|send-faults|batch-faults SERVERS
+//! BROADCASTS` runs once and prints `result DELIVERIES/S CPU-NS/DELIVERY`:
+//! the Go bench (bindings/go/bench.sh -only mock) runs it beside its
+//! pure-Go baseline.
 
-use cluster::{Envelope, MockCluster, Outgoing, BROADCAST};
+use cluster::{Envelope, FaultCmd, MockCluster, Outgoing, BROADCAST};
 use std::time::{Duration, Instant};
 
 const SERVERS: i64 = 5;
@@ -18,6 +24,10 @@ const BROADCASTS: usize = 200_000;
 const RUNS: usize = 5;
 /// Messages a `send_copies` call in batch mode.
 const BATCH: usize = 256;
+/// The drop probability of every server with faults on: the fault model
+/// decides every copy, and loses none in practice (a lost message would
+/// fail the run's checks).
+const DROP: f64 = 1e-15;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -26,12 +36,18 @@ enum Mode {
 }
 
 /// One run: every server broadcasts `broadcasts` messages from one thread
-/// and receives from another; returns deliveries per second, after
-/// checking that every receiver got every sender's messages in order.
-fn run(mode: Mode, servers: i64, broadcasts: usize) -> f64 {
+/// and receives from another, with the fault model on or not; returns
+/// deliveries per second, after checking that every receiver got every
+/// sender's messages in order.
+fn run(mode: Mode, faults: bool, servers: i64, broadcasts: usize) -> f64 {
     // InboxSize and OutboxSize 1000 (the default), as the Go bench's.
     let mock = MockCluster::new(None, 1).expect("mock");
     let nodes: Vec<_> = (1..=servers).map(|i| mock.add_server(i).unwrap()).collect();
+    if faults {
+        for n in &nodes {
+            n.fault(&FaultCmd::Drop(DROP)).expect("fault");
+        }
+    }
     let payload = *b"0123456789abcdef";
     let expected = broadcasts * (servers as usize - 1);
     let start = Instant::now();
@@ -107,10 +123,14 @@ fn cpu_ns() -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--once") {
-        let mode = match args.get(1).map(String::as_str) {
-            Some("send") => Mode::Send,
-            Some("batch") => Mode::Batch,
-            _ => panic!("usage: mock_broadcast --once send|batch SERVERS BROADCASTS"),
+        let (mode, faults) = match args.get(1).map(String::as_str) {
+            Some("send") => (Mode::Send, false),
+            Some("batch") => (Mode::Batch, false),
+            Some("send-faults") => (Mode::Send, true),
+            Some("batch-faults") => (Mode::Batch, true),
+            _ => panic!(
+                "usage: mock_broadcast --once send|batch|send-faults|batch-faults SERVERS BROADCASTS"
+            ),
         };
         let servers: i64 = args.get(2).and_then(|s| s.parse().ok()).expect("SERVERS");
         let broadcasts: usize = args
@@ -118,16 +138,20 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .expect("BROADCASTS");
         let cpu0 = cpu_ns();
-        let rate = run(mode, servers, broadcasts);
+        let rate = run(mode, faults, servers, broadcasts);
         let deliveries = (servers * (servers - 1)) as f64 * broadcasts as f64;
         println!("result {:.1} {:.1}", rate, (cpu_ns() - cpu0) / deliveries);
         return;
     }
-    for (mode, title) in [
-        (Mode::Send, "send, one a call"),
-        (Mode::Batch, "send_copies, 256 a call"),
+    for (mode, faults, title) in [
+        (Mode::Send, false, "send, one a call"),
+        (Mode::Batch, false, "send_copies, 256 a call"),
+        (Mode::Send, true, "send, one a call, faults on"),
+        (Mode::Batch, true, "send_copies, 256 a call, faults on"),
     ] {
-        let mut rates: Vec<f64> = (0..RUNS).map(|_| run(mode, SERVERS, BROADCASTS)).collect();
+        let mut rates: Vec<f64> = (0..RUNS)
+            .map(|_| run(mode, faults, SERVERS, BROADCASTS))
+            .collect();
         rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
         for r in &rates {
             println!("run: {:.2} M deliveries/s", r / 1e6);

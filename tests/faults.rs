@@ -210,15 +210,12 @@ fn hold_and_release() {
 fn a_release_racing_a_sender_keeps_the_link_in_order() {
     use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
     use std::sync::Arc;
-    let (m, nodes) = mock(
-        2,
-        3,
-        Some(r#"{"InboxSize":10000000,"OutboxSize":10000000}"#),
-    );
+    let (m, nodes) = mock(2, 3, Some(r#"{"InboxSize":100000,"OutboxSize":10000000}"#));
     let sender = nodes[0].clone();
-    let (stop, count) = (
+    let (stop, count, finished) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicI64::new(0)),
+        Arc::new(AtomicBool::new(false)),
     );
     let (flag, sent) = (stop.clone(), count.clone());
     let t = std::thread::spawn(move || {
@@ -227,6 +224,24 @@ fn a_release_racing_a_sender_keeps_the_link_in_order() {
             sender.send(Envelope::new(2, i, 0, b"x"), None).unwrap();
             i += 1;
             sent.store(i, Ordering::Release);
+        }
+    });
+    // The receiver drains as it goes (a sender faster than the test's
+    // loop would otherwise fill any inbox), until everything was sent
+    // and released and nothing more comes.
+    let (rx, all_out) = (nodes[1].clone(), finished.clone());
+    let drain = std::thread::spawn(move || {
+        let (mut got, mut buf) = (Vec::new(), Vec::new());
+        loop {
+            buf.clear();
+            match rx.recv_batch(4096, Some(Duration::from_millis(50)), &mut buf) {
+                Ok(()) => got.extend(buf.iter().map(|e| e.msg_id)),
+                Err(e) if e.status == Status::Timeout && all_out.load(Ordering::Acquire) => {
+                    return got
+                }
+                Err(e) if e.status == Status::Timeout => {}
+                Err(e) => panic!("receive: {e}"),
+            }
         }
     });
     for _ in 0..300 {
@@ -240,8 +255,9 @@ fn a_release_racing_a_sender_keeps_the_link_in_order() {
     }
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
+    finished.store(true, Ordering::Release);
+    let got = drain.join().unwrap();
     let sent = count.load(Ordering::Acquire);
-    let got: Vec<i64> = drain_now(&nodes[1]).iter().map(|e| e.msg_id).collect();
     assert_eq!(got.len() as i64, sent, "nothing lost");
     let out_of_order = got.windows(2).filter(|w| w[1] != w[0] + 1).count();
     assert_eq!(out_of_order, 0, "{out_of_order} of {sent} out of order");

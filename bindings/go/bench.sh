@@ -12,7 +12,8 @@
 # interpreter PYTHON, default python3, if it has the cluster package).
 # Arguments go to the driver (bench/gobench): [-runs N]
 # [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
-# [-mock base,go,direct,raw,c,cbatch,py,pymany] [-alt OTHER-GOBENCH] [-scale F]; e.g.
+# [-mock base,go,gofaults,direct,raw,c,cbatch,cfaults,cbatchfaults,py,pymany]
+# [-alt OTHER-GOBENCH] [-scale F]; e.g.
 # -impl go,c,go+c,c+go shows which side costs what.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -31,7 +32,7 @@ cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$root/include" \
     "$root"/bench/proc.c "$root"/bench/grow.c \
     -o "$tmp/cbench" \
     -L"$target" -Wl,-rpath,"$target" -lcluster $(pkg-config --cflags --libs libzmq) -lm
-# The core's mock bench (the mock workload's c and cbatch lines).
+# The core's mock bench (the mock workload's c, cbatch, cfaults and cbatchfaults lines).
 cmock=$(cd "$root" && cargo bench --bench mock_broadcast --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*mock_broadcast[^"]*\)".*/\1/p' | tail -1)
 # The Python wrapper's mock (the mock workload's py and pymany lines): an

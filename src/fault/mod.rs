@@ -14,6 +14,7 @@ pub mod schedule;
 use crate::config::BROADCAST;
 use crate::error::{Error, Result, Status};
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -119,6 +120,48 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// One node's fault settings, locked for a run of decisions (see
+/// [`Faults::decisions`]).
+pub struct Decisions<'a>(std::sync::MutexGuard<'a, State>);
+
+impl Decisions<'_> {
+    /// Decides the fate of the next message from `me` to `to`, counting it.
+    pub fn next(&mut self, me: i64, to: i64) -> Decision {
+        let s = &mut *self.0;
+        let next = s.next.entry(to).or_insert(0);
+        let n = *next;
+        *next += 1;
+        let mut d = decide(s.seed, me, to, n, &s.params);
+        d.cut = s.cut_out.contains(&to);
+        d
+    }
+
+    /// Whether the messages are delayed.
+    pub fn delays(&self) -> bool {
+        !self.0.params.max_delay.is_zero()
+    }
+}
+
+/// Hashes a peer id with [`mix`].
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix(self.0 ^ b as u64);
+        }
+    }
+
+    fn write_i64(&mut self, id: i64) {
+        self.0 = mix(self.0 ^ id as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A pseudo-random 64-bit value for `(seed, a, b, n)` and a `salt` naming
 /// which decision it is for.
 pub fn hash(seed: u64, a: i64, b: i64, n: u64, salt: u64) -> u64 {
@@ -164,7 +207,10 @@ struct State {
     params: Params,
     cut_out: HashSet<i64>,
     cut_in: HashSet<i64>,
-    next: HashMap<i64, u64>,
+    /// The number of the next message to each peer: looked up on every
+    /// message, so hashed with [`mix`], not SipHash (peer ids are not
+    /// chosen by an attacker).
+    next: HashMap<i64, u64, BuildHasherDefault<IdHasher>>,
 }
 
 impl State {
@@ -177,6 +223,9 @@ impl State {
 #[derive(Debug, Default)]
 pub struct Faults {
     active: AtomicBool,
+    /// Whether `state` cuts any sender off: the senders to this node look
+    /// here, not under its lock, on every message.
+    cutting_in: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -224,23 +273,25 @@ impl Faults {
             }
         }
         self.active.store(s.any(), Ordering::Release);
+        self.cutting_in
+            .store(!s.cut_in.is_empty(), Ordering::Release);
         Ok(())
     }
 
     /// Decides the fate of the next message from `me` to `to`, counting it.
     pub fn decide(&self, me: i64, to: i64) -> Decision {
-        let mut s = self.lock();
-        let next = s.next.entry(to).or_insert(0);
-        let n = *next;
-        *next += 1;
-        let mut d = decide(s.seed, me, to, n, &s.params);
-        d.cut = s.cut_out.contains(&to);
-        d
+        self.decisions().next(me, to)
+    }
+
+    /// The decisions of a run of messages, made under one lock. Take no
+    /// other node's fault lock while holding it.
+    pub fn decisions(&self) -> Decisions<'_> {
+        Decisions(self.lock())
     }
 
     /// Whether messages from `from` to this node are lost to an in-cut.
     pub fn cuts_in(&self, from: i64) -> bool {
-        self.is_active() && self.lock().cut_in.contains(&from)
+        self.cutting_in.load(Ordering::Acquire) && self.lock().cut_in.contains(&from)
     }
 
     /// The seed decisions are drawn from.

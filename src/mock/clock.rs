@@ -188,7 +188,7 @@ impl VirtualClock {
         for m in lost.into_values() {
             m.from.delayed.fetch_sub(1, Ordering::AcqRel);
             m.from.stats.dropped.closed.inc();
-            trace.record(Event::DroppedClosed, &m.tag, Value::Null);
+            trace.record(Event::DroppedClosed, &m.tag, || Value::Null);
         }
     }
 

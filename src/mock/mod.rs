@@ -464,7 +464,7 @@ impl MockCluster {
         }
         for m in lost {
             m.from.stats.dropped.closed.inc();
-            trace.record(Event::DroppedClosed, &m.tag, serde_json::Value::Null);
+            trace.record(Event::DroppedClosed, &m.tag, || serde_json::Value::Null);
         }
     }
 

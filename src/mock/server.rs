@@ -8,7 +8,7 @@ use crate::backend::Transport;
 use crate::config::{Config, BROADCAST};
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
-use crate::fault::{FaultCmd, Faults};
+use crate::fault::{Decision, FaultCmd, Faults};
 use crate::inbox::{Burst, Inbox, Received, Sink};
 use crate::stats::{NodeStats, Report};
 use crate::sync::{PushError, Shutdown, Timeout, WhenFull, HANDOFF_SPIN};
@@ -175,7 +175,7 @@ pub(crate) fn deliver(
         Pushed::SenderClosed => return Err(Error::closed()),
     };
     if let Some((t, tag)) = trace {
-        t.record(event, tag, Value::Null);
+        t.record(event, tag, || Value::Null);
     }
     if event == Event::Delivered {
         to.poke();
@@ -292,7 +292,7 @@ impl MockServer {
         trace.record(
             Event::Sent,
             &tag,
-            json!({"kind": env.kind, "len": env.data.len()}),
+            || json!({"kind": env.kind, "len": env.data.len()}),
         );
         if dest.id == me.id {
             // Messages to oneself never cross the network: no faults.
@@ -319,32 +319,36 @@ impl MockServer {
         };
         if let Some(reason) = reason {
             me.stats.dropped.fault.inc();
-            trace.record(Event::DroppedFault, &tag, json!({ "reason": reason }));
+            trace.record(Event::DroppedFault, &tag, || json!({ "reason": reason }));
             return Ok(());
         }
         if d.duplicate {
             me.stats.duplicated.inc();
-            trace.record(Event::Duplicated, &tag, Value::Null);
+            trace.record(Event::Duplicated, &tag, || Value::Null);
         }
         let hold = topo.holds.get(&(me.id, dest.id));
         let mut result = Ok(());
         for (i, delay) in d.copies().iter().enumerate() {
             tag.copy = i as u8;
-            let m = Msg {
+            // A message that waits (held or delayed) keeps both servers.
+            let waiting = || Msg {
                 from: me.clone(),
                 to: dest.clone(),
                 env: env.clone(),
                 tag,
             };
             let r = match hold {
-                Some(h) => self.hold(h, m, timeout, when_full),
-                None if !delay.is_zero() => {
-                    self.delay(m, *delay, topo.servers.len().saturating_sub(1), when_full)
-                }
+                Some(h) => self.hold(h, waiting(), timeout, when_full),
+                None if !delay.is_zero() => self.delay(
+                    waiting(),
+                    *delay,
+                    topo.servers.len().saturating_sub(1),
+                    when_full,
+                ),
                 None => deliver(
                     me,
                     dest,
-                    m.env,
+                    env.clone(),
                     timeout,
                     Offer::Now(when_full),
                     Some((trace, &tag)),
@@ -379,7 +383,7 @@ impl MockServer {
         }
         self.core.stats.sent.inc();
         self.core.stats.sent_bytes.add(m.env.data.len() as u64);
-        trace.record(Event::Held, &m.tag, Value::Null);
+        trace.record(Event::Held, &m.tag, || Value::Null);
         q.msgs.push(m);
         Ok(())
     }
@@ -398,7 +402,7 @@ impl MockServer {
         trace.record(
             Event::Delayed,
             &m.tag,
-            json!({"delay_us": delay.as_micros() as u64}),
+            || json!({"delay_us": delay.as_micros() as u64}),
         );
         let scheduled = match self.cluster.clock.get() {
             Some(clock) => clock.schedule(delay, m).map_err(|m| *m),
@@ -407,7 +411,7 @@ impl MockServer {
         if let Err(m) = scheduled {
             me.delayed.fetch_sub(1, Ordering::AcqRel);
             me.stats.dropped.closed.inc();
-            trace.record(Event::DroppedClosed, &m.tag, Value::Null);
+            trace.record(Event::DroppedClosed, &m.tag, || Value::Null);
         }
         Ok(())
     }
@@ -429,7 +433,7 @@ impl MockServer {
             }
             WhenFull::Keep => Event::Kept,
         };
-        self.cluster.trace.record(event, &m.tag, Value::Null);
+        self.cluster.trace.record(event, &m.tag, || Value::Null);
         when_full.error(format_args!(
             "{what} from {} to {} (OutboxSize messages in flight)",
             m.tag.from, m.tag.to
@@ -441,13 +445,16 @@ impl MockServer {
     /// Sends a batch as `send_copy` would one by one, but each destination
     /// gets its messages (in order, small ones as frames in one buffer) with
     /// one push into its inbox instead of one each: one lock, one wake-up
-    /// and one topology snapshot a batch, not a message. Only when the fault
-    /// model has nothing to decide (no rule, fault or trace on, so `route`
-    /// would deliver each message straight away) and the batch waits for
-    /// room without limit (so nothing is dropped for a full inbox); else
-    /// `None`. Counters and errors are those of the one-by-one sends: the
-    /// batch stops before its first message too large or to an unknown id,
-    /// and a destination that closes loses the rest (counted). Messages to
+    /// and one topology snapshot a batch, not a message. Only when the
+    /// batch waits for room without limit (so nothing is dropped for a full
+    /// inbox) and every message either goes straight to its destinations
+    /// or is lost: no held link, no delay of this server's, no trace;
+    /// else `None`. The fault model decides each copy as `route` would, in
+    /// the same order (so a seed gives the same fates either way): lost to
+    /// a cut, a partition or the drop probability, or duplicated.
+    /// Counters and errors are those of the one-by-one sends: the batch
+    /// stops before its first message too large or to an unknown id, and a
+    /// destination that closes loses the rest (counted). Messages to
     /// different destinations keep no order between them, as on a network.
     /// If this server closes while it waits for room, what reached no
     /// destination yet is not sent, and the count returned is of the
@@ -461,10 +468,7 @@ impl MockServer {
             return Some((0, Err(Error::closed())));
         }
         let topo = self.cluster.snapshot();
-        if topo.has_rules()
-            || self.cluster.trace.is_on()
-            || topo.servers.iter().any(|d| d.faults.is_active())
-        {
+        if !topo.holds.is_empty() || self.cluster.trace.is_on() {
             return None;
         }
         // The batch stops before its first bad message.
@@ -494,25 +498,59 @@ impl MockServer {
             k += 1;
         }
         let msgs = &msgs[..k];
+        let dests = topo.servers.len();
         let goes_to =
             |m: &Outgoing<'_>, d: &Core| m.to == d.id || (m.to == BROADCAST && d.id != me.id);
-        // A payload too large for a frame is copied once and shared by
-        // every destination, as a broadcast's is on the one-by-one path.
-        let big: Vec<Option<Envelope>> = msgs
+        // Where `route` would consult the fault model, and which senders'
+        // messages each destination refuses now (one look a batch).
+        let faulty: Vec<bool> = topo
+            .servers
             .iter()
-            .map(|m| {
-                (m.data.len() > INLINE).then(|| Envelope::new(me.id, m.msg_id, m.kind, m.data))
-            })
+            .map(|d| topo.has_rules() || me.faults.is_active() || d.faults.is_active())
             .collect();
-        let mut pushed = vec![0; topo.servers.len()];
-        for (dest, pushed) in topo.servers.iter().zip(&mut pushed) {
-            let mut burst = Burst::new(me.id);
-            for (m, big) in msgs.iter().zip(&big).filter(|(m, _)| goes_to(m, dest)) {
-                match big {
-                    Some(env) => burst.push(env.clone()),
-                    None => burst.frames().push_msg(m.msg_id, m.kind, m.data),
+        let cut_in: Vec<bool> = topo
+            .servers
+            .iter()
+            .map(|d| d.faults.cuts_in(me.id))
+            .collect();
+        // Held while the batch's fates are decided, so taken after the
+        // other servers' fault locks (cuts_in) were let go.
+        let mut decisions = me.faults.is_active().then(|| me.faults.decisions());
+        if decisions.as_ref().is_some_and(|d| d.delays()) {
+            return None;
+        }
+        let mut bursts: Vec<Burst> = topo.servers.iter().map(|_| Burst::new(me.id)).collect();
+        // Copies of message j for destination i, at [j * dests + i].
+        let mut copies = vec![0u8; msgs.len() * dests];
+        for (j, m) in msgs.iter().enumerate() {
+            // A payload too large for a frame is copied once and shared by
+            // every destination, as a broadcast's is on the one-by-one path.
+            let big =
+                (m.data.len() > INLINE).then(|| Envelope::new(me.id, m.msg_id, m.kind, m.data));
+            for (i, dest) in topo.servers.iter().enumerate() {
+                if !goes_to(m, dest) {
+                    continue;
                 }
+                let n = match (faulty[i], decisions.as_mut()) {
+                    (false, _) => 1,
+                    (true, decisions) => {
+                        let d = decisions.map(|ds| ds.next(me.id, dest.id));
+                        let d = d.unwrap_or_else(|| me.faults.decide(me.id, dest.id));
+                        self.fate(&topo, dest, &d, cut_in[i])
+                    }
+                };
+                for _ in 0..n {
+                    match &big {
+                        Some(env) => bursts[i].push(env.clone()),
+                        None => bursts[i].frames().push_msg(m.msg_id, m.kind, m.data),
+                    }
+                }
+                copies[j * dests + i] = n;
             }
+        }
+        drop(decisions);
+        let mut pushed = vec![0; dests];
+        for ((dest, pushed), mut burst) in topo.servers.iter().zip(&mut pushed).zip(bursts) {
             while !burst.is_empty() {
                 if me.shutdown.is_fired() {
                     stop = Err(Error::closed());
@@ -539,21 +577,40 @@ impl MockServer {
                 break;
             }
         }
-        // The leading messages that reached every destination of theirs.
-        let mut seen = vec![0; topo.servers.len()];
+        // The leading messages all of whose copies reached their destinations.
+        let mut seen = vec![0; dests];
         let mut done = 0;
-        'msgs: for m in msgs {
-            for (i, dest) in topo.servers.iter().enumerate() {
-                if goes_to(m, dest) {
-                    if seen[i] >= pushed[i] {
-                        break 'msgs;
-                    }
-                    seen[i] += 1;
+        'msgs: for copies in copies.chunks(dests) {
+            for ((&n, seen), &pushed) in copies.iter().zip(&mut seen).zip(&pushed) {
+                *seen += n as usize;
+                if *seen > pushed {
+                    break 'msgs;
                 }
             }
             done += 1;
         }
         Some((done, stop))
+    }
+
+    /// How many copies of a message decided `d` reach `dest` (of `topo`)
+    /// from this server, as `route` decides it: none when lost (counted),
+    /// two when duplicated (counted). `cut_in`: `dest` refuses this
+    /// server's messages.
+    fn fate(&self, topo: &Topology, dest: &Core, d: &Decision, cut_in: bool) -> u8 {
+        let me = &self.core;
+        if dest.id == me.id {
+            // Messages to oneself never cross the network: no faults.
+            return 1;
+        }
+        if d.cut || cut_in || topo.blocked(me.id, dest.id) || d.drop {
+            me.stats.dropped.fault.inc();
+            return 0;
+        }
+        if d.duplicate {
+            me.stats.duplicated.inc();
+            return 2;
+        }
+        1
     }
 }
 

@@ -98,11 +98,13 @@ impl Trace {
         let _ = self.clock.set(now_us);
     }
 
-    /// Records one event with optional extra fields (an object or null).
-    pub fn record(&self, event: Event, tag: &Tag, extra: Value) {
+    /// Records one event with optional extra fields (an object or null),
+    /// made only while events are recorded.
+    pub fn record(&self, event: Event, tag: &Tag, extra: impl FnOnce() -> Value) {
         if !self.is_on() {
             return;
         }
+        let extra = extra();
         let mut v = json!({
             "event": event.name(),
             "from": tag.from,

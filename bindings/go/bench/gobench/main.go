@@ -28,21 +28,25 @@
 //
 // A third workload, "mock broadcast" (mock.go), measures the wrapper's
 // mock network against a pure-Go baseline with the original Go mock's
-// costs: transports base (the baseline), go (Outbox and Inbox), direct
-// (Send and Recv), raw (the C ABI called from Go), c and cbatch (the
-// core's mock without Go: the mock_broadcast bench, given with -cmock,
-// sending one message a call or 256), py and pymany (the Python wrapper's
+// costs: transports base (the baseline), go (Outbox and Inbox), gofaults
+// (the same with the fault model on), direct (Send and Recv), raw (the C
+// ABI called from Go), c and cbatch (the core's mock without Go: the
+// mock_broadcast bench, given with -cmock, sending one message a call or
+// 256) and cfaults, cbatchfaults (the same with the fault model on), py
+// and pymany (the Python wrapper's
 // mock, bench.py --mock-once, given with -python and -pybench), and
 // alt-go, alt-direct (another build's, with -alt).
 //
 // Usage: gobench [-runs N] [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
-// [-mock base,go,direct,raw,c,cbatch,py,pymany] [-cbench PATH] [-cmock PATH]
+// [-mock base,go,gofaults,direct,raw,c,cbatch,cfaults,cbatchfaults,py,pymany]
+// [-cbench PATH] [-cmock PATH]
 // [-python PATH -pybench PATH] [-alt PATH] [-scale F].
 // GOBENCH_CPUPROFILE=prefix and GOBENCH_TRACE=prefix make each Go child
 // write a CPU profile or an execution trace.
 //
 // Run with a role (gobench thr|pp go|direct|batch|raw ME N PORTS SIZE
-// COUNT, or gobench mock base|go|direct SERVERS COUNT) it is a child.
+// COUNT, or gobench mock base|go|gofaults|direct|raw SERVERS COUNT) it is a
+// child.
 package main
 
 import (
@@ -94,8 +98,8 @@ func main() {
 	only := flag.String("only", "", "workloads whose name contains this")
 	cbench := flag.String("cbench", "", "the C bench binary (bench/build/bench); without it the C column is skipped")
 	alt := flag.String("alt", "", "another build of this program: transport \"alt\" (or alt-IMPL) runs its Go wrapper children (for before/after comparisons in one run)")
-	mockList := flag.String("mock", "base,go,direct,raw,c,cbatch,py,pymany", "the transports of the mock workload (alt-go, alt-direct: the -alt build's; c, cbatch: the -cmock binary's; py, pymany: bench.py's, with -python and -pybench)")
-	cmock := flag.String("cmock", "", "the core's mock bench binary (cargo bench --bench mock_broadcast); without it the mock's c and cbatch lines are skipped")
+	mockList := flag.String("mock", "base,go,gofaults,direct,raw,c,cbatch,cfaults,cbatchfaults,py,pymany", "the transports of the mock workload (alt-go, alt-direct: the -alt build's; c, cbatch, cfaults, cbatchfaults: the -cmock binary's; py, pymany: bench.py's, with -python and -pybench)")
+	cmock := flag.String("cmock", "", "the core's mock bench binary (cargo bench --bench mock_broadcast); without it the mock's c, cbatch, cfaults and cbatchfaults lines are skipped")
 	python := flag.String("python", "", "a Python interpreter with the cluster package installed; with -pybench, the mock's py and pymany lines run")
 	pybench := flag.String("pybench", "", "bindings/python/bench.py (see -python)")
 	implList := flag.String("impl", "go,direct,batch,raw,c", "the transports to run (go+raw: a Go sender or client, a raw receiver or server)")

@@ -41,21 +41,39 @@ const (
 // without Go (the mock_broadcast bench: one send a message, as
 // cluster_send, or batches of 256, as cluster_send_batch), and the Python
 // wrapper's mock (bench.py --mock-once: send, or send_many of 256; threads
-// under the GIL), each with its goal as a ratio to the baseline. "alt-go"
-// and "alt-direct" run another build's (see -alt).
+// under the GIL), each with its goal as a ratio to the baseline. The
+// "faults" lines run with the fault model on (see faultDrop), as the
+// baseline always does. "alt-go" and "alt-direct" run another build's
+// (see -alt).
 var mockImpls = []struct {
 	name, title string
 	goal        float64
 }{
 	{"base", "pure-Go baseline", 0},
 	{"go", "Go mock Outbox/Inbox", 1},
+	{"gofaults", "Go mock Outbox/Inbox, faults", 1},
 	{"direct", "Go mock Send/Recv", 2},
 	{"raw", "raw C ABI from Go", 0},
 	{"c", "core mock, send (no Go)", 2},
 	{"cbatch", "core mock, batch (no Go)", 2},
+	{"cfaults", "core mock, send, faults", 0},
+	{"cbatchfaults", "core mock, batch, faults", 0},
 	{"py", "Python mock send", 0},
 	{"pymany", "Python mock send_many", 0},
 }
+
+// The lines run by mock_broadcast --once MODE (cmockModes) and bench.py
+// --mock-once MODE (pyModes), by transport.
+var (
+	cmockModes = map[string]string{"c": "send", "cbatch": "batch", "cfaults": "send-faults", "cbatchfaults": "batch-faults"}
+	pyModes    = map[string]string{"py": "send", "pymany": "send_many"}
+)
+
+// faultDrop is every server's drop probability on the faults lines: the
+// core's fault model then decides each copy's fate (the baseline draws a
+// drop decision for each copy too), and loses none in practice, so every
+// check of the run still holds.
+const faultDrop = 1e-15
 
 // pyMock is how the Python lines run: the interpreter (with the cluster
 // package installed) and bindings/python/bench.py; both empty: no lines.
@@ -66,10 +84,10 @@ type pyMock struct{ python, bench string }
 // the baseline's median of the same run.
 func runMock(self, alt, cmock string, py pyMock, impls []string, runs, count int) {
 	if cmock == "" {
-		impls = slices.DeleteFunc(impls, func(s string) bool { return s == "c" || s == "cbatch" })
+		impls = slices.DeleteFunc(impls, func(s string) bool { return cmockModes[s] != "" })
 	}
 	if py.python == "" || py.bench == "" {
-		impls = slices.DeleteFunc(impls, func(s string) bool { return s == "py" || s == "pymany" })
+		impls = slices.DeleteFunc(impls, func(s string) bool { return pyModes[s] != "" })
 	}
 	deliveries := mockServers * (mockServers - 1) * count
 	fmt.Printf("\nmock broadcast: %d servers each broadcasting %d string messages (%s deliveries), InboxSize/OutboxSize %d;\n"+
@@ -84,13 +102,11 @@ func runMock(self, alt, cmock string, py pyMock, impls []string, runs, count int
 			}
 			var v []float64
 			var err error
-			switch name {
-			case "c", "cbatch":
-				mode := map[string]string{"c": "send", "cbatch": "batch"}[name]
-				v, err = resultOf(cmock, "--once", mode, strconv.Itoa(mockServers), strconv.Itoa(count))
-			case "py", "pymany":
-				mode := map[string]string{"py": "send", "pymany": "send_many"}[name]
-				v, err = resultOf(py.python, py.bench, "--mock-once", mode, strconv.Itoa(count))
+			switch {
+			case cmockModes[name] != "":
+				v, err = resultOf(cmock, "--once", cmockModes[name], strconv.Itoa(mockServers), strconv.Itoa(count))
+			case pyModes[name] != "":
+				v, err = resultOf(py.python, py.bench, "--mock-once", pyModes[name], strconv.Itoa(count))
 			default:
 				v, err = mockOnce(exe, name, count)
 			}
@@ -184,7 +200,7 @@ func cpuTime() time.Duration {
 // mockChild runs one mock run: mock base|go|direct|raw SERVERS COUNT.
 func mockChild(args []string) {
 	if len(args) != 3 {
-		fail("usage: gobench mock base|go|direct|raw SERVERS COUNT")
+		fail("usage: gobench mock base|go|gofaults|direct|raw SERVERS COUNT")
 	}
 	impl := args[0]
 	servers, _ := strconv.Atoi(args[1])
@@ -197,8 +213,8 @@ func mockChild(args []string) {
 	switch impl {
 	case "base":
 		run = baseRun(servers, count)
-	case "go", "direct":
-		cl, err := mockCluster(servers)
+	case "go", "gofaults", "direct":
+		cl, err := mockCluster(servers, impl == "gofaults")
 		if err != nil {
 			fail("%v", err)
 		}
@@ -284,12 +300,18 @@ func race(servers int, send, drain func(pid int) error) (time.Duration, error) {
 
 // ---------- the wrapper's mock ----------
 
-func mockCluster(servers int) (*mock.MockCluster, error) {
+// mockCluster is the wrapper's mock cluster of the workload, with the
+// fault model on (faultDrop) or not.
+func mockCluster(servers int, faults bool) (*mock.MockCluster, error) {
 	cfg := cluster.Config{InboxSize: mockQueue, OutboxSize: mockQueue}
 	for pid := 1; pid <= servers; pid++ {
 		cfg.Peers = append(cfg.Peers, cluster.PeerConfig{Id: pid})
 	}
-	return mock.NewCluster(cfg)
+	cl, err := mock.NewCluster(cfg)
+	if err == nil && faults {
+		cl.ForAll(func(s *mock.MockServer) { s.SetDropProbability(faultDrop) })
+	}
+	return cl, err
 }
 
 // wrapperRun broadcasts through Outbox and drains Inbox, or (direct) sends

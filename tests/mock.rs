@@ -289,6 +289,22 @@ fn closing_the_cluster_closes_every_server() {
     assert_eq!(m.add_server(1).unwrap_err().status, Status::Closed);
 }
 
+/// Messages 0..n, message i to `to(i)` with payload `data(i)`.
+fn messages(
+    n: i64,
+    to: impl Fn(i64) -> i64,
+    data: impl Fn(i64) -> &'static [u8],
+) -> Vec<cluster::Outgoing<'static>> {
+    (0..n)
+        .map(|i| cluster::Outgoing {
+            to: to(i),
+            msg_id: i,
+            kind: 0,
+            data: data(i),
+        })
+        .collect()
+}
+
 /// A batch sent without a time limit reaches each destination in one push
 /// (see MockServer::send_bursts): the same deliveries, order per sender,
 /// counters and errors as one send at a time, small and large payloads,
@@ -306,14 +322,7 @@ fn batches_keep_order_counters_and_errors() {
         1 => 2,
         _ => 1,
     };
-    let msgs: Vec<Outgoing> = (0..300)
-        .map(|i| Outgoing {
-            to: to(i),
-            msg_id: i,
-            kind: 0,
-            data: payload(i),
-        })
-        .collect();
+    let msgs = messages(300, to, payload);
     let want = |me: i64| -> Vec<i64> {
         (0..300)
             .filter(|&i| to(i) == me || (to(i) == BROADCAST && me != 1))
@@ -381,20 +390,13 @@ fn batches_keep_order_counters_and_errors() {
 #[test]
 fn batches_and_single_sends_meet_the_same_faults() {
     use cluster::fault::CUT_IN;
-    use cluster::{FaultCmd, Outgoing};
+    use cluster::FaultCmd;
     let to = |i: i64| match i % 4 {
         0 | 1 => BROADCAST,
         2 => 2,
         _ => 4,
     };
-    let msgs: Vec<Outgoing> = (0..400)
-        .map(|i| Outgoing {
-            to: to(i),
-            msg_id: i,
-            kind: 0,
-            data: b"payload",
-        })
-        .collect();
+    let msgs = messages(400, to, |_| b"payload");
     // What each server received, in order, and server 1's counters.
     let run = |batched: bool| {
         let (m, nodes) = mock(4, 7, None);

@@ -290,6 +290,7 @@ impl Faults {
     }
 
     /// Whether messages from `from` to this node are lost to an in-cut.
+    #[inline]
     pub fn cuts_in(&self, from: i64) -> bool {
         self.cutting_in.load(Ordering::Acquire) && self.lock().cut_in.contains(&from)
     }

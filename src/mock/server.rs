@@ -580,7 +580,8 @@ impl MockServer {
         // The leading messages all of whose copies reached their destinations.
         let mut seen = vec![0; dests];
         let mut done = 0;
-        'msgs: for copies in copies.chunks(dests) {
+        'msgs: for j in 0..msgs.len() {
+            let copies = &copies[j * dests..(j + 1) * dests];
             for ((&n, seen), &pushed) in copies.iter().zip(&mut seen).zip(&pushed) {
                 *seen += n as usize;
                 if *seen > pushed {

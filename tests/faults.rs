@@ -210,35 +210,46 @@ fn hold_and_release() {
 fn a_release_racing_a_sender_keeps_the_link_in_order() {
     use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
     use std::sync::Arc;
-    let (m, nodes) = mock(2, 3, Some(r#"{"InboxSize":100000,"OutboxSize":10000000}"#));
+    // A release lands what was held without waiting for room, so the
+    // inbox has room for more than the sender may get ahead of the
+    // receiver (AHEAD), held messages included.
+    const AHEAD: i64 = 100_000;
+    let cfg = r#"{"InboxSize":1000000,"OutboxSize":1000000}"#;
+    let (m, nodes) = mock(2, 3, Some(cfg));
     let sender = nodes[0].clone();
-    let (stop, count, finished) = (
+    let (stop, count, finished, taken) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicI64::new(0)),
         Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicI64::new(0)),
     );
-    let (flag, sent) = (stop.clone(), count.clone());
+    let (flag, sent, received) = (stop.clone(), count.clone(), taken.clone());
     let t = std::thread::spawn(move || {
         let mut i = 0i64;
         while !flag.load(Ordering::Relaxed) {
+            if i - received.load(Ordering::Acquire) >= AHEAD {
+                std::thread::yield_now();
+                continue;
+            }
             sender.send(Envelope::new(2, i, 0, b"x"), None).unwrap();
             i += 1;
             sent.store(i, Ordering::Release);
         }
     });
-    // The receiver drains as it goes (a sender faster than the test's
-    // loop would otherwise fill any inbox), until everything was sent
-    // and released and nothing more comes.
+    // The receiver drains as it goes, until everything was sent and
+    // released (seen before a receive that then finds nothing).
     let (rx, all_out) = (nodes[1].clone(), finished.clone());
     let drain = std::thread::spawn(move || {
         let (mut got, mut buf) = (Vec::new(), Vec::new());
         loop {
+            let last = all_out.load(Ordering::Acquire);
             buf.clear();
             match rx.recv_batch(4096, Some(Duration::from_millis(50)), &mut buf) {
-                Ok(()) => got.extend(buf.iter().map(|e| e.msg_id)),
-                Err(e) if e.status == Status::Timeout && all_out.load(Ordering::Acquire) => {
-                    return got
+                Ok(()) => {
+                    got.extend(buf.iter().map(|e| e.msg_id));
+                    taken.store(got.len() as i64, Ordering::Release);
                 }
+                Err(e) if e.status == Status::Timeout && last => return got,
                 Err(e) if e.status == Status::Timeout => {}
                 Err(e) => panic!("receive: {e}"),
             }

@@ -456,3 +456,30 @@ fn batches_and_single_sends_meet_the_same_faults() {
         "order per sender kept"
     );
 }
+
+/// A batch whose sender closes while it waits for room counts the fault
+/// model's losses of the messages it reports sent, not of the whole batch
+/// (one send at a time would not have decided the rest).
+#[test]
+fn a_batch_cut_short_by_close_counts_only_what_it_sent() {
+    use cluster::FaultCmd;
+    let (_m, nodes) = mock(2, 9, Some(r#"{"InboxSize":10}"#));
+    nodes[0].fault(&FaultCmd::Drop(0.5)).unwrap();
+    let msgs = messages(1000, |_| 2, |_| b"x");
+    let tx = nodes[0].clone();
+    let sender = std::thread::spawn(move || {
+        let (done, r) = tx.send_copies(&msgs, None);
+        (done, r.map_err(|e| e.status))
+    });
+    // The inbox is full and nobody receives: the batch waits for room.
+    wait_until(Duration::from_secs(10), "a full inbox", || {
+        stat(&nodes[0], "/sent") == 10
+    });
+    nodes[0].close();
+    let (done, r) = sender.join().unwrap();
+    assert_eq!(r, Err(Status::Closed));
+    assert!((10..1000).contains(&done), "{done} reported sent");
+    // Each message reported sent was delivered or lost, none beyond.
+    assert_eq!(stat(&nodes[0], "/sent"), 10);
+    assert_eq!(stat(&nodes[0], "/dropped/fault"), done as u64 - 10);
+}

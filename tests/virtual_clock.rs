@@ -364,3 +364,36 @@ fn random_run(seed: u64) -> (String, Vec<Vec<(i64, i64)>>) {
     }
     (m.take_trace(), got)
 }
+
+/// A batch (`send_copies`, one push per destination) wakes a receive
+/// waiting in virtual time, as a single send does, with or without the
+/// fault model deciding each copy (the trace off: a recording trace sends
+/// message by message).
+#[test]
+fn a_batch_wakes_a_receive_waiting_in_virtual_time() {
+    for faults in [false, true] {
+        let (m, nodes) = mock(2, 5, None);
+        m.set_clock(Clock::Virtual).unwrap();
+        if faults {
+            nodes[0].fault(&FaultCmd::Duplicate(0.5)).unwrap();
+        }
+        let rx = nodes[1].clone();
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(rx.recv(Some(ms(1000)))));
+        parked(&m);
+        let msgs: Vec<cluster::Outgoing> = (0..4)
+            .map(|i| cluster::Outgoing {
+                to: 2,
+                msg_id: i,
+                kind: 0,
+                data: b"batch",
+            })
+            .collect();
+        assert_eq!(nodes[0].send_copies(&msgs, None).0, 4);
+        let got = done.recv_timeout(Duration::from_secs(10));
+        // Let a receive that was not woken go before the assertion.
+        nodes[1].close();
+        let got = got.unwrap_or_else(|_| panic!("not woken (faults {faults})"));
+        assert_eq!(got.expect("a message, not a timeout").msg_id, 0);
+    }
+}

@@ -80,6 +80,9 @@ enum Pushed {
 /// How often a sender waiting for room checks that it is still running.
 const WAIT_SLICE: Duration = Duration::from_millis(10);
 
+/// In `send_bursts`' table of copies: not a destination of the message.
+const NOT_TO: u8 = u8::MAX;
+
 /// Pushes into `to`'s inbox, waiting up to `timeout` for room; gives up
 /// when either server closes.
 fn push(from: &Core, to: &Core, mut env: Envelope, timeout: Timeout) -> Pushed {
@@ -520,8 +523,9 @@ impl MockServer {
             return None;
         }
         let mut bursts: Vec<Burst> = topo.servers.iter().map(|_| Burst::new(me.id)).collect();
-        // Copies of message j for destination i, at [j * dests + i].
-        let mut copies = vec![0u8; msgs.len() * dests];
+        // Copies of message j for destination i, at [j * dests + i]
+        // (NOT_TO: i is not one of j's destinations).
+        let mut copies = vec![NOT_TO; msgs.len() * dests];
         for (j, m) in msgs.iter().enumerate() {
             // A payload too large for a frame is copied once and shared by
             // every destination, as a broadcast's is on the one-by-one path.
@@ -564,6 +568,9 @@ impl MockServer {
                         me.stats.sent.add(n as u64);
                         me.stats.sent_bytes.add(bytes);
                         *pushed += n;
+                        if n > 0 {
+                            dest.poke();
+                        }
                     }
                     Err(_) => {
                         // Closed meanwhile: lost, as a crashed machine's.
@@ -577,25 +584,36 @@ impl MockServer {
                 break;
             }
         }
-        // The leading messages all of whose copies reached their destinations.
+        // The leading messages all of whose copies reached their
+        // destinations; the fault model's losses and duplicates are
+        // counted for those (a sender that closed midway sent no more).
         let mut seen = vec![0; dests];
-        let mut done = 0;
+        let (mut done, mut lost, mut twice) = (0, 0, 0);
         'msgs: for j in 0..msgs.len() {
             let copies = &copies[j * dests..(j + 1) * dests];
             for ((&n, seen), &pushed) in copies.iter().zip(&mut seen).zip(&pushed) {
+                if n == NOT_TO {
+                    continue;
+                }
                 *seen += n as usize;
                 if *seen > pushed {
                     break 'msgs;
                 }
             }
+            lost += copies.iter().filter(|&&n| n == 0).count() as u64;
+            twice += copies.iter().filter(|&&n| n == 2).count() as u64;
             done += 1;
+        }
+        if lost + twice > 0 {
+            me.stats.dropped.fault.add(lost);
+            me.stats.duplicated.add(twice);
         }
         Some((done, stop))
     }
 
     /// How many copies of a message decided `d` reach `dest` (of `topo`)
-    /// from this server, as `route` decides it: none when lost (counted),
-    /// two when duplicated (counted). `cut_in`: `dest` refuses this
+    /// from this server, as `route` decides it: none when lost, two when
+    /// duplicated (the caller counts both). `cut_in`: `dest` refuses this
     /// server's messages.
     fn fate(&self, topo: &Topology, dest: &Core, d: &Decision, cut_in: bool) -> u8 {
         let me = &self.core;
@@ -604,11 +622,9 @@ impl MockServer {
             return 1;
         }
         if d.cut || cut_in || topo.blocked(me.id, dest.id) || d.drop {
-            me.stats.dropped.fault.inc();
             return 0;
         }
         if d.duplicate {
-            me.stats.duplicated.inc();
             return 2;
         }
         1
@@ -644,7 +660,8 @@ impl Transport for MockServer {
     }
 
     /// As `send_copy` one by one; a batch that waits without limit, while
-    /// no rule, fault or trace is on, goes in bursts (see `send_bursts`).
+    /// no link is held, this server delays nothing and the trace is off,
+    /// goes in bursts (see `send_bursts`).
     fn send_copies(&self, msgs: &[Outgoing<'_>], timeout: Timeout) -> (usize, Result<()>) {
         if let Some(done) = self.send_bursts(msgs, timeout) {
             return done;

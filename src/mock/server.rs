@@ -275,11 +275,7 @@ impl MockServer {
         sent: &mut Sent,
     ) -> Result<()> {
         let me = &self.core;
-        let slow = topo.has_rules()
-            || self.cluster.trace.is_on()
-            || me.faults.is_active()
-            || dest.faults.is_active();
-        if !slow {
+        if !self.cluster.trace.is_on() && !self.consults_faults(topo, dest) {
             let offer = Offer::Now(when_full);
             return deliver(me, dest, env, timeout, offer, None, Some(sent));
         }
@@ -309,18 +305,7 @@ impl MockServer {
                 None,
             );
         }
-        let reason = if d.cut {
-            Some("cut_out")
-        } else if dest.faults.cuts_in(me.id) {
-            Some("cut_in")
-        } else if topo.blocked(me.id, dest.id) {
-            Some("partition")
-        } else if d.drop {
-            Some("drop")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = self.lost_to(topo, dest, &d, dest.faults.cuts_in(me.id)) {
             me.stats.dropped.fault.inc();
             trace.record(Event::DroppedFault, &tag, || json!({ "reason": reason }));
             return Ok(());
@@ -509,7 +494,7 @@ impl MockServer {
         let faulty: Vec<bool> = topo
             .servers
             .iter()
-            .map(|d| topo.has_rules() || me.faults.is_active() || d.faults.is_active())
+            .map(|d| self.consults_faults(&topo, d))
             .collect();
         let cut_in: Vec<bool> = topo
             .servers
@@ -518,8 +503,8 @@ impl MockServer {
             .collect();
         // Held while the batch's fates are decided, so taken after the
         // other servers' fault locks (cuts_in) were let go.
-        let mut decisions = me.faults.is_active().then(|| me.faults.decisions());
-        if decisions.as_ref().is_some_and(|d| d.delays()) {
+        let mut decisions = me.faults.decisions();
+        if decisions.delays() {
             return None;
         }
         let mut bursts: Vec<Burst> = topo.servers.iter().map(|_| Burst::new(me.id)).collect();
@@ -535,13 +520,9 @@ impl MockServer {
                 if !goes_to(m, dest) {
                     continue;
                 }
-                let n = match (faulty[i], decisions.as_mut()) {
-                    (false, _) => 1,
-                    (true, decisions) => {
-                        let d = decisions.map(|ds| ds.next(me.id, dest.id));
-                        let d = d.unwrap_or_else(|| me.faults.decide(me.id, dest.id));
-                        self.fate(&topo, dest, &d, cut_in[i])
-                    }
+                let n = match faulty[i] {
+                    true => self.fate(&topo, dest, &decisions.next(me.id, dest.id), cut_in[i]),
+                    false => 1,
                 };
                 for _ in 0..n {
                     match &big {
@@ -616,18 +597,44 @@ impl MockServer {
     /// duplicated (the caller counts both). `cut_in`: `dest` refuses this
     /// server's messages.
     fn fate(&self, topo: &Topology, dest: &Core, d: &Decision, cut_in: bool) -> u8 {
-        let me = &self.core;
-        if dest.id == me.id {
+        if dest.id == self.core.id {
             // Messages to oneself never cross the network: no faults.
             return 1;
         }
-        if d.cut || cut_in || topo.blocked(me.id, dest.id) || d.drop {
-            return 0;
+        match self.lost_to(topo, dest, d, cut_in) {
+            Some(_) => 0,
+            None if d.duplicate => 2,
+            None => 1,
         }
-        if d.duplicate {
-            return 2;
+    }
+
+    /// Why the fault model loses a message decided `d` from this server to
+    /// `dest` (of `topo`), if it does; `cut_in`: `dest` refuses this
+    /// server's messages.
+    fn lost_to(
+        &self,
+        topo: &Topology,
+        dest: &Core,
+        d: &Decision,
+        cut_in: bool,
+    ) -> Option<&'static str> {
+        if d.cut {
+            Some("cut_out")
+        } else if cut_in {
+            Some("cut_in")
+        } else if topo.blocked(self.core.id, dest.id) {
+            Some("partition")
+        } else if d.drop {
+            Some("drop")
+        } else {
+            None
         }
-        1
+    }
+
+    /// Whether a message from this server to `dest` goes through the fault
+    /// model: a partition or hold is in place, or either server has a fault.
+    fn consults_faults(&self, topo: &Topology, dest: &Core) -> bool {
+        topo.has_rules() || self.core.faults.is_active() || dest.faults.is_active()
     }
 }
 

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::{Inbox, Item, Received, Sink};
+use crate::inbox::{Inbox, Item, Sink, Slot};
 use crate::sync::Timeout;
 use std::os::fd::RawFd;
 
@@ -46,9 +46,9 @@ pub trait Transport: Send + Sync {
         (msgs.len(), Ok(()))
     }
 
-    /// Takes the next received message, its `pid` set to the sender's id
-    /// (a small one lent where it lies, see [`Received`]).
-    fn recv_one(&self, timeout: Timeout) -> Result<Received>;
+    /// Takes the next received message into `out`, its `pid` set to the
+    /// sender's id (a small one lent where it lies, see [`Slot`]).
+    fn recv_one(&self, timeout: Timeout, out: &mut dyn Slot) -> Result<()>;
 
     /// Takes up to `max` envelopes: waits up to `timeout` for the first.
     fn recv_batch(&self, max: usize, timeout: Timeout, out: &mut Vec<Envelope>) -> Result<()> {

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::{Item, Received};
+use crate::inbox::{Item, Received, Slot};
 use crate::sync::Timeout;
 use std::sync::Arc;
 
@@ -71,13 +71,21 @@ impl Node {
 
     /// Receives the next envelope; see [`Transport::recv_one`].
     pub fn recv(&self, timeout: Timeout) -> Result<Envelope> {
-        self.0.recv_one(timeout).map(Received::into_envelope)
+        self.recv_one(timeout).map(Received::into_envelope)
     }
 
     /// Receives the next message, a small one lent rather than copied; see
     /// [`Transport::recv_one`].
     pub fn recv_one(&self, timeout: Timeout) -> Result<Received> {
-        self.0.recv_one(timeout)
+        let mut out = None;
+        self.0.recv_one(timeout, &mut out)?;
+        Ok(Received::take(out))
+    }
+
+    /// Receives the next message into `out`, which takes it field by field
+    /// (what `cluster_recv` does); see [`Transport::recv_one`].
+    pub fn recv_to(&self, timeout: Timeout, out: &mut dyn Slot) -> Result<()> {
+        self.0.recv_one(timeout, out)
     }
 
     /// Receives up to `max` messages; see [`Transport::recv_items`].

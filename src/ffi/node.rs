@@ -4,10 +4,11 @@ use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
 use crate::buffer::Buf;
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
-use crate::inbox::{Item, Received};
+use crate::inbox::{Item, Slot};
 use crate::node::Node;
 use crate::sync::{timeout_from_ms, WhenFull};
 use std::ffi::{c_char, c_int, c_void, CString};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// An opaque node handle: a real TCP node or a mock server.
@@ -44,6 +45,7 @@ pub(crate) fn node_arg<'a>(node: *const ClusterNode) -> Result<&'a Node> {
 
 /// The payload of a C envelope, checked: its length against the node's
 /// `MaxMessageSize` before any slice is made of it.
+#[inline]
 fn payload<'a>(node: &Node, e: &'a ClusterEnvelope) -> Result<&'a [u8]> {
     node.check_size(e.len)?;
     Ok(if e.len == 0 {
@@ -59,7 +61,9 @@ fn payload<'a>(node: &Node, e: &'a ClusterEnvelope) -> Result<&'a [u8]> {
     })
 }
 
-/// A C envelope as a message to send, checked.
+/// A C envelope as a message to send, checked (inlined: its result is
+/// not moved through a return slot on every send).
+#[inline]
 fn outgoing<'a>(node: &Node, e: &'a ClusterEnvelope) -> Result<Outgoing<'a>> {
     Ok(Outgoing {
         to: e.pid,
@@ -249,11 +253,7 @@ pub extern "C" fn cluster_recv(
         let node = node_arg(node)?;
         let slot = super::out(out, "out")?;
         *slot = ClusterEnvelope::EMPTY;
-        match node.recv_one(timeout_from_ms(timeout_ms))? {
-            Received::Envelope(env) => fill(slot, env),
-            Received::Lent(f, buf) => lend(slot, f.pid, f.msg_id, f.kind, buf, f.payload),
-        }
-        Ok(())
+        node.recv_to(timeout_from_ms(timeout_ms), slot)
     })
 }
 
@@ -354,6 +354,17 @@ fn lend(
         len: range.len(),
         _owner: Arc::into_raw(buf).cast(),
     };
+}
+
+/// `cluster_recv` fills the caller's envelope in place.
+impl Slot for ClusterEnvelope {
+    fn lend(&mut self, pid: i64, msg_id: i64, kind: u32, payload: Range<usize>, buf: &Arc<Buf>) {
+        lend(self, pid, msg_id, kind, buf.clone(), payload);
+    }
+
+    fn own(&mut self, env: Envelope) {
+        fill(self, env);
+    }
 }
 
 impl ClusterEnvelope {

@@ -9,7 +9,7 @@ use crate::config::{Config, BROADCAST};
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
 use crate::fault::{Decision, FaultCmd, Faults};
-use crate::inbox::{Burst, Inbox, Received, Sink};
+use crate::inbox::{Burst, Inbox, Sink, Slot};
 use crate::stats::{NodeStats, Report};
 use crate::sync::{PushError, Shutdown, Timeout, WhenFull, HANDOFF_SPIN};
 use serde_json::{json, Value};
@@ -686,18 +686,18 @@ impl Transport for MockServer {
         self.send_env(msg.to_envelope(), timeout, WhenFull::Keep)
     }
 
-    fn recv_one(&self, timeout: Timeout) -> Result<Received> {
+    fn recv_one(&self, timeout: Timeout, out: &mut dyn Slot) -> Result<()> {
         let c = &self.core;
         // Mock messages come one at a time from the senders' threads.
-        let env = match self.virtual_wait(timeout) {
+        match self.virtual_wait(timeout) {
             Some((clock, t)) => clock.recv(c, t, || {
-                c.inbox
-                    .recv_one(Some(Duration::ZERO), Duration::ZERO, &c.shutdown)
+                let zero = Duration::ZERO;
+                c.inbox.recv_one(Some(zero), zero, &c.shutdown, &mut *out)
             })?,
-            None => c.inbox.recv_one(timeout, HANDOFF_SPIN, &c.shutdown)?,
+            None => c.inbox.recv_one(timeout, HANDOFF_SPIN, &c.shutdown, out)?,
         };
         c.stats.delivered.inc();
-        Ok(env)
+        Ok(())
     }
 
     fn recv_into(&self, max: usize, timeout: Timeout, out: &mut dyn Sink) -> Result<usize> {

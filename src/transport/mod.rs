@@ -17,7 +17,7 @@ use crate::config::{Config, Peer, BROADCAST};
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::{Error, Result, Status};
 use crate::fault::{FaultCmd, Faults};
-use crate::inbox::{Inbox, Item, Received, Sink};
+use crate::inbox::{Inbox, Item, Sink, Slot};
 use crate::stats::{NodeStats, PeerReport, PeerStats, Report};
 use crate::sync::{PushError, Shutdown, Timeout, WhenFull};
 use crossbeam_channel::{bounded, Receiver};
@@ -224,9 +224,41 @@ impl TcpNode {
         Some(&self.links[self.index[k].1])
     }
 
+    /// Sends `msgs` in order, counting in `sent` those sent, up to the
+    /// first error. In the common case, the messages of a run to one peer
+    /// go into its queue under one lock. (The count is not returned with
+    /// the result: `send_copy` hands the result on as it comes.)
+    fn send_run(&self, msgs: &[Outgoing<'_>], timeout: Timeout, sent: &mut usize) -> Result<()> {
+        while let Some(&msg) = msgs.get(*sent) {
+            let replying = self.begin_send(msg.data.len())?;
+            if !replying && msg.data.len() < batch::BIG && !self.shared.faults.is_active() {
+                if let Some(link) = self.link(msg.to) {
+                    // The run: this message and those after it to the same
+                    // peer, small and within the size limit. What
+                    // `begin_send` checked for the first holds for them
+                    // (a close racing the run is refused by the queue), and
+                    // none of them is a reply.
+                    let max = self.shared.config.max_message_size.min(batch::BIG - 1);
+                    let run = 1 + msgs[*sent + 1..]
+                        .iter()
+                        .take_while(|m| m.to == msg.to && m.data.len() <= max)
+                        .count();
+                    if let Ok(n) = link.queue.try_push_small_run(&msgs[*sent..*sent + run]) {
+                        *sent += n;
+                        continue;
+                    }
+                }
+            }
+            self.send_checked(msg.to_envelope(), timeout, replying, WhenFull::Drop)?;
+            *sent += 1;
+        }
+        Ok(())
+    }
+
     /// What every send checks first: the node is open and the payload not
     /// too large. Whether the send most likely answers a message received
     /// (see [`ReplyHint::begin_send`]).
+    #[inline]
     fn begin_send(&self, len: usize) -> Result<bool> {
         if self.shared.shutdown.is_fired() {
             return Err(Error::closed());
@@ -349,8 +381,7 @@ impl Transport for TcpNode {
     /// The common case (a small payload to one live peer with room in its
     /// queue, no fault set, not a reply) is encoded straight into the queue.
     fn send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
-        let (_, result) = self.send_copies(std::slice::from_ref(&msg), timeout);
-        result
+        self.send_run(std::slice::from_ref(&msg), timeout, &mut 0)
     }
 
     fn try_send_copy(&self, msg: Outgoing<'_>, timeout: Timeout) -> Result<()> {
@@ -358,50 +389,20 @@ impl Transport for TcpNode {
         self.send_checked(msg.to_envelope(), timeout, replying, WhenFull::Keep)
     }
 
-    /// In the common case, the messages of a run to one peer go into its
-    /// queue under one lock.
     fn send_copies(&self, msgs: &[Outgoing<'_>], timeout: Timeout) -> (usize, Result<()>) {
         let mut sent = 0;
-        while let Some(&msg) = msgs.get(sent) {
-            let replying = match self.begin_send(msg.data.len()) {
-                Ok(replying) => replying,
-                Err(e) => return (sent, Err(e)),
-            };
-            if !replying && msg.data.len() < batch::BIG && !self.shared.faults.is_active() {
-                if let Some(link) = self.link(msg.to) {
-                    // The run: this message and those after it to the same
-                    // peer, small and within the size limit. What
-                    // `begin_send` checked for the first holds for them
-                    // (a close racing the run is refused by the queue), and
-                    // none of them is a reply.
-                    let max = self.shared.config.max_message_size.min(batch::BIG - 1);
-                    let run = 1 + msgs[sent + 1..]
-                        .iter()
-                        .take_while(|m| m.to == msg.to && m.data.len() <= max)
-                        .count();
-                    if let Ok(n) = link.queue.try_push_small_run(&msgs[sent..sent + run]) {
-                        sent += n;
-                        continue;
-                    }
-                }
-            }
-            if let Err(e) = self.send_checked(msg.to_envelope(), timeout, replying, WhenFull::Drop)
-            {
-                return (sent, Err(e));
-            }
-            sent += 1;
-        }
-        (sent, Ok(()))
+        let result = self.send_run(msgs, timeout, &mut sent);
+        (sent, result)
     }
 
-    fn recv_one(&self, timeout: Timeout) -> Result<Received> {
+    fn recv_one(&self, timeout: Timeout, out: &mut dyn Slot) -> Result<()> {
         let s = &self.shared;
-        let r = s
+        let len = s
             .inbox
-            .recv_one(timeout, self.reply.recv_spin(), &s.shutdown)?;
-        self.reply.received(r.len());
+            .recv_one(timeout, self.reply.recv_spin(), &s.shutdown, out)?;
+        self.reply.received(len);
         s.stats.delivered.inc();
-        Ok(r)
+        Ok(())
     }
 
     fn recv_into(&self, max: usize, timeout: Timeout, out: &mut dyn Sink) -> Result<usize> {

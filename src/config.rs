@@ -531,16 +531,7 @@ impl Config {
 
     /// Refuses a payload larger than `MaxMessageSize`.
     pub fn check_size(&self, len: usize) -> Result<()> {
-        if len > self.max_message_size {
-            return Err(Error::new(
-                crate::Status::TooLarge,
-                format!(
-                    "payload of {len} bytes exceeds MaxMessageSize {}",
-                    self.max_message_size
-                ),
-            ));
-        }
-        Ok(())
+        check_size(len, self.max_message_size)
     }
 
     /// Every member's id, in config order.
@@ -650,6 +641,17 @@ fn resolve(address: &str) -> std::result::Result<SocketAddr, String> {
         .or_else(|| addrs.first())
         .copied()
         .ok_or_else(|| format!("{address:?} resolves to no address"))
+}
+
+/// Refuses a payload of `len` bytes when `MaxMessageSize` is `max`.
+pub(crate) fn check_size(len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(Error::new(
+            crate::Status::TooLarge,
+            format!("payload of {len} bytes exceeds MaxMessageSize {max}"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -229,7 +229,9 @@ impl TcpNode {
     /// go into its queue under one lock. (The count is not returned with
     /// the result: `send_copy` hands the result on as it comes.)
     fn send_run(&self, msgs: &[Outgoing<'_>], timeout: Timeout, sent: &mut usize) -> Result<()> {
-        while let Some(&msg) = msgs.get(*sent) {
+        // `msg` by reference: its fields are loaded one by one where they
+        // are used (copying it whole loads a just-stored pair as one).
+        while let Some(msg) = msgs.get(*sent) {
             let replying = self.begin_send(msg.data.len())?;
             if !replying && msg.data.len() < batch::BIG && !self.shared.faults.is_active() {
                 if let Some(link) = self.link(msg.to) {

@@ -27,8 +27,9 @@ pub struct Inbox {
     state: Padded<Mutex<State>>,
     /// A burst of small frames a receiver took out of `state` whole, to
     /// serve the calls that follow without touching the lock the readers
-    /// push under. Locked before `state` when both are.
-    ahead: Padded<Mutex<Option<Frames>>>,
+    /// push under, and the count of messages received. Locked before
+    /// `state` when both are.
+    ahead: Padded<Mutex<Ahead>>,
     /// Messages in `ahead`, written under both locks when it fills and
     /// under `ahead` when it drains: a receiver about to park (holding only
     /// `state`) sees what another took ahead.
@@ -273,6 +274,16 @@ impl Burst {
     }
 }
 
+/// The read-ahead and the count of received messages, under one lock.
+#[derive(Debug, Default)]
+struct Ahead {
+    /// A burst of small frames taken out of the queue whole.
+    frames: Option<Frames>,
+    /// Messages ever taken by receives: counted under the lock every
+    /// receive takes anyway, not in an atomic of its own.
+    taken: u64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Item>,
@@ -297,7 +308,7 @@ impl Inbox {
     /// An inbox holding at most `capacity` envelopes.
     pub fn new(capacity: usize) -> Inbox {
         Inbox {
-            ahead: Padded(Mutex::new(None)),
+            ahead: Padded(Mutex::default()),
             ahead_len: AtomicUsize::new(0),
             queued: Padded(AtomicUsize::new(0)),
             spare: Mutex::new(VecDeque::new()),
@@ -338,10 +349,15 @@ impl Inbox {
     /// Messages waiting to be received (those taken ahead included).
     pub fn len(&self) -> usize {
         let ahead = self.lock_ahead();
-        ahead.as_ref().map_or(0, Frames::len) + self.lock().len
+        ahead.frames.as_ref().map_or(0, Frames::len) + self.lock().len
     }
 
-    fn lock_ahead(&self) -> MutexGuard<'_, Option<Frames>> {
+    /// Messages ever taken by receives (the node's `delivered`).
+    pub fn taken(&self) -> u64 {
+        self.lock_ahead().taken
+    }
+
+    fn lock_ahead(&self) -> MutexGuard<'_, Ahead> {
         self.ahead.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -464,7 +480,9 @@ impl Inbox {
         shutdown: &Shutdown,
         out: &mut dyn Slot,
     ) -> Result<usize> {
-        self.receive(timeout, spin, shutdown, |ahead| self.take_one(ahead, out))
+        self.receive(timeout, spin, shutdown, |ahead| {
+            self.take_one(ahead, out).map(|len| (len, 1))
+        })
     }
 
     /// Takes the next envelope, as [`Inbox::recv_one`] does.
@@ -504,20 +522,21 @@ impl Inbox {
         }
         self.receive(timeout, spin, shutdown, |ahead| {
             let n = self.take_items(ahead, max, out);
-            (n > 0).then_some(n)
+            (n > 0).then_some((n, n))
         })
     }
 
     /// The receive loop: `take` under the read-ahead's lock (taking from
     /// the queue too, so one receiver's successive takes keep the queue's
-    /// order), else a poll for `spin`, else a wait until there is something
-    /// to take, the deadline, or `shutdown`.
+    /// order; it returns what it took and how many messages, counted under
+    /// that lock), else a poll for `spin`, else a wait until there is
+    /// something to take, the deadline, or `shutdown`.
     fn receive<T>(
         &self,
         timeout: Timeout,
         spin: Duration,
         shutdown: &Shutdown,
-        mut take: impl FnMut(&mut Option<Frames>) -> Option<T>,
+        mut take: impl FnMut(&mut Option<Frames>) -> Option<(T, usize)>,
     ) -> Result<T> {
         // The deadline is read from the clock only by a receive that waits:
         // one that finds a message (or has no time to wait) reads no clock.
@@ -527,9 +546,12 @@ impl Inbox {
             if shutdown.is_fired() {
                 return Err(Error::closed());
             }
-            if let Some(t) = take(&mut self.lock_ahead()) {
+            let mut ahead = self.lock_ahead();
+            if let Some((t, n)) = take(&mut ahead.frames) {
+                ahead.taken += n as u64;
                 return Ok(t);
             }
+            drop(ahead);
             if timeout == Some(Duration::ZERO) {
                 return Err(Error::timeout());
             }
@@ -720,7 +742,7 @@ impl Inbox {
     /// Discards every waiting message (those taken ahead included);
     /// returns how many there were.
     pub fn drain(&self) -> usize {
-        let ahead = self.lock_ahead().take().map_or(0, |f| f.len());
+        let ahead = self.lock_ahead().frames.take().map_or(0, |f| f.len());
         self.ahead_len.store(0, Ordering::Release);
         ahead + self.drain_queue()
     }

@@ -122,14 +122,12 @@ pub struct NodeStats {
     /// peers counts four). On TCP only those a node sends to itself: its
     /// peers' queues count theirs, under the lock a send takes anyway.
     /// Written by the sending threads, so on cache lines of its own (as
-    /// are `sent_bytes` and `delivered`, the receiver's).
+    /// is `sent_bytes`).
     #[serde(skip)]
     pub sent: Padded<Counter>,
     /// Payload bytes of `sent`.
     #[serde(skip)]
     pub sent_bytes: Padded<Counter>,
-    /// Messages taken out of the inbox by `recv`.
-    pub delivered: Padded<Counter>,
     /// Messages still in the inbox when the node closed, thrown away.
     pub discarded: Counter,
     /// Sent messages that were dropped, by cause.
@@ -202,6 +200,9 @@ pub struct Report<'a> {
     pub received: u64,
     /// Their payload bytes.
     pub received_bytes: u64,
+    /// Messages taken out of the inbox by `recv` (counted by the inbox,
+    /// under the lock a receive takes anyway).
+    pub delivered: u64,
     /// The node-wide counters.
     #[serde(flatten)]
     pub counters: &'a NodeStats,

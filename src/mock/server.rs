@@ -696,7 +696,6 @@ impl Transport for MockServer {
             })?,
             None => c.inbox.recv_one(timeout, HANDOFF_SPIN, &c.shutdown, out)?,
         };
-        c.stats.delivered.inc();
         Ok(())
     }
 
@@ -711,7 +710,6 @@ impl Transport for MockServer {
                 .inbox
                 .recv_items(max, timeout, HANDOFF_SPIN, &c.shutdown, out)?,
         };
-        c.stats.delivered.add(n as u64);
         Ok(n)
     }
 
@@ -742,6 +740,7 @@ impl Transport for MockServer {
             sent_bytes: c.stats.sent_bytes.get(),
             received: c.inbox.pushed().0,
             received_bytes: c.inbox.pushed().1,
+            delivered: c.inbox.taken(),
             counters: &c.stats,
             inbox_depth: c.inbox.len(),
             faults: c.faults.describe(),

@@ -403,7 +403,6 @@ impl Transport for TcpNode {
             .inbox
             .recv_one(timeout, self.reply.recv_spin(), &s.shutdown, out)?;
         self.reply.received(len);
-        s.stats.delivered.inc();
         Ok(())
     }
 
@@ -414,7 +413,6 @@ impl Transport for TcpNode {
             .inbox
             .recv_items(max, timeout, self.reply.recv_spin(), &s.shutdown, &mut out)?;
         self.reply.received(out.bytes as usize / n.max(1));
-        s.stats.delivered.add(n as u64);
         Ok(n)
     }
 
@@ -509,6 +507,7 @@ impl Transport for TcpNode {
             sent_bytes,
             received: s.inbox.pushed().0,
             received_bytes: s.inbox.pushed().1,
+            delivered: s.inbox.taken(),
             counters: &s.stats,
             inbox_depth: s.inbox.len(),
             faults: s.faults.describe(),

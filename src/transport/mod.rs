@@ -228,6 +228,7 @@ impl TcpNode {
     /// first error. In the common case, the messages of a run to one peer
     /// go into its queue under one lock. (The count is not returned with
     /// the result: `send_copy` hands the result on as it comes.)
+    #[inline(always)]
     fn send_run(&self, msgs: &[Outgoing<'_>], timeout: Timeout, sent: &mut usize) -> Result<()> {
         // `msg` by reference: its fields are loaded one by one where they
         // are used (copying it whole loads a just-stored pair as one).

@@ -190,3 +190,70 @@ fn replies_keep_order_when_the_replying_thread_writes_them_itself() {
     });
     assert_eq!((peer("sent"), peer("written")), (next as u64, next as u64));
 }
+
+/// Receives on `node` from three threads at once, each its own way (one a
+/// call lent, one a call as envelopes, batches of envelopes, batches of
+/// items), until `total` messages came; the stats count each exactly once.
+fn receive_every_way(node: &cluster::Node, total: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let got = Arc::new(AtomicUsize::new(0));
+    let slice = Some(Duration::from_millis(20));
+    let threads: Vec<_> = (0..4)
+        .map(|way| {
+            let (node, got) = (node.clone(), got.clone());
+            std::thread::spawn(move || {
+                let (mut envs, mut items) = (Vec::new(), Vec::new());
+                let end = std::time::Instant::now() + Duration::from_secs(30);
+                while got.load(Ordering::SeqCst) < total {
+                    assert!(std::time::Instant::now() < end, "received too few");
+                    let n = match way {
+                        0 => node.recv_one(slice).map(|_| 1),
+                        1 => node.recv(slice).map(|_| 1),
+                        2 => node.recv_batch(7, slice, &mut envs).map(|_| envs.len()),
+                        _ => node.recv_items(5, slice, &mut items),
+                    };
+                    match n {
+                        Ok(n) => got.fetch_add(n, Ordering::SeqCst),
+                        Err(e) => {
+                            assert_eq!(e.status, Status::Timeout, "{e}");
+                            0
+                        }
+                    };
+                    envs.clear();
+                    items.clear();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        got.load(Ordering::SeqCst),
+        total,
+        "each message received once"
+    );
+    assert_eq!(stat(node, "/delivered"), total as u64, "and counted once");
+}
+
+#[test]
+fn delivered_counts_each_message_received_once_however_it_was_received() {
+    const N: i64 = 20_000;
+    let (nodes, _) = cluster(2, "");
+    wait_formed(&nodes);
+    let sender = std::thread::spawn({
+        let a = nodes[0].clone();
+        move || (0..N).for_each(|i| send(&a, 2, i, &[7u8; 16]))
+    });
+    receive_every_way(&nodes[1], N as usize);
+    sender.join().unwrap();
+    // The same on the mock, whose sends land in the inbox one by one.
+    let (_m, servers) = mock(2, 1, None);
+    let sender = std::thread::spawn({
+        let a = servers[0].clone();
+        move || (0..N).for_each(|i| send(&a, 2, i, &[7u8; 16]))
+    });
+    receive_every_way(&servers[1], N as usize);
+    sender.join().unwrap();
+}

@@ -131,17 +131,19 @@ impl Sink for Vec<Envelope> {
     }
 }
 
-/// Where [`Inbox::recv_one`] puts the message it takes, field by field
-/// (`cluster_recv`'s is the caller's C envelope). A message is not moved
-/// as a whole value through the layers between the inbox and the caller,
-/// nor a lent frame's fields as one struct: loading such a value right
-/// after its fields were stored stalls the CPU (store forwarding fails),
-/// which cost a per-call receiver about a third of its time.
+/// Where [`Inbox::recv_one`] puts the message it takes (`cluster_recv`'s
+/// slot is the caller's C envelope). A receive that succeeds calls one of
+/// the two methods exactly once; one that fails calls neither. A lent
+/// frame comes field by field, not as a value moved up through the layers
+/// between the inbox and the caller: loading such a value right after its
+/// fields were stored stalls the CPU (store forwarding fails), which cost
+/// a per-call receiver about a third of its time.
 pub trait Slot {
     /// A small frame from `pid`, lent where it lies: its payload is
-    /// `buf[payload]`.
+    /// `buf[payload]`. Called under the read-ahead's lock.
     fn lend(&mut self, pid: i64, msg_id: i64, kind: u32, payload: Range<usize>, buf: &Arc<Buf>);
-    /// An envelope of its own.
+    /// An envelope of its own (a lone or a large message). Called after
+    /// the receive let go of the inbox's locks.
     fn own(&mut self, env: Envelope);
 }
 
@@ -172,7 +174,7 @@ pub enum Received {
 
 impl Received {
     /// What a receive that succeeded put into its slot.
-    pub fn take(slot: Option<Received>) -> Received {
+    pub(crate) fn take(slot: Option<Received>) -> Received {
         slot.unwrap_or_else(|| unreachable!("a receive that succeeds fills its slot"))
     }
 
@@ -480,9 +482,16 @@ impl Inbox {
         shutdown: &Shutdown,
         out: &mut dyn Slot,
     ) -> Result<usize> {
-        self.receive(timeout, spin, shutdown, |ahead| {
-            self.take_one(ahead, out).map(|len| (len, 1))
-        })
+        let mut own = None;
+        let len = self.receive(timeout, spin, shutdown, |ahead| {
+            self.take_one(ahead, out, &mut own).map(|len| (len, 1))
+        })?;
+        // An envelope of its own goes to `out` outside the locks (the slot
+        // may allocate for it).
+        if let Some(env) = own {
+            out.own(env);
+        }
+        Ok(len)
     }
 
     /// Takes the next envelope, as [`Inbox::recv_one`] does.
@@ -598,10 +607,16 @@ impl Inbox {
         }
     }
 
-    /// Takes the next message into `out`: from the burst taken ahead, else
-    /// from the queue (a burst of frames is taken ahead whole); the
-    /// payload's size.
-    fn take_one(&self, ahead: &mut Option<Frames>, out: &mut dyn Slot) -> Option<usize> {
+    /// Takes the next message: from the burst taken ahead, lent into `out`,
+    /// else from the queue (a burst of frames is taken ahead whole; an
+    /// envelope of its own goes to `own`, for `out` once the locks are let
+    /// go); the payload's size.
+    fn take_one(
+        &self,
+        ahead: &mut Option<Frames>,
+        out: &mut dyn Slot,
+        own: &mut Option<Envelope>,
+    ) -> Option<usize> {
         if let Some(n) = self.lend_ahead(ahead, out) {
             return Some(n);
         }
@@ -621,7 +636,7 @@ impl Inbox {
         self.signal(&mut s);
         self.made_room(s);
         let n = e.data.len();
-        out.own(e);
+        *own = Some(e);
         Some(n)
     }
 

@@ -191,7 +191,7 @@ fn replies_keep_order_when_the_replying_thread_writes_them_itself() {
     assert_eq!((peer("sent"), peer("written")), (next as u64, next as u64));
 }
 
-/// Receives on `node` from three threads at once, each its own way (one a
+/// Receives on `node` from four threads at once, each its own way (one a
 /// call lent, one a call as envelopes, batches of envelopes, batches of
 /// items), until `total` messages came; the stats count each exactly once.
 fn receive_every_way(node: &cluster::Node, total: usize) {

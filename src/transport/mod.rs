@@ -392,6 +392,8 @@ impl Transport for TcpNode {
         self.send_checked(msg.to_envelope(), timeout, replying, WhenFull::Keep)
     }
 
+    /// In the common case, the messages of a run to one peer go into its
+    /// queue under one lock (see `send_run`).
     fn send_copies(&self, msgs: &[Outgoing<'_>], timeout: Timeout) -> (usize, Result<()>) {
         let mut sent = 0;
         let result = self.send_run(msgs, timeout, &mut sent);

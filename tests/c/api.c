@@ -202,6 +202,11 @@ static void test_two_nodes(void) {
     CHECK_RC(CLUSTER_OK, cluster_stats(a, &stats, &err), err);
     CHECK(stats && strstr(stats, "\"queue_full\":1") != NULL);
     cluster_string_free(stats);
+    /* Each message received counts once as delivered, taken one a call or
+     * in a batch; a receive that timed out counts nothing. */
+    CHECK(node_stat(a, "delivered") == 18);  /* 1 + 1 one a call, 16 batched */
+    CHECK(node_stat(b, "delivered") == 137); /* 2 one a call, 2 + 130 + 3 batched */
+    CHECK(node_stat(c, "delivered") == 1);
 
     /* Close: idempotent, then every call says closed. */
     CHECK(cluster_is_closed(a) == 0);

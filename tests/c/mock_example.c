@@ -28,18 +28,6 @@ static int drain(cluster_node_t *n) {
     return total;
 }
 
-/* The node's count of messages dropped by the fault model. */
-static long fault_drops(cluster_node_t *n) {
-    char *stats = NULL;
-    long v = -1;
-    if (cluster_stats(n, &stats, NULL) == CLUSTER_OK) {
-        const char *at = strstr(stats, "\"fault\":");
-        if (at != NULL) v = strtol(at + 8, NULL, 10);
-    }
-    cluster_string_free(stats);
-    return v;
-}
-
 static int everyone_broadcasts(cluster_node_t **s, int times) {
     cluster_error_t err;
     int total = 0;
@@ -95,7 +83,7 @@ int main(void) {
     CHECK(strstr(err.message, "id 2") != NULL);
 
     /* Loss: server 1 drops everything it sends; fault drops are counted. */
-    long before = fault_drops(s[0]);
+    long before = node_stat(s[0], "fault");
     CHECK(before == 2 * 10); /* the partition's losses, from 1 to 4 and 5 */
     CHECK_RC(CLUSTER_OK, cluster_fault_drop(s[0], 1.0, &err), err);
     e = text(CLUSTER_BROADCAST, 8, "lost");
@@ -103,7 +91,7 @@ int main(void) {
     int lost_total = 0;
     for (int i = 1; i < N; i++) lost_total += drain(s[i]);
     CHECK(lost_total == 0);
-    CHECK(fault_drops(s[0]) == before + N - 1);
+    CHECK(node_stat(s[0], "fault") == before + N - 1);
     CHECK_RC(CLUSTER_OK, cluster_fault_drop(s[0], 0.0, &err), err);
     CHECK_RC(CLUSTER_E_INVALID_ARG, cluster_fault_drop(s[0], 1.5, &err), err);
 

@@ -56,6 +56,21 @@ static int free_port(void) {
     return ntohs(a.sin_port);
 }
 
+/* A counter of the node's stats JSON by its key (e.g. "delivered"), or
+ * -1 if there is none. Inline: not every test uses it. */
+static inline long node_stat(const cluster_node_t *n, const char *key) {
+    char *stats = NULL;
+    char want[64];
+    long v = -1;
+    snprintf(want, sizeof want, "\"%s\":", key);
+    if (cluster_stats(n, &stats, NULL) == CLUSTER_OK) {
+        const char *at = strstr(stats, want);
+        if (at != NULL) v = strtol(at + strlen(want), NULL, 10);
+    }
+    cluster_string_free(stats);
+    return v;
+}
+
 /* Writes a config for ids 1..n on free loopback ports into buf. */
 static void make_config(char *buf, size_t cap, int n, const char *extra) {
     size_t off = (size_t)snprintf(buf, cap, "{\"Peers\":[");

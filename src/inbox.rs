@@ -4,6 +4,7 @@ use crate::buffer::Buf;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::readiness::Readiness;
+use crate::stats::InboxCounts;
 use crate::sync::{deadline, spin_until, Padded, PushError, Shutdown, Timeout, HANDOFF_SPIN};
 use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
@@ -342,21 +343,22 @@ impl Inbox {
         first
     }
 
-    /// Messages ever pushed into the inbox, and their payload bytes.
-    pub fn pushed(&self) -> (u64, u64) {
+    /// What the inbox counted, read under both its locks at once.
+    pub fn counts(&self) -> InboxCounts {
+        let ahead = self.lock_ahead();
         let s = self.lock();
-        (s.pushed, s.pushed_bytes)
+        InboxCounts {
+            received: s.pushed,
+            received_bytes: s.pushed_bytes,
+            delivered: ahead.taken,
+            depth: ahead.frames.as_ref().map_or(0, Frames::len) + s.len,
+        }
     }
 
     /// Messages waiting to be received (those taken ahead included).
     pub fn len(&self) -> usize {
         let ahead = self.lock_ahead();
         ahead.frames.as_ref().map_or(0, Frames::len) + self.lock().len
-    }
-
-    /// Messages ever taken by receives (the node's `delivered`).
-    pub fn taken(&self) -> u64 {
-        self.lock_ahead().taken
     }
 
     fn lock_ahead(&self) -> MutexGuard<'_, Ahead> {

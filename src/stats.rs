@@ -181,6 +181,21 @@ impl<'a> PeerReport<'a> {
     }
 }
 
+/// What a node's inbox counts, under the locks its pushes and receives
+/// take anyway, read together (see [`crate::inbox::Inbox::counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct InboxCounts {
+    /// Messages put into the inbox.
+    pub received: u64,
+    /// Their payload bytes.
+    pub received_bytes: u64,
+    /// Messages taken out of it by receives.
+    pub delivered: u64,
+    /// Messages waiting to be received.
+    #[serde(rename = "inbox_depth")]
+    pub depth: usize,
+}
+
 /// The stats JSON of a node, real or mock: built here, from counters that
 /// are incremented where the events happen, and nowhere else.
 #[derive(Serialize)]
@@ -195,19 +210,12 @@ pub struct Report<'a> {
     pub sent: u64,
     /// Their payload bytes.
     pub sent_bytes: u64,
-    /// Messages put into the node's inbox (counted by the inbox, under
-    /// the lock a push takes anyway).
-    pub received: u64,
-    /// Their payload bytes.
-    pub received_bytes: u64,
-    /// Messages taken out of the inbox by `recv` (counted by the inbox,
-    /// under the lock a receive takes anyway).
-    pub delivered: u64,
+    /// What the inbox counted.
+    #[serde(flatten)]
+    pub inbox: InboxCounts,
     /// The node-wide counters.
     #[serde(flatten)]
     pub counters: &'a NodeStats,
-    /// Messages waiting to be received.
-    pub inbox_depth: usize,
     /// The fault settings.
     pub faults: serde_json::Value,
     /// One entry per peer.

@@ -289,22 +289,6 @@ fn closing_the_cluster_closes_every_server() {
     assert_eq!(m.add_server(1).unwrap_err().status, Status::Closed);
 }
 
-/// Messages 0..n, message i to `to(i)` with payload `data(i)`.
-fn messages(
-    n: i64,
-    to: impl Fn(i64) -> i64,
-    data: impl Fn(i64) -> &'static [u8],
-) -> Vec<cluster::Outgoing<'static>> {
-    (0..n)
-        .map(|i| cluster::Outgoing {
-            to: to(i),
-            msg_id: i,
-            kind: 0,
-            data: data(i),
-        })
-        .collect()
-}
-
 /// A batch sent without a time limit reaches each destination in one push
 /// (see MockServer::send_bursts): the same deliveries, order per sender,
 /// counters and errors as one send at a time, small and large payloads,

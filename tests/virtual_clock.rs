@@ -381,14 +381,7 @@ fn a_batch_wakes_a_receive_waiting_in_virtual_time() {
         let (tx, done) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(rx.recv(Some(ms(1000)))));
         parked(&m);
-        let msgs: Vec<cluster::Outgoing> = (0..4)
-            .map(|i| cluster::Outgoing {
-                to: 2,
-                msg_id: i,
-                kind: 0,
-                data: b"batch",
-            })
-            .collect();
+        let msgs = messages(4, |_| 2, |_| b"batch");
         assert_eq!(nodes[0].send_copies(&msgs, None).0, 4);
         let got = done.recv_timeout(Duration::from_secs(10));
         // Let a receive that was not woken go before the assertion.

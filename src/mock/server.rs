@@ -738,11 +738,8 @@ impl Transport for MockServer {
             closed: c.shutdown.is_fired(),
             sent: c.stats.sent.get(),
             sent_bytes: c.stats.sent_bytes.get(),
-            received: c.inbox.pushed().0,
-            received_bytes: c.inbox.pushed().1,
-            delivered: c.inbox.taken(),
+            inbox: c.inbox.counts(),
             counters: &c.stats,
-            inbox_depth: c.inbox.len(),
             faults: c.faults.describe(),
             peers: self
                 .peers()

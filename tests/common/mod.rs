@@ -156,6 +156,22 @@ pub fn mock(n: i64, seed: u64, config: Option<&str>) -> (cluster::MockCluster, V
     (m, nodes)
 }
 
+/// Messages 0..n, message i to `to(i)` with payload `data(i)`.
+pub fn messages(
+    n: i64,
+    to: impl Fn(i64) -> i64,
+    data: impl Fn(i64) -> &'static [u8],
+) -> Vec<cluster::Outgoing<'static>> {
+    (0..n)
+        .map(|i| cluster::Outgoing {
+            to: to(i),
+            msg_id: i,
+            kind: 0,
+            data: data(i),
+        })
+        .collect()
+}
+
 /// Takes every envelope already in the node's inbox, without waiting.
 pub fn drain_now(node: &Node) -> Vec<Envelope> {
     let mut out = Vec::new();

@@ -324,6 +324,42 @@ impl<R: std::io::Read> FrameReader<R> {
             None => Next::End,
         })
     }
+
+    /// [`FrameReader::next_into`] for every small frame whole in the
+    /// buffer, up to `max_frames` frames and (past the first) `max_bytes`
+    /// wire bytes, copied into `small` at once: one copy a run, not one a
+    /// frame. A bad header after good frames ends the run; the next call
+    /// reports it.
+    pub fn next_run_into(
+        &mut self,
+        small: &mut FrameBuf,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Result<Next, FrameError> {
+        use std::io::BufRead;
+        let buf = self.inner.buffer();
+        let (mut end, mut count, mut payload) = (0, 0, 0);
+        while count < max_frames.max(1) {
+            let header = buf
+                .get(end..end + HEADER_LEN)
+                .and_then(|h| Header::decode(h.try_into().ok()?, self.max_len).ok());
+            let Some(header) = header else {
+                break;
+            };
+            let next = end + HEADER_LEN + header.len as usize;
+            if header.len as usize > LENT_MAX || next > buf.len() || (count > 0 && next > max_bytes)
+            {
+                break;
+            }
+            (end, count, payload) = (next, count + 1, payload + header.len as u64);
+        }
+        if count == 0 {
+            return self.next_into(small);
+        }
+        small.push_run(&buf[..end], count, payload);
+        self.inner.consume(end);
+        Ok(Next::Appended)
+    }
 }
 
 /// Frames of at most this many payload bytes that a reader finds whole in
@@ -371,6 +407,14 @@ impl FrameBuf {
         self.bytes.extend_from_slice(wire);
         self.count += 1;
         self.payload += len as u64;
+    }
+
+    /// Appends `count` frames' wire bytes, checked already, of `payload`
+    /// payload bytes in all.
+    fn push_run(&mut self, wire: &[u8], count: usize, payload: u64) {
+        self.bytes.extend_from_slice(wire);
+        self.count += count;
+        self.payload += payload;
     }
 
     /// Appends one message as a frame (its header, then its payload), as a
@@ -947,6 +991,49 @@ mod tests {
             .map(|e| (e.pid, e.msg_id, e.data.len()))
             .collect();
         assert_eq!(got, [(9, 1, 0), (9, 2, LENT_MAX), (9, 4, 7)]);
+    }
+
+    #[test]
+    fn a_run_of_buffered_frames_is_taken_within_its_bounds_up_to_a_bad_header() {
+        let mut wire = Vec::new();
+        for i in 0..6 {
+            let env = Envelope::new(0, i, 1, &[i as u8; 5]);
+            wire.extend_from_slice(&Header::encode(&env));
+            wire.extend_from_slice(&env.data);
+        }
+        // A header announcing more than the limit of 64 bytes.
+        wire.extend_from_slice(&Header::encode(&Envelope::new(0, 6, 1, &[0; 65])));
+        let frame = HEADER_LEN + 5;
+        let mut r = FrameReader::new(&wire[..], 64, 1 << 13);
+        let mut small = FrameBuf::with_capacity(9, 0);
+        // Nothing is buffered yet: the first frame needs a read.
+        assert!(matches!(
+            r.next_run_into(&mut small, 8, 1 << 10),
+            Ok(Next::Envelope(e)) if e.msg_id == 0
+        ));
+        let mut run = |frames, bytes| match r.next_run_into(&mut small, frames, bytes) {
+            Ok(Next::Appended) => Ok(small.len()),
+            Ok(_) => panic!("a whole small frame is appended"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(run(2, 1 << 10).unwrap(), 2, "at most two frames");
+        assert_eq!(
+            run(8, frame + 1).unwrap(),
+            3,
+            "the first frame past the byte bound"
+        );
+        assert_eq!(run(8, 1 << 10).unwrap(), 5, "up to the bad header");
+        assert!(matches!(
+            run(8, 1 << 10),
+            Err(FrameError::Wire(WireError::TooLarge(65)))
+        ));
+        let mut small = small.take();
+        assert_eq!(small.payload_bytes(), 25);
+        let got: Vec<(i64, Vec<u8>)> = std::iter::from_fn(|| small.next())
+            .map(|e| (e.msg_id, e.data.to_vec()))
+            .collect();
+        let want: Vec<(i64, Vec<u8>)> = (1..6).map(|i| (i, vec![i as u8; 5])).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

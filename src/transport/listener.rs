@@ -263,7 +263,11 @@ impl Reader {
             // Frames are appended in wire form only while no cut is set; a
             // frame that needed a read is judged once it is in.
             let next = match s.faults.cuts_in(from) {
-                false => frames.next_into(got.frames()),
+                false => {
+                    let room = BURST.saturating_sub(got.len());
+                    let bytes = BURST_BYTES.saturating_sub(got.held_bytes());
+                    frames.next_run_into(got.frames(), room, bytes)
+                }
                 true => frames
                     .next_frame(from)
                     .map(|e| e.map_or(Next::End, Next::Envelope)),

@@ -44,9 +44,13 @@
 // GOBENCH_CPUPROFILE=prefix and GOBENCH_TRACE=prefix make each Go child
 // write a CPU profile or an execution trace.
 //
+// With the go transport, the unicast workload is followed by the floor
+// under the channels (hop.go): one Go channel hop with the sender's
+// allocations and no library, in one process.
+//
 // Run with a role (gobench thr|pp go|direct|batch|raw ME N PORTS SIZE
-// COUNT, or gobench mock base|go|gofaults|direct|raw SERVERS COUNT) it is a
-// child.
+// COUNT, gobench mock base|go|gofaults|direct|raw SERVERS COUNT, or gobench
+// hop SIZE COUNT) it is a child.
 package main
 
 import (
@@ -88,6 +92,10 @@ var impls = []struct{ name, title string }{
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "mock" {
 		mockChild(os.Args[2:])
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "hop" {
+		hopChild(os.Args[2:])
 		return
 	}
 	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
@@ -200,6 +208,9 @@ func main() {
 				line += fmt.Sprintf(" %-8s %-22s", ratio, goal)
 			}
 			fmt.Println(strings.TrimRight(line, " "))
+		}
+		if w.role == "thr" && len(res["go"]) > 0 {
+			printHop(runHop(self, w, *runs), summarize(res["go"], 0), summarize(res["c"], 0))
 		}
 	}
 	if strings.Contains("mock broadcast", *only) {

@@ -1,7 +1,8 @@
 //! The frame decoder on arbitrary bytes: no panic, no payload above the
-//! limit, never more payload than the input held; and the reader's path
-//! that keeps small frames in wire form yields exactly the same envelopes,
-//! in the same order, and stops where the plain decoder stops.
+//! limit, never more payload than the input held; and the reader's paths
+//! that keep small frames in wire form, one frame a call or a run at a
+//! time within a burst's bounds, yield exactly the same envelopes, in the
+//! same order, and stop where the plain decoder stops.
 #![no_main]
 
 use cluster::wire::{FrameBuf, FrameReader, Next, HEADER_LEN};
@@ -28,11 +29,28 @@ fuzz_target!(|data: &[u8]| {
         }
     };
 
+    // One frame a call, then runs with bounds the input picks.
+    let bounds = [None, Some((1 + data.len() % 7, 32 + data.len() % 200))];
+    for bounds in bounds {
+        let (mixed, mixed_end) = wire_form(data, bounds);
+        assert_eq!(plain, mixed);
+        assert_eq!(plain_end, mixed_end);
+    }
+});
+
+/// The envelopes of `data` through the wire-form path (runs of at most
+/// `bounds` frames and bytes, else one frame a call), and whether it ended
+/// cleanly.
+fn wire_form(data: &[u8], bounds: Option<(usize, usize)>) -> (Vec<Envelope>, bool) {
     let mut frames = FrameReader::new(data, MAX, 4096);
     let mut small = FrameBuf::with_capacity(7, 0);
     let mut mixed: Vec<Envelope> = Vec::new();
-    let mixed_end = loop {
-        match frames.next_into(&mut small) {
+    let end = loop {
+        let next = match bounds {
+            None => frames.next_into(&mut small),
+            Some((n, bytes)) => frames.next_run_into(&mut small, n, bytes),
+        };
+        match next {
             Ok(Next::Appended) => {}
             Ok(Next::Envelope(env)) => {
                 mixed.extend(small.take());
@@ -47,6 +65,5 @@ fuzz_target!(|data: &[u8]| {
     let half = rest.len() / 2;
     mixed.extend(rest.take_front(half));
     mixed.extend(rest);
-    assert_eq!(plain, mixed);
-    assert_eq!(plain_end, mixed_end);
-});
+    (mixed, end)
+}

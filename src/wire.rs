@@ -306,30 +306,14 @@ impl<R: std::io::Read> FrameReader<R> {
     /// reading thread only checks and copies, and the thread that takes it
     /// from the inbox decodes it.
     pub fn next_into(&mut self, small: &mut FrameBuf) -> Result<Next, FrameError> {
-        use std::io::BufRead;
-        let buf = self.inner.buffer();
-        if buf.len() >= HEADER_LEN {
-            let mut h = [0u8; HEADER_LEN];
-            h.copy_from_slice(&buf[..HEADER_LEN]);
-            let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
-            let end = HEADER_LEN + header.len as usize;
-            if header.len as usize <= LENT_MAX && buf.len() >= end {
-                small.push_wire(&buf[..end], header.len);
-                self.inner.consume(end);
-                return Ok(Next::Appended);
-            }
-        }
-        Ok(match self.next_frame(small.from)? {
-            Some(env) => Next::Envelope(env),
-            None => Next::End,
-        })
+        self.next_run_into(small, 1, usize::MAX)
     }
 
     /// [`FrameReader::next_into`] for every small frame whole in the
-    /// buffer, up to `max_frames` frames and (past the first) `max_bytes`
-    /// wire bytes, copied into `small` at once: one copy a run, not one a
-    /// frame. A bad header after good frames ends the run; the next call
-    /// reports it.
+    /// buffer: at least one, at most `max_frames`, and past the first no
+    /// more than `max_bytes` wire bytes in all, copied into `small` at once
+    /// (one copy a run, not one a frame). A bad header after good frames
+    /// ends the run; the next call reports it.
     pub fn next_run_into(
         &mut self,
         small: &mut FrameBuf,
@@ -354,7 +338,10 @@ impl<R: std::io::Read> FrameReader<R> {
             (end, count, payload) = (next, count + 1, payload + header.len as u64);
         }
         if count == 0 {
-            return self.next_into(small);
+            return Ok(match self.next_frame(small.from)? {
+                Some(env) => Next::Envelope(env),
+                None => Next::End,
+            });
         }
         small.push_run(&buf[..end], count, payload);
         self.inner.consume(end);
@@ -402,13 +389,6 @@ impl FrameBuf {
         self.bytes.len()
     }
 
-    /// Appends one frame's wire bytes, checked already, of `len` payload bytes.
-    fn push_wire(&mut self, wire: &[u8], len: u32) {
-        self.bytes.extend_from_slice(wire);
-        self.count += 1;
-        self.payload += len as u64;
-    }
-
     /// Appends `count` frames' wire bytes, checked already, of `payload`
     /// payload bytes in all.
     fn push_run(&mut self, wire: &[u8], count: usize, payload: u64) {
@@ -423,7 +403,7 @@ impl FrameBuf {
         let len = data.len() as u32;
         self.bytes
             .extend_from_slice(&Header { len, kind, msg_id }.to_bytes());
-        self.push_wire(data, len);
+        self.push_run(data, 1, len as u64);
     }
 
     /// Takes every frame collected, as an exactly sized copy; the buffer
@@ -996,13 +976,13 @@ mod tests {
     #[test]
     fn a_run_of_buffered_frames_is_taken_within_its_bounds_up_to_a_bad_header() {
         let mut wire = Vec::new();
-        for i in 0..6 {
+        for i in 0..9 {
             let env = Envelope::new(0, i, 1, &[i as u8; 5]);
             wire.extend_from_slice(&Header::encode(&env));
             wire.extend_from_slice(&env.data);
         }
         // A header announcing more than the limit of 64 bytes.
-        wire.extend_from_slice(&Header::encode(&Envelope::new(0, 6, 1, &[0; 65])));
+        wire.extend_from_slice(&Header::encode(&Envelope::new(0, 9, 1, &[0; 65])));
         let frame = HEADER_LEN + 5;
         let mut r = FrameReader::new(&wire[..], 64, 1 << 13);
         let mut small = FrameBuf::with_capacity(9, 0);
@@ -1017,22 +997,20 @@ mod tests {
             Err(e) => Err(e),
         };
         assert_eq!(run(2, 1 << 10).unwrap(), 2, "at most two frames");
-        assert_eq!(
-            run(8, frame + 1).unwrap(),
-            3,
-            "the first frame past the byte bound"
-        );
-        assert_eq!(run(8, 1 << 10).unwrap(), 5, "up to the bad header");
+        assert_eq!(run(8, 2 * frame - 1).unwrap(), 3, "one byte short of two");
+        assert_eq!(run(8, 2 * frame).unwrap(), 5, "two frames, exactly");
+        assert_eq!(run(0, 0).unwrap(), 6, "at least one frame");
+        assert_eq!(run(8, 1 << 10).unwrap(), 8, "up to the bad header");
         assert!(matches!(
             run(8, 1 << 10),
             Err(FrameError::Wire(WireError::TooLarge(65)))
         ));
         let mut small = small.take();
-        assert_eq!(small.payload_bytes(), 25);
+        assert_eq!(small.payload_bytes(), 40);
         let got: Vec<(i64, Vec<u8>)> = std::iter::from_fn(|| small.next())
             .map(|e| (e.msg_id, e.data.to_vec()))
             .collect();
-        let want: Vec<(i64, Vec<u8>)> = (1..6).map(|i| (i, vec![i as u8; 5])).collect();
+        let want: Vec<(i64, Vec<u8>)> = (1..9).map(|i| (i, vec![i as u8; 5])).collect();
         assert_eq!(got, want);
     }
 

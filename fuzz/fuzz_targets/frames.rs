@@ -40,18 +40,28 @@ fuzz_target!(|data: &[u8]| {
 
 /// The envelopes of `data` through the wire-form path (runs of at most
 /// `bounds` frames and bytes, else one frame a call), and whether it ended
-/// cleanly.
+/// cleanly; the bounds are checked on every run.
 fn wire_form(data: &[u8], bounds: Option<(usize, usize)>) -> (Vec<Envelope>, bool) {
-    let mut frames = FrameReader::new(data, MAX, 4096);
+    // A read buffer the input sizes (16 bytes to 4 KiB), so that frames
+    // are often cut at its end.
+    let buffer = 16 + 16 * data.first().map_or(0, |&b| b as usize);
+    let mut frames = FrameReader::new(data, MAX, buffer);
     let mut small = FrameBuf::with_capacity(7, 0);
     let mut mixed: Vec<Envelope> = Vec::new();
+    let (max_frames, max_bytes) = bounds.unwrap_or((1, usize::MAX));
     let end = loop {
+        let (frames_before, bytes_before) = (small.len(), small.wire_len());
         let next = match bounds {
             None => frames.next_into(&mut small),
             Some((n, bytes)) => frames.next_run_into(&mut small, n, bytes),
         };
         match next {
-            Ok(Next::Appended) => {}
+            Ok(Next::Appended) => {
+                // At least one frame, and past the first within both bounds.
+                let added = small.len() - frames_before;
+                assert!((1..=max_frames.max(1)).contains(&added));
+                assert!(added == 1 || small.wire_len() - bytes_before <= max_bytes);
+            }
             Ok(Next::Envelope(env)) => {
                 mixed.extend(small.take());
                 mixed.push(env);

@@ -171,6 +171,12 @@ func numbered(size, i int) []byte {
 	return b
 }
 
+// fresh is message i (see numbered) to node 2 in a new envelope, as a
+// program using Outbox makes each one.
+func fresh(size, i int) *cluster.Envelope {
+	return &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(size, i)}
+}
+
 // port is how a child sends and receives through the wrapper: send sends
 // an envelope, seq sends message i (see numbered) to node 2, flush sends
 // what seq has kept back, recv receives.
@@ -186,10 +192,8 @@ type port struct {
 func channels(srv cluster.Server) port {
 	out, in := srv.Outbox(), srv.Inbox()
 	return port{
-		send: func(e *cluster.Envelope) { out <- e },
-		seq: func(size, i int) {
-			out <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(size, i)}
-		},
+		send:  func(e *cluster.Envelope) { out <- e },
+		seq:   func(size, i int) { out <- fresh(size, i) },
 		flush: func() {},
 		recv:  func() *cluster.Envelope { return <-in },
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -37,7 +38,7 @@ func hopChild(args []string) {
 	t0 := time.Now()
 	go func() {
 		for i := 0; i < count; i++ {
-			ch <- &cluster.Envelope{Pid: 2, MsgId: int64(i), Msg: numbered(size, i)}
+			ch <- fresh(size, i)
 		}
 	}()
 	for i := 0; i < count; i++ {
@@ -66,13 +67,15 @@ func runHop(self string, w workload, runs int) [][]float64 {
 }
 
 // printHop prints the hop's msgs/s under the unicast table, with the
-// channels column's share of it and its own ratio to the C bench.
+// channels column's share of it and its own ratio to the C bench. The hop
+// runs after the table's runs, not between them: its ratios compare
+// minutes apart on a machine that drifts.
 func printHop(runs [][]float64, goS, cS summary) {
 	hop := summarize(runs, 0)
 	if hop.n == 0 {
 		return
 	}
-	line := fmt.Sprintf("one Go channel hop, no library: %s msgs/s", hop)
+	line := fmt.Sprintf("one Go channel hop, no library (GOMAXPROCS %d): %s msgs/s", runtime.GOMAXPROCS(0), hop)
 	if goS.n > 0 {
 		line += fmt.Sprintf("; Go wrapper = %.2fx of it", goS.med/hop.med)
 	}

@@ -89,17 +89,25 @@ var impls = []struct{ name, title string }{
 	{"alt", "alt Go wrapper"},
 }
 
+// asChild runs the child role that args name (thr, pp, mock or hop),
+// and reports whether they named one: flags start with "-".
+func asChild(args []string) bool {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return false
+	}
+	switch args[0] {
+	case "mock":
+		mockChild(args[1:])
+	case "hop":
+		hopChild(args[1:])
+	default:
+		child(args)
+	}
+	return true
+}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "mock" {
-		mockChild(os.Args[2:])
-		return
-	}
-	if len(os.Args) > 1 && os.Args[1] == "hop" {
-		hopChild(os.Args[2:])
-		return
-	}
-	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
-		child(os.Args[1:])
+	if asChild(os.Args[1:]) {
 		return
 	}
 	runs := flag.Int("runs", 5, "runs of each workload and transport")

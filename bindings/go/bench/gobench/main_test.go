@@ -9,12 +9,7 @@ import (
 // The driver runs its children from its own executable: in the tests that
 // is the test binary, which becomes a child when given a role.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == "thr" || os.Args[1] == "pp") {
-		child(os.Args[1:])
-		return
-	}
-	if len(os.Args) > 1 && os.Args[1] == "mock" {
-		mockChild(os.Args[2:])
+	if asChild(os.Args[1:]) {
 		return
 	}
 	// Children built with -race would each sleep a second on exit.
@@ -65,6 +60,22 @@ func TestMockRuns(t *testing.T) {
 		if len(v) != 2 || v[0] <= 0 || v[1] <= 0 {
 			t.Fatalf("%s: result %v", m.name, v)
 		}
+	}
+}
+
+// The hop without a library: its consumer checks every envelope's order
+// and payload, and it reports numbers.
+func TestHop(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := resultOf(self, "hop", "64", "20000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 2 || v[0] <= 0 || v[1] <= 0 {
+		t.Fatalf("result %v", v)
 	}
 }
 

@@ -357,8 +357,7 @@ impl Inbox {
 
     /// Messages waiting to be received (those taken ahead included).
     pub fn len(&self) -> usize {
-        let ahead = self.lock_ahead();
-        ahead.frames.as_ref().map_or(0, Frames::len) + self.lock().len
+        self.counts().depth
     }
 
     fn lock_ahead(&self) -> MutexGuard<'_, Ahead> {

@@ -107,7 +107,7 @@ impl TcpFaults {
     pub fn stop(&self) {
         for (to, env) in self.delayer.stop() {
             if let Some(q) = self.queues.get(&to) {
-                q.queue.count_sent(env.data.len());
+                q.queue.count_sent(1, env.data.len() as u64);
                 q.stats.dropped.closed.inc();
             }
             self.shared.stats.dropped.closed.inc();

@@ -226,13 +226,13 @@ impl Outq {
         }
     }
 
-    /// Counts a message of `len` bytes accepted for the peer outside the
-    /// queue: written into the connection by its sender, or dropped at close
-    /// while it waited out an injected delay.
-    pub fn count_sent(&self, len: usize) {
+    /// Counts `n` messages of `bytes` payload bytes in all accepted for
+    /// the peer outside the queue: written into the connection by their
+    /// sender, or dropped at close while they waited out an injected delay.
+    pub fn count_sent(&self, n: u64, bytes: u64) {
         let mut s = self.lock();
-        s.sent += 1;
-        s.sent_bytes += len as u64;
+        s.sent += n;
+        s.sent_bytes += bytes;
     }
 
     /// Messages and payload bytes accepted for the peer so far, and the

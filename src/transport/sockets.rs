@@ -100,14 +100,25 @@ pub(crate) fn send_now(s: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize>
 /// Blocks until `s` is readable (`POLLIN`) or writable (`POLLOUT`), has
 /// failed or ended, or `d` has passed.
 pub(crate) fn wait_for(s: &TcpStream, events: libc::c_short, d: Duration) {
+    poll_one(s, events, d.as_millis().clamp(1, i32::MAX as u128) as i32);
+}
+
+/// Whether `s` has room for more bytes now (or has failed: a write then
+/// reports why).
+pub(crate) fn writable(s: &TcpStream) -> bool {
+    poll_one(s, libc::POLLOUT, 0) != 0
+}
+
+/// `poll` on `s` alone for `events`, up to `ms`; the events that came.
+fn poll_one(s: &TcpStream, events: libc::c_short, ms: i32) -> libc::c_short {
     let mut p = libc::pollfd {
         fd: s.as_raw_fd(),
         events,
         revents: 0,
     };
-    let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
     // SAFETY: one pollfd on a socket we own, for the length of the call.
     unsafe { libc::poll(&mut p, 1, ms) };
+    p.revents
 }
 
 /// How often a writer checks that its peer is still there: a quarter of

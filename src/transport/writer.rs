@@ -145,6 +145,7 @@ impl Writer {
         let check_every = sockets::check_every(self.shared.config.peer_timeout);
         *self.direct.lock() = DirectState {
             stream: Some(stream.clone()),
+            runs: pending.is_empty(),
             seal: keys.as_ref().map(|k| Sealer::new(&k.frames)),
             acks: Acks::new(keys.as_ref().map(|k| Opener::new(&k.acks, ACK_LEN))),
             ..DirectState::default()
@@ -209,6 +210,7 @@ impl Writer {
                 .is_ok();
             self.queue.written();
             direct.acks.written += n;
+            direct.runs = true;
             self.stats.written.add(n);
             self.stats.written_bytes.add(bytes);
             if !ok {
@@ -225,33 +227,23 @@ impl Writer {
     /// Whether the peer is still there (see [`Liveness`]); marks it down
     /// when it is not.
     fn check(&self, stream: &TcpStream, live: &mut Liveness) -> bool {
-        if live.check(stream, self.shared.config.peer_timeout) {
-            return true;
-        }
-        self.stats.down.set(true);
-        false
+        alive(stream, live, self.shared.config.peer_timeout, &self.stats)
     }
 
-    /// Waits, while the socket is full, until it has room or `deadline`
-    /// passes; an error once the deadline passed or the peer is gone.
+    /// [`stalled`] on this writer's connection.
     fn stalled(
         &self,
         stream: &TcpStream,
         live: &mut Liveness,
         deadline: Option<Instant>,
     ) -> std::io::Result<()> {
-        let mut wait = sockets::check_every(self.shared.config.peer_timeout);
-        if let Some(d) = deadline {
-            wait = wait.min(d.saturating_duration_since(Instant::now()));
-            if wait.is_zero() {
-                return Err(std::io::ErrorKind::TimedOut.into());
-            }
-        }
-        sockets::wait_for(stream, libc::POLLOUT, wait);
-        match self.check(stream, live) {
-            true => Ok(()),
-            false => Err(std::io::ErrorKind::TimedOut.into()),
-        }
+        stalled(
+            stream,
+            live,
+            self.shared.config.peer_timeout,
+            &self.stats,
+            deadline,
+        )
     }
 
     /// Settles the accounts of a connection that ends: what the peer
@@ -339,12 +331,17 @@ struct DirectState {
     stream: Option<Arc<TcpStream>>,
     /// Whether senders may write into it (the writer is in reply mode).
     open: bool,
+    /// Whether senders may write runs into it (the writer holds no frames
+    /// taken and not yet written).
+    runs: bool,
     /// The connection's frames written and acknowledged.
     acks: Acks,
     /// Seals what is written, on a connection with a secret.
     seal: Option<Sealer>,
     /// A direct write's sealed record (kept for its capacity).
     record: Vec<u8>,
+    /// A run written directly (kept for its capacity).
+    run: Batch,
 }
 
 /// Longest a direct write waits to finish a frame it has started.
@@ -377,6 +374,7 @@ impl Direct {
             acks,
             seal,
             record,
+            ..
         } = &mut *guard;
         let Some(stream) = stream.as_ref().filter(|_| *open) else {
             self.wanted.store(true, Ordering::Relaxed);
@@ -438,6 +436,112 @@ impl Direct {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
         true
+    }
+
+    /// Writes a run of small frames (`msgs`, each below
+    /// [`BIG`](super::batch::BIG)) straight into the connection, after the
+    /// frames `queue` holds, when the writer is not writing and the socket
+    /// has room: a stream of batches goes from the sending thread into the
+    /// socket with no hand-off to the writer. False, having done nothing,
+    /// otherwise (and when there is no connection, or the writer still
+    /// holds frames of a broken one). True: the frames count as written
+    /// (and as lost with the other unacknowledged ones if the connection
+    /// breaks). Once it has started, it waits for room to finish, as a
+    /// send waits for room in the queue; a peer judged gone cuts the
+    /// connection, and so does `close` once its linger ends.
+    pub fn try_write_run(
+        &self,
+        queue: &Outq,
+        msgs: &[crate::envelope::Outgoing<'_>],
+        stats: &PeerStats,
+        peer_timeout: Duration,
+    ) -> bool {
+        let Ok(mut guard) = self.state.try_lock() else {
+            return false;
+        };
+        let DirectState {
+            stream,
+            runs,
+            acks,
+            seal,
+            run,
+            ..
+        } = &mut *guard;
+        let Some(stream) = stream.as_ref().filter(|_| *runs) else {
+            return false;
+        };
+        // A full socket: the queue takes the run without making the sender
+        // wait (once a frame is started, the sender waits to finish it).
+        if !sockets::writable(stream) {
+            return false;
+        }
+        let alive = acks.poll(stream);
+        stats.acked.add(acks.fresh());
+        if !alive {
+            return false;
+        }
+        // What other senders queued goes first: taken as the writer takes it.
+        let queued = queue.take(run);
+        let (before, before_bytes) = (run.frames(), run.payload_bytes());
+        for m in msgs {
+            run.push_small(m.msg_id, m.kind, m.data);
+        }
+        let (n, bytes) = (run.frames(), run.payload_bytes());
+        let mut live = Liveness::default();
+        let ok = run
+            .write_to(stream, seal.as_mut(), || {
+                stalled(stream, &mut live, peer_timeout, stats, None)
+            })
+            .is_ok();
+        acks.written += n;
+        if queued {
+            queue.written();
+        }
+        if !ok {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        queue.count_sent(n - before, bytes - before_bytes);
+        stats.written.add(n);
+        stats.written_bytes.add(bytes);
+        true
+    }
+}
+
+/// Whether the peer at the end of `stream` is still there (see
+/// [`Liveness`]); marks it down when it is not.
+fn alive(
+    stream: &TcpStream,
+    live: &mut Liveness,
+    peer_timeout: Duration,
+    stats: &PeerStats,
+) -> bool {
+    if live.check(stream, peer_timeout) {
+        return true;
+    }
+    stats.down.set(true);
+    false
+}
+
+/// Waits, while the socket is full, until it has room or `deadline`
+/// passes; an error once the deadline passed or the peer is gone.
+fn stalled(
+    stream: &TcpStream,
+    live: &mut Liveness,
+    peer_timeout: Duration,
+    stats: &PeerStats,
+    deadline: Option<Instant>,
+) -> std::io::Result<()> {
+    let mut wait = sockets::check_every(peer_timeout);
+    if let Some(d) = deadline {
+        wait = wait.min(d.saturating_duration_since(Instant::now()));
+        if wait.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+    }
+    sockets::wait_for(stream, libc::POLLOUT, wait);
+    match alive(stream, live, peer_timeout, stats) {
+        true => Ok(()),
+        false => Err(std::io::ErrorKind::TimedOut.into()),
     }
 }
 

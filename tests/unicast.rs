@@ -336,3 +336,70 @@ fn sealed_runs_written_by_their_senders_keep_order_and_counts() {
         r#""InboxSize": 64, "OutboxSize": 64, "Secret": "a secret for the runs test""#,
     );
 }
+
+#[test]
+fn batches_of_broadcasts_reach_every_peer_in_order_whole() {
+    // Runs of broadcasts go to each peer as runs. In the first half they
+    // are short, so they queue: node 3 reads nothing until node 1's queue
+    // to it is full, so runs then wait for room message by message
+    // (timeout -1: nothing is dropped). In the second half they are long
+    // enough to be written by the sending thread.
+    use cluster::Outgoing;
+    const TOTAL: i64 = 30_000;
+    let (nodes, _) = cluster(3, r#""InboxSize": 64, "OutboxSize": 64"#);
+    let payload = |id: i64| vec![(id % 251) as u8; (id * 37 % 2000) as usize];
+    let sender = nodes[0].clone();
+    let send = std::thread::spawn(move || {
+        let mut i = 0;
+        while i < TOTAL {
+            let k = match i < TOTAL / 2 {
+                true => i % 15 + 1,
+                false => i % 97 + 1,
+            };
+            let k = k.min(TOTAL - i);
+            let datas: Vec<Vec<u8>> = (i..i + k).map(payload).collect();
+            let msgs: Vec<Outgoing> = (i..i + k)
+                .zip(&datas)
+                .map(|(msg_id, data)| Outgoing {
+                    to: BROADCAST,
+                    msg_id,
+                    kind: 0,
+                    data,
+                })
+                .collect();
+            let (sent, r) = sender.send_copies(&msgs, None);
+            r.unwrap();
+            assert_eq!(sent, k as usize);
+            i += k;
+        }
+    });
+    let late = nodes[0].clone();
+    let receivers: Vec<_> = nodes[1..]
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(r, node)| {
+            let late = late.clone();
+            std::thread::spawn(move || {
+                if r == 1 {
+                    wait_until(Duration::from_secs(20), "node 1's queue to 3 full", || {
+                        stat(&late, "/peers/1/queue_depth") == 64
+                    });
+                }
+                for id in 0..TOTAL {
+                    let e = recv(&node);
+                    assert_eq!((e.pid, e.msg_id), (1, id), "in order at node {}", r + 2);
+                    assert_eq!(e.data[..], payload(id)[..]);
+                }
+            })
+        })
+        .collect();
+    send.join().unwrap();
+    for r in receivers {
+        r.join().unwrap();
+    }
+    for p in 0..2 {
+        assert_eq!(stat(&nodes[0], &format!("/peers/{p}/sent")), TOTAL as u64);
+    }
+    assert_eq!(stat(&nodes[0], "/dropped/queue_full"), 0);
+}

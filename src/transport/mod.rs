@@ -238,38 +238,82 @@ impl TcpNode {
         while let Some(msg) = msgs.get(*sent) {
             let replying = self.begin_send(msg.data.len())?;
             if !replying && msg.data.len() < batch::BIG && !self.shared.faults.is_active() {
+                // The run: this message and those after it to the same
+                // destination, small and within the size limit. What
+                // `begin_send` checked for the first holds for them (a close
+                // racing the run is refused by the queue), and none of them
+                // is a reply.
+                let max = self.shared.config.max_message_size.min(batch::BIG - 1);
+                let run = 1 + msgs[*sent + 1..]
+                    .iter()
+                    .take_while(|m| m.to == msg.to && m.data.len() <= max)
+                    .count();
+                let run = &msgs[*sent..*sent + run];
                 if let Some(link) = self.link(msg.to) {
-                    // The run: this message and those after it to the same
-                    // peer, small and within the size limit. What
-                    // `begin_send` checked for the first holds for them
-                    // (a close racing the run is refused by the queue), and
-                    // none of them is a reply.
-                    let max = self.shared.config.max_message_size.min(batch::BIG - 1);
-                    let run = 1 + msgs[*sent + 1..]
-                        .iter()
-                        .take_while(|m| m.to == msg.to && m.data.len() <= max)
-                        .count();
-                    let msgs = &msgs[*sent..*sent + run];
-                    if run >= DIRECT_RUN
-                        && timeout.is_none()
-                        && link.direct.try_write_run(
-                            &link.queue,
-                            msgs,
-                            &link.stats,
-                            self.shared.config.peer_timeout,
-                        )
-                    {
-                        *sent += run;
-                        continue;
-                    }
-                    if let Ok(n) = link.queue.try_push_small_run(msgs) {
+                    if let Ok(n) = self.push_run(link, run, timeout) {
                         *sent += n;
                         continue;
                     }
+                } else if msg.to == BROADCAST {
+                    self.broadcast_run(run, timeout)?;
+                    *sent += run.len();
+                    continue;
                 }
             }
             self.send_checked(msg.to_envelope(), timeout, replying, WhenFull::Drop)?;
             *sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Sends a run of small messages to one peer without waiting for room:
+    /// written into the connection by this thread (see
+    /// [`writer::Direct::try_write_run`]), or as many from the front as fit
+    /// queued under one lock; how many (`Full` if none fit).
+    #[inline(always)]
+    fn push_run(
+        &self,
+        link: &Link,
+        run: &[Outgoing<'_>],
+        timeout: Timeout,
+    ) -> std::result::Result<usize, PushError> {
+        if run.len() >= DIRECT_RUN
+            && timeout.is_none()
+            && link.direct.try_write_run(
+                &link.queue,
+                run,
+                &link.stats,
+                self.shared.config.peer_timeout,
+            )
+        {
+            return Ok(run.len());
+        }
+        link.queue.try_push_small_run(run)
+    }
+
+    /// Sends a run of small broadcasts as a broadcast is sent (every peer
+    /// gets its chance even if one queue is full; the timeout is the whole
+    /// run's), peer by peer: each peer's share goes in as runs.
+    #[inline(never)]
+    fn broadcast_run(&self, run: &[Outgoing<'_>], timeout: Timeout) -> Result<()> {
+        let end = crate::sync::deadline(timeout);
+        for link in &self.links {
+            let mut done = 0;
+            while let Some(rest) = run.get(done..).filter(|r| !r.is_empty()) {
+                let left = end.map(|e| e.saturating_duration_since(Instant::now()));
+                done += match self.push_run(link, rest, left) {
+                    Ok(n) => n,
+                    Err(PushError::Closed) => return Err(Error::closed()),
+                    // No room: the first waits for it as a broadcast does.
+                    Err(PushError::Full) => {
+                        let env = rest[0].to_envelope();
+                        match self.enqueue(link, env, left, false, WhenFull::Drop) {
+                            Err(e) if e.status == Status::Closed => return Err(e),
+                            _ => 1,
+                        }
+                    }
+                };
+            }
         }
         Ok(())
     }

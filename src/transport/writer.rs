@@ -1,5 +1,7 @@
 //! One thread per peer: connects, handshakes, and writes the peer's queue a
-//! whole batch at a time, reconnecting with capped, jittered backoff.
+//! whole batch at a time, reconnecting with capped, jittered backoff; and
+//! the direct writes that let a sending thread write into the connection
+//! itself (a reply, or a run of a batch) when the writer is not writing.
 
 use super::acks::Acks;
 use super::batch::Batch;
@@ -126,14 +128,16 @@ impl Writer {
     /// Writes the queue into `stream` until it breaks or the node closes;
     /// `pending` holds what was taken but not written when it breaks.
     ///
-    /// Stream mode (the default): senders never write themselves. Reply
-    /// mode, asked for by a sender answering what it received, opens the
-    /// connection to direct writes. The writer takes frames only under the
-    /// direct-write lock, so a sender that finds the queue empty under the
-    /// lock writes its frame without overtaking any. A batch of more than one
-    /// frame means a stream again. The connection's ack accounts live under
-    /// the same lock, so frames written directly are accounted for like the
-    /// writer's own.
+    /// Stream mode (the default): senders write no single frame themselves,
+    /// only runs of a batch ([`Direct::try_write_run`]). Reply mode, asked
+    /// for by a sender answering what it received, opens the connection to
+    /// direct writes of single frames too. The writer takes frames only
+    /// under the direct-write lock, so a sender that finds the queue empty
+    /// under the lock (or takes what it holds first) writes its frames
+    /// without overtaking any. A batch of more than one frame means a
+    /// stream again. The connection's ack accounts live under the same
+    /// lock, so frames written directly are accounted for like the writer's
+    /// own.
     fn pump(
         &self,
         stream: &Arc<TcpStream>,

@@ -489,7 +489,10 @@ int cluster_try_send(const struct cluster_node_t *node,
  Sends `n` envelopes in order, as `cluster_send` would one by one, stopping
  at the first error; `*sent` (may be NULL) receives how many were sent.
  The caller keeps ownership of `envs`. Thread-safe.
- Blocks as `cluster_send` does, per envelope.
+ Blocks as `cluster_send` does, per envelope; with a negative timeout,
+ also while a live peer's socket is full in the middle of a run of
+ messages to it that the calling thread is writing itself (a run is
+ written that way only when the socket had room as it began).
  */
 int cluster_send_batch(const struct cluster_node_t *node,
                        const struct cluster_envelope_t *envs,

@@ -197,7 +197,10 @@ fn send_one(
 /// Sends `n` envelopes in order, as `cluster_send` would one by one, stopping
 /// at the first error; `*sent` (may be NULL) receives how many were sent.
 /// The caller keeps ownership of `envs`. Thread-safe.
-/// Blocks as `cluster_send` does, per envelope.
+/// Blocks as `cluster_send` does, per envelope; with a negative timeout,
+/// also while a live peer's socket is full in the middle of a run of
+/// messages to it that the calling thread is writing itself (a run is
+/// written that way only when the socket had room as it began).
 #[no_mangle]
 pub extern "C" fn cluster_send_batch(
     node: *const ClusterNode,

@@ -258,6 +258,31 @@ fn delivered_counts_each_message_received_once_however_it_was_received() {
     sender.join().unwrap();
 }
 
+/// Sends the messages `ids` to `to` in one `send_copies` with no timeout,
+/// each with the payload `payload(id)`; every one must go.
+fn send_batch(
+    node: &cluster::Node,
+    to: i64,
+    ids: impl Iterator<Item = i64>,
+    payload: fn(i64) -> Vec<u8>,
+) {
+    let ids: Vec<i64> = ids.collect();
+    let datas: Vec<Vec<u8>> = ids.iter().map(|&id| payload(id)).collect();
+    let msgs: Vec<cluster::Outgoing> = ids
+        .iter()
+        .zip(&datas)
+        .map(|(&msg_id, data)| cluster::Outgoing {
+            to,
+            msg_id,
+            kind: 0,
+            data,
+        })
+        .collect();
+    let (sent, r) = node.send_copies(&msgs, None);
+    r.unwrap();
+    assert_eq!(sent, msgs.len());
+}
+
 /// Sends `THREADS` streams from node 1 to node 2 at once, each a mix of
 /// runs (which the sending thread may write into the connection itself,
 /// after what the queue holds) and single sends (which queue), while node
@@ -265,7 +290,6 @@ fn delivered_counts_each_message_received_once_however_it_was_received() {
 /// the queue. Every stream arrives whole and in order, and every frame is
 /// counted once as sent, written and acknowledged.
 fn runs_and_single_sends_keep_order(extra: &str) {
-    use cluster::Outgoing;
     const THREADS: i64 = 4;
     const EACH: i64 = 20_000;
     let (nodes, _) = cluster(2, extra);
@@ -280,21 +304,7 @@ fn runs_and_single_sends_keep_order(extra: &str) {
                     // Runs of 1 to 96: single sends queue, long runs may go
                     // straight into the socket.
                     let k = ((i * 7 + t) % 96 + 1).min(EACH - i);
-                    let ids: Vec<i64> = (i..i + k).map(|j| t * EACH + j).collect();
-                    let datas: Vec<Vec<u8>> = ids.iter().map(|&id| payload(id)).collect();
-                    let msgs: Vec<Outgoing> = ids
-                        .iter()
-                        .zip(&datas)
-                        .map(|(&msg_id, data)| Outgoing {
-                            to: 2,
-                            msg_id,
-                            kind: 0,
-                            data,
-                        })
-                        .collect();
-                    let (sent, r) = a.send_copies(&msgs, None);
-                    r.unwrap();
-                    assert_eq!(sent, k as usize);
+                    send_batch(&a, 2, (i..i + k).map(|j| t * EACH + j), payload);
                     i += k;
                 }
             })
@@ -344,7 +354,6 @@ fn batches_of_broadcasts_reach_every_peer_in_order_whole() {
     // to it is full, so runs then wait for room message by message
     // (timeout -1: nothing is dropped). In the second half they are long
     // enough to be written by the sending thread.
-    use cluster::Outgoing;
     const TOTAL: i64 = 30_000;
     let (nodes, _) = cluster(3, r#""InboxSize": 64, "OutboxSize": 64"#);
     let payload = |id: i64| vec![(id % 251) as u8; (id * 37 % 2000) as usize];
@@ -357,19 +366,7 @@ fn batches_of_broadcasts_reach_every_peer_in_order_whole() {
                 false => i % 97 + 1,
             };
             let k = k.min(TOTAL - i);
-            let datas: Vec<Vec<u8>> = (i..i + k).map(payload).collect();
-            let msgs: Vec<Outgoing> = (i..i + k)
-                .zip(&datas)
-                .map(|(msg_id, data)| Outgoing {
-                    to: BROADCAST,
-                    msg_id,
-                    kind: 0,
-                    data,
-                })
-                .collect();
-            let (sent, r) = sender.send_copies(&msgs, None);
-            r.unwrap();
-            assert_eq!(sent, k as usize);
+            send_batch(&sender, BROADCAST, i..i + k, payload);
             i += k;
         }
     });

@@ -206,3 +206,34 @@ fn a_cut_link_marks_the_peer_down_on_idle_and_busy_links() {
     });
     println!("both marked down {:?} after the cut", cut.elapsed());
 }
+
+#[test]
+fn a_cut_link_marks_the_peer_down_after_a_batch_its_sender_wrote() {
+    // A batch's run is written into the connection by the sending thread,
+    // while the writer sleeps with everything acknowledged and no timer:
+    // the writer must still watch for the run's acks and judge the peer.
+    let Some(net) = Net::build() else {
+        println!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
+        return;
+    };
+    let config = r#"{"Peers":[{"Id":1,"Address":"10.213.7.1:7000"},{"Id":2,"Address":"10.213.7.2:7000"}],"PeerTimeoutMs":1000}"#;
+    let host = |x: &str, id: i64| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &net.ns(x)]);
+        Proc::start_with(cmd, id, config)
+    };
+    let (mut a, mut b) = (host("a", 1), host("b", 2));
+    a.ok("send 2 1 hello");
+    b.ok("recv 10000");
+    wait_until(Duration::from_secs(10), "the hello acknowledged", || {
+        a.stat("/peers/0/acked") == 1
+    });
+    net.link("b", false);
+    a.ok("batch 2 32 into the void");
+    let cut = Instant::now();
+    wait_until(Duration::from_secs(15), "peer 2 marked down", || {
+        a.ok("stats")["stats"]["peers"][0]["down"] == true
+    });
+    println!("marked down {:?} after the cut", cut.elapsed());
+    assert_eq!(a.stat("/peers/0/written"), 33, "the batch went out");
+}

@@ -400,3 +400,47 @@ fn batches_of_broadcasts_reach_every_peer_in_order_whole() {
     }
     assert_eq!(stat(&nodes[0], "/dropped/queue_full"), 0);
 }
+
+/// Node 1 sends `TOTAL` messages of 4000 B to `to` (node 2, or everyone)
+/// in batches with no timeout, a large one (12 MB) then small ones, while
+/// node 2 reads nothing and every queue has room for them all: node 2's
+/// socket fills, and no batch may wait for it (a batch written straight
+/// into a socket that fills would). Node 3, when there is one, gets every
+/// message meanwhile.
+fn a_peer_that_reads_nothing_holds_up_no_batch(nodes: usize, to: i64) {
+    // More than the sockets' buffers hold (a few MiB each way).
+    const TOTAL: i64 = 6000;
+    let cfg = r#""InboxSize": 64, "OutboxSize": 10000, "CloseLingerMs": 100"#;
+    let (nodes, _) = cluster(nodes, cfg);
+    let a = nodes[0].clone();
+    let sending = std::thread::spawn(move || {
+        send_batch(&a, to, 0..3000, |id| vec![id as u8; 4000]);
+        for i in (3000..TOTAL).step_by(50) {
+            send_batch(&a, to, i..i + 50, |id| vec![id as u8; 4000]);
+        }
+    });
+    if let Some(c) = nodes.get(2).cloned() {
+        within(Duration::from_secs(20), "node 3 receiving", move || {
+            for id in 0..TOTAL {
+                assert_eq!(recv(&c).msg_id, id);
+            }
+        });
+    }
+    within(
+        Duration::from_secs(20),
+        "the batches returning",
+        move || sending.join().unwrap(),
+    );
+    // What node 2's socket did not take waits in its queue.
+    assert!(stat(&nodes[0], "/peers/0/queue_depth") > 0);
+}
+
+#[test]
+fn a_peer_that_reads_nothing_holds_up_no_unicast_batch() {
+    a_peer_that_reads_nothing_holds_up_no_batch(2, 2);
+}
+
+#[test]
+fn a_peer_that_reads_nothing_holds_up_no_broadcast_batch() {
+    a_peer_that_reads_nothing_holds_up_no_batch(3, BROADCAST);
+}

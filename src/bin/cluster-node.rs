@@ -9,6 +9,7 @@
 //! |------------------------------|--------|
 //! | `send <to> <msg_id> <text>`  | unicast text (kind 1); the rest of the line is the text |
 //! | `bcast <msg_id> <text>`      | broadcast text |
+//! | `batch <to> <count> <text>`  | `count` messages of text (msg_ids 0..count) to `to` in one batch |
 //! | `recv <timeout_ms>`          | `{"ok":true,"pid":..,"msg_id":..,"kind":..,"text":".."}` (text lossy UTF-8) |
 //! | `cut <out\|in\|both> <ids..>` | cut this node off from the peers |
 //! | `heal`                       | remove every cut |
@@ -23,7 +24,7 @@
 //! process goes on.
 
 use cluster::fault::{CUT_BOTH, CUT_IN, CUT_OUT};
-use cluster::{Envelope, Error, FaultCmd, Node, Status, BROADCAST};
+use cluster::{Envelope, Error, FaultCmd, Node, Outgoing, Status, BROADCAST};
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
 
@@ -65,6 +66,23 @@ fn run(node: &Node, line: &str) -> Option<Result<Value, Error>> {
             };
             let text = it.next().unwrap_or("");
             done(node.send(Envelope::new(to, msg_id, 1, text.as_bytes()), None))
+        }
+        "batch" => {
+            let mut it = rest.splitn(3, ' ');
+            let (to, count) = match (num(it.next(), "destination id"), num(it.next(), "count")) {
+                (Ok(t), Ok(c)) => (t, c),
+                (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+            };
+            let data = it.next().unwrap_or("").as_bytes();
+            let msgs: Vec<Outgoing> = (0..count)
+                .map(|msg_id| Outgoing {
+                    to,
+                    msg_id,
+                    kind: 1,
+                    data,
+                })
+                .collect();
+            done(node.send_copies(&msgs, None).1)
         }
         "recv" => {
             let ms: i64 = match num(words.next(), "timeout_ms") {

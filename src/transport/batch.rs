@@ -75,6 +75,11 @@ impl Batch {
         self.payload
     }
 
+    /// Bytes the batch takes on the wire (unsealed).
+    pub fn wire_len(&self) -> usize {
+        self.buf.len() + self.big.iter().map(|(_, p)| p.len()).sum::<usize>()
+    }
+
     /// Writes the whole batch into `s` and empties it (also on error). When
     /// the socket is full, `stalled` waits for room and may give up with an
     /// error (the deadline passed, the peer is gone).

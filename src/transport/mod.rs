@@ -241,8 +241,10 @@ impl TcpNode {
                 // The run: this message and those after it to the same
                 // destination, small and within the size limit. What
                 // `begin_send` checked for the first holds for them (a close
-                // racing the run is refused by the queue), and none of them
-                // is a reply.
+                // racing the run is refused by the queue, or, for a run
+                // written directly, settled by the writer's linger: acked,
+                // or counted as dropped at close), and none of them is a
+                // reply.
                 let max = self.shared.config.max_message_size.min(batch::BIG - 1);
                 let run = 1 + msgs[*sent + 1..]
                     .iter()

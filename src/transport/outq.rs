@@ -32,7 +32,8 @@ pub(crate) enum Wait {
 }
 
 /// A bounded queue of encoded frames (the bound counts frames, queued and
-/// being written).
+/// being written from the queue; a run its sender writes into the
+/// connection itself never waits in it, see `Direct::try_write_run`).
 pub(crate) struct Outq {
     state: Mutex<State>,
     /// Rung when frames arrive while the writer sleeps, and at close.
@@ -53,6 +54,8 @@ struct State {
     writing: u64,
     /// The writer sleeps in [`Outq::wait`].
     writer_waits: bool,
+    /// Set by [`Outq::nudge`]: the writer's wait ends as `Idle`.
+    nudged: bool,
     /// Senders sleeping in [`Outq::push`] for room.
     senders_wait: usize,
     /// The node is closing: nobody sleeps any more.
@@ -174,6 +177,9 @@ impl Outq {
             if !s.batch.is_empty() {
                 break Wait::Ready;
             }
+            if std::mem::take(&mut s.nudged) {
+                break Wait::Idle;
+            }
             let ms = match end {
                 None => -1,
                 Some(end) => match end.checked_duration_since(Instant::now()) {
@@ -203,15 +209,39 @@ impl Outq {
     /// if there were none. The frames count against the bound until
     /// [`Outq::written`].
     pub fn take(&self, into: &mut Batch) -> bool {
+        self.take_within(into, usize::MAX) == Some(true)
+    }
+
+    /// [`Outq::take`] if the queued frames take at most `max` bytes on the
+    /// wire: `Some(taken)` (false: none were queued), or `None`, taking
+    /// nothing, if they take more.
+    pub fn take_within(&self, into: &mut Batch, max: usize) -> Option<bool> {
         debug_assert!(into.is_empty());
         let mut s = self.lock();
         if s.batch.is_empty() {
-            return false;
+            return Some(false);
+        }
+        if max < usize::MAX && s.batch.wire_len() > max {
+            return None;
         }
         std::mem::swap(into, &mut s.batch);
         s.writing = into.frames();
         self.queued.store(false, Ordering::Release);
-        true
+        Some(true)
+    }
+
+    /// Ends the writer's current or next wait (as `Idle`), so it looks at
+    /// its connection's accounts again: another thread wrote frames into
+    /// the connection, which a writer asleep with everything acknowledged
+    /// would otherwise not watch.
+    pub fn nudge(&self) {
+        let mut s = self.lock();
+        s.nudged = true;
+        let wake = std::mem::take(&mut s.writer_waits);
+        drop(s);
+        if wake {
+            self.bell.raise();
+        }
     }
 
     /// The writer is done with what it took (written, or failed): room for

@@ -100,25 +100,37 @@ pub(crate) fn send_now(s: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize>
 /// Blocks until `s` is readable (`POLLIN`) or writable (`POLLOUT`), has
 /// failed or ended, or `d` has passed.
 pub(crate) fn wait_for(s: &TcpStream, events: libc::c_short, d: Duration) {
-    poll_one(s, events, d.as_millis().clamp(1, i32::MAX as u128) as i32);
-}
-
-/// Whether `s` has room for more bytes now (or has failed: a write then
-/// reports why).
-pub(crate) fn writable(s: &TcpStream) -> bool {
-    poll_one(s, libc::POLLOUT, 0) != 0
-}
-
-/// `poll` on `s` alone for `events`, up to `ms`; the events that came.
-fn poll_one(s: &TcpStream, events: libc::c_short, ms: i32) -> libc::c_short {
     let mut p = libc::pollfd {
         fd: s.as_raw_fd(),
         events,
         revents: 0,
     };
+    let ms = d.as_millis().clamp(1, i32::MAX as u128) as i32;
     // SAFETY: one pollfd on a socket we own, for the length of the call.
     unsafe { libc::poll(&mut p, 1, ms) };
-    p.revents
+}
+
+/// Bytes `s` takes now without blocking, counted low: half what its send
+/// buffer has left (the kernel counts what it holds with its bookkeeping,
+/// which small writes can double); 0 if that cannot be read.
+pub(crate) fn room(s: &TcpStream) -> usize {
+    let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let at = |i: libc::c_int| info[i as usize] as usize;
+    match rc {
+        0 => at(libc::SK_MEMINFO_SNDBUF).saturating_sub(at(libc::SK_MEMINFO_WMEM_QUEUED)) / 2,
+        _ => 0,
+    }
 }
 
 /// How often a writer checks that its peer is still there: a quarter of

@@ -13,7 +13,7 @@ use crate::config::Peer;
 use crate::envelope::Envelope;
 use crate::stats::PeerStats;
 use crate::sync::Timeout;
-use crate::wire::{Header, Opener, RecordError, Sealer, ACK_LEN};
+use crate::wire::{Header, Opener, RecordError, Sealer, ACK_LEN, HEADER_LEN};
 use crossbeam_channel::Sender;
 use std::io::IoSlice;
 use std::net::TcpStream;
@@ -173,7 +173,7 @@ impl Writer {
             };
             let idle = pending.is_empty()
                 && match self.queue.wait(patience, conn) {
-                    Wait::Closed => return self.ended(stream, true),
+                    Wait::Closed => return self.ended(self.direct.lock(), stream, true),
                     Wait::Idle => true,
                     Wait::Ready => false,
                 };
@@ -187,9 +187,7 @@ impl Writer {
             self.stats.acked.add(direct.acks.fresh());
             if idle {
                 if !alive {
-                    direct.open = false;
-                    drop(direct);
-                    return self.ended(stream, false);
+                    return self.ended(direct, stream, false);
                 }
                 if direct.acks.unacked() == 0 {
                     // Quiet and all acknowledged: back to sleeping soundly.
@@ -202,25 +200,16 @@ impl Writer {
                 continue;
             }
             if !alive {
-                direct.open = false;
-                drop(direct);
-                return self.ended(stream, false);
+                return self.ended(direct, stream, false);
             }
-            let (n, bytes) = (pending.frames(), pending.payload_bytes());
-            let ok = pending
-                .write_to(stream, direct.seal.as_mut(), || {
-                    self.stalled(stream, &mut live, None)
-                })
-                .is_ok();
+            let n = pending.frames();
+            let ok = direct.write(pending, stream, &self.stats, || {
+                self.stalled(stream, &mut live, None)
+            });
             self.queue.written();
-            direct.acks.written += n;
             direct.runs = true;
-            self.stats.written.add(n);
-            self.stats.written_bytes.add(bytes);
             if !ok {
-                direct.open = false;
-                drop(direct);
-                return self.ended(stream, false);
+                return self.ended(direct, stream, false);
             }
             let wanted = self.direct.wanted.swap(false, Ordering::Relaxed);
             reply_mode = n == 1 && (reply_mode || wanted);
@@ -254,9 +243,16 @@ impl Writer {
     /// acknowledged is delivered; on a break, the rest was lost and counted.
     /// A break that our own close caused (it cuts the sockets when the
     /// linger ends) is a close: the rest counts as `closed`.
-    fn ended(&self, stream: &TcpStream, shutdown: bool) -> Ended {
-        let mut direct = self.direct.lock();
+    /// No sender writes into the connection from here on (`direct`, the
+    /// lock held since the writer judged it over, is dropped only then).
+    fn ended(
+        &self,
+        mut direct: MutexGuard<'_, DirectState>,
+        stream: &TcpStream,
+        shutdown: bool,
+    ) -> Ended {
         direct.open = false;
+        direct.runs = false;
         direct.acks.poll(stream);
         self.stats.acked.add(direct.acks.fresh());
         if shutdown || self.shared.shutdown.is_fired() {
@@ -273,7 +269,7 @@ impl Writer {
         let deadline = Instant::now() + self.shared.config.close_linger;
         let mut live = Liveness::default();
         while !pending.is_empty() || self.queue.take(pending) {
-            let (k, bytes) = (pending.frames(), pending.payload_bytes());
+            let k = pending.frames();
             if Instant::now() >= deadline {
                 pending.clear();
                 self.queue.written();
@@ -284,15 +280,10 @@ impl Writer {
             // Part of a batch that fails may have arrived: the whole batch
             // counts as written, and what is not acknowledged as dropped.
             let mut direct = self.direct.lock();
-            let ok = pending
-                .write_to(stream, direct.seal.as_mut(), || {
-                    self.stalled(stream, &mut live, Some(deadline))
-                })
-                .is_ok();
+            let ok = direct.write(pending, stream, &self.stats, || {
+                self.stalled(stream, &mut live, Some(deadline))
+            });
             self.queue.written();
-            self.stats.written.add(k);
-            self.stats.written_bytes.add(bytes);
-            direct.acks.written += k;
             drop(direct);
             if !ok {
                 break;
@@ -346,6 +337,27 @@ struct DirectState {
     record: Vec<u8>,
     /// A run written directly (kept for its capacity).
     run: Batch,
+}
+
+impl DirectState {
+    /// Writes `batch` into `stream` (sealed, with a secret), emptying it;
+    /// false if the write failed. Its frames count as written from now on,
+    /// in the connection's accounts (acknowledged later, or lost with the
+    /// connection) and in `stats`.
+    fn write(
+        &mut self,
+        batch: &mut Batch,
+        stream: &TcpStream,
+        stats: &PeerStats,
+        stalled: impl FnMut() -> std::io::Result<()>,
+    ) -> bool {
+        let (n, bytes) = (batch.frames(), batch.payload_bytes());
+        let ok = batch.write_to(stream, self.seal.as_mut(), stalled).is_ok();
+        self.acks.written += n;
+        stats.written.add(n);
+        stats.written_bytes.add(bytes);
+        ok
+    }
 }
 
 /// Longest a direct write waits to finish a frame it has started.
@@ -445,14 +457,15 @@ impl Direct {
     /// Writes a run of small frames (`msgs`, each below
     /// [`BIG`](super::batch::BIG)) straight into the connection, after the
     /// frames `queue` holds, when the writer is not writing and the socket
-    /// has room: a stream of batches goes from the sending thread into the
-    /// socket with no hand-off to the writer. False, having done nothing,
-    /// otherwise (and when there is no connection, or the writer still
-    /// holds frames of a broken one). True: the frames count as written
-    /// (and as lost with the other unacknowledged ones if the connection
-    /// breaks). Once it has started, it waits for room to finish, as a
-    /// send waits for room in the queue; a peer judged gone cuts the
-    /// connection, and so does `close` once its linger ends.
+    /// has room for them all (see [`sockets::room`]): a stream of batches
+    /// goes from the sending thread into the socket with no hand-off to
+    /// the writer. False, having done nothing, otherwise (and when there
+    /// is no connection, or the writer still holds frames of a broken
+    /// one). True: the frames count as written (and as lost with the other
+    /// unacknowledged ones if the connection breaks). Should the socket
+    /// fill all the same, it waits up to [`DIRECT_FINISH`] for room, then
+    /// cuts the connection; so does a peer judged gone, or `close` once its
+    /// linger ends.
     pub fn try_write_run(
         &self,
         queue: &Outq,
@@ -463,50 +476,52 @@ impl Direct {
         let Ok(mut guard) = self.state.try_lock() else {
             return false;
         };
-        let DirectState {
-            stream,
-            runs,
-            acks,
-            seal,
-            run,
-            ..
-        } = &mut *guard;
-        let Some(stream) = stream.as_ref().filter(|_| *runs) else {
+        let st = &mut *guard;
+        let Some(stream) = st.stream.clone().filter(|_| st.runs) else {
             return false;
         };
-        // A full socket: the queue takes the run without making the sender
-        // wait (once a frame is started, the sender waits to finish it).
-        if !sockets::writable(stream) {
+        // The run, after what the queue holds, must fit in the room the
+        // socket has now: a sender then never waits on a peer that reads
+        // slowly while the queue has room for its messages.
+        let own: usize = msgs.iter().map(|m| HEADER_LEN + m.data.len()).sum();
+        let Some(room) = sockets::room(&stream).checked_sub(own) else {
             return false;
-        }
-        let alive = acks.poll(stream);
-        stats.acked.add(acks.fresh());
-        if !alive {
+        };
+        // What other senders queued goes first, taken as the writer takes
+        // it. (The connection's acks, and its end, are the writer's to take
+        // in: it wakes for them.)
+        let mut run = std::mem::take(&mut st.run);
+        let Some(queued) = queue.take_within(&mut run, room) else {
+            st.run = run;
             return false;
-        }
-        // What other senders queued goes first: taken as the writer takes it.
-        let queued = queue.take(run);
+        };
         let (before, before_bytes) = (run.frames(), run.payload_bytes());
         for m in msgs {
             run.push_small(m.msg_id, m.kind, m.data);
         }
-        let (n, bytes) = (run.frames(), run.payload_bytes());
+        let (mine, my_bytes) = (run.frames() - before, run.payload_bytes() - before_bytes);
+        // The socket had room, so a wait here is rare (the kernel's count
+        // of its buffer moved); it is bounded as a reply's is, and a run
+        // not finished by then cuts the connection.
+        let deadline = Some(Instant::now() + DIRECT_FINISH);
         let mut live = Liveness::default();
-        let ok = run
-            .write_to(stream, seal.as_mut(), || {
-                stalled(stream, &mut live, peer_timeout, stats, None)
-            })
-            .is_ok();
-        acks.written += n;
+        let all_acked = st.acks.unacked() == 0;
+        let ok = st.write(&mut run, &stream, stats, || {
+            stalled(&stream, &mut live, peer_timeout, stats, deadline)
+        });
+        st.run = run;
         if queued {
             queue.written();
         }
         if !ok {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
-        queue.count_sent(n - before, bytes - before_bytes);
-        stats.written.add(n);
-        stats.written_bytes.add(bytes);
+        if all_acked {
+            // The writer may sleep with no timer: it must now watch for
+            // these frames' acks, and for a peer that stops answering.
+            queue.nudge();
+        }
+        queue.count_sent(mine, my_bytes);
         true
     }
 }

@@ -489,10 +489,11 @@ int cluster_try_send(const struct cluster_node_t *node,
  Sends `n` envelopes in order, as `cluster_send` would one by one, stopping
  at the first error; `*sent` (may be NULL) receives how many were sent.
  The caller keeps ownership of `envs`. Thread-safe.
- Blocks as `cluster_send` does, per envelope; with a negative timeout,
- also while a live peer's socket is full in the middle of a run of
- messages to it that the calling thread is writing itself (a run is
- written that way only when the socket had room as it began).
+ Blocks as `cluster_send` does, per envelope. (With a negative timeout a
+ run of small messages to one peer may be written into its socket by the
+ calling thread, only when the socket has room for it all; should the
+ socket fill all the same, the call waits up to 1 s for room, then cuts
+ that connection, counting what the peer had not acknowledged as lost.)
  */
 int cluster_send_batch(const struct cluster_node_t *node,
                        const struct cluster_envelope_t *envs,

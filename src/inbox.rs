@@ -206,7 +206,7 @@ impl Received {
 const WAKE_ROOM: usize = 64;
 
 /// Room a burst first makes for frames in wire form (it grows as a burst
-/// needs, up to the reader's 16 KiB bound).
+/// needs, up to the reader's 32 KiB bound).
 const OPEN_BYTES: usize = 64 * 64;
 
 /// Messages on their way into the inbox, as a reader collects them.

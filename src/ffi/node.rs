@@ -252,7 +252,7 @@ pub extern "C" fn cluster_send_batch(
 /// success the caller owns `out->data` and must release it with
 /// `cluster_envelope_free` (a payload of up to 2 KiB may share its buffer
 /// with the messages received with it, no copy made; the buffer, about
-/// 18 KiB at most, is freed with the last of them); on error `*out` is zeroed and owns
+/// 34 KiB at most, is freed with the last of them); on error `*out` is zeroed and owns
 /// nothing.
 /// Errors: CLUSTER_E_TIMEOUT, CLUSTER_E_CLOSED (at once when another thread
 /// closes the node). Thread-safe: several threads may receive at once.

@@ -33,11 +33,11 @@ const READ_BUFFER: usize = 64 << 10;
 /// straight into its own buffer, not through this one.
 const SEALED_READ_BUFFER: usize = 8 << 10;
 /// Frames decoded before they are pushed into the inbox in one go.
-const BURST: usize = 256;
+const BURST: usize = 512;
 /// Bytes of frames in wire form after which a burst is pushed even if it
 /// has fewer frames: a receiver that keeps one of them keeps its burst's
 /// buffer alive, so a burst stays small.
-const BURST_BYTES: usize = 16 << 10;
+const BURST_BYTES: usize = 32 << 10;
 
 pub(crate) struct Acceptor {
     pub shared: Arc<Shared>,

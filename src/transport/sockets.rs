@@ -114,23 +114,14 @@ pub(crate) fn wait_for(s: &TcpStream, events: libc::c_short, d: Duration) {
 /// buffer has left (the kernel counts what it holds with its bookkeeping,
 /// which small writes can double); 0 if that cannot be read.
 pub(crate) fn room(s: &TcpStream) -> usize {
-    let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
-    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `info`.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MEMINFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
+    // SAFETY: SO_MEMINFO fills an array of u32 counters.
+    let info: Option<[u32; libc::SK_MEMINFO_DROPS as usize + 1]> =
+        unsafe { sockopt(s, libc::SOL_SOCKET, libc::SO_MEMINFO) };
+    let Some(info) = info else {
+        return 0;
     };
     let at = |i: libc::c_int| info[i as usize] as usize;
-    match rc {
-        0 => at(libc::SK_MEMINFO_SNDBUF).saturating_sub(at(libc::SK_MEMINFO_WMEM_QUEUED)) / 2,
-        _ => 0,
-    }
+    at(libc::SK_MEMINFO_SNDBUF).saturating_sub(at(libc::SK_MEMINFO_WMEM_QUEUED)) / 2
 }
 
 /// How often a writer checks that its peer is still there: a quarter of
@@ -243,19 +234,24 @@ impl Liveness {
 
 /// The kernel's view of a TCP connection.
 fn tcp_info(s: &TcpStream) -> Option<libc::tcp_info> {
-    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `info`, which is
-    // zeroed, so fields an older kernel does not fill read as 0.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    // SAFETY: zero-initialised and partly written by the kernel: valid.
-    (r == 0).then(|| unsafe { info.assume_init() })
+    // SAFETY: TCP_INFO fills a `tcp_info`, integers only.
+    unsafe { sockopt(s, libc::IPPROTO_TCP, libc::TCP_INFO) }
+}
+
+/// Socket option `name` at `level` of `s`, read into a zeroed `T` (fields an
+/// older kernel does not fill read as 0); `None` if the call fails.
+///
+/// # Safety
+///
+/// `T` must be the option's C type (a struct or array of integers): all
+/// zeroes, and whatever the kernel writes into it, are values of `T`.
+unsafe fn sockopt<T>(s: &TcpStream, level: libc::c_int, name: libc::c_int) -> Option<T> {
+    let mut v = std::mem::MaybeUninit::<T>::zeroed();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `v`.
+    let r =
+        unsafe { libc::getsockopt(s.as_raw_fd(), level, name, v.as_mut_ptr().cast(), &mut len) };
+    // SAFETY: zeroed and partly written by the kernel: a value of `T`, as
+    // the caller promised.
+    (r == 0).then(|| unsafe { v.assume_init() })
 }

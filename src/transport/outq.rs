@@ -221,7 +221,7 @@ impl Outq {
         if s.batch.is_empty() {
             return Some(false);
         }
-        if max < usize::MAX && s.batch.wire_len() > max {
+        if s.batch.wire_len() > max {
             return None;
         }
         std::mem::swap(into, &mut s.batch);

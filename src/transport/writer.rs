@@ -79,14 +79,10 @@ impl Writer {
             connections += 1;
             self.stats.down.set(false);
             self.stats.connected.set(true);
+            // `pump` closes the connection to direct writes as it ends; its
+            // ack accounts stay for the linger (a new connection starts them
+            // afresh).
             let ended = self.pump(&stream, keys, &mut pending);
-            // No more direct writes into this connection; its ack accounts
-            // stay for the linger (a new connection starts them afresh).
-            {
-                let mut direct = self.direct.lock();
-                direct.stream = None;
-                direct.open = false;
-            }
             self.stats.connected.set(false);
             match ended {
                 Ended::Shutdown => {
@@ -148,8 +144,9 @@ impl Writer {
         let mut live = Liveness::default();
         let check_every = sockets::check_every(self.shared.config.peer_timeout);
         *self.direct.lock() = DirectState {
-            stream: Some(stream.clone()),
-            runs: pending.is_empty(),
+            // Senders may write into it once the writer holds nothing of an
+            // older connection.
+            stream: pending.is_empty().then(|| stream.clone()),
             seal: keys.as_ref().map(|k| Sealer::new(&k.frames)),
             acks: Acks::new(keys.as_ref().map(|k| Opener::new(&k.acks, ACK_LEN))),
             ..DirectState::default()
@@ -207,7 +204,9 @@ impl Writer {
                 self.stalled(stream, &mut live, None)
             });
             self.queue.written();
-            direct.runs = true;
+            if direct.stream.is_none() {
+                direct.stream = Some(stream.clone());
+            }
             if !ok {
                 return self.ended(direct, stream, false);
             }
@@ -251,8 +250,8 @@ impl Writer {
         stream: &TcpStream,
         shutdown: bool,
     ) -> Ended {
+        direct.stream = None;
         direct.open = false;
-        direct.runs = false;
         direct.acks.poll(stream);
         self.stats.acked.add(direct.acks.fresh());
         if shutdown || self.shared.shutdown.is_fired() {
@@ -322,13 +321,11 @@ pub(crate) struct Direct {
 
 #[derive(Default)]
 struct DirectState {
-    /// The current connection, while there is one.
+    /// The connection senders may write into: the current one, once the
+    /// writer holds no frames taken for an older one.
     stream: Option<Arc<TcpStream>>,
     /// Whether senders may write into it (the writer is in reply mode).
     open: bool,
-    /// Whether senders may write runs into it (the writer holds no frames
-    /// taken and not yet written).
-    runs: bool,
     /// The connection's frames written and acknowledged.
     acks: Acks,
     /// Seals what is written, on a connection with a secret.
@@ -477,7 +474,7 @@ impl Direct {
             return false;
         };
         let st = &mut *guard;
-        let Some(stream) = st.stream.clone().filter(|_| st.runs) else {
+        let Some(stream) = st.stream.clone() else {
             return false;
         };
         // The run, after what the queue holds, must fit in the room the

@@ -10,40 +10,57 @@ use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A node's bounded inbox. The threads that fill it push what they have
-/// in one go, and a batched receive takes what is there in one go: one lock
-/// for many envelopes each way, and a wake-up only for a receiver that
-/// sleeps. The node closes it with [`Inbox::close`], which fires its
-/// [`Shutdown`].
+/// A node's bounded inbox, in lanes. Every pusher pushes into one lane,
+/// under that lane's lock alone (a mock server into the lane of its id, a
+/// TCP node's readers into its one lane), and a receive takes from every
+/// lane in turn: five mock servers broadcasting into one inbox do not
+/// queue for one lock, and each lane, so each sender, keeps its order.
+/// Pushers of different lanes share one counter, of the room they took.
+/// The threads that fill it push what they have in one go, and a batched
+/// receive takes what is there in one go: one lock for many envelopes each
+/// way, and a wake-up only for a waiter that sleeps. The node closes it
+/// with [`Inbox::close`], which fires its [`Shutdown`].
 #[derive(Debug)]
 pub struct Inbox {
-    /// On cache lines of its own: every pusher writes it, and the fields
-    /// around (the receiver's read-ahead, the node's counters) are written
-    /// by one thread each.
-    state: Padded<Mutex<State>>,
-    /// A burst of small frames a receiver took out of `state` whole, to
-    /// serve the calls that follow without touching the lock the readers
-    /// push under, and the count of messages received. Locked before
-    /// `state` when both are.
+    lanes: Box<[Padded<Lane>]>,
+    /// Every push goes to the first lane (see [`Inbox::merge_lanes`]).
+    merged: AtomicBool,
+    /// Room the lanes took: for the messages they hold, and for those
+    /// their pushers will push next (a lane takes `chunk` at a time, so
+    /// that pushers of different lanes seldom meet on this counter, and a
+    /// receive that empties a lane gives back what it did not use). The
+    /// capacity's gauge, and what pushers waiting for room poll.
+    held: Padded<AtomicUsize>,
+    /// Room a lane takes at a time: one in an inbox of one lane (exact),
+    /// else a 32nd of the capacity per lane, at most [`CHUNK`] (so a pusher
+    /// finds the inbox full at most `lanes * (chunk - 1)` messages early).
+    chunk: usize,
+    /// A burst of small frames a receiver took out of a lane whole, to
+    /// serve the calls that follow without touching the locks the pushers
+    /// push under, and the count of messages received. Locked before the
+    /// lanes when both are.
     ahead: Padded<Mutex<Ahead>>,
-    /// Messages in `ahead`, written under both locks when it fills and
-    /// under `ahead` when it drains: a receiver about to park (holding only
-    /// `state`) sees what another took ahead.
+    /// Messages in `ahead`, written under its lock: a receiver about to
+    /// park sees what another took ahead.
     ahead_len: AtomicUsize,
-    /// Messages in `state`'s queue, published under its lock on every
-    /// change (see [`Inbox::signal`]): a polling receiver reads it without
-    /// taking the lock the pushers need. A hint: one about to park looks
-    /// under the lock.
-    queued: Padded<AtomicUsize>,
-    /// An empty queue with capacity, swapped for `state`'s whole queue by
+    /// An empty queue with capacity, swapped for a lane's whole queue by
     /// a receive that takes it all (see [`Inbox::take_items`]); locked by
     /// receivers only, under `ahead`.
     spare: Mutex<VecDeque<Item>>,
+    /// Who sleeps, and the readiness descriptor's state: locked to sleep,
+    /// to wake a sleeper and to move the descriptor, never by a push or a
+    /// take that has nobody to wake.
+    state: Mutex<State>,
+    /// Receivers and pushers asleep (or counted before they look one last
+    /// time), written under `state`; read without it by those who would
+    /// wake them.
+    sleeping_receivers: AtomicUsize,
+    sleeping_pushers: AtomicUsize,
     /// Signalled when envelopes arrive while receivers sleep.
     ready: Condvar,
     /// Signalled when envelopes are taken while pushers sleep.
@@ -52,6 +69,44 @@ pub struct Inbox {
     /// The descriptor of [`Inbox::ready_fd`], made on first use; raised and
     /// lowered under `state`'s lock (see [`Inbox::signal`]).
     readiness: OnceLock<Readiness>,
+}
+
+impl Lane {
+    /// After a receive took from the lane's queue `q`: if that emptied
+    /// it, says so and takes back its credit; the room taken back.
+    fn emptied(&self, q: &mut LaneQueue) -> usize {
+        if q.len > 0 {
+            return 0;
+        }
+        self.filled.store(false, Ordering::SeqCst);
+        std::mem::take(&mut q.credit)
+    }
+}
+
+/// One lane of an inbox.
+#[derive(Debug, Default)]
+struct Lane {
+    /// The lane holds messages; stored under its lock when that changes
+    /// (a push into a lane that holds some writes nothing here, and wakes
+    /// nobody: whoever filled it did): receivers skip empty lanes, and
+    /// look before they sleep, without taking it.
+    filled: AtomicBool,
+    queue: Mutex<LaneQueue>,
+}
+
+#[derive(Debug, Default)]
+struct LaneQueue {
+    items: VecDeque<Item>,
+    /// Messages in `items`.
+    len: usize,
+    /// Messages ever pushed, and their payload bytes.
+    pushed: u64,
+    pushed_bytes: u64,
+    /// Room the lane took for messages not pushed yet (see `held`).
+    credit: usize,
+    /// The inbox was closed: pushes fail, so that what the closing drains
+    /// is all that was pushed.
+    closed: bool,
 }
 
 /// What the inbox holds: envelopes, or small frames still in wire form.
@@ -280,45 +335,64 @@ impl Burst {
 /// The read-ahead and the count of received messages, under one lock.
 #[derive(Debug, Default)]
 struct Ahead {
-    /// A burst of small frames taken out of the queue whole.
+    /// A burst of small frames taken out of a lane whole.
     frames: Option<Frames>,
     /// Messages ever taken by receives: counted under the lock every
     /// receive takes anyway, not in an atomic of its own.
     taken: u64,
+    /// The lane a receive looks at first (each starts one further, so
+    /// that no lane waits behind the others).
+    next: usize,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Item>,
-    /// Messages in `queue`.
-    len: usize,
-    /// Receivers sleeping for an envelope.
-    receivers: usize,
-    /// They were woken since the last one went to sleep.
+    /// The receivers asleep were woken since the last one went to sleep.
     receivers_woken: bool,
-    /// Pushers sleeping for room.
-    pushers: usize,
-    /// Messages ever pushed, and their payload bytes.
-    pushed: u64,
-    pushed_bytes: u64,
     /// The inbox was closed.
     closed: bool,
     /// The readiness descriptor is raised.
     raised: bool,
 }
 
+/// Lanes of a mock server's inbox: every sender's lane is its id modulo
+/// this, so up to this many servers push without sharing a lock.
+pub(crate) const MOCK_LANES: usize = 8;
+
+/// The most room a lane of a many-lane inbox takes at a time.
+const CHUNK: usize = 16;
+
 impl Inbox {
-    /// An inbox holding at most `capacity` envelopes.
+    /// An inbox holding at most `capacity` envelopes, in one lane (a TCP
+    /// node's: its readers push in turns).
     pub fn new(capacity: usize) -> Inbox {
+        Inbox::with_lanes(capacity, 1)
+    }
+
+    /// An inbox holding at most `capacity` envelopes, in `lanes` lanes
+    /// (at least one).
+    pub fn with_lanes(capacity: usize, lanes: usize) -> Inbox {
+        let lanes: Box<[Padded<Lane>]> =
+            (0..lanes.max(1)).map(|_| Padded(Lane::default())).collect();
+        if lanes.len() == 1 {
+            let mut q = lock(&lanes[0].queue);
+            q.items.reserve(capacity.min(1024));
+        }
+        let chunk = match lanes.len() {
+            1 => 1,
+            n => (capacity / (32 * n)).clamp(1, CHUNK),
+        };
         Inbox {
+            chunk,
+            lanes,
+            merged: AtomicBool::new(false),
+            held: Padded(AtomicUsize::new(0)),
             ahead: Padded(Mutex::default()),
             ahead_len: AtomicUsize::new(0),
-            queued: Padded(AtomicUsize::new(0)),
             spare: Mutex::new(VecDeque::new()),
-            state: Padded(Mutex::new(State {
-                queue: VecDeque::with_capacity(capacity.min(1024)),
-                ..State::default()
-            })),
+            state: Mutex::default(),
+            sleeping_receivers: AtomicUsize::new(0),
+            sleeping_pushers: AtomicUsize::new(0),
             ready: Condvar::new(),
             room: Condvar::new(),
             cap: capacity,
@@ -327,15 +401,51 @@ impl Inbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
+    }
+
+    fn lock_ahead(&self) -> MutexGuard<'_, Ahead> {
+        lock(&self.ahead)
+    }
+
+    /// The lane that pushes keyed `key` go to. A push looks again once it
+    /// holds the lane's lock: a merge may have come between.
+    fn lane(&self, key: usize) -> &Lane {
+        match self.merged.load(Ordering::Relaxed) {
+            true => &self.lanes[0],
+            false => &self.lanes[key % self.lanes.len()],
+        }
+    }
+
+    /// From now on every push goes to the first lane, behind what the
+    /// other lanes held (each lane's messages in their order): the inbox
+    /// gives its messages in the order they arrived from then on (a mock
+    /// on the virtual clock, whose inbox order is its landing order).
+    pub fn merge_lanes(&self) {
+        let mut qs: Vec<_> = self.lanes.iter().map(|l| lock(&l.queue)).collect();
+        self.merged.store(true, Ordering::Relaxed);
+        let (first, rest) = qs.split_at_mut(1);
+        let first = &mut first[0];
+        for q in rest {
+            first.items.append(&mut q.items);
+            first.len += std::mem::take(&mut q.len);
+            first.credit += std::mem::take(&mut q.credit);
+        }
+        for (lane, q) in self.lanes.iter().zip(&qs) {
+            lane.filled.store(q.len > 0, Ordering::SeqCst);
+        }
     }
 
     /// Fires `shutdown`, the node's, and wakes every call sleeping on the
     /// inbox so it fails with `Closed`; false if it had fired already.
+    /// Pushes fail from then on.
     pub fn close(&self, shutdown: &Shutdown) -> bool {
         let first = shutdown.fire();
         let mut s = self.lock();
         s.closed = true;
+        for lane in self.lanes.iter() {
+            lock(&lane.queue).closed = true;
+        }
         self.signal(&mut s);
         drop(s);
         self.ready.notify_all();
@@ -343,15 +453,16 @@ impl Inbox {
         first
     }
 
-    /// What the inbox counted, read under both its locks at once.
+    /// What the inbox counted, read under all its locks at once.
     pub fn counts(&self) -> InboxCounts {
         let ahead = self.lock_ahead();
-        let s = self.lock();
+        let lanes: Vec<_> = self.lanes.iter().map(|l| lock(&l.queue)).collect();
         InboxCounts {
-            received: s.pushed,
-            received_bytes: s.pushed_bytes,
+            received: lanes.iter().map(|q| q.pushed).sum(),
+            received_bytes: lanes.iter().map(|q| q.pushed_bytes).sum(),
             delivered: ahead.taken,
-            depth: ahead.frames.as_ref().map_or(0, Frames::len) + s.len,
+            depth: ahead.frames.as_ref().map_or(0, Frames::len)
+                + lanes.iter().map(|q| q.len).sum::<usize>(),
         }
     }
 
@@ -360,114 +471,181 @@ impl Inbox {
         self.counts().depth
     }
 
-    fn lock_ahead(&self) -> MutexGuard<'_, Ahead> {
-        self.ahead.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Whether no envelope is waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Pushes `env`, waiting up to `timeout` for room; gives up at once when
-    /// `shutdown` fires.
+    /// Pushes `env` into the lane keyed `key`, waiting up to `timeout`
+    /// for room; gives up at once when `shutdown` fires.
     pub fn push(
         &self,
+        key: usize,
         env: Envelope,
         timeout: Timeout,
         shutdown: &Shutdown,
     ) -> std::result::Result<(), (PushError, Envelope)> {
-        let mut s = self.lock();
         let mut end = None;
         let mut spun = false;
         loop {
             if shutdown.is_fired() {
                 return Err((PushError::Closed, env));
             }
-            if s.len < self.cap {
-                s.pushed += 1;
-                s.pushed_bytes += env.data.len() as u64;
-                s.queue.push_back(Item::One(env));
-                s.len += 1;
-                self.signal(&mut s);
-                self.wake_receivers(s);
+            let lane = self.lane(key);
+            let mut q = lock(&lane.queue);
+            if !std::ptr::eq(lane, self.lane(key)) {
+                continue;
+            }
+            if q.closed {
+                return Err((PushError::Closed, env));
+            }
+            if self.room_in(&mut q, 1) == 1 {
+                let bytes = env.data.len() as u64;
+                q.items.push_back(Item::One(env));
+                self.pushed(lane, q, 1, bytes);
                 return Ok(());
             }
+            drop(q);
             // The clock is read only when there is a wait.
             let end = *end.get_or_insert_with(|| deadline(timeout));
-            s = match self.wait_room(s, end, &mut spun, shutdown) {
-                Some(s) => s,
-                None => return Err((PushError::Full, env)),
-            };
+            if !self.wait_room(end, &mut spun, shutdown) {
+                return Err((PushError::Full, env));
+            }
         }
     }
 
-    /// Moves messages from the front of `from` into the inbox, as many as
-    /// fit, waiting up to `timeout` for room for the first; how many moved
-    /// and their payload bytes. Fails with `Closed` (moving none) once
-    /// `shutdown` fired.
+    /// Moves messages from the front of `from` into the lane keyed
+    /// `key`, as many as fit, waiting up to `timeout` for room for the
+    /// first; how many moved and their payload bytes. Fails with `Closed`
+    /// (moving none) once `shutdown` fired.
     pub fn push_many(
         &self,
+        key: usize,
         from: &mut Burst,
         timeout: Timeout,
         shutdown: &Shutdown,
     ) -> std::result::Result<(usize, u64), PushError> {
         from.close();
-        let mut s = self.lock();
         let end = deadline(timeout);
         let mut spun = false;
         loop {
             if shutdown.is_fired() {
                 return Err(PushError::Closed);
             }
-            let room = self.cap - s.len.min(self.cap);
-            if room > 0 || from.len == 0 {
+            if from.len == 0 {
+                return Ok((0, 0));
+            }
+            let lane = self.lane(key);
+            let mut q = lock(&lane.queue);
+            if !std::ptr::eq(lane, self.lane(key)) {
+                continue;
+            }
+            if q.closed {
+                return Err(PushError::Closed);
+            }
+            let n = self.room_in(&mut q, from.len);
+            if n > 0 {
                 let mut bytes = 0;
-                let n = move_front(&mut from.items, room, |item| {
+                move_front(&mut from.items, n, |item| {
                     bytes += item.payload_bytes();
-                    s.queue.push_back(item);
+                    q.items.push_back(item);
                 });
                 from.len -= n;
                 from.bytes = from.bytes.saturating_sub(bytes as usize);
-                s.len += n;
-                s.pushed += n as u64;
-                s.pushed_bytes += bytes;
-                if n > 0 {
-                    self.signal(&mut s);
-                }
-                self.wake_receivers(s);
+                self.pushed(lane, q, n, bytes);
                 return Ok((n, bytes));
             }
-            s = match self.wait_room(s, end, &mut spun, shutdown) {
-                Some(s) => s,
-                None => return Ok((0, 0)),
-            };
+            drop(q);
+            if !self.wait_room(end, &mut spun, shutdown) {
+                return Ok((0, 0));
+            }
+        }
+    }
+
+    /// Takes room for up to `want` messages; how many it took (none when
+    /// the inbox is full).
+    fn take_room(&self, want: usize) -> usize {
+        let mut held = self.held.load(Ordering::Relaxed);
+        loop {
+            let n = want.min(self.cap.saturating_sub(held));
+            if n == 0 {
+                return 0;
+            }
+            match self.held.compare_exchange_weak(
+                held,
+                held + n,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return n,
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// Room in `q` for up to `want` messages: from its credit, and what
+    /// that lacks (at least a chunk) taken from the inbox's; how much.
+    fn room_in(&self, q: &mut LaneQueue, want: usize) -> usize {
+        if q.credit < want {
+            q.credit += self.take_room((want - q.credit).max(self.chunk));
+        }
+        let n = want.min(q.credit);
+        q.credit -= n;
+        n
+    }
+
+    /// After `n` messages of `bytes` payload bytes went into `q`, `lane`'s
+    /// queue: counts them and lets the lane go; if the lane was empty,
+    /// says it is filled and wakes the receivers asleep (once per sleep: a
+    /// push that finds them woken already makes no system call).
+    fn pushed(&self, lane: &Lane, mut q: MutexGuard<'_, LaneQueue>, n: usize, bytes: u64) {
+        let was_empty = q.len == 0;
+        q.len += n;
+        q.pushed += n as u64;
+        q.pushed_bytes += bytes;
+        if !was_empty {
+            return;
+        }
+        // Sequentially consistent, as a receiver's count of itself before
+        // it looks one last time (see `sleep`): either it sees this push,
+        // or this sees it counted.
+        lane.filled.store(true, Ordering::SeqCst);
+        drop(q);
+        let asleep = self.sleeping_receivers.load(Ordering::SeqCst) > 0;
+        if !asleep && self.readiness.get().is_none() {
+            return;
+        }
+        let mut s = self.lock();
+        self.signal(&mut s);
+        let wake = asleep && !std::mem::replace(&mut s.receivers_woken, true);
+        drop(s);
+        if wake {
+            self.ready.notify_all();
         }
     }
 
     /// A pusher's wait for room, until `end`: the first wait of a push
-    /// polls for up to [`HANDOFF_SPIN`] without the lock (room made
-    /// meanwhile costs no sleep and no wake-up), the next ones sleep until
-    /// a receiver makes room. `None` once `end` passed.
-    fn wait_room<'a>(
-        &'a self,
-        s: MutexGuard<'a, State>,
-        end: Option<Instant>,
-        spun: &mut bool,
-        shutdown: &Shutdown,
-    ) -> Option<MutexGuard<'a, State>> {
+    /// polls for up to [`HANDOFF_SPIN`] (room made meanwhile costs no sleep
+    /// and no wake-up), the next ones sleep until a receiver makes room.
+    /// False once `end` passed.
+    fn wait_room(&self, end: Option<Instant>, spun: &mut bool, shutdown: &Shutdown) -> bool {
+        let has_room = || self.held.load(Ordering::SeqCst) < self.cap || shutdown.is_fired();
         let spin = end.map_or(HANDOFF_SPIN, |e| {
             e.saturating_duration_since(Instant::now())
                 .min(HANDOFF_SPIN)
         });
         if !spin.is_zero() && !std::mem::replace(spun, true) {
-            drop(s);
-            spin_until(spin, || {
-                self.queued.load(Ordering::Acquire) < self.cap || shutdown.is_fired()
-            });
-            return Some(self.lock());
+            spin_until(spin, has_room);
+            return true;
         }
-        wait(&self.room, s, end, |s| &mut s.pushers)
+        sleep(
+            &self.room,
+            self.lock(),
+            &self.sleeping_pushers,
+            end,
+            has_room,
+        )
+        .is_some()
     }
 
     /// Takes the next message, waiting up to `timeout` (polling for `spin`
@@ -537,7 +715,7 @@ impl Inbox {
     }
 
     /// The receive loop: `take` under the read-ahead's lock (taking from
-    /// the queue too, so one receiver's successive takes keep the queue's
+    /// the lanes too, so one receiver's successive takes keep each lane's
     /// order; it returns what it took and how many messages, counted under
     /// that lock), else a poll for `spin`, else a wait until there is
     /// something to take, the deadline, or `shutdown`.
@@ -546,7 +724,7 @@ impl Inbox {
         timeout: Timeout,
         spin: Duration,
         shutdown: &Shutdown,
-        mut take: impl FnMut(&mut Option<Frames>) -> Option<(T, usize)>,
+        mut take: impl FnMut(&mut Ahead) -> Option<(T, usize)>,
     ) -> Result<T> {
         // The deadline is read from the clock only by a receive that waits:
         // one that finds a message (or has no time to wait) reads no clock.
@@ -557,7 +735,7 @@ impl Inbox {
                 return Err(Error::closed());
             }
             let mut ahead = self.lock_ahead();
-            if let Some((t, n)) = take(&mut ahead.frames) {
+            if let Some((t, n)) = take(&mut ahead) {
                 ahead.taken += n as u64;
                 return Ok(t);
             }
@@ -567,9 +745,7 @@ impl Inbox {
             }
             let end = *end.get_or_insert_with(|| deadline(timeout));
             if spin_until(std::mem::take(&mut spin), || {
-                self.queued.load(Ordering::Acquire) > 0
-                    || self.ahead_len.load(Ordering::Acquire) > 0
-                    || shutdown.is_fired()
+                self.has_messages() || shutdown.is_fired()
             }) {
                 continue;
             }
@@ -577,9 +753,10 @@ impl Inbox {
         }
     }
 
-    /// Whether a receiver would find something, in the queue or ahead.
-    fn has_messages(&self, s: &State) -> bool {
-        s.len > 0 || self.ahead_len.load(Ordering::Acquire) > 0
+    /// Whether a receiver would find something, in a lane or ahead.
+    fn has_messages(&self) -> bool {
+        self.ahead_len.load(Ordering::SeqCst) > 0
+            || self.lanes.iter().any(|l| l.filled.load(Ordering::SeqCst))
     }
 
     /// Waits until there is something to take; `Timeout` once `end` passed.
@@ -589,53 +766,54 @@ impl Inbox {
             if shutdown.is_fired() {
                 return Err(Error::closed());
             }
-            if self.has_messages(&s) {
+            if self.has_messages() {
                 return Ok(());
             }
             // A receiver going to sleep is woken by the next push.
             s.receivers_woken = false;
-            s = wait(&self.ready, s, end, |s| &mut s.receivers).ok_or_else(Error::timeout)?;
-        }
-    }
-
-    /// After a push: wakes the sleeping receivers, once per sleep (a push
-    /// that finds them woken already makes no system call).
-    fn wake_receivers(&self, mut s: MutexGuard<'_, State>) {
-        let wake = s.receivers > 0 && !std::mem::replace(&mut s.receivers_woken, true);
-        drop(s);
-        if wake {
-            self.ready.notify_all();
+            let ready = || self.has_messages() || shutdown.is_fired();
+            s = sleep(&self.ready, s, &self.sleeping_receivers, end, ready)
+                .ok_or_else(Error::timeout)?;
         }
     }
 
     /// Takes the next message: from the burst taken ahead, lent into `out`,
-    /// else from the queue (a burst of frames is taken ahead whole; an
+    /// else from a lane (a burst of frames is taken ahead whole; an
     /// envelope of its own goes to `own`, for `out` once the locks are let
     /// go); the payload's size.
     fn take_one(
         &self,
-        ahead: &mut Option<Frames>,
+        ahead: &mut Ahead,
         out: &mut dyn Slot,
         own: &mut Option<Envelope>,
     ) -> Option<usize> {
-        if let Some(n) = self.lend_ahead(ahead, out) {
+        if let Some(n) = self.lend_ahead(&mut ahead.frames, out) {
             return Some(n);
         }
-        let mut s = self.lock();
-        let item = s.queue.pop_front()?;
-        s.len -= item.len();
+        let k = self.lanes.len();
+        let item = (0..k).find_map(|i| {
+            let lane = &self.lanes[(ahead.next + i) % k];
+            if !lane.filled.load(Ordering::Acquire) {
+                return None;
+            }
+            let mut q = lock(&lane.queue);
+            let item = q.items.pop_front()?;
+            q.len -= item.len();
+            let room = item.len() + lane.emptied(&mut q);
+            Some((item, room))
+        })?;
+        ahead.next = (ahead.next + 1) % k;
+        let (item, room) = item;
         let e = match item {
             Item::One(e) => e,
             Item::Frames(f) => {
                 self.ahead_len.store(f.len(), Ordering::Release);
-                *ahead = Some(f);
-                self.signal(&mut s);
-                self.made_room(s);
-                return self.lend_ahead(ahead, out);
+                ahead.frames = Some(f);
+                self.took(room);
+                return self.lend_ahead(&mut ahead.frames, out);
             }
         };
-        self.signal(&mut s);
-        self.made_room(s);
+        self.took(room);
         let n = e.data.len();
         *own = Some(e);
         Some(n)
@@ -664,35 +842,50 @@ impl Inbox {
     }
 
     /// Moves up to `max` messages into `out`: what was taken ahead first,
-    /// then from the queue, without waiting; how many.
-    fn take_items(&self, ahead: &mut Option<Frames>, max: usize, out: &mut dyn Sink) -> usize {
+    /// then from the lanes, each in turn from `ahead.next`, without
+    /// waiting; how many.
+    fn take_items(&self, ahead: &mut Ahead, max: usize, out: &mut dyn Sink) -> usize {
         let mut n = 0;
-        if let Some(mut f) = ahead.take() {
+        if let Some(mut f) = ahead.frames.take() {
             if f.len() > max {
                 out.put(Item::Frames(f.take_front(max)));
                 self.ahead_len.store(f.len(), Ordering::Release);
-                *ahead = Some(f);
+                ahead.frames = Some(f);
                 return max;
             }
             n = f.len();
             out.put(Item::Frames(f));
             self.ahead_len.store(0, Ordering::Release);
         }
-        // What is taken goes to the spare under the lock, and to `out`
-        // after it (decoded there, if `out` wants envelopes): the whole
-        // queue, when it fits, is swapped for the empty spare, so the
-        // pushers wait for a swap, not for every item's move.
-        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        let mut s = self.lock();
-        let m = if s.len <= max - n && spare.is_empty() {
-            std::mem::swap(&mut s.queue, &mut spare);
-            s.len
-        } else {
-            move_front(&mut s.queue, max - n, |item| spare.push_back(item))
-        };
-        s.len -= m;
-        self.signal(&mut s);
-        self.made_room(s);
+        // What is taken goes to the spare under a lane's lock, and to
+        // `out` after it (decoded there, if `out` wants envelopes): a whole
+        // lane, when it fits, is swapped for the empty spare, so its
+        // pusher waits for a swap, not for every item's move.
+        let mut spare = lock(&self.spare);
+        let k = self.lanes.len();
+        let (mut m, mut room) = (0, 0);
+        for i in 0..k {
+            let lane = &self.lanes[(ahead.next + i) % k];
+            if m == max - n {
+                break;
+            }
+            if !lane.filled.load(Ordering::Acquire) {
+                continue;
+            }
+            let mut q = lock(&lane.queue);
+            let got = if q.len <= max - n - m && spare.is_empty() {
+                std::mem::swap(&mut q.items, &mut spare);
+                q.len
+            } else {
+                move_front(&mut q.items, max - n - m, |item| spare.push_back(item))
+            };
+            q.len -= got;
+            room += got + lane.emptied(&mut q);
+            drop(q);
+            m += got;
+        }
+        ahead.next = (ahead.next + 1) % k;
+        self.took(room);
         out.reserve(spare.len(), m);
         for item in spare.drain(..) {
             out.put(item);
@@ -700,22 +893,33 @@ impl Inbox {
         n + m
     }
 
-    /// Wakes the pushers waiting for room once there is room for a burst
-    /// (or the inbox is empty), not for every message taken: a receiver
-    /// taking one message per call from a full inbox would otherwise wake
-    /// the reader for each. A pusher that finds less room at the end of its
-    /// wait slice takes it then.
-    fn made_room(&self, s: MutexGuard<'_, State>) {
-        let wake =
-            s.pushers > 0 && (s.len == 0 || self.cap - s.len >= self.cap.min(WAKE_ROOM * 4) / 4);
-        drop(s);
-        if wake {
-            self.room.notify_all();
+    /// After a receive gave back `n` of the room the lanes took (or only
+    /// changed what it holds ahead): wakes the
+    /// pushers asleep once there is room for a burst (or the inbox is
+    /// empty), not for every message taken (a receiver taking one message
+    /// per call from a full inbox would otherwise wake the reader for
+    /// each; a pusher that finds less room at the end of its wait slice
+    /// takes it then), and moves the readiness descriptor.
+    fn took(&self, n: usize) {
+        if n > 0 {
+            // Sequentially consistent, as a pusher's count of itself
+            // before it looks one last time (see `sleep`).
+            let held = self.held.fetch_sub(n, Ordering::SeqCst) - n;
+            if self.sleeping_pushers.load(Ordering::SeqCst) > 0
+                && (held == 0 || self.cap - held >= self.cap.min(WAKE_ROOM * 4) / 4)
+            {
+                // Under the lock a pusher counts itself and sleeps under.
+                drop(self.lock());
+                self.room.notify_all();
+            }
+        }
+        if self.readiness.get().is_some() {
+            self.signal(&mut self.lock());
         }
     }
 
     /// A descriptor that is readable exactly while a receive would not block:
-    /// while a message waits (in the queue or taken ahead) or once the inbox
+    /// while a message waits (in a lane or taken ahead) or once the inbox
     /// is closed. Made on the first call; valid as long as the inbox lives.
     pub fn ready_fd(&self) -> std::io::Result<RawFd> {
         let _ahead = self.lock_ahead();
@@ -733,15 +937,14 @@ impl Inbox {
 
     /// Whether the readiness descriptor should be readable now.
     fn wants_raised(&self, s: &State) -> bool {
-        s.closed || self.has_messages(s)
+        s.closed || self.has_messages()
     }
 
     /// Brings the readiness descriptor (if one was asked for) in line with
-    /// the inbox, under `state`'s lock. It is lowered only by a receiver
-    /// that also holds the read-ahead's lock, so `ahead_len` is exact then;
-    /// pushers only raise it. Publishes the queue's length (`queued`).
+    /// the inbox, under `state`'s lock. A push raises it after its lane
+    /// holds the message; a receive lowers it only once the lanes and the
+    /// read-ahead are empty.
     fn signal(&self, s: &mut State) {
-        self.queued.store(s.len, Ordering::Release);
         if let Some(r) = self.readiness.get() {
             let want = self.wants_raised(s);
             if want != s.raised {
@@ -758,21 +961,26 @@ impl Inbox {
     /// Discards every waiting message (those taken ahead included);
     /// returns how many there were.
     pub fn drain(&self) -> usize {
-        let ahead = self.lock_ahead().frames.take().map_or(0, |f| f.len());
+        let mut ahead = self.lock_ahead();
+        let ahead_n = ahead.frames.take().map_or(0, |f| f.len());
         self.ahead_len.store(0, Ordering::Release);
-        ahead + self.drain_queue()
-    }
-
-    fn drain_queue(&self) -> usize {
-        let mut s = self.lock();
-        let n = std::mem::take(&mut s.len);
-        s.queue.clear();
-        self.signal(&mut s);
-        if s.pushers > 0 {
-            self.room.notify_all();
+        let (mut n, mut room) = (0, 0);
+        for lane in self.lanes.iter() {
+            let mut q = lock(&lane.queue);
+            n += std::mem::take(&mut q.len);
+            q.items.clear();
+            room += lane.emptied(&mut q);
         }
-        n
+        drop(ahead);
+        self.took(n + room);
+        ahead_n + n
     }
+}
+
+/// Locks `m`, whether or not a thread panicked holding it (every value
+/// under an inbox's locks is whole between statements that can panic).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Hands the first `n` messages of `items` to `f` (at most all), splitting
@@ -794,29 +1002,40 @@ fn move_front(items: &mut VecDeque<Item>, n: usize, mut f: impl FnMut(Item)) -> 
     n - left
 }
 
-/// Sleeps on `cv` until signalled or `end`, counted in the sleepers that
-/// `sleepers` picks; `None` if `end` had passed already.
-fn wait<'a>(
+/// Sleeps on `cv` until signalled or `end`, counted in `sleepers` while it
+/// does; returns at once if `ready` holds once it is counted (whoever makes
+/// it hold after that sees it counted, and signals under `s`'s lock).
+/// `None` if `end` had passed already.
+fn sleep<'a>(
     cv: &Condvar,
-    mut s: MutexGuard<'a, State>,
+    s: MutexGuard<'a, State>,
+    sleepers: &AtomicUsize,
     end: Option<Instant>,
-    sleepers: fn(&mut State) -> &mut usize,
+    ready: impl Fn() -> bool,
 ) -> Option<MutexGuard<'a, State>> {
-    *sleepers(&mut s) += 1;
-    s = match end {
+    let left = match end {
+        None => None,
+        Some(end) => match end.saturating_duration_since(Instant::now()) {
+            left if left.is_zero() => return None,
+            left => Some(left),
+        },
+    };
+    // Sequentially consistent, as are the stores `ready` reads (see
+    // `pushed` and `took`): either it sees them, or their makers see this.
+    sleepers.fetch_add(1, Ordering::SeqCst);
+    if ready() {
+        sleepers.fetch_sub(1, Ordering::Relaxed);
+        return Some(s);
+    }
+    let s = match left {
         None => cv.wait(s).unwrap_or_else(|e| e.into_inner()),
-        Some(end) => {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                *sleepers(&mut s) -= 1;
-                return None;
-            }
+        Some(left) => {
             cv.wait_timeout(s, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0
         }
     };
-    *sleepers(&mut s) -= 1;
+    sleepers.fetch_sub(1, Ordering::Relaxed);
     Some(s)
 }
 
@@ -855,11 +1074,11 @@ mod tests {
         let mut b = burst(8);
         assert_eq!(b.len(), 9);
         let (n, bytes) = inbox
-            .push_many(&mut b, Some(Duration::ZERO), &shutdown)
+            .push_many(0, &mut b, Some(Duration::ZERO), &shutdown)
             .unwrap();
         assert_eq!((n, bytes, inbox.len(), b.len()), (5, 15, 5, 4));
         assert_eq!(
-            inbox.push_many(&mut b, Some(Duration::ZERO), &shutdown),
+            inbox.push_many(0, &mut b, Some(Duration::ZERO), &shutdown),
             Ok((0, 0)),
             "full"
         );
@@ -868,7 +1087,7 @@ mod tests {
         for max in [2, 1, 3, 2, 9] {
             out.clear();
             inbox
-                .push_many(&mut b, Some(Duration::ZERO), &shutdown)
+                .push_many(0, &mut b, Some(Duration::ZERO), &shutdown)
                 .unwrap();
             inbox
                 .recv_batch(
@@ -899,11 +1118,11 @@ mod tests {
         // in wire form: one item of two 3-byte frames.
         let mut b = burst(3);
         inbox
-            .push_many(&mut b, Some(Duration::ZERO), &shutdown)
+            .push_many(0, &mut b, Some(Duration::ZERO), &shutdown)
             .unwrap();
-        let s = inbox.lock();
+        let s = lock(&inbox.lanes[0].queue);
         let frames: Vec<&Frames> = s
-            .queue
+            .items
             .iter()
             .filter_map(|i| match i {
                 Item::Frames(f) => Some(f),
@@ -922,9 +1141,12 @@ mod tests {
         let inbox = Inbox::new(10);
         let mut b = burst(2);
         inbox
-            .push_many(&mut b, Some(Duration::ZERO), &shutdown)
+            .push_many(0, &mut b, Some(Duration::ZERO), &shutdown)
             .unwrap();
-        assert!(inbox.lock().queue.iter().all(|i| matches!(i, Item::One(_))));
+        assert!(lock(&inbox.lanes[0].queue)
+            .items
+            .iter()
+            .all(|i| matches!(i, Item::One(_))));
     }
 
     #[test]
@@ -935,13 +1157,13 @@ mod tests {
         let receiver =
             std::thread::spawn(move || i.recv(None, Duration::ZERO, &s).map(|e| e.msg_id));
         inbox
-            .push(Envelope::new(3, 42, 0, b"x"), None, &shutdown)
+            .push(0, Envelope::new(3, 42, 0, b"x"), None, &shutdown)
             .unwrap();
         assert_eq!(receiver.join().unwrap().unwrap(), 42);
         let (i, s) = (inbox.clone(), shutdown.clone());
         let receiver =
             std::thread::spawn(move || i.recv(None, Duration::ZERO, &s).map(|e| e.msg_id));
-        while inbox.lock().receivers == 0 {
+        while inbox.sleeping_receivers.load(Ordering::Relaxed) == 0 {
             std::thread::yield_now();
         }
         inbox.close(&shutdown);
@@ -958,23 +1180,27 @@ mod tests {
             let shutdown = std::sync::Arc::new(Shutdown::default());
             let env = |id: usize| Envelope::new(3, id as i64, 0, b"x");
             for id in 0..cap {
-                inbox.push(env(id), zero, &shutdown).unwrap();
+                inbox.push(0, env(id), zero, &shutdown).unwrap();
             }
-            let (e, _) = inbox.push(env(cap), zero, &shutdown).unwrap_err();
+            let (e, _) = inbox.push(0, env(cap), zero, &shutdown).unwrap_err();
             assert_eq!(e, PushError::Full);
             let mut b = Burst::new(3);
             for id in cap..2 * cap {
                 b.push(env(id));
             }
-            assert_eq!(inbox.push_many(&mut b, zero, &shutdown).unwrap(), (0, 0));
-            assert_eq!(inbox.lock().pushers, 0, "a zero timeout never waits");
+            assert_eq!(inbox.push_many(0, &mut b, zero, &shutdown).unwrap(), (0, 0));
+            assert_eq!(
+                inbox.sleeping_pushers.load(Ordering::Relaxed),
+                0,
+                "a zero timeout never waits"
+            );
             // Pushers that wait get in as room is made, in order.
             let (i, s) = (inbox.clone(), shutdown.clone());
             let pusher = std::thread::spawn(move || {
                 while !b.is_empty() {
-                    i.push_many(&mut b, patience, &s).unwrap();
+                    i.push_many(0, &mut b, patience, &s).unwrap();
                 }
-                i.push(env(2 * cap), patience, &s).unwrap();
+                i.push(0, env(2 * cap), patience, &s).unwrap();
             });
             let mut got = Vec::new();
             while got.len() <= 2 * cap {

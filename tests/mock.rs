@@ -405,9 +405,15 @@ fn batches_and_single_sends_meet_the_same_faults() {
                 nodes[1].send_copy(m, None).unwrap();
             }
         }
+        // Each server's messages grouped by sender, each sender's in the
+        // order received (the order between senders is the lanes' turns).
         let got: Vec<Vec<(i64, i64)>> = nodes
             .iter()
-            .map(|n| drain_now(n).iter().map(|e| (e.pid, e.msg_id)).collect())
+            .map(|n| {
+                let mut got: Vec<_> = drain_now(n).iter().map(|e| (e.pid, e.msg_id)).collect();
+                got.sort_by_key(|&(pid, _)| pid);
+                got
+            })
             .collect();
         let counters: Vec<u64> = ["/sent", "/dropped/fault", "/duplicated"]
             .iter()

@@ -359,6 +359,10 @@ impl MockCluster {
                 self.shared
                     .clock
                     .get_or_init(|| Arc::new(VirtualClock::new(trace)));
+                // Inbox order is landing order from now on.
+                for c in &self.shared.snapshot().servers {
+                    c.inbox.merge_lanes();
+                }
                 Ok(())
             }
             Clock::Real => Ok(()),

@@ -9,7 +9,7 @@ use crate::config::{Config, BROADCAST};
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
 use crate::fault::{Decision, FaultCmd, Faults};
-use crate::inbox::{Burst, Inbox, Sink, Slot};
+use crate::inbox::{Burst, Inbox, Sink, Slot, MOCK_LANES};
 use crate::stats::{NodeStats, Report};
 use crate::sync::{PushError, Shutdown, Timeout, WhenFull, HANDOFF_SPIN};
 use serde_json::{json, Value};
@@ -34,13 +34,23 @@ impl Core {
     pub fn new(id: i64, inbox_size: usize, seed: u64, clock: ClockCell) -> Core {
         Core {
             id,
-            inbox: Inbox::new(inbox_size),
+            // On the virtual clock, one lane: inbox order is landing order.
+            inbox: match clock.get() {
+                Some(_) => Inbox::new(inbox_size),
+                None => Inbox::with_lanes(inbox_size, MOCK_LANES),
+            },
             shutdown: Shutdown::default(),
             stats: NodeStats::default(),
             faults: Faults::new(seed),
             delayed: AtomicUsize::new(0),
             clock,
         }
+    }
+
+    /// The lane of the other servers' inboxes this server's messages go
+    /// into (its id's: see [`MOCK_LANES`]).
+    fn lane(&self) -> usize {
+        self.id as usize
     }
 
     /// Stops the server: wakes blocked calls and empties the inbox, counting
@@ -90,7 +100,7 @@ fn push(from: &Core, to: &Core, mut env: Envelope, timeout: Timeout) -> Pushed {
     let mut wait = Duration::ZERO;
     let mut end = None;
     loop {
-        match to.inbox.push(env, Some(wait), &to.shutdown) {
+        match to.inbox.push(from.lane(), env, Some(wait), &to.shutdown) {
             Ok(()) => return Pushed::Ok,
             Err((PushError::Closed, _)) => return Pushed::DestClosed,
             Err((PushError::Full, back)) => env = back,
@@ -543,7 +553,7 @@ impl MockServer {
                 }
                 match dest
                     .inbox
-                    .push_many(&mut burst, Some(WAIT_SLICE), &dest.shutdown)
+                    .push_many(me.lane(), &mut burst, Some(WAIT_SLICE), &dest.shutdown)
                 {
                     Ok((n, bytes)) => {
                         me.stats.sent.add(n as u64);

@@ -337,7 +337,7 @@ impl Reader {
                 if turn.superseded.load(Ordering::Acquire) {
                     return false;
                 }
-                s.inbox.push_many(got, Some(wait), &s.shutdown)
+                s.inbox.push_many(0, got, Some(wait), &s.shutdown)
             };
             match pushed {
                 Ok((0, _)) => {

@@ -371,7 +371,7 @@ impl TcpNode {
         let s = &self.shared;
         env.pid = s.id;
         let len = env.data.len() as u64;
-        match s.inbox.push(env, timeout, &s.shutdown) {
+        match s.inbox.push(0, env, timeout, &s.shutdown) {
             Ok(()) => {
                 s.stats.sent.inc();
                 s.stats.sent_bytes.add(len);

@@ -37,8 +37,9 @@ pub struct Inbox {
     /// capacity's gauge, and what pushers waiting for room poll.
     held: Padded<AtomicUsize>,
     /// Room a lane takes at a time: one in an inbox of one lane (exact),
-    /// else a 32nd of the capacity per lane, at most [`CHUNK`] (so a pusher
-    /// finds the inbox full at most `lanes * (chunk - 1)` messages early).
+    /// else capacity / (4 × lanes), at least 1 and at most [`CHUNK`] (so a
+    /// pusher finds the inbox full at most `lanes × (chunk - 1)` messages
+    /// early).
     chunk: usize,
     /// A burst of small frames a receiver took out of a lane whole, to
     /// serve the calls that follow without touching the locks the pushers
@@ -380,7 +381,7 @@ impl Inbox {
         }
         let chunk = match lanes.len() {
             1 => 1,
-            n => (capacity / (32 * n)).clamp(1, CHUNK),
+            n => (capacity / (4 * n)).clamp(1, CHUNK),
         };
         Inbox {
             chunk,
@@ -1210,5 +1211,169 @@ mod tests {
             pusher.join().unwrap();
             assert_eq!(got, (0..=2 * cap).collect::<Vec<_>>(), "capacity {cap}");
         }
+    }
+
+    /// Six pushers of their own lanes and two receivers, all parking
+    /// rather than polling, on an inbox of 50: every message arrives once,
+    /// each sender's in order, the bound holds throughout, and once all
+    /// is taken no room stays taken.
+    #[test]
+    fn lanes_keep_each_senders_order_and_the_bound_under_concurrent_pushers() {
+        const PER: i64 = 3000;
+        let inbox = Arc::new(Inbox::with_lanes(50, MOCK_LANES));
+        let shutdown = Arc::new(Shutdown::default());
+        let patience = Some(Duration::from_secs(10)); // a failure ends the test
+        let pushers: Vec<_> = (1..=6)
+            .map(|pid: i64| {
+                let (i, s) = (inbox.clone(), shutdown.clone());
+                std::thread::spawn(move || {
+                    for id in 0..PER {
+                        let env = Envelope::new(pid, id, 0, b"x");
+                        match id % 3 {
+                            0 => {
+                                let mut b = Burst::new(pid);
+                                b.push(env);
+                                let pushed = i.push_many(pid as usize, &mut b, patience, &s);
+                                assert_eq!(pushed, Ok((1, 1)), "no room within the patience");
+                            }
+                            _ => i.push(pid as usize, env, patience, &s).unwrap(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        // The receivers wait until the inbox closes: a wake-up lost leaves
+        // one asleep with messages in the inbox, and the test fails.
+        let receivers: Vec<_> = (0..2)
+            .map(|r| {
+                let (i, s) = (inbox.clone(), shutdown.clone());
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut out = Vec::new();
+                    loop {
+                        let r = match (r + got.len()) % 2 {
+                            0 => i.recv(patience, Duration::ZERO, &s).map(|e| out.push(e)),
+                            _ => i.recv_batch(7, patience, Duration::ZERO, &s, &mut out),
+                        };
+                        assert!(i.len() <= 50, "the bound holds");
+                        match r {
+                            Ok(()) => got.append(&mut out),
+                            Err(e) if e.status == crate::error::Status::Closed => return got,
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in pushers {
+            p.join().unwrap();
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while !inbox.is_empty() && Instant::now() < end {
+            std::thread::yield_now();
+        }
+        assert!(inbox.is_empty(), "a receiver slept through a push");
+        inbox.close(&shutdown);
+        let got: Vec<Vec<Envelope>> = receivers.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 6 * PER as usize);
+        // Each receiver's share of a sender's messages is in the sender's
+        // order (the receive loop takes under one lock, in lane order).
+        for share in &got {
+            for pid in 1..=6 {
+                let ids: Vec<i64> = share
+                    .iter()
+                    .filter(|e| e.pid == pid)
+                    .map(|e| e.msg_id)
+                    .collect();
+                assert!(
+                    ids.windows(2).all(|w| w[0] < w[1]),
+                    "sender {pid} out of order"
+                );
+            }
+        }
+        assert_eq!(inbox.held.load(Ordering::SeqCst), 0, "no room left taken");
+        assert_eq!(inbox.counts().received, inbox.counts().delivered);
+    }
+
+    /// A lane takes room in chunks, so a many-lane inbox may refuse a push
+    /// a little early, never late: one lane alone fills it exactly, and
+    /// several never overfill it.
+    #[test]
+    fn a_many_lane_inbox_is_never_overfilled_and_refuses_at_most_its_chunks_early() {
+        let zero = Some(Duration::ZERO);
+        let shutdown = Shutdown::default();
+        let env = |pid: i64| Envelope::new(pid, 0, 0, b"x");
+        let inbox = Inbox::with_lanes(64, MOCK_LANES);
+        let mut n = 0;
+        while inbox.push(1, env(1), zero, &shutdown).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 64, "one lane fills it exactly");
+        let inbox = Inbox::with_lanes(64, MOCK_LANES);
+        let mut n = 0;
+        let mut refused = [false; MOCK_LANES];
+        while refused.iter().any(|r| !r) {
+            for (key, refused) in refused.iter_mut().enumerate() {
+                if !*refused {
+                    match inbox.push(key, env(key as i64), zero, &shutdown) {
+                        Ok(()) => n += 1,
+                        Err(_) => *refused = true,
+                    }
+                }
+            }
+        }
+        assert!(n <= 64, "{n} messages in an inbox of 64");
+        assert!(
+            n > 64 - MOCK_LANES * (inbox.chunk - 1),
+            "{n}: refused too early"
+        );
+        // A receive that empties the lanes gives their chunks back.
+        let mut out = Vec::new();
+        inbox
+            .recv_batch(64, zero, Duration::ZERO, &shutdown, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), n);
+        assert_eq!(inbox.held.load(Ordering::SeqCst), 0);
+    }
+
+    /// Merged, an inbox gives what it held before, each lane in its order,
+    /// then what came after in the order it came.
+    #[test]
+    fn merged_lanes_keep_each_lanes_order_then_arrival_order() {
+        let zero = Some(Duration::ZERO);
+        let shutdown = Shutdown::default();
+        let inbox = Inbox::with_lanes(100, MOCK_LANES);
+        let push = |pid: i64, id: i64| {
+            inbox
+                .push(
+                    pid as usize,
+                    Envelope::new(pid, id, 0, b"x"),
+                    zero,
+                    &shutdown,
+                )
+                .unwrap()
+        };
+        push(1, 0);
+        push(2, 0);
+        push(1, 1);
+        inbox.merge_lanes();
+        push(2, 1);
+        push(1, 2);
+        push(3, 0);
+        push(2, 2);
+        let mut got = Vec::new();
+        while let Ok(e) = inbox.recv(zero, Duration::ZERO, &shutdown) {
+            got.push((e.pid, e.msg_id));
+        }
+        let (before, after) = got.split_at(3);
+        for pid in [1, 2] {
+            let ids: Vec<i64> = got.iter().filter(|e| e.0 == pid).map(|e| e.1).collect();
+            assert_eq!(ids, (0..3).collect::<Vec<_>>(), "sender {pid}");
+        }
+        let mut before = before.to_vec();
+        before.sort();
+        assert_eq!(before, [(1, 0), (1, 1), (2, 0)]);
+        assert_eq!(after, [(2, 1), (1, 2), (3, 0), (2, 2)], "arrival order");
+        assert_eq!(inbox.held.load(Ordering::SeqCst), 0);
     }
 }

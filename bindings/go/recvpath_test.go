@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"sort"
 	"sync"
 	"testing"
@@ -225,5 +226,82 @@ func TestCloseWhileReceiving(t *testing.T) {
 	tk.check(t, 1000)
 	if d := b.Counters().Discarded; d > 1 {
 		t.Errorf("%d received envelopes discarded at Close; at most the one waiting for room on Inbox may be", d)
+	}
+}
+
+// Readers that only call Recv, from several goroutines, share the
+// messages: each once, each reader's in the order sent (what one Recv
+// takes ahead, the next ones hand out).
+func TestRecvOnlyReaders(t *testing.T) {
+	checkNoLeak(t)
+	a, b := pair(t)
+	const total, readers = 20000, 3
+	tk := &takes{ids: make([][]int64, readers)}
+	var wg sync.WaitGroup
+	var left sync.WaitGroup
+	left.Add(total)
+	done := make(chan struct{})
+	for r := 0; r < readers; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				e, err := b.Recv(20 * time.Millisecond)
+				if err == ErrTimeout {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				tk.add(r, e.MsgId)
+				left.Done()
+			}
+		}()
+	}
+	sendSeq(t, a, 0, total)
+	all := make(chan struct{})
+	go func() { left.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not every message arrived")
+	}
+	close(done)
+	wg.Wait()
+	tk.check(t, total)
+}
+
+// What a Recv took from the node beyond the envelope it returned is not
+// lost at Close: it is on Inbox, in order, right after that envelope.
+func TestCloseAfterRecvTookAhead(t *testing.T) {
+	checkNoLeak(t)
+	a, b := pair(t)
+	const total = 200
+	sendSeq(t, a, 0, total)
+	waitFor(t, 10*time.Second, "every message in the node", func() bool {
+		text, err := b.Stats()
+		var st struct{ Received int }
+		return err == nil && json.Unmarshal([]byte(text), &st) == nil && st.Received == total
+	})
+	if e := recvDirect(t, b); e.MsgId != 0 {
+		t.Fatalf("first message %d", e.MsgId)
+	}
+	b.Close()
+	if n := len(b.Inbox()); n != total-1 {
+		t.Fatalf("%d messages on Inbox after Close, want the %d the Recv took ahead", n, total-1)
+	}
+	for i := 1; i < total; i++ {
+		if e := <-b.Inbox(); e.MsgId != int64(i) {
+			t.Fatalf("message %d came as %d", i, e.MsgId)
+		}
+	}
+	if d := b.Counters().Discarded; d != 0 {
+		t.Fatalf("%d discarded", d)
 	}
 }

@@ -159,7 +159,7 @@ func (n *Node) Outbox() chan *Envelope { return n.outbox }
 
 // Inbox is the channel received envelopes arrive on, Pid set to the
 // sender. The first call starts the goroutine that fills it from the node
-// (until then, Recv fills it when it finds it empty); Recv takes from it
+// (until then, Recv receives from the node itself); Recv takes from it
 // too (see recv.go). It is never closed.
 func (n *Node) Inbox() chan *Envelope {
 	n.rx.pumpOnce.Do(func() {
@@ -214,7 +214,9 @@ func (n *Node) Close() {
 	n.once.Do(func() {
 		n.closed.Store(true)
 		close(n.stop)
-		n.rx.pumpOnce.Do(func() {}) // an Inbox goroutine starting now is in wg
+		// An Inbox goroutine starting now is in wg; if none ever started,
+		// what Recvs took ahead goes on Inbox, for readers of either.
+		n.rx.pumpOnce.Do(n.toInbox)
 		t := time.NewTimer(flushWait)
 		select {
 		case <-n.sent:

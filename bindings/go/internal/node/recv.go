@@ -13,24 +13,37 @@ import (
 	"github.com/cluster-dev/cluster/bindings/go/internal/ffi"
 )
 
-// The receive path. Every envelope a node receives goes one way:
+// The receive path. Every envelope a node receives goes one of two ways:
 //
 //	the node (cluster_recv_batch) -> fill -> Inbox -> the program (<-Inbox or Recv)
+//	the node (cluster_recv_batch) -> fill -> ready -> the program (Recv)
 //
 // fill is the only code that receives from the node, and only the holder
-// of the turn calls it: a Recv that finds Inbox empty, or the Inbox
+// of the turn calls it: a Recv that finds nothing to take, or the Inbox
 // goroutine, which the first Inbox call starts and which keeps the turn
-// from then on. Fills put envelopes on Inbox in the order the node gave
-// them, and every reader takes them from Inbox, so envelopes keep their
-// order whoever reads and however Recv and <-Inbox are mixed. A Recv
-// fills at most the room Inbox has, so it never waits on a full Inbox.
+// from then on. A Recv's fill puts envelopes on ready, a list the next
+// Recvs take from under a mutex (no channel send and receive a message);
+// the Inbox goroutine moves what ready holds onto Inbox before its first
+// fill, and its fills put envelopes on Inbox. So until Inbox is first
+// called only ready holds envelopes, after that only Inbox: they keep the
+// order the node gave them whoever reads and however Recv and <-Inbox are
+// mixed. A Recv fills at most the room Inbox and ready leave, so ready
+// always fits on Inbox.
 
 // receiver is a node's receiving state.
 type receiver struct {
-	turn  chan struct{} // holds a token while someone fills Inbox
+	turn  chan struct{} // holds a token while someone fills
 	batch *ffi.RecvBatch
 	each  func(pid, msgID int64, kind uint32, data []byte)
 	mem   recvMem
+	// fresh collects a Recv's fill (filling set: the turn's holder owns
+	// both), moved to ready in one go.
+	fresh   []*Envelope
+	filling bool
+
+	mu    sync.Mutex
+	ready []*Envelope // from head on: what Recvs' fills took, in order
+	head  int
 
 	pumpOnce sync.Once // starts the Inbox goroutine; Close runs it empty
 }
@@ -53,7 +66,8 @@ func (n *Node) fill(max int, timeoutMs int64) error {
 	})
 }
 
-// deliver decodes one envelope received and puts it on Inbox.
+// deliver decodes one envelope received and puts it on Inbox, or, while
+// a Recv fills, on fresh.
 func (n *Node) deliver(pid, msgID int64, kind uint32, data []byte) {
 	msg, err := n.rx.mem.decode(kind, data)
 	if err != nil {
@@ -63,6 +77,10 @@ func (n *Node) deliver(pid, msgID int64, kind uint32, data []byte) {
 	}
 	e := n.rx.mem.envelope()
 	*e = Envelope{Pid: int(pid), MsgId: msgID, Msg: msg}
+	if n.rx.filling {
+		n.rx.fresh = append(n.rx.fresh, e)
+		return
+	}
 	select {
 	case n.inbox <- e:
 		return
@@ -107,10 +125,56 @@ func (n *Node) fillPatient(max int, w *wait) error {
 	}
 }
 
-// room is how many envelopes a fill may put on Inbox without waiting (at
-// most batchMax).
+// room is how many envelopes a fill may put on Inbox (and ready) without
+// waiting (at most batchMax).
 func (n *Node) room() int {
-	return min(cap(n.inbox)-len(n.inbox), batchMax)
+	n.rx.mu.Lock()
+	held := len(n.rx.ready) - n.rx.head
+	n.rx.mu.Unlock()
+	return max(min(cap(n.inbox)-len(n.inbox)-held, batchMax), 0)
+}
+
+// pop takes the first envelope of ready, if any.
+func (r *receiver) pop() *Envelope {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.head == len(r.ready) {
+		return nil
+	}
+	e := r.ready[r.head]
+	r.ready[r.head] = nil
+	r.head++
+	return e
+}
+
+// publish moves what the fill put on fresh to ready (the turn held), and
+// pops the first envelope of ready.
+func (r *receiver) publish() *Envelope {
+	r.mu.Lock()
+	if r.head == len(r.ready) { // empty: the two lists trade places
+		r.ready, r.fresh = r.fresh, r.ready[:0]
+		r.head = 0
+	} else {
+		r.ready = append(r.ready, r.fresh...)
+		clear(r.fresh)
+		r.fresh = r.fresh[:0]
+	}
+	r.mu.Unlock()
+	return r.pop()
+}
+
+// toInbox moves what ready holds onto Inbox, which has room for it: the
+// Inbox goroutine does, holding the turn, before its first fill, or Close
+// if that goroutine never started.
+func (n *Node) toInbox() {
+	r := &n.rx
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.ready[r.head:] {
+		n.inbox <- e
+	}
+	clear(r.ready)
+	r.ready, r.head = r.ready[:0], 0
 }
 
 // Recv returns the next envelope received, Pid set to the sender, waiting
@@ -127,6 +191,9 @@ func (n *Node) Recv(timeout time.Duration) (*Envelope, error) {
 	case e := <-n.inbox:
 		return e, nil
 	default:
+	}
+	if e := n.rx.pop(); e != nil {
+		return e, nil
 	}
 	w := newWait(timeout)
 	return n.recvWait(&w)
@@ -153,6 +220,9 @@ func (n *Node) recvWait(w *wait) (*Envelope, error) {
 			return e, nil
 		default:
 		}
+		if e := n.rx.pop(); e != nil {
+			return e, nil
+		}
 		if n.closed.Load() {
 			return nil, ffi.ErrClosed
 		}
@@ -176,15 +246,27 @@ func (n *Node) recvWait(w *wait) (*Envelope, error) {
 				return nil, w.ctx.Err()
 			}
 		}
+		// The turn held: what ready holds now came before what a fill
+		// would bring.
+		if e := n.rx.pop(); e != nil {
+			<-n.rx.turn
+			return e, nil
+		}
 		var err error
 		if room := n.room(); room > 0 {
+			n.rx.filling = true
 			if w.ctx != nil {
 				err = n.fillReady(w, room)
 			} else {
 				err = n.fillPatient(room, w)
 			}
+			n.rx.filling = false
 		}
+		e := n.rx.publish()
 		<-n.rx.turn
+		if e != nil {
+			return e, nil
+		}
 		if len(n.inbox) > 0 {
 			continue
 		}
@@ -255,6 +337,7 @@ func (n *Node) pump() {
 	case <-n.stop:
 		return
 	}
+	n.toInbox()
 	for {
 		select {
 		case <-n.stop: // what the node still holds, it discards and counts

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::{Inbox, Item, Sink, Slot};
+use crate::inbox::{Inbox, Sink, Slot};
 use crate::sync::Timeout;
 use std::os::fd::RawFd;
 
@@ -55,13 +55,9 @@ pub trait Transport: Send + Sync {
         self.recv_into(max, timeout, out).map(|_| ())
     }
 
-    /// Like `recv_batch`, with small frames still in their wire form (for a
-    /// caller that hands payloads on where they are); how many messages.
-    fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
-        self.recv_into(max, timeout, out)
-    }
-
-    /// What `recv_batch` and `recv_items` do, into any [`Sink`].
+    /// What `recv_batch` does, into any [`Sink`] (a `Vec<Item>` keeps
+    /// small frames in their wire form, for a caller that hands payloads
+    /// on where they are); how many messages.
     fn recv_into(&self, max: usize, timeout: Timeout, out: &mut dyn Sink) -> Result<usize>;
 
     /// The inbox receives take from.

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Outgoing};
 use crate::error::Result;
 use crate::fault::FaultCmd;
-use crate::inbox::{Item, Received, Slot};
+use crate::inbox::{Received, Sink, Slot};
 use crate::sync::Timeout;
 use std::sync::Arc;
 
@@ -98,9 +98,10 @@ impl Node {
         self.t.recv_one(timeout, out)
     }
 
-    /// Receives up to `max` messages; see [`Transport::recv_items`].
-    pub fn recv_items(&self, max: usize, timeout: Timeout, out: &mut Vec<Item>) -> Result<usize> {
-        self.t.recv_items(max, timeout, out)
+    /// Receives up to `max` messages into `out` (a `Vec<Item>` keeps small
+    /// frames in their wire form); see [`Transport::recv_into`].
+    pub fn recv_items(&self, max: usize, timeout: Timeout, out: &mut dyn Sink) -> Result<usize> {
+        self.t.recv_into(max, timeout, out)
     }
 
     /// Receives up to `max` envelopes; see [`Transport::recv_batch`].

@@ -203,7 +203,8 @@ fn receive_every_way(node: &cluster::Node, total: usize) {
         .map(|way| {
             let (node, got) = (node.clone(), got.clone());
             std::thread::spawn(move || {
-                let (mut envs, mut items) = (Vec::new(), Vec::new());
+                let mut envs = Vec::new();
+                let mut items: Vec<cluster::inbox::Item> = Vec::new();
                 let end = std::time::Instant::now() + Duration::from_secs(30);
                 while got.load(Ordering::SeqCst) < total {
                     assert!(std::time::Instant::now() < end, "received too few");

@@ -4,7 +4,7 @@ use super::{arg, call, set_opt, slice_arg, slice_out, str_arg, ClusterError};
 use crate::buffer::Buf;
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
-use crate::inbox::{Item, Slot};
+use crate::inbox::{Item, Sink, Slot};
 use crate::node::Node;
 use crate::sync::{timeout_from_ms, WhenFull};
 use std::ffi::{c_char, c_int, c_void, CString};
@@ -295,60 +295,83 @@ pub extern "C" fn cluster_recv_batch(
         if cap == 0 {
             return Err(Error::new(Status::InvalidArg, "cap is 0"));
         }
-        let slots = slice_out(out, cap, "out")?;
-        let mut items = Vec::new();
-        node.recv_items(cap, timeout_from_ms(timeout_ms), &mut items)?;
-        // Small payloads of single envelopes share one buffer per call
-        // instead of one allocation each; frames still in wire form are
-        // handed out where they are; large payloads as they are.
-        let inline = items.iter().filter_map(|item| match item {
-            Item::One(e) if e.data.len() <= INLINE => Some(&e.data[..]),
-            _ => None,
-        });
-        let mut bytes = Vec::with_capacity(inline.clone().map(<[u8]>::len).sum());
-        for data in inline {
-            bytes.extend_from_slice(data);
-        }
-        let batch: SharedBuf = Arc::new(Buf::from(bytes));
-        let mut at = 0;
-        let mut slots = slots.iter_mut();
-        for item in items {
-            match item {
-                Item::One(env) if env.data.len() <= INLINE => {
-                    let (len, slot) = (env.data.len(), next_slot(&mut slots)?);
-                    lend(
-                        slot,
-                        env.pid,
-                        env.msg_id,
-                        env.kind,
-                        batch.clone(),
-                        at..at + len,
-                    );
-                    at += len;
-                }
-                Item::One(env) => fill(next_slot(&mut slots)?, env),
-                Item::Frames(mut frames) => {
-                    let buf = frames.buffer().clone();
-                    while let Some(f) = frames.next_lent() {
-                        let slot = next_slot(&mut slots)?;
-                        lend(slot, f.pid, f.msg_id, f.kind, buf.clone(), f.payload);
-                    }
-                }
-            }
-        }
-        *count = cap - slots.len();
+        let mut slots = Slots {
+            slots: slice_out(out, cap, "out")?,
+            n: 0,
+            bytes: Vec::new(),
+            small: Vec::new(),
+        };
+        node.recv_items(cap, timeout_from_ms(timeout_ms), &mut slots)?;
+        *count = slots.finish();
         Ok(())
     })
 }
 
-/// The next free slot of the caller's array (there is one for every message
-/// received: no more than its size were asked for).
-fn next_slot<'a>(
-    slots: &mut std::slice::IterMut<'a, ClusterEnvelope>,
-) -> Result<&'a mut ClusterEnvelope> {
-    slots
-        .next()
-        .ok_or_else(|| Error::new(Status::Panic, "more messages than slots"))
+/// `cluster_recv_batch`'s sink: each message goes straight into the
+/// caller's next envelope. Frames still in wire form are lent where they
+/// are; the small payloads of lone envelopes are copied into one buffer,
+/// lent once the receive is over ([`Slots::finish`]); large payloads are
+/// handed over as they are.
+struct Slots<'a> {
+    slots: &'a mut [ClusterEnvelope],
+    /// Envelopes filled.
+    n: usize,
+    /// The small payloads, one after another.
+    bytes: Vec<u8>,
+    /// Which envelopes lend which range of `bytes`.
+    small: Vec<(usize, Range<usize>)>,
+}
+
+impl Slots<'_> {
+    /// The next envelope (the inbox takes no more messages than were asked
+    /// for, so there is one).
+    fn next(&mut self) -> &mut ClusterEnvelope {
+        self.n += 1;
+        &mut self.slots[self.n - 1]
+    }
+
+    /// Lends the small payloads, now that their buffer is whole; how many
+    /// envelopes were filled.
+    fn finish(self) -> usize {
+        if !self.small.is_empty() {
+            let buf: SharedBuf = Arc::new(Buf::from(self.bytes));
+            for (i, range) in self.small {
+                let slot = &mut self.slots[i];
+                slot.data = buf[range.start..].as_ptr();
+                slot._owner = Arc::into_raw(buf.clone()).cast();
+            }
+        }
+        self.n
+    }
+}
+
+impl Sink for Slots<'_> {
+    fn reserve(&mut self, _items: usize, _messages: usize) {}
+
+    fn put(&mut self, item: Item) {
+        match item {
+            Item::One(env) if env.data.len() <= INLINE => {
+                let at = self.bytes.len();
+                self.bytes.extend_from_slice(&env.data);
+                self.small.push((self.n, at..self.bytes.len()));
+                // Its data and owner are set by `finish`.
+                *self.next() = ClusterEnvelope {
+                    pid: env.pid,
+                    msg_id: env.msg_id,
+                    kind: env.kind,
+                    len: env.data.len(),
+                    ..ClusterEnvelope::EMPTY
+                };
+            }
+            Item::One(env) => fill(self.next(), env),
+            Item::Frames(mut frames) => {
+                let buf = frames.buffer().clone();
+                while let Some(f) = frames.next_lent() {
+                    lend(self.next(), f.pid, f.msg_id, f.kind, buf.clone(), f.payload);
+                }
+            }
+        }
+    }
 }
 
 /// Fills `slot` with an envelope whose payload is `range` of `buf`, whose

@@ -85,10 +85,19 @@ func (tk *takes) check(t *testing.T, min int) int {
 
 // Readers with Recv and readers of Inbox at once share the messages: each
 // once, and each reader's in the order sent.
-func TestRecvAndInboxTogether(t *testing.T) {
+func TestRecvAndInboxTogether(t *testing.T) { readTogether(t, 3, 2) }
+
+// Readers that only call Recv share them too (what one Recv takes ahead,
+// the next ones hand out), and so do readers of Inbox alone.
+func TestRecvOnlyReaders(t *testing.T)  { readTogether(t, 3, 0) }
+func TestInboxOnlyReaders(t *testing.T) { readTogether(t, 0, 2) }
+
+// readTogether sends 20,000 messages to readers calling Recv and readers
+// of Inbox, and checks that each came once, each reader's in order.
+func readTogether(t *testing.T, recvs, inboxes int) {
 	checkNoLeak(t)
 	a, b := pair(t)
-	const total, recvs, inboxes = 20000, 3, 2
+	const total = 20000
 	tk := &takes{ids: make([][]int64, recvs+inboxes)}
 	var wg sync.WaitGroup
 	var left sync.WaitGroup // messages not taken yet
@@ -227,54 +236,6 @@ func TestCloseWhileReceiving(t *testing.T) {
 	if d := b.Counters().Discarded; d > 1 {
 		t.Errorf("%d received envelopes discarded at Close; at most the one waiting for room on Inbox may be", d)
 	}
-}
-
-// Readers that only call Recv, from several goroutines, share the
-// messages: each once, each reader's in the order sent (what one Recv
-// takes ahead, the next ones hand out).
-func TestRecvOnlyReaders(t *testing.T) {
-	checkNoLeak(t)
-	a, b := pair(t)
-	const total, readers = 20000, 3
-	tk := &takes{ids: make([][]int64, readers)}
-	var wg sync.WaitGroup
-	var left sync.WaitGroup
-	left.Add(total)
-	done := make(chan struct{})
-	for r := 0; r < readers; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				e, err := b.Recv(20 * time.Millisecond)
-				if err == ErrTimeout {
-					continue
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				tk.add(r, e.MsgId)
-				left.Done()
-			}
-		}()
-	}
-	sendSeq(t, a, 0, total)
-	all := make(chan struct{})
-	go func() { left.Wait(); close(all) }()
-	select {
-	case <-all:
-	case <-time.After(30 * time.Second):
-		t.Fatal("not every message arrived")
-	}
-	close(done)
-	wg.Wait()
-	tk.check(t, total)
 }
 
 // What a Recv took from the node beyond the envelope it returned is not

@@ -10,7 +10,7 @@ use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -435,6 +435,19 @@ impl Inbox {
         for (lane, q) in self.lanes.iter().zip(&qs) {
             lane.filled.store(q.len > 0, Ordering::SeqCst);
         }
+        drop(qs);
+        // A look at the lanes during the stores above may have seen none
+        // filled (the first before, the others after): whoever looked
+        // under `state` (a receiver going to sleep, a `signal`) is set
+        // right now.
+        let mut s = self.lock();
+        self.signal(&mut s);
+        let wake = self.sleeping_receivers.load(Ordering::SeqCst) > 0;
+        s.receivers_woken |= wake;
+        drop(s);
+        if wake {
+            self.ready.notify_all();
+        }
     }
 
     /// Fires `shutdown`, the node's, and wakes every call sleeping on the
@@ -613,6 +626,9 @@ impl Inbox {
         lane.filled.store(true, Ordering::SeqCst);
         drop(q);
         let asleep = self.sleeping_receivers.load(Ordering::SeqCst) > 0;
+        // Against `ready_fd` publishing the descriptor meanwhile: either
+        // this sees it, or it sees the lane filled.
+        fence(Ordering::SeqCst);
         if !asleep && self.readiness.get().is_none() {
             return;
         }
@@ -756,8 +772,10 @@ impl Inbox {
 
     /// Whether a receiver would find something, in a lane or ahead.
     fn has_messages(&self) -> bool {
-        self.ahead_len.load(Ordering::SeqCst) > 0
-            || self.lanes.iter().any(|l| l.filled.load(Ordering::SeqCst))
+        // The lanes first: a burst leaves a lane for `ahead` after it is
+        // counted there (see `take_one`).
+        self.lanes.iter().any(|l| l.filled.load(Ordering::SeqCst))
+            || self.ahead_len.load(Ordering::SeqCst) > 0
     }
 
     /// Waits until there is something to take; `Timeout` once `end` passed.
@@ -800,6 +818,12 @@ impl Inbox {
             let mut q = lock(&lane.queue);
             let item = q.items.pop_front()?;
             q.len -= item.len();
+            if let Item::Frames(f) = &item {
+                // Counted ahead before the lane says it is empty: a
+                // receiver that sees the lane empty sees these ahead (it
+                // looks at the lanes first, see `has_messages`).
+                self.ahead_len.store(f.len(), Ordering::SeqCst);
+            }
             let room = item.len() + lane.emptied(&mut q);
             Some((item, room))
         })?;
@@ -933,6 +957,12 @@ impl Inbox {
         let fd = r.raw();
         s.raised = raised;
         let _ = self.readiness.set(r);
+        // A push that filled an empty lane meanwhile found no descriptor
+        // and moved none (see `pushed`): look again now it is published.
+        // Fenced as the push is: either it sees the descriptor, or this
+        // sees its lane filled.
+        fence(Ordering::SeqCst);
+        self.signal(&mut s);
         Ok(fd)
     }
 
@@ -1375,5 +1405,51 @@ mod tests {
         assert_eq!(before, [(1, 0), (1, 1), (2, 0)]);
         assert_eq!(after, [(2, 1), (1, 2), (3, 0), (2, 2)], "arrival order");
         assert_eq!(inbox.held.load(Ordering::SeqCst), 0);
+    }
+
+    /// A readiness descriptor asked for while a push fills an empty lane is
+    /// readable once the push is in (the push found no descriptor to raise
+    /// and `ready_fd` may have looked before the lane filled: each looks
+    /// again after a fence). Failed 1 to 15 rounds in 30,000 without them.
+    #[test]
+    fn a_descriptor_made_during_a_push_is_readable_once_the_push_is_in() {
+        use std::sync::Barrier;
+        let readable = |fd: RawFd| {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd, no wait.
+            let n = unsafe { libc::poll(&mut p, 1, 0) };
+            n == 1 && p.revents & libc::POLLIN != 0
+        };
+        let shutdown = Shutdown::default();
+        let rounds = 30_000;
+        let mut unreadable = 0;
+        for round in 0..rounds {
+            let inbox = Arc::new(Inbox::with_lanes(64, MOCK_LANES));
+            let barrier = Arc::new(Barrier::new(2));
+            let (i, b) = (inbox.clone(), barrier.clone());
+            let maker = std::thread::spawn(move || {
+                b.wait();
+                i.ready_fd().unwrap()
+            });
+            barrier.wait();
+            // Vary where the push falls against the descriptor's making.
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_nanos((round * 37 % 200) as u64 * 25) {
+                std::hint::spin_loop();
+            }
+            let env = Envelope::new(1, 0, 0, b"x");
+            inbox.push(1, env, Some(Duration::ZERO), &shutdown).unwrap();
+            if !readable(maker.join().unwrap()) {
+                unreadable += 1;
+            }
+        }
+        assert_eq!(
+            unreadable, 0,
+            "descriptors unreadable with a message waiting"
+        );
     }
 }

@@ -72,6 +72,17 @@ pub struct Inbox {
     readiness: OnceLock<Readiness>,
 }
 
+/// One lane of an inbox.
+#[derive(Debug, Default)]
+struct Lane {
+    /// The lane holds messages; stored under its lock when that changes
+    /// (a push into a lane that holds some writes nothing here, and wakes
+    /// nobody: whoever filled it did): receivers skip empty lanes, and
+    /// look before they sleep, without taking it.
+    filled: AtomicBool,
+    queue: Mutex<LaneQueue>,
+}
+
 impl Lane {
     /// After a receive took from the lane's queue `q`: if that emptied
     /// it, says so and takes back its credit; the room taken back.
@@ -82,17 +93,6 @@ impl Lane {
         self.filled.store(false, Ordering::SeqCst);
         std::mem::take(&mut q.credit)
     }
-}
-
-/// One lane of an inbox.
-#[derive(Debug, Default)]
-struct Lane {
-    /// The lane holds messages; stored under its lock when that changes
-    /// (a push into a lane that holds some writes nothing here, and wakes
-    /// nobody: whoever filled it did): receivers skip empty lanes, and
-    /// look before they sleep, without taking it.
-    filled: AtomicBool,
-    queue: Mutex<LaneQueue>,
 }
 
 #[derive(Debug, Default)]
@@ -341,8 +341,7 @@ struct Ahead {
     /// Messages ever taken by receives: counted under the lock every
     /// receive takes anyway, not in an atomic of its own.
     taken: u64,
-    /// The lane a receive looks at first (each starts one further, so
-    /// that no lane waits behind the others).
+    /// The lane the next receive looks at first (see [`Inbox::turn`]).
     next: usize,
 }
 
@@ -409,8 +408,7 @@ impl Inbox {
         lock(&self.ahead)
     }
 
-    /// The lane that pushes keyed `key` go to. A push looks again once it
-    /// holds the lane's lock: a merge may have come between.
+    /// The lane that pushes keyed `key` go to (see [`Inbox::open`]).
     fn lane(&self, key: usize) -> &Lane {
         match self.merged.load(Ordering::Relaxed) {
             true => &self.lanes[0],
@@ -438,16 +436,8 @@ impl Inbox {
         drop(qs);
         // A look at the lanes during the stores above may have seen none
         // filled (the first before, the others after): whoever looked
-        // under `state` (a receiver going to sleep, a `signal`) is set
-        // right now.
-        let mut s = self.lock();
-        self.signal(&mut s);
-        let wake = self.sleeping_receivers.load(Ordering::SeqCst) > 0;
-        s.receivers_woken |= wake;
-        drop(s);
-        if wake {
-            self.ready.notify_all();
-        }
+        // then (a receiver going to sleep, a `signal`) is set right now.
+        self.announce();
     }
 
     /// Fires `shutdown`, the node's, and wakes every call sleeping on the
@@ -505,14 +495,10 @@ impl Inbox {
             if shutdown.is_fired() {
                 return Err((PushError::Closed, env));
             }
-            let lane = self.lane(key);
-            let mut q = lock(&lane.queue);
-            if !std::ptr::eq(lane, self.lane(key)) {
-                continue;
-            }
-            if q.closed {
-                return Err((PushError::Closed, env));
-            }
+            let (lane, mut q) = match self.open(key) {
+                Ok(open) => open,
+                Err(e) => return Err((e, env)),
+            };
             if self.room_in(&mut q, 1) == 1 {
                 let bytes = env.data.len() as u64;
                 q.items.push_back(Item::One(env));
@@ -549,14 +535,7 @@ impl Inbox {
             if from.len == 0 {
                 return Ok((0, 0));
             }
-            let lane = self.lane(key);
-            let mut q = lock(&lane.queue);
-            if !std::ptr::eq(lane, self.lane(key)) {
-                continue;
-            }
-            if q.closed {
-                return Err(PushError::Closed);
-            }
+            let (lane, mut q) = self.open(key)?;
             let n = self.room_in(&mut q, from.len);
             if n > 0 {
                 let mut bytes = 0;
@@ -573,6 +552,26 @@ impl Inbox {
             if !self.wait_room(end, &mut spun, shutdown) {
                 return Ok((0, 0));
             }
+        }
+    }
+
+    /// The lane pushes keyed `key` go to, locked; `Closed` once the inbox
+    /// is closed. A merge that came between choosing the lane and locking
+    /// it sends the push to the first lane.
+    fn open(
+        &self,
+        key: usize,
+    ) -> std::result::Result<(&Lane, MutexGuard<'_, LaneQueue>), PushError> {
+        loop {
+            let lane = self.lane(key);
+            let q = lock(&lane.queue);
+            if !std::ptr::eq(lane, self.lane(key)) {
+                continue;
+            }
+            if q.closed {
+                return Err(PushError::Closed);
+            }
+            return Ok((lane, q));
         }
     }
 
@@ -610,8 +609,7 @@ impl Inbox {
 
     /// After `n` messages of `bytes` payload bytes went into `q`, `lane`'s
     /// queue: counts them and lets the lane go; if the lane was empty,
-    /// says it is filled and wakes the receivers asleep (once per sleep: a
-    /// push that finds them woken already makes no system call).
+    /// says it is filled and announces it.
     fn pushed(&self, lane: &Lane, mut q: MutexGuard<'_, LaneQueue>, n: usize, bytes: u64) {
         let was_empty = q.len == 0;
         q.len += n;
@@ -625,6 +623,14 @@ impl Inbox {
         // or this sees it counted.
         lane.filled.store(true, Ordering::SeqCst);
         drop(q);
+        self.announce();
+    }
+
+    /// After a lane was filled: raises the readiness descriptor and wakes
+    /// the receivers asleep, once per sleep (a push that finds them woken
+    /// already makes no system call); nothing to do, no lock taken, when
+    /// nobody sleeps and no descriptor was asked for.
+    fn announce(&self) {
         let asleep = self.sleeping_receivers.load(Ordering::SeqCst) > 0;
         // Against `ready_fd` publishing the descriptor meanwhile: either
         // this sees it, or it sees the lane filled.
@@ -809,9 +815,7 @@ impl Inbox {
         if let Some(n) = self.lend_ahead(&mut ahead.frames, out) {
             return Some(n);
         }
-        let k = self.lanes.len();
-        let item = (0..k).find_map(|i| {
-            let lane = &self.lanes[(ahead.next + i) % k];
+        let item = self.turn(ahead).find_map(|lane| {
             if !lane.filled.load(Ordering::Acquire) {
                 return None;
             }
@@ -827,12 +831,10 @@ impl Inbox {
             let room = item.len() + lane.emptied(&mut q);
             Some((item, room))
         })?;
-        ahead.next = (ahead.next + 1) % k;
         let (item, room) = item;
         let e = match item {
             Item::One(e) => e,
             Item::Frames(f) => {
-                self.ahead_len.store(f.len(), Ordering::Release);
                 ahead.frames = Some(f);
                 self.took(room);
                 return self.lend_ahead(&mut ahead.frames, out);
@@ -842,6 +844,15 @@ impl Inbox {
         let n = e.data.len();
         *own = Some(e);
         Some(n)
+    }
+
+    /// The lanes in the order a receive looks at them: from the one after
+    /// where the last receive started, so that no lane waits behind the
+    /// others.
+    fn turn(&self, ahead: &mut Ahead) -> impl Iterator<Item = &Lane> {
+        let (k, start) = (self.lanes.len(), ahead.next);
+        ahead.next = (start + 1) % k;
+        (0..k).map(move |i| &*self.lanes[(start + i) % k])
     }
 
     /// Lends the next frame of the burst taken ahead, if any, into `out`;
@@ -887,10 +898,8 @@ impl Inbox {
         // lane, when it fits, is swapped for the empty spare, so its
         // pusher waits for a swap, not for every item's move.
         let mut spare = lock(&self.spare);
-        let k = self.lanes.len();
         let (mut m, mut room) = (0, 0);
-        for i in 0..k {
-            let lane = &self.lanes[(ahead.next + i) % k];
+        for lane in self.turn(ahead) {
             if m == max - n {
                 break;
             }
@@ -909,7 +918,6 @@ impl Inbox {
             drop(q);
             m += got;
         }
-        ahead.next = (ahead.next + 1) % k;
         self.took(room);
         out.reserve(spare.len(), m);
         for item in spare.drain(..) {
@@ -919,12 +927,12 @@ impl Inbox {
     }
 
     /// After a receive gave back `n` of the room the lanes took (or only
-    /// changed what it holds ahead): wakes the
-    /// pushers asleep once there is room for a burst (or the inbox is
-    /// empty), not for every message taken (a receiver taking one message
-    /// per call from a full inbox would otherwise wake the reader for
-    /// each; a pusher that finds less room at the end of its wait slice
-    /// takes it then), and moves the readiness descriptor.
+    /// changed what it holds ahead): wakes the pushers asleep once there
+    /// is room for a burst (or the inbox is empty), not for every message
+    /// taken (a receiver taking one message per call from a full inbox
+    /// would otherwise wake the reader for each; a pusher that finds less
+    /// room at the end of its wait slice takes it then), and moves the
+    /// readiness descriptor.
     fn took(&self, n: usize) {
         if n > 0 {
             // Sequentially consistent, as a pusher's count of itself
@@ -952,15 +960,13 @@ impl Inbox {
         if let Some(r) = self.readiness.get() {
             return Ok(r.raw());
         }
-        let raised = self.wants_raised(&s);
-        let r = Readiness::new(raised)?;
+        let r = Readiness::new(false)?;
         let fd = r.raw();
-        s.raised = raised;
         let _ = self.readiness.set(r);
-        // A push that filled an empty lane meanwhile found no descriptor
-        // and moved none (see `pushed`): look again now it is published.
-        // Fenced as the push is: either it sees the descriptor, or this
-        // sees its lane filled.
+        // Raised if it should be, looking once it is published: a push
+        // that filled an empty lane before found no descriptor to raise
+        // (see `announce`). Fenced as the push is: either it sees the
+        // descriptor, or this sees its lane filled.
         fence(Ordering::SeqCst);
         self.signal(&mut s);
         Ok(fd)

@@ -27,8 +27,9 @@ import (
 // fill, and its fills put envelopes on Inbox. So until Inbox is first
 // called only ready holds envelopes, after that only Inbox: they keep the
 // order the node gave them whoever reads and however Recv and <-Inbox are
-// mixed. A Recv fills at most the room Inbox and ready leave, so ready
-// always fits on Inbox.
+// mixed. A fill starts only with ready empty (the turn's holder takes
+// from ready first, and only the turn's holder adds to it), and a Recv
+// fills at most the room Inbox has, so ready always fits on Inbox.
 
 // receiver is a node's receiving state.
 type receiver struct {
@@ -125,19 +126,20 @@ func (n *Node) fillPatient(max int, w *wait) error {
 	}
 }
 
-// room is how many envelopes a fill may put on Inbox (and ready) without
+// room is how many envelopes a fill may put on Inbox (or ready) without
 // waiting (at most batchMax).
 func (n *Node) room() int {
-	n.rx.mu.Lock()
-	held := len(n.rx.ready) - n.rx.head
-	n.rx.mu.Unlock()
-	return max(min(cap(n.inbox)-len(n.inbox)-held, batchMax), 0)
+	return min(cap(n.inbox)-len(n.inbox), batchMax)
 }
 
 // pop takes the first envelope of ready, if any.
 func (r *receiver) pop() *Envelope {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.popLocked()
+}
+
+func (r *receiver) popLocked() *Envelope {
 	if r.head == len(r.ready) {
 		return nil
 	}
@@ -147,20 +149,14 @@ func (r *receiver) pop() *Envelope {
 	return e
 }
 
-// publish moves what the fill put on fresh to ready (the turn held), and
-// pops the first envelope of ready.
+// publish makes what the fill put on fresh the new ready (the turn held,
+// ready empty: see above; the two lists trade places), and pops its first
+// envelope.
 func (r *receiver) publish() *Envelope {
 	r.mu.Lock()
-	if r.head == len(r.ready) { // empty: the two lists trade places
-		r.ready, r.fresh = r.fresh, r.ready[:0]
-		r.head = 0
-	} else {
-		r.ready = append(r.ready, r.fresh...)
-		clear(r.fresh)
-		r.fresh = r.fresh[:0]
-	}
-	r.mu.Unlock()
-	return r.pop()
+	defer r.mu.Unlock()
+	r.ready, r.fresh, r.head = r.fresh, r.ready[:0], 0
+	return r.popLocked()
 }
 
 // toInbox moves what ready holds onto Inbox, which has room for it: the

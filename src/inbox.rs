@@ -1,8 +1,8 @@
 //! The bounded inbox and the shutdown signal that wakes every blocked call.
 
-use crate::buffer::Buf;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
+use crate::loan::{Share, Shares};
 use crate::readiness::Readiness;
 use crate::stats::InboxCounts;
 use crate::sync::{deadline, spin_until, Padded, PushError, Shutdown, Timeout, HANDOFF_SPIN};
@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::os::fd::RawFd;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -197,22 +197,23 @@ impl Sink for Vec<Envelope> {
 /// a per-call receiver about a third of its time.
 pub trait Slot {
     /// A small frame from `pid`, lent where it lies: its payload is
-    /// `buf[payload]`. Called under the read-ahead's lock.
-    fn lend(&mut self, pid: i64, msg_id: i64, kind: u32, payload: Range<usize>, buf: &Arc<Buf>);
+    /// `share.buf()[payload]`, and `share` keeps that buffer alive. Called
+    /// under the read-ahead's lock.
+    fn lend(&mut self, pid: i64, msg_id: i64, kind: u32, payload: Range<usize>, share: Share);
     /// An envelope of its own (a lone or a large message). Called after
     /// the receive let go of the inbox's locks.
     fn own(&mut self, env: Envelope);
 }
 
 impl Slot for Option<Received> {
-    fn lend(&mut self, pid: i64, msg_id: i64, kind: u32, payload: Range<usize>, buf: &Arc<Buf>) {
+    fn lend(&mut self, pid: i64, msg_id: i64, kind: u32, payload: Range<usize>, share: Share) {
         let frame = FrameRef {
             pid,
             msg_id,
             kind,
             payload,
         };
-        *self = Some(Received::Lent(frame, buf.clone()));
+        *self = Some(Received::Lent(frame, share));
     }
 
     fn own(&mut self, env: Envelope) {
@@ -226,7 +227,7 @@ pub enum Received {
     /// An envelope of its own.
     Envelope(Envelope),
     /// A small frame, lent where it lies in a buffer it shares with others.
-    Lent(FrameRef, Arc<Buf>),
+    Lent(FrameRef, Share),
 }
 
 impl Received {
@@ -252,7 +253,9 @@ impl Received {
     pub fn into_envelope(self) -> Envelope {
         match self {
             Received::Envelope(e) => e,
-            Received::Lent(f, buf) => Envelope::new(f.pid, f.msg_id, f.kind, &buf[f.payload]),
+            Received::Lent(f, share) => {
+                Envelope::new(f.pid, f.msg_id, f.kind, &share.buf()[f.payload])
+            }
         }
     }
 }
@@ -337,12 +340,28 @@ impl Burst {
 #[derive(Debug, Default)]
 struct Ahead {
     /// A burst of small frames taken out of a lane whole.
-    frames: Option<Frames>,
+    frames: Option<Lending>,
     /// Messages ever taken by receives: counted under the lock every
     /// receive takes anyway, not in an atomic of its own.
     taken: u64,
     /// The lane the next receive looks at first (see [`Inbox::turn`]).
     next: usize,
+}
+
+/// A burst taken ahead, and the shares of its buffer that its frames are
+/// lent with: one each, counted once for the whole burst (unused ones go
+/// back when the burst is dropped).
+#[derive(Debug)]
+struct Lending {
+    frames: Frames,
+    shares: Shares,
+}
+
+impl Lending {
+    fn new(frames: Frames) -> Lending {
+        let shares = Shares::new(frames.buffer().clone(), frames.len());
+        Lending { frames, shares }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -465,7 +484,7 @@ impl Inbox {
             received: lanes.iter().map(|q| q.pushed).sum(),
             received_bytes: lanes.iter().map(|q| q.pushed_bytes).sum(),
             delivered: ahead.taken,
-            depth: ahead.frames.as_ref().map_or(0, Frames::len)
+            depth: ahead.frames.as_ref().map_or(0, |b| b.frames.len())
                 + lanes.iter().map(|q| q.len).sum::<usize>(),
         }
     }
@@ -835,7 +854,7 @@ impl Inbox {
         let e = match item {
             Item::One(e) => e,
             Item::Frames(f) => {
-                ahead.frames = Some(f);
+                ahead.frames = Some(Lending::new(f));
                 self.took(room);
                 return self.lend_ahead(&mut ahead.frames, out);
             }
@@ -857,8 +876,8 @@ impl Inbox {
 
     /// Lends the next frame of the burst taken ahead, if any, into `out`;
     /// the payload's size.
-    fn lend_ahead(&self, ahead: &mut Option<Frames>, out: &mut dyn Slot) -> Option<usize> {
-        let f = ahead.as_mut()?;
+    fn lend_ahead(&self, ahead: &mut Option<Lending>, out: &mut dyn Slot) -> Option<usize> {
+        let Lending { frames: f, shares } = ahead.as_mut()?;
         let FrameRef {
             pid,
             msg_id,
@@ -866,7 +885,8 @@ impl Inbox {
             payload,
         } = f.next_lent()?;
         let n = payload.len();
-        out.lend(pid, msg_id, kind, payload, f.buffer());
+        let share = shares.take().expect("a share for every frame of the burst");
+        out.lend(pid, msg_id, kind, payload, share);
         self.ahead_len.store(f.len(), Ordering::Release);
         if f.is_empty() {
             *ahead = None;
@@ -882,11 +902,16 @@ impl Inbox {
     /// waiting; how many.
     fn take_items(&self, ahead: &mut Ahead, max: usize, out: &mut dyn Sink) -> usize {
         let mut n = 0;
-        if let Some(mut f) = ahead.frames.take() {
+        if let Some(Lending {
+            frames: mut f,
+            shares,
+        }) = ahead.frames.take()
+        {
             if f.len() > max {
                 out.put(Item::Frames(f.take_front(max)));
                 self.ahead_len.store(f.len(), Ordering::Release);
-                ahead.frames = Some(f);
+                // More shares than frames left: the rest go back with it.
+                ahead.frames = Some(Lending { frames: f, shares });
                 return max;
             }
             n = f.len();
@@ -999,7 +1024,7 @@ impl Inbox {
     /// returns how many there were.
     pub fn drain(&self) -> usize {
         let mut ahead = self.lock_ahead();
-        let ahead_n = ahead.frames.take().map_or(0, |f| f.len());
+        let ahead_n = ahead.frames.take().map_or(0, |b| b.frames.len());
         self.ahead_len.store(0, Ordering::Release);
         let (mut n, mut room) = (0, 0);
         for lane in self.lanes.iter() {
@@ -1080,6 +1105,7 @@ fn sleep<'a>(
 mod tests {
     use super::*;
     use crate::wire::{FrameReader, Header, Next, HEADER_LEN};
+    use std::sync::Arc;
 
     /// A burst from peer 9: `n` small frames in wire form (ids from 0), then
     /// one envelope (id `n`).

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fault;
 pub mod ffi;
 pub mod inbox;
+pub mod loan;
 pub mod mock;
 pub mod node;
 pub mod readiness;

@@ -5,6 +5,7 @@ use crate::buffer::Buf;
 use crate::envelope::{Envelope, Outgoing, INLINE};
 use crate::error::{Error, Result, Status};
 use crate::inbox::{Item, Sink, Slot};
+use crate::loan::{Share, Shares};
 use crate::node::Node;
 use crate::sync::{timeout_from_ms, WhenFull};
 use std::ffi::{c_char, c_int, c_void, CString};
@@ -90,22 +91,45 @@ fn outgoing<'a>(node: &Node, e: &'a ClusterEnvelope) -> Result<Outgoing<'a>> {
 /// messages in one push, so larger chunks make fewer, larger pushes.
 const SEND_CHUNK: usize = 256;
 
-/// The buffer a payload handed to C lies in, freed with the last envelope
-/// that points into it: a payload's own, the small payloads of one
-/// `cluster_recv_batch` call, or frames received together still in their
-/// wire form.
-type SharedBuf = Arc<Buf>;
+/// A received envelope's `_owner` is what keeps its payload's buffer
+/// alive until it is freed: an `Arc<Buf>` of the payload's own, or, with
+/// this lowest bit set, a [`Share`] of a buffer lent to many envelopes
+/// (the small payloads of one `cluster_recv_batch` call, or frames
+/// received together still in their wire form). Both pointers are aligned
+/// to 8, so the bit is free.
+const SHARE_TAG: usize = 1;
 
+/// Fills `out` with `env`, whose payload it takes over.
 fn fill(out: &mut ClusterEnvelope, env: Envelope) {
-    let len = env.data.len();
-    lend(
-        out,
-        env.pid,
-        env.msg_id,
-        env.kind,
-        env.data.into_shared(),
-        0..len,
-    );
+    let buf = env.data.into_shared();
+    *out = ClusterEnvelope {
+        pid: env.pid,
+        msg_id: env.msg_id,
+        kind: env.kind,
+        data: buf.as_ptr(),
+        len: buf.len(),
+        _owner: Arc::into_raw(buf).cast(),
+    };
+}
+
+/// Fills `slot` with an envelope whose payload is `range` of the buffer
+/// `share` keeps alive until the envelope is freed.
+fn lend(
+    slot: &mut ClusterEnvelope,
+    pid: i64,
+    msg_id: i64,
+    kind: u32,
+    range: Range<usize>,
+    share: Share,
+) {
+    *slot = ClusterEnvelope {
+        pid,
+        msg_id,
+        kind,
+        data: share.buf()[range.start..].as_ptr(),
+        len: range.len(),
+        _owner: share.into_raw().cast::<u8>().wrapping_add(SHARE_TAG).cast(),
+    };
 }
 
 /// Wraps a node in a new handle and stores it in `*out`.
@@ -334,11 +358,18 @@ impl Slots<'_> {
     /// envelopes were filled.
     fn finish(self) -> usize {
         if !self.small.is_empty() {
-            let buf: SharedBuf = Arc::new(Buf::from(self.bytes));
+            let buf = Arc::new(Buf::from(self.bytes));
+            let mut shares = Shares::new(buf, self.small.len());
             for (i, range) in self.small {
-                let slot = &mut self.slots[i];
-                slot.data = buf[range.start..].as_ptr();
-                slot._owner = Arc::into_raw(buf.clone()).cast();
+                let e = &mut self.slots[i];
+                lend(
+                    e,
+                    e.pid,
+                    e.msg_id,
+                    e.kind,
+                    range,
+                    shares.take().expect(SHARES),
+                );
             }
         }
         self.n
@@ -365,39 +396,23 @@ impl Sink for Slots<'_> {
             }
             Item::One(env) => fill(self.next(), env),
             Item::Frames(mut frames) => {
-                let buf = frames.buffer().clone();
+                let mut shares = Shares::new(frames.buffer().clone(), frames.len());
                 while let Some(f) = frames.next_lent() {
-                    lend(self.next(), f.pid, f.msg_id, f.kind, buf.clone(), f.payload);
+                    let share = shares.take().expect(SHARES);
+                    lend(self.next(), f.pid, f.msg_id, f.kind, f.payload, share);
                 }
             }
         }
     }
 }
 
-/// Fills `slot` with an envelope whose payload is `range` of `buf`, whose
-/// reference it keeps until it is freed.
-fn lend(
-    slot: &mut ClusterEnvelope,
-    pid: i64,
-    msg_id: i64,
-    kind: u32,
-    buf: SharedBuf,
-    range: std::ops::Range<usize>,
-) {
-    *slot = ClusterEnvelope {
-        pid,
-        msg_id,
-        kind,
-        data: buf[range.start..].as_ptr(),
-        len: range.len(),
-        _owner: Arc::into_raw(buf).cast(),
-    };
-}
+/// Loans are made with one share for each envelope they fill.
+const SHARES: &str = "a share for every envelope lent";
 
 /// `cluster_recv` fills the caller's envelope in place.
 impl Slot for ClusterEnvelope {
-    fn lend(&mut self, pid: i64, msg_id: i64, kind: u32, payload: Range<usize>, buf: &Arc<Buf>) {
-        lend(self, pid, msg_id, kind, buf.clone(), payload);
+    fn lend(&mut self, pid: i64, msg_id: i64, kind: u32, payload: Range<usize>, share: Share) {
+        lend(self, pid, msg_id, kind, payload, share);
     }
 
     fn own(&mut self, env: Envelope) {
@@ -460,16 +475,37 @@ fn free_envelopes(envs: *mut ClusterEnvelope, n: usize) {
     let Ok(envs) = slice_out(envs, n, "envs") else {
         return;
     };
+    // Envelopes side by side lent by one loan (a batch's) give their
+    // shares back together: one atomic subtraction, not one each.
+    let mut run: (*const c_void, usize) = (std::ptr::null(), 0);
     for e in envs {
-        if !e._owner.is_null() {
-            // SAFETY: `_owner` came from `Arc::into_raw` in `lend` (one
-            // reference per envelope), and is not NULL: not freed yet.
-            drop(unsafe { Arc::from_raw(e._owner.cast::<Buf>()) });
-        }
-        // Else built by the caller, or freed already: nothing is ours.
+        let owner = std::mem::replace(&mut e._owner, std::ptr::null());
         e.data = std::ptr::null();
         e.len = 0;
-        e._owner = std::ptr::null();
+        if owner.is_null() {
+            continue; // built by the caller, or freed already: nothing is ours
+        }
+        if owner as usize & SHARE_TAG == 0 {
+            // SAFETY: an untagged owner came from `Arc::into_raw` in
+            // `fill`, and is given back once (it was not NULL: not freed).
+            drop(unsafe { Arc::from_raw(owner.cast::<Buf>()) });
+        } else if owner == run.0 {
+            run.1 += 1;
+        } else {
+            give_back(run);
+            run = (owner, 1);
+        }
+    }
+    give_back(run);
+}
+
+/// Gives back `run.1` shares lent as the tagged owner `run.0` (none if 0).
+fn give_back(run: (*const c_void, usize)) {
+    if run.1 > 0 {
+        let raw = run.0.cast::<u8>().wrapping_sub(SHARE_TAG).cast();
+        // SAFETY: each of these envelopes was lent one share as `raw` in
+        // `lend`, and gives it back once: its owner is now NULL.
+        unsafe { Share::give_back_raw(raw, run.1) };
     }
 }
 

@@ -208,6 +208,42 @@ static void test_two_nodes(void) {
     CHECK(node_stat(b, "delivered") == 137); /* 2 one a call, 2 + 130 + 3 batched */
     CHECK(node_stat(c, "delivered") == 1);
 
+    /* Payloads received together share their buffers: each one stays
+     * readable until its own envelope is freed, in any order, one by one
+     * or in batches, and the last free releases the buffer (valgrind
+     * checks both). */
+    enum { SHARED = 40 };
+    static cluster_envelope_t sh[SHARED];
+    static char words[SHARED][8];
+    for (int i = 0; i < SHARED; i++) {
+        snprintf(words[i], sizeof words[i], "p%02d", i);
+        cluster_envelope_t e = {2, 500 + i, 0, (const uint8_t *)words[i], 3, NULL};
+        sh[i] = e;
+    }
+    CHECK_RC(CLUSTER_OK, cluster_send_batch(a, sh, SHARED / 2, -1, &sent, &err), err);
+    for (int i = SHARED / 2; i < SHARED; i++) /* and one a call */
+        CHECK_RC(CLUSTER_OK, cluster_send(a, &sh[i], -1, &err), err);
+    for (size_t n = 0; n < SHARED;) {
+        size_t k = 0;
+        if (n % 3 == 0) { /* one a call, then batches */
+            CHECK_RC(CLUSTER_OK, cluster_recv(b, &sh[n], 10000, &err), err);
+            k = 1;
+        } else {
+            CHECK_RC(CLUSTER_OK, cluster_recv_batch(b, sh + n, SHARED - n, &k, 10000, &err), err);
+        }
+        n += k;
+    }
+    for (int i = 0; i < SHARED; i += 2) /* every other one, alone */
+        cluster_envelope_free(&sh[i]);
+    for (int i = 1; i < SHARED; i += 2) /* the others still hold theirs */
+        CHECK(sh[i].msg_id == 500 + i && sh[i].len == 3 && memcmp(sh[i].data, words[i], 3) == 0);
+    cluster_envelopes_free(sh + SHARED / 2, SHARED / 2); /* half of them freed already */
+    for (int i = 1; i < SHARED / 2; i += 2)
+        CHECK(memcmp(sh[i].data, words[i], 3) == 0);
+    cluster_envelopes_free(sh, SHARED);
+    for (int i = 0; i < SHARED; i++)
+        CHECK(sh[i].data == NULL && sh[i].len == 0 && sh[i]._owner == NULL);
+
     /* Close: idempotent, then every call says closed. */
     CHECK(cluster_is_closed(a) == 0);
     CHECK_RC(CLUSTER_OK, cluster_close(a, &err), err);

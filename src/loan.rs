@@ -1,19 +1,17 @@
 //! Payloads lent out of one shared buffer to many holders, counted in
-//! bulk. A receive that lends the payloads of a burst takes all the
-//! shares it needs with one count, and hands them out with no atomic
-//! operation; freeing envelopes side by side that share a loan gives their
-//! shares back with one atomic subtraction. With an `Arc` cloned per
-//! payload and dropped per free, those two locked instructions were most
-//! of a batched receiver's time (`perf`: 76 % of filling the envelopes,
-//! 87 % of freeing them).
+//! bulk: a receive that lends the payloads of a burst takes all the shares
+//! it needs with one count and hands them out with no atomic operation,
+//! and freeing envelopes that share a loan gives their shares back with one
+//! atomic subtraction, where an `Arc` costs a locked instruction per clone
+//! and per drop.
 
 use crate::buffer::Buf;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// A buffer on loan: how many shares of it are out, and the buffer, kept
-/// alive while any is.
+/// A buffer on loan: its shares (handed out, or still held by the
+/// [`Shares`] that made it), and the buffer, kept alive while any is.
 struct Loan {
     shares: AtomicUsize,
     buf: Arc<Buf>,
@@ -47,10 +45,16 @@ pub struct Shares {
     left: usize,
 }
 
-// SAFETY: a loan is an atomic count and an `Arc<Buf>`, both Send and Sync;
-// shares are given back through the atomic count only.
+// What makes the impls below sound: a loan is an atomic count and an
+// `Arc<Buf>`, and the buffer is only read.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Arc<Buf>>();
+};
+
+// SAFETY: see above; shares are given back through the atomic count only.
 unsafe impl Send for Shares {}
-// SAFETY: as above; `&Shares` only reads the buffer.
+// SAFETY: `&Shares` reads nothing of the loan.
 unsafe impl Sync for Shares {}
 
 impl Shares {
@@ -94,6 +98,8 @@ impl Drop for Shares {
 #[derive(Debug)]
 pub struct Share(NonNull<Loan>);
 
+const _: () = assert!(std::mem::align_of::<Loan>() >= 2, "the lowest bit is free");
+
 // SAFETY: see `Shares`.
 unsafe impl Send for Share {}
 // SAFETY: see `Shares`.
@@ -106,8 +112,9 @@ impl Share {
         &unsafe { self.0.as_ref() }.buf
     }
 
-    /// The share as a pointer (never NULL, never equal to another loan's),
-    /// to give back with [`Share::give_back_raw`].
+    /// The share as a pointer, to give back with [`Share::give_back_raw`]:
+    /// never NULL, aligned to at least 2 (its lowest bit is free), and
+    /// never equal to the pointer of another live loan.
     pub fn into_raw(self) -> *const () {
         let p = self.0.as_ptr() as *const ();
         std::mem::forget(self);
@@ -121,6 +128,9 @@ impl Share {
     /// `raw` came from [`Share::into_raw`] `n` times (or more), and these
     /// `n` are given back once only.
     pub unsafe fn give_back_raw(raw: *const (), n: usize) {
+        if n == 0 {
+            return;
+        }
         if let Some(loan) = NonNull::new(raw as *mut Loan) {
             // SAFETY: by the caller's contract.
             unsafe { give_back(loan, n) };
@@ -162,12 +172,19 @@ mod tests {
         assert!(weak.upgrade().is_none(), "the last share freed the buffer");
     }
 
+    /// A share's pointer, sent to another thread.
+    struct Raw(*const ());
+    // SAFETY: the pointer is only given back, which any thread may do.
+    unsafe impl Send for Raw {}
+    // SAFETY: as above.
+    unsafe impl Sync for Raw {}
+
     #[test]
     fn shares_run_out_and_go_back_in_bulk_from_many_threads() {
         let (buf, weak) = watched();
         let mut shares = Shares::new(buf, 1000);
-        let raws: Vec<usize> = (0..1000)
-            .map(|_| shares.take().unwrap().into_raw() as usize)
+        let raws: Vec<Raw> = (0..1000)
+            .map(|_| Raw(shares.take().unwrap().into_raw()))
             .collect();
         assert!(shares.take().is_none());
         drop(shares);
@@ -175,9 +192,7 @@ mod tests {
             for chunk in raws.chunks(250) {
                 // SAFETY: each share went out once and goes back once, in
                 // a chunk of pointers that are all the same.
-                s.spawn(move || unsafe {
-                    Share::give_back_raw(chunk[0] as *const (), chunk.len())
-                });
+                s.spawn(move || unsafe { Share::give_back_raw(chunk[0].0, chunk.len()) });
             }
         });
         assert!(weak.upgrade().is_none());

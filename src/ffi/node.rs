@@ -95,9 +95,12 @@ const SEND_CHUNK: usize = 256;
 /// alive until it is freed: an `Arc<Buf>` of the payload's own, or, with
 /// this lowest bit set, a [`Share`] of a buffer lent to many envelopes
 /// (the small payloads of one `cluster_recv_batch` call, or frames
-/// received together still in their wire form). Both pointers are aligned
-/// to 8, so the bit is free.
+/// received together still in their wire form). Neither pointer has the
+/// bit set: both are aligned to at least 2 (asserted below and in
+/// `loan.rs`).
 const SHARE_TAG: usize = 1;
+
+const _: () = assert!(std::mem::align_of::<Buf>() >= 2, "the lowest bit is free");
 
 /// Fills `out` with `env`, whose payload it takes over.
 fn fill(out: &mut ClusterEnvelope, env: Envelope) {
@@ -128,7 +131,7 @@ fn lend(
         kind,
         data: share.buf()[range.start..].as_ptr(),
         len: range.len(),
-        _owner: share.into_raw().cast::<u8>().wrapping_add(SHARE_TAG).cast(),
+        _owner: share.into_raw().map_addr(|a| a | SHARE_TAG).cast(),
     };
 }
 
@@ -475,8 +478,9 @@ fn free_envelopes(envs: *mut ClusterEnvelope, n: usize) {
     let Ok(envs) = slice_out(envs, n, "envs") else {
         return;
     };
-    // Envelopes side by side lent by one loan (a batch's) give their
-    // shares back together: one atomic subtraction, not one each.
+    // A run of envelopes lent by one loan (a batch's; those with no owner
+    // or a payload of their own in between do not end it) gives its shares
+    // back together: one atomic subtraction, not one each.
     let mut run: (*const c_void, usize) = (std::ptr::null(), 0);
     for e in envs {
         let owner = std::mem::replace(&mut e._owner, std::ptr::null());
@@ -502,7 +506,7 @@ fn free_envelopes(envs: *mut ClusterEnvelope, n: usize) {
 /// Gives back `run.1` shares lent as the tagged owner `run.0` (none if 0).
 fn give_back(run: (*const c_void, usize)) {
     if run.1 > 0 {
-        let raw = run.0.cast::<u8>().wrapping_sub(SHARE_TAG).cast();
+        let raw = run.0.map_addr(|a| a & !SHARE_TAG).cast();
         // SAFETY: each of these envelopes was lent one share as `raw` in
         // `lend`, and gives it back once: its owner is now NULL.
         unsafe { Share::give_back_raw(raw, run.1) };

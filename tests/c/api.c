@@ -213,12 +213,12 @@ static void test_two_nodes(void) {
      * or in batches, and the last free releases the buffer (valgrind
      * checks both). */
     enum { SHARED = 40 };
-    static cluster_envelope_t sh[SHARED];
+    static cluster_envelope_t sh[SHARED], sh_out[SHARED];
     static char words[SHARED][8];
     for (int i = 0; i < SHARED; i++) {
         snprintf(words[i], sizeof words[i], "p%02d", i);
         cluster_envelope_t e = {2, 500 + i, 0, (const uint8_t *)words[i], 3, NULL};
-        sh[i] = e;
+        sh[i] = sh_out[i] = e;
     }
     CHECK_RC(CLUSTER_OK, cluster_send_batch(a, sh, SHARED / 2, -1, &sent, &err), err);
     for (int i = SHARED / 2; i < SHARED; i++) /* and one a call */
@@ -243,6 +243,12 @@ static void test_two_nodes(void) {
     cluster_envelopes_free(sh, SHARED);
     for (int i = 0; i < SHARED; i++)
         CHECK(sh[i].data == NULL && sh[i].len == 0 && sh[i]._owner == NULL);
+    /* One taken of the next ones, the others left in b when it is freed
+     * (below): the one held outlives its node, and nothing leaks. */
+    CHECK_RC(CLUSTER_OK, cluster_send_batch(a, sh_out, SHARED, -1, &sent, &err), err);
+    cluster_envelope_t held;
+    CHECK_RC(CLUSTER_OK, cluster_recv(b, &held, 10000, &err), err);
+    CHECK(held.msg_id == 500 && held.len == 3);
 
     /* Close: idempotent, then every call says closed. */
     CHECK(cluster_is_closed(a) == 0);
@@ -260,6 +266,8 @@ static void test_two_nodes(void) {
     cluster_free(a);
     cluster_free(b);
     cluster_free(c);
+    CHECK(memcmp(held.data, "p00", 3) == 0);
+    cluster_envelope_free(&held);
 }
 
 int main(void) {

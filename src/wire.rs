@@ -212,6 +212,8 @@ pub enum FrameError {
 pub struct FrameReader<R> {
     inner: std::io::BufReader<R>,
     max_len: usize,
+    /// A read filled the whole buffer.
+    filled: bool,
 }
 
 impl<R: std::io::Read> FrameReader<R> {
@@ -221,7 +223,24 @@ impl<R: std::io::Read> FrameReader<R> {
         FrameReader {
             inner: std::io::BufReader::with_capacity(buffer, inner),
             max_len,
+            filled: false,
         }
+    }
+
+    /// Whether a read filled the whole buffer (the peer sends faster than
+    /// it is read) since the buffer was made.
+    pub fn filled(&self) -> bool {
+        self.filled
+    }
+
+    /// This reader with a new buffer of `buffer` bytes, if its buffer is
+    /// empty and of another size; else as it is.
+    pub fn rebuffered(self, buffer: usize) -> FrameReader<R> {
+        if self.inner.capacity() == buffer || !self.inner.buffer().is_empty() {
+            return self;
+        }
+        // Nothing buffered is lost: the buffer is empty.
+        FrameReader::new(self.inner.into_inner(), self.max_len, buffer)
     }
 
     /// Bytes read from the stream but not yet decoded; 0 means the next
@@ -264,6 +283,9 @@ impl<R: std::io::Read> FrameReader<R> {
                     Err(e) => return Err(FrameError::Io(e)),
                 }
             }
+            // The read that refilled the buffer filled it (what is left of
+            // it after the header is within a header of its capacity).
+            self.filled |= self.inner.buffer().len() + HEADER_LEN >= self.inner.capacity();
         }
         let header = Header::decode(&h, self.max_len).map_err(FrameError::Wire)?;
         let len = header.len as usize;
@@ -936,6 +958,44 @@ mod tests {
             big.next_frame(9),
             Err(FrameError::Wire(WireError::TooLarge(3)))
         ));
+    }
+
+    #[test]
+    fn a_reader_knows_when_a_read_filled_its_buffer_and_changes_buffers_only_when_empty() {
+        let mut wire = Vec::new();
+        for i in 0..10 {
+            let env = Envelope::new(0, i, 1, b"0123456789abcdef");
+            wire.extend_from_slice(&Header::encode(&env));
+            wire.extend_from_slice(&env.data);
+        }
+        let mut small = FrameBuf::with_capacity(9, 0);
+        // A buffer larger than everything: no read fills it.
+        let mut r = FrameReader::new(&wire[..], 64, 4096);
+        assert!(matches!(r.next_into(&mut small), Ok(Next::Envelope(_))));
+        assert!(!r.filled());
+        // Two frames a buffer: the first read fills it.
+        let mut r = FrameReader::new(&wire[..], 64, 64);
+        assert!(matches!(r.next_into(&mut small), Ok(Next::Envelope(_))));
+        assert!(r.filled() && r.buffered() > 0);
+        let mut r = r.rebuffered(4096);
+        assert_eq!(
+            r.buffered(),
+            64 - HEADER_LEN - 16,
+            "not while bytes are buffered"
+        );
+        assert!(matches!(r.next_into(&mut small), Ok(Next::Appended)));
+        assert_eq!(r.buffered(), 0);
+        let mut ids: Vec<i64> = small.take().map(|e| e.msg_id).collect();
+        let mut r = r.rebuffered(4096);
+        assert!(!r.filled(), "a new buffer");
+        loop {
+            match r.next_into(&mut small).unwrap() {
+                Next::Envelope(e) => ids.push(e.msg_id),
+                Next::Appended => ids.extend(small.take().map(|e| e.msg_id)),
+                Next::End => break,
+            }
+        }
+        assert_eq!(ids, (1..10).collect::<Vec<_>>(), "nothing lost or repeated");
     }
 
     #[test]

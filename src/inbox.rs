@@ -340,7 +340,7 @@ impl Burst {
 #[derive(Debug, Default)]
 struct Ahead {
     /// A burst of small frames taken out of a lane whole.
-    frames: Option<Lending>,
+    burst: Option<Lending>,
     /// Messages ever taken by receives: counted under the lock every
     /// receive takes anyway, not in an atomic of its own.
     taken: u64,
@@ -484,7 +484,7 @@ impl Inbox {
             received: lanes.iter().map(|q| q.pushed).sum(),
             received_bytes: lanes.iter().map(|q| q.pushed_bytes).sum(),
             delivered: ahead.taken,
-            depth: ahead.frames.as_ref().map_or(0, |b| b.frames.len())
+            depth: ahead.burst.as_ref().map_or(0, |b| b.frames.len())
                 + lanes.iter().map(|q| q.len).sum::<usize>(),
         }
     }
@@ -831,7 +831,7 @@ impl Inbox {
         out: &mut dyn Slot,
         own: &mut Option<Envelope>,
     ) -> Option<usize> {
-        if let Some(n) = self.lend_ahead(&mut ahead.frames, out) {
+        if let Some(n) = self.lend_ahead(&mut ahead.burst, out) {
             return Some(n);
         }
         let item = self.turn(ahead).find_map(|lane| {
@@ -854,9 +854,9 @@ impl Inbox {
         let e = match item {
             Item::One(e) => e,
             Item::Frames(f) => {
-                ahead.frames = Some(Lending::new(f));
+                ahead.burst = Some(Lending::new(f));
                 self.took(room);
-                return self.lend_ahead(&mut ahead.frames, out);
+                return self.lend_ahead(&mut ahead.burst, out);
             }
         };
         self.took(room);
@@ -905,13 +905,13 @@ impl Inbox {
         if let Some(Lending {
             frames: mut f,
             shares,
-        }) = ahead.frames.take()
+        }) = ahead.burst.take()
         {
             if f.len() > max {
                 out.put(Item::Frames(f.take_front(max)));
                 self.ahead_len.store(f.len(), Ordering::Release);
                 // More shares than frames left: the rest go back with it.
-                ahead.frames = Some(Lending { frames: f, shares });
+                ahead.burst = Some(Lending { frames: f, shares });
                 return max;
             }
             n = f.len();
@@ -1024,7 +1024,7 @@ impl Inbox {
     /// returns how many there were.
     pub fn drain(&self) -> usize {
         let mut ahead = self.lock_ahead();
-        let ahead_n = ahead.frames.take().map_or(0, |b| b.frames.len());
+        let ahead_n = ahead.burst.take().map_or(0, |b| b.frames.len());
         self.ahead_len.store(0, Ordering::Release);
         let (mut n, mut room) = (0, 0);
         for lane in self.lanes.iter() {

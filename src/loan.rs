@@ -71,11 +71,6 @@ impl Shares {
         }
     }
 
-    /// Shares not handed out yet.
-    pub fn left(&self) -> usize {
-        self.left
-    }
-
     /// Hands out one share; `None` once all are out.
     pub fn take(&mut self) -> Option<Share> {
         self.left = self.left.checked_sub(1)?;
@@ -162,7 +157,6 @@ mod tests {
         let mut shares = Shares::new(buf, 3);
         let a = shares.take().unwrap();
         let b = shares.take().unwrap().into_raw();
-        assert_eq!(shares.left(), 1);
         drop(shares); // gives back the one not handed out
         assert_eq!(&a.buf()[..], b"payload");
         drop(a);

@@ -5,7 +5,9 @@ use crate::error::{Error, Result};
 use crate::loan::{Share, Shares};
 use crate::readiness::Readiness;
 use crate::stats::InboxCounts;
-use crate::sync::{deadline, spin_until, Padded, PushError, Shutdown, Timeout, HANDOFF_SPIN};
+use crate::sync::{
+    deadline, spin_until, Padded, PushError, Shutdown, StoreGuard, StoreLock, Timeout, HANDOFF_SPIN,
+};
 use crate::wire::{FrameBuf, FrameRef, Frames};
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -45,7 +47,7 @@ pub struct Inbox {
     /// serve the calls that follow without touching the locks the pushers
     /// push under, and the count of messages received. Locked before the
     /// lanes when both are.
-    ahead: Padded<Mutex<Ahead>>,
+    ahead: Padded<StoreLock<Ahead>>,
     /// Messages in `ahead`, written under its lock: a receiver about to
     /// park sees what another took ahead.
     ahead_len: AtomicUsize,
@@ -406,7 +408,7 @@ impl Inbox {
             lanes,
             merged: AtomicBool::new(false),
             held: Padded(AtomicUsize::new(0)),
-            ahead: Padded(Mutex::default()),
+            ahead: Padded(StoreLock::default()),
             ahead_len: AtomicUsize::new(0),
             spare: Mutex::new(VecDeque::new()),
             state: Mutex::default(),
@@ -423,8 +425,8 @@ impl Inbox {
         lock(&self.state)
     }
 
-    fn lock_ahead(&self) -> MutexGuard<'_, Ahead> {
-        lock(&self.ahead)
+    fn lock_ahead(&self) -> StoreGuard<'_, Ahead> {
+        self.ahead.lock()
     }
 
     /// The lane that pushes keyed `key` go to (see [`Inbox::open`]).

@@ -82,7 +82,7 @@ struct Lane {
     /// nobody: whoever filled it did): receivers skip empty lanes, and
     /// look before they sleep, without taking it.
     filled: AtomicBool,
-    queue: Mutex<LaneQueue>,
+    queue: StoreLock<LaneQueue>,
 }
 
 impl Lane {
@@ -396,7 +396,7 @@ impl Inbox {
         let lanes: Box<[Padded<Lane>]> =
             (0..lanes.max(1)).map(|_| Padded(Lane::default())).collect();
         if lanes.len() == 1 {
-            let mut q = lock(&lanes[0].queue);
+            let mut q = lanes[0].queue.lock();
             q.items.reserve(capacity.min(1024));
         }
         let chunk = match lanes.len() {
@@ -442,7 +442,7 @@ impl Inbox {
     /// gives its messages in the order they arrived from then on (a mock
     /// on the virtual clock, whose inbox order is its landing order).
     pub fn merge_lanes(&self) {
-        let mut qs: Vec<_> = self.lanes.iter().map(|l| lock(&l.queue)).collect();
+        let mut qs: Vec<_> = self.lanes.iter().map(|l| l.queue.lock()).collect();
         self.merged.store(true, Ordering::Relaxed);
         let (first, rest) = qs.split_at_mut(1);
         let first = &mut first[0];
@@ -469,7 +469,7 @@ impl Inbox {
         let mut s = self.lock();
         s.closed = true;
         for lane in self.lanes.iter() {
-            lock(&lane.queue).closed = true;
+            lane.queue.lock().closed = true;
         }
         self.signal(&mut s);
         drop(s);
@@ -481,7 +481,7 @@ impl Inbox {
     /// What the inbox counted, read under all its locks at once.
     pub fn counts(&self) -> InboxCounts {
         let ahead = self.lock_ahead();
-        let lanes: Vec<_> = self.lanes.iter().map(|l| lock(&l.queue)).collect();
+        let lanes: Vec<_> = self.lanes.iter().map(|l| l.queue.lock()).collect();
         InboxCounts {
             received: lanes.iter().map(|q| q.pushed).sum(),
             received_bytes: lanes.iter().map(|q| q.pushed_bytes).sum(),
@@ -582,10 +582,10 @@ impl Inbox {
     fn open(
         &self,
         key: usize,
-    ) -> std::result::Result<(&Lane, MutexGuard<'_, LaneQueue>), PushError> {
+    ) -> std::result::Result<(&Lane, StoreGuard<'_, LaneQueue>), PushError> {
         loop {
             let lane = self.lane(key);
-            let q = lock(&lane.queue);
+            let q = lane.queue.lock();
             if !std::ptr::eq(lane, self.lane(key)) {
                 continue;
             }
@@ -631,7 +631,7 @@ impl Inbox {
     /// After `n` messages of `bytes` payload bytes went into `q`, `lane`'s
     /// queue: counts them and lets the lane go; if the lane was empty,
     /// says it is filled and announces it.
-    fn pushed(&self, lane: &Lane, mut q: MutexGuard<'_, LaneQueue>, n: usize, bytes: u64) {
+    fn pushed(&self, lane: &Lane, mut q: StoreGuard<'_, LaneQueue>, n: usize, bytes: u64) {
         let was_empty = q.len == 0;
         q.len += n;
         q.pushed += n as u64;
@@ -840,7 +840,7 @@ impl Inbox {
             if !lane.filled.load(Ordering::Acquire) {
                 return None;
             }
-            let mut q = lock(&lane.queue);
+            let mut q = lane.queue.lock();
             let item = q.items.pop_front()?;
             q.len -= item.len();
             if let Item::Frames(f) = &item {
@@ -933,7 +933,7 @@ impl Inbox {
             if !lane.filled.load(Ordering::Acquire) {
                 continue;
             }
-            let mut q = lock(&lane.queue);
+            let mut q = lane.queue.lock();
             let got = if q.len <= max - n - m && spare.is_empty() {
                 std::mem::swap(&mut q.items, &mut spare);
                 q.len
@@ -1030,7 +1030,7 @@ impl Inbox {
         self.ahead_len.store(0, Ordering::Release);
         let (mut n, mut room) = (0, 0);
         for lane in self.lanes.iter() {
-            let mut q = lock(&lane.queue);
+            let mut q = lane.queue.lock();
             n += std::mem::take(&mut q.len);
             q.items.clear();
             room += lane.emptied(&mut q);
@@ -1185,7 +1185,7 @@ mod tests {
         inbox
             .push_many(0, &mut b, Some(Duration::ZERO), &shutdown)
             .unwrap();
-        let s = lock(&inbox.lanes[0].queue);
+        let s = inbox.lanes[0].queue.lock();
         let frames: Vec<&Frames> = s
             .items
             .iter()
@@ -1208,7 +1208,9 @@ mod tests {
         inbox
             .push_many(0, &mut b, Some(Duration::ZERO), &shutdown)
             .unwrap();
-        assert!(lock(&inbox.lanes[0].queue)
+        assert!(inbox.lanes[0]
+            .queue
+            .lock()
             .items
             .iter()
             .all(|i| matches!(i, Item::One(_))));

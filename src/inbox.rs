@@ -51,10 +51,6 @@ pub struct Inbox {
     /// Messages in `ahead`, written under its lock: a receiver about to
     /// park sees what another took ahead.
     ahead_len: AtomicUsize,
-    /// An empty queue with capacity, swapped for a lane's whole queue by
-    /// a receive that takes it all (see [`Inbox::take_items`]); locked by
-    /// receivers only, under `ahead`.
-    spare: Mutex<VecDeque<Item>>,
     /// Who sleeps, and the readiness descriptor's state: locked to sleep,
     /// to wake a sleeper and to move the descriptor, never by a push or a
     /// take that has nobody to wake.
@@ -348,6 +344,9 @@ struct Ahead {
     taken: u64,
     /// The lane the next receive looks at first (see [`Inbox::turn`]).
     next: usize,
+    /// An empty queue with capacity, swapped for a lane's whole queue by
+    /// a receive that takes it all (see [`Inbox::take_items`]).
+    spare: VecDeque<Item>,
 }
 
 /// A burst taken ahead, and the shares of its buffer that its frames are
@@ -410,7 +409,6 @@ impl Inbox {
             held: Padded(AtomicUsize::new(0)),
             ahead: Padded(StoreLock::default()),
             ahead_len: AtomicUsize::new(0),
-            spare: Mutex::new(VecDeque::new()),
             state: Mutex::default(),
             sleeping_receivers: AtomicUsize::new(0),
             sleeping_pushers: AtomicUsize::new(0),
@@ -924,7 +922,7 @@ impl Inbox {
         // `out` after it (decoded there, if `out` wants envelopes): a whole
         // lane, when it fits, is swapped for the empty spare, so its
         // pusher waits for a swap, not for every item's move.
-        let mut spare = lock(&self.spare);
+        let mut spare = std::mem::take(&mut ahead.spare);
         let (mut m, mut room) = (0, 0);
         for lane in self.turn(ahead) {
             if m == max - n {
@@ -950,6 +948,7 @@ impl Inbox {
         for item in spare.drain(..) {
             out.put(item);
         }
+        ahead.spare = spare;
         n + m
     }
 

@@ -1,9 +1,11 @@
 //! What the blocking parts of a node share: timeouts and the C millisecond
 //! convention, the shutdown signal, why a push into a bounded queue failed,
-//! and the one spin-then-park policy of every waiter.
+//! the spin-then-park policy of every waiter for an event, and a lock for
+//! short critical sections released with a plain store.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -130,14 +132,19 @@ pub fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// A lock whose release is a plain store, for state one thread holds at a
-/// time for a few hundred nanoseconds and almost never finds held (a
-/// node's read-ahead, which its receiving thread takes once a message).
-/// A futex mutex releases with a locked exchange, to learn whether to wake
-/// a sleeper; this one has no sleepers: a thread that finds it held polls,
-/// then yields its CPU between polls (so a holder that was preempted gets
-/// it back), which is only fit for short critical sections.
-#[derive(Debug, Default)]
+/// A lock whose release is a plain store, for state taken very often and
+/// held briefly: an inbox's read-ahead, which a per-call receive takes once
+/// a message, and its lanes, which a mock send takes once a delivery (a
+/// receive holds the read-ahead while it takes a lane's messages, and may
+/// wake a pusher or move the readiness descriptor meanwhile: a system call
+/// at most). A futex mutex releases with a locked exchange, to learn
+/// whether to wake a sleeper, and that exchange waits for every store
+/// before it to leave the core; this lock has no sleepers. A thread that
+/// finds it held polls, then yields its CPU between polls (a holder that
+/// was preempted gets it back), and after a long wait sleeps between polls
+/// (a holder of lower real-time priority gets it back too). Not for
+/// critical sections that wait.
+#[derive(Default)]
 pub struct StoreLock<T> {
     held: AtomicBool,
     value: UnsafeCell<T>,
@@ -147,8 +154,12 @@ pub struct StoreLock<T> {
 // at a time (`held`, taken with Acquire and given back with Release).
 unsafe impl<T: Send> Sync for StoreLock<T> {}
 
-/// Polls of a held [`StoreLock`] before a waiter starts yielding.
+/// Polls of a held [`StoreLock`] before a waiter starts yielding, and
+/// polls (yields included) before it sleeps between polls.
 const STORE_LOCK_SPINS: u32 = 64;
+const STORE_LOCK_YIELDS: u32 = 1024;
+/// A waiter's sleep between polls once it has yielded that often.
+const STORE_LOCK_NAP: Duration = Duration::from_micros(50);
 
 impl<T> StoreLock<T> {
     /// A lock holding `value`.
@@ -161,26 +172,42 @@ impl<T> StoreLock<T> {
 
     /// Takes the lock, waiting while another thread holds it.
     pub fn lock(&self) -> StoreGuard<'_, T> {
-        if self
-            .held
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_held();
+        if let Some(guard) = self.try_lock() {
+            return guard;
         }
-        StoreGuard { lock: self }
+        self.lock_held();
+        StoreGuard {
+            lock: self,
+            _value: PhantomData,
+        }
     }
 
+    /// Takes the lock if nobody holds it.
+    pub fn try_lock(&self) -> Option<StoreGuard<'_, T>> {
+        self.held
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(StoreGuard {
+            lock: self,
+            _value: PhantomData,
+        })
+    }
+
+    /// Waits for the lock and takes it. `polls` counts over the whole
+    /// wait, lost races included: a waiter that lost one goes on where it
+    /// was (yielding, or sleeping), not back to spinning.
     #[cold]
     fn lock_held(&self) {
-        let mut polls = 0;
+        let mut polls = 0u32;
         loop {
             while self.held.load(Ordering::Relaxed) {
-                if polls < STORE_LOCK_SPINS {
-                    polls += 1;
+                polls = polls.saturating_add(1);
+                if polls <= STORE_LOCK_SPINS {
                     std::hint::spin_loop();
-                } else {
+                } else if polls <= STORE_LOCK_YIELDS {
                     std::thread::yield_now();
+                } else {
+                    std::thread::sleep(STORE_LOCK_NAP);
                 }
             }
             if self
@@ -194,9 +221,34 @@ impl<T> StoreLock<T> {
     }
 }
 
+impl<T: std::fmt::Debug> std::fmt::Debug for StoreLock<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("StoreLock");
+        match self.try_lock() {
+            Some(value) => d.field("value", &&*value),
+            None => d.field("value", &format_args!("<held>")),
+        };
+        d.finish()
+    }
+}
+
 /// Access to a [`StoreLock`]'s value; dropping it releases the lock.
+/// Shared between threads only when the value may be (as a `MutexGuard`):
+///
+/// ```compile_fail
+/// use cluster::sync::StoreLock;
+/// use std::cell::Cell;
+/// let lock = StoreLock::new(Cell::new(0));
+/// let guard = lock.lock();
+/// std::thread::scope(|s| {
+///     s.spawn(|| guard.set(1)); // a `&Cell` in another thread
+/// });
+/// ```
 pub struct StoreGuard<'a, T> {
     lock: &'a StoreLock<T>,
+    /// Makes the guard `Sync` only for a `Sync` value (a `&StoreLock` is
+    /// `Sync` for any `Send` value), and `Send` for a `Send` one.
+    _value: PhantomData<&'a mut T>,
 }
 
 impl<T> std::ops::Deref for StoreGuard<'_, T> {
@@ -274,6 +326,22 @@ mod tests {
             }
         });
         assert_eq!(*lock.lock(), THREADS * ROUNDS);
+    }
+
+    #[test]
+    fn a_store_lock_held_long_is_taken_once_let_go() {
+        // Long enough for the waiter to spin, yield and then sleep.
+        let lock = StoreLock::new(0);
+        let held = lock.lock();
+        assert!(lock.try_lock().is_none(), "held");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| *lock.lock() += 1);
+            std::thread::sleep(Duration::from_millis(30));
+            assert!(!waiter.is_finished(), "in while held");
+            drop(held);
+            waiter.join().unwrap();
+        });
+        assert_eq!(*lock.try_lock().expect("free"), 1);
     }
 
     #[test]

@@ -20,7 +20,10 @@ enum {
     RECV_BATCH = 32,
     FREE_BATCH = 16,
     HANDOFF = 256,
-    DEADLINE_S = 120,
+    DEADLINE_S = 60,
+    /* A send waits this long for room at most: a run whose receivers
+     * stopped fails its checks and ends, never hangs. */
+    SEND_TIMEOUT_MS = 10000,
 };
 
 static cluster_node_t *a, *b;
@@ -59,9 +62,28 @@ static struct {
     size_t head, len;
 } q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {{0}}, 0, 0};
 
-static void hand_over(const cluster_envelope_t *env) {
+/* Waits on the hand-off's condition for up to 100 ms (q.mu held). */
+static void wait_a_moment(void) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 100 * 1000 * 1000;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&q.changed, &q.mu, &until);
+}
+
+/* Queues `env` for the freeing thread; past the deadline (that thread has
+ * stopped) frees it here instead. */
+static void hand_over(cluster_envelope_t *env) {
     pthread_mutex_lock(&q.mu);
-    while (q.len == HANDOFF) pthread_cond_wait(&q.changed, &q.mu);
+    while (q.len == HANDOFF && !past_deadline()) wait_a_moment();
+    if (q.len == HANDOFF) {
+        pthread_mutex_unlock(&q.mu);
+        cluster_envelope_free(env);
+        return;
+    }
     q.ring[(q.head + q.len) % HANDOFF] = *env;
     q.len++;
     pthread_cond_broadcast(&q.changed);
@@ -71,16 +93,7 @@ static void hand_over(const cluster_envelope_t *env) {
 /* Takes up to `cap` envelopes, waiting up to 100 ms for the first. */
 static size_t take_over(cluster_envelope_t *out, size_t cap) {
     pthread_mutex_lock(&q.mu);
-    if (q.len == 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 100 * 1000 * 1000;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&q.changed, &q.mu, &until);
-    }
+    if (q.len == 0) wait_a_moment();
     size_t n = 0;
     for (; n < cap && q.len > 0; n++, q.len--, q.head = (q.head + 1) % HANDOFF)
         out[n] = q.ring[q.head];
@@ -105,8 +118,8 @@ static void *send_thread(void *arg) {
             envs[i] = e;
         }
         size_t sent = 0;
-        int rc = k == 1 ? cluster_send(a, &envs[0], -1, &err)
-                        : cluster_send_batch(a, envs, (size_t)k, -1, &sent, &err);
+        int rc = k == 1 ? cluster_send(a, &envs[0], SEND_TIMEOUT_MS, &err)
+                        : cluster_send_batch(a, envs, (size_t)k, SEND_TIMEOUT_MS, &sent, &err);
         CHECK_RC(CLUSTER_OK, rc, err);
         if (rc != CLUSTER_OK) return NULL;
         seq += k;
@@ -116,7 +129,7 @@ static void *send_thread(void *arg) {
 
 /* Records one received envelope (`last`: this receiver's last seq per
  * sender) and hands it to the freeing thread. */
-static void got_one(const cluster_envelope_t *env, int *last) {
+static void got_one(cluster_envelope_t *env, int *last) {
     int s = (int)(env->msg_id / PER_SENDER), seq = (int)(env->msg_id % PER_SENDER);
     if (env->pid != 1 || s < 0 || s >= SENDERS) {
         atomic_fetch_add(&bad_payloads, 1);

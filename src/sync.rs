@@ -176,10 +176,7 @@ impl<T> StoreLock<T> {
             return guard;
         }
         self.lock_held();
-        StoreGuard {
-            lock: self,
-            _value: PhantomData,
-        }
+        self.guard()
     }
 
     /// Takes the lock if nobody holds it.
@@ -187,10 +184,15 @@ impl<T> StoreLock<T> {
         self.held
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
-        Some(StoreGuard {
+        Some(self.guard())
+    }
+
+    /// The guard of the lock this thread has just taken.
+    fn guard(&self) -> StoreGuard<'_, T> {
+        StoreGuard {
             lock: self,
             _value: PhantomData,
-        })
+        }
     }
 
     /// Waits for the lock and takes it. `polls` counts over the whole

@@ -33,6 +33,33 @@ impl Serialize for Counter {
     }
 }
 
+/// A quantity that goes up and down: bytes held now.
+#[derive(Default, Debug)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes away `n` (added before).
+    pub fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Serialize for Gauge {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.get())
+    }
+}
+
 /// Messages that were not delivered, by cause.
 #[derive(Default, Debug, Serialize)]
 pub struct Drops {
@@ -148,6 +175,10 @@ pub struct NodeStats {
     /// stalled mid-frame for 5 s) or, with a secret, whose frames ended or
     /// stalled inside a record, or whose acknowledgements ended inside one.
     pub bad_frames: Counter,
+    /// Bytes of the read buffers of the node's incoming connections now:
+    /// 64 KiB each (8 KiB with a secret), 256 KiB while its peer streams
+    /// small frames, back to 64 KiB after 5 s of quiet. 0 on the mock.
+    pub read_buffer_bytes: Gauge,
 }
 
 /// What a TCP peer's queue counts, under its lock.

@@ -243,6 +243,11 @@ impl<R: std::io::Read> FrameReader<R> {
         FrameReader::new(self.inner.into_inner(), self.max_len, buffer)
     }
 
+    /// The size of the read buffer.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
     /// Bytes read from the stream but not yet decoded; 0 means the next
     /// frame needs a read from the stream.
     pub fn buffered(&self) -> usize {

@@ -4,6 +4,7 @@ use super::acks::AckSender;
 use super::handshake;
 use super::shared::Shared;
 use crate::inbox::Burst;
+use crate::stats::Gauge;
 use crate::sync::PushError;
 use crate::wire::{
     record_error, FrameError, FrameReader, Next, Opener, RecordError, RecordReader, Sealer,
@@ -47,6 +48,36 @@ const BURST: usize = 512;
 /// has fewer frames: a receiver that keeps one of them keeps its burst's
 /// buffer alive, so a burst stays small.
 const BURST_BYTES: usize = 32 << 10;
+
+/// A reader's part of the node's `read_buffer_bytes`: its buffer's size,
+/// kept up to date, given back when the reader ends.
+struct BufferBytes<'a> {
+    gauge: &'a Gauge,
+    size: usize,
+}
+
+impl<'a> BufferBytes<'a> {
+    fn new(gauge: &'a Gauge, size: usize) -> Self {
+        gauge.add(size as u64);
+        BufferBytes { gauge, size }
+    }
+
+    /// The buffer is `size` bytes now.
+    fn set(&mut self, size: usize) {
+        if size != self.size {
+            // Added first: a reader of the gauge never sees it wrap.
+            self.gauge.add(size as u64);
+            self.gauge.sub(self.size as u64);
+            self.size = size;
+        }
+    }
+}
+
+impl Drop for BufferBytes<'_> {
+    fn drop(&mut self) {
+        self.gauge.sub(self.size as u64);
+    }
+}
 
 pub(crate) struct Acceptor {
     pub shared: Arc<Shared>,
@@ -254,6 +285,7 @@ impl Reader {
             Source::Sealed(_) => SEALED_READ_BUFFER,
         };
         let mut frames = FrameReader::new(source, s.config.max_message_size, buffer);
+        let mut held = BufferBytes::new(&s.stats.read_buffer_bytes, frames.capacity());
         // A peer that stops in the middle of a frame is cut after this long;
         // between frames a connection may stay idle for ever.
         if stream.set_read_timeout(Some(STALL_TIMEOUT)).is_err() {
@@ -272,6 +304,7 @@ impl Reader {
                 acks.flush(stream);
                 if buffer == READ_BUFFER && small && frames.filled() {
                     frames = frames.rebuffered(STREAM_READ_BUFFER);
+                    held.set(frames.capacity());
                 }
             }
             // Frames are appended in wire form only while no cut is set; a
@@ -300,6 +333,7 @@ impl Reader {
                     // timeout (no wake-ups while idle), with a small buffer.
                     if buffer == READ_BUFFER {
                         frames = frames.rebuffered(READ_BUFFER);
+                        held.set(frames.capacity());
                     }
                     if frames.get_ref().conn().rest().is_err() {
                         return;

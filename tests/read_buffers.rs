@@ -1,0 +1,54 @@
+//! What a node's readers hold, as its stats report it (`read_buffer_bytes`):
+//! 64 KiB per incoming connection, 256 KiB for one whose peer streams small
+//! frames, back to 64 KiB after 5 s of quiet, and nothing once the
+//! connection is gone.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const KIB: u64 = 1024;
+
+#[test]
+fn a_streaming_peer_s_reader_grows_its_buffer_and_gives_it_back_when_quiet() {
+    // A small inbox: the stream backs up into the socket, so the reader's
+    // reads fill its buffer once node 2 drains.
+    let (nodes, _) = cluster(2, r#""InboxSize":100"#);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let buffers = || stat(b, "/read_buffer_bytes");
+    assert_eq!(buffers(), 64 * KIB, "one incoming connection");
+
+    const N: i64 = 50_000;
+    let sender = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            for i in 0..N {
+                send(&a, 2, i, &i.to_le_bytes());
+            }
+        })
+    };
+    // The inbox is full before node 2 starts: the sender is ahead.
+    wait_until(Duration::from_secs(10), "a full inbox", || {
+        stat(b, "/inbox_depth") == 100
+    });
+    for i in 0..N {
+        let env = recv(b);
+        assert_eq!((env.pid, env.msg_id), (1, i), "in order, none lost");
+    }
+    sender.join().unwrap();
+    assert_eq!(buffers(), 256 * KIB, "a streaming peer's reader");
+
+    // Quiet: back to 64 KiB after 5 s (waited for with room to spare).
+    wait_until(Duration::from_secs(20), "the buffer to shrink", || {
+        buffers() == 64 * KIB
+    });
+    // The stream still flows through the smaller buffer.
+    send(a, 2, N, b"after");
+    assert_eq!(recv(b).msg_id, N);
+
+    // The peer gone, its reader gives its buffer back.
+    a.close();
+    wait_until(Duration::from_secs(10), "the reader to end", || {
+        buffers() == 0
+    });
+}

@@ -34,29 +34,24 @@ impl Serialize for Counter {
 }
 
 /// A quantity that goes up and down: bytes held now.
-#[derive(Default, Debug)]
-pub struct Gauge(AtomicU64);
+#[derive(Default, Debug, Serialize)]
+#[serde(transparent)]
+pub struct Gauge(Counter);
 
 impl Gauge {
     /// Adds `n`.
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.add(n);
     }
 
     /// Takes away `n` (added before).
     pub fn sub(&self, n: u64) {
-        self.0.fetch_sub(n, Ordering::Relaxed);
+        self.0 .0.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// The current value.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl Serialize for Gauge {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.get())
+        self.0.get()
     }
 }
 

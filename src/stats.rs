@@ -170,9 +170,11 @@ pub struct NodeStats {
     /// stalled mid-frame for 5 s) or, with a secret, whose frames ended or
     /// stalled inside a record, or whose acknowledgements ended inside one.
     pub bad_frames: Counter,
-    /// Bytes of the read buffers of the node's incoming connections now:
-    /// 64 KiB each (8 KiB with a secret), 256 KiB while its peer streams
-    /// small frames, back to 64 KiB after 5 s of quiet. 0 on the mock.
+    /// Bytes of the frame readers' buffers of the node's incoming
+    /// connections now: 64 KiB each, 256 KiB while its peer streams small
+    /// frames, back to 64 KiB after 5 s of quiet; with a secret 8 KiB each
+    /// (the record being opened is buffered apart, not counted). 0 on the
+    /// mock.
     pub read_buffer_bytes: Gauge,
 }
 

@@ -5,6 +5,8 @@
 
 mod common;
 use common::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const KIB: u64 = 1024;
@@ -13,23 +15,31 @@ const KIB: u64 = 1024;
 fn a_streaming_peer_s_reader_grows_its_buffer_and_gives_it_back_when_quiet() {
     // A small inbox: the stream backs up into the socket, so the reader's
     // reads fill its buffer once node 2 drains.
-    let (nodes, _) = cluster(2, r#""InboxSize":100"#);
+    let (nodes, _) = cluster(2, r#""InboxSize":100,"OutboxSize":1000"#);
     let (a, b) = (&nodes[0], &nodes[1]);
     let buffers = || stat(b, "/read_buffer_bytes");
+    // The reader starts once its connection's handshake is done, which the
+    // cluster's forming does not wait for.
+    wait_until(Duration::from_secs(10), "a reader", || buffers() > 0);
     assert_eq!(buffers(), 64 * KIB, "one incoming connection");
 
     const N: i64 = 50_000;
+    let sent = Arc::new(AtomicBool::new(false));
     let sender = {
-        let a = a.clone();
+        let (a, sent) = (a.clone(), sent.clone());
         std::thread::spawn(move || {
             for i in 0..N {
                 send(&a, 2, i, &i.to_le_bytes());
             }
+            sent.store(true, Ordering::Release);
         })
     };
-    // The inbox is full before node 2 starts: the sender is ahead.
-    wait_until(Duration::from_secs(10), "a full inbox", || {
+    // Before node 2 starts, its inbox is full and the rest of the stream
+    // waits in the socket between them (what the socket cannot hold waits
+    // in node 1's full queue): every read finds more than a buffer.
+    wait_until(Duration::from_secs(10), "a backed-up stream", || {
         stat(b, "/inbox_depth") == 100
+            && (sent.load(Ordering::Acquire) || stat(a, "/peers/0/queue_depth") == 1000)
     });
     for i in 0..N {
         let env = recv(b);

@@ -1,7 +1,7 @@
 //! What a node's readers hold, as its stats report it (`read_buffer_bytes`):
 //! 64 KiB per incoming connection, 256 KiB for one whose peer streams small
 //! frames, back to 64 KiB after 5 s of quiet, and nothing once the
-//! connection is gone.
+//! connection is gone; 8 KiB with a secret, stream or not.
 
 mod common;
 use common::*;
@@ -61,4 +61,30 @@ fn a_streaming_peer_s_reader_grows_its_buffer_and_gives_it_back_when_quiet() {
     wait_until(Duration::from_secs(10), "the reader to end", || {
         buffers() == 0
     });
+}
+
+#[test]
+fn with_a_secret_a_reader_holds_8_kib_and_a_stream_does_not_grow_it() {
+    let (nodes, _) = cluster(2, r#""Secret":"s3cret","InboxSize":100"#);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let buffers = || stat(b, "/read_buffer_bytes");
+    wait_until(Duration::from_secs(10), "a reader", || buffers() > 0);
+    assert_eq!(buffers(), 8 * KIB, "one sealed incoming connection");
+    let sender = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            for i in 0..10_000i64 {
+                send(&a, 2, i, &i.to_le_bytes());
+            }
+        })
+    };
+    for i in 0..10_000 {
+        assert_eq!(recv(b).msg_id, i);
+    }
+    sender.join().unwrap();
+    assert_eq!(
+        buffers(),
+        8 * KIB,
+        "records are buffered by the record layer"
+    );
 }

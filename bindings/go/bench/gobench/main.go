@@ -46,7 +46,9 @@
 //
 // With the go transport, the unicast workload is followed by the floor
 // under the channels (hop.go): one Go channel hop with the sender's
-// allocations and no library, in one process.
+// allocations and no library, in one process; then two such processes at
+// once, as a message through Outbox and Inbox makes two hops, one in each
+// process, on the same cores.
 //
 // Run with a role (gobench thr|pp go|direct|batch|raw ME N PORTS SIZE
 // COUNT, gobench mock base|go|gofaults|direct|raw SERVERS COUNT, or gobench

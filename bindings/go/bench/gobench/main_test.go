@@ -63,19 +63,24 @@ func TestMockRuns(t *testing.T) {
 	}
 }
 
-// The hop without a library: its consumer checks every envelope's order
-// and payload, and it reports numbers.
+// The hop without a library, alone and as a pair of processes at once:
+// its consumer checks every envelope's order and payload, and each run
+// reports numbers.
 func TestHop(t *testing.T) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := resultOf(self, "hop", "64", "20000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(v) != 2 || v[0] <= 0 || v[1] <= 0 {
-		t.Fatalf("result %v", v)
+	h := runHop(self, workload{size: 64, count: 20000}, 2)
+	for name, runs := range map[string][][]float64{"alone": h.alone, "pair": h.pair} {
+		if len(runs) != 2 {
+			t.Fatalf("%s: %d runs", name, len(runs))
+		}
+		for _, v := range runs {
+			if len(v) != 2 || v[0] <= 0 || v[1] <= 0 {
+				t.Fatalf("%s: result %v", name, v)
+			}
+		}
 	}
 }
 

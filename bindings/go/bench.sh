@@ -12,7 +12,7 @@
 # interpreter PYTHON, default python3, if it has the cluster package).
 # Arguments go to the driver (bench/gobench): [-runs N]
 # [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
-# [-mock base,go,gofaults,direct,raw,c,cbatch,cfaults,cbatchfaults,py,pymany]
+# [-mock base,go,gofaults,direct,raw,rawcall,c,cbatch,cfaults,cbatchfaults,py,pymany]
 # [-alt OTHER-GOBENCH] [-scale F]; e.g.
 # -impl go,c,go+c,c+go shows which side costs what.
 set -euo pipefail

@@ -30,7 +30,8 @@
 // mock network against a pure-Go baseline with the original Go mock's
 // costs: transports base (the baseline), go (Outbox and Inbox), gofaults
 // (the same with the fault model on), direct (Send and Recv), raw (the C
-// ABI called from Go), c and cbatch (the core's mock without Go: the
+// ABI called from Go, batches of 256 each way), rawcall (the same but one
+// cluster_send a broadcast: the ceiling of a Go Send), c and cbatch (the core's mock without Go: the
 // mock_broadcast bench, given with -cmock, sending one message a call or
 // 256) and cfaults, cbatchfaults (the same with the fault model on), py
 // and pymany (the Python wrapper's
@@ -38,7 +39,7 @@
 // alt-go, alt-direct (another build's, with -alt).
 //
 // Usage: gobench [-runs N] [-only unicast|ping-pong|mock] [-impl go,direct,batch,raw,c]
-// [-mock base,go,gofaults,direct,raw,c,cbatch,cfaults,cbatchfaults,py,pymany]
+// [-mock base,go,gofaults,direct,raw,rawcall,c,cbatch,cfaults,cbatchfaults,py,pymany]
 // [-cbench PATH] [-cmock PATH]
 // [-python PATH -pybench PATH] [-alt PATH] [-scale F].
 // GOBENCH_CPUPROFILE=prefix and GOBENCH_TRACE=prefix make each Go child
@@ -51,7 +52,7 @@
 // process, on the same cores.
 //
 // Run with a role (gobench thr|pp go|direct|batch|raw ME N PORTS SIZE
-// COUNT, gobench mock base|go|gofaults|direct|raw SERVERS COUNT, or gobench
+// COUNT, gobench mock base|go|gofaults|direct|raw|rawcall SERVERS COUNT, or gobench
 // hop SIZE COUNT) it is a child.
 package main
 
@@ -116,7 +117,7 @@ func main() {
 	only := flag.String("only", "", "workloads whose name contains this")
 	cbench := flag.String("cbench", "", "the C bench binary (bench/build/bench); without it the C column is skipped")
 	alt := flag.String("alt", "", "another build of this program: transport \"alt\" (or alt-IMPL) runs its Go wrapper children (for before/after comparisons in one run)")
-	mockList := flag.String("mock", "base,go,gofaults,direct,raw,c,cbatch,cfaults,cbatchfaults,py,pymany", "the transports of the mock workload (alt-go, alt-direct: the -alt build's; c, cbatch, cfaults, cbatchfaults: the -cmock binary's; py, pymany: bench.py's, with -python and -pybench)")
+	mockList := flag.String("mock", "base,go,gofaults,direct,raw,rawcall,c,cbatch,cfaults,cbatchfaults,py,pymany", "the transports of the mock workload (alt-go, alt-direct: the -alt build's; c, cbatch, cfaults, cbatchfaults: the -cmock binary's; py, pymany: bench.py's, with -python and -pybench)")
 	cmock := flag.String("cmock", "", "the core's mock bench binary (cargo bench --bench mock_broadcast); without it the mock's c, cbatch, cfaults and cbatchfaults lines are skipped")
 	python := flag.String("python", "", "a Python interpreter with the cluster package installed; with -pybench, the mock's py and pymany lines run")
 	pybench := flag.String("pybench", "", "bindings/python/bench.py (see -python)")

@@ -37,7 +37,9 @@ const (
 )
 
 // mockImpls are the mock workload's transports: the pure-Go baseline and
-// the wrapper's two ways in and out, the C ABI from Go, the core's mock
+// the wrapper's two ways in and out, the C ABI from Go (batches of 256 each
+// way, or one cluster_send a broadcast: the ceiling of any Go API that
+// makes a cgo call a message, as Send does), the core's mock
 // without Go (the mock_broadcast bench: one send a message, as
 // cluster_send, or batches of 256, as cluster_send_batch), and the Python
 // wrapper's mock (bench.py --mock-once: send, or send_many of 256; threads
@@ -54,6 +56,7 @@ var mockImpls = []struct {
 	{"gofaults", "Go mock Outbox/Inbox, faults", 1},
 	{"direct", "Go mock Send/Recv", 2},
 	{"raw", "raw C ABI from Go", 0},
+	{"rawcall", "raw C ABI from Go, per call", 0},
 	{"c", "core mock, send (no Go)", 2},
 	{"cbatch", "core mock, batch (no Go)", 2},
 	{"cfaults", "core mock, send, faults", 0},
@@ -197,10 +200,10 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// mockChild runs one mock run: mock base|go|direct|raw SERVERS COUNT.
+// mockChild runs one mock run: mock base|go|gofaults|direct|raw|rawcall SERVERS COUNT.
 func mockChild(args []string) {
 	if len(args) != 3 {
-		fail("usage: gobench mock base|go|gofaults|direct|raw SERVERS COUNT")
+		fail("usage: gobench mock base|go|gofaults|direct|raw|rawcall SERVERS COUNT")
 	}
 	impl := args[0]
 	servers, _ := strconv.Atoi(args[1])
@@ -220,8 +223,8 @@ func mockChild(args []string) {
 		}
 		defer cl.Close()
 		run = wrapperRun(cl, impl == "direct", count)
-	case "raw":
-		run = rawRun(servers, count)
+	case "raw", "rawcall":
+		run = rawRun(servers, count, impl == "rawcall")
 	default:
 		fail("unknown mock transport %s", impl)
 	}
@@ -401,10 +404,12 @@ func checkCounters(cl *mock.MockCluster, count int) error {
 // ---------- the core's mock through the C ABI, without the wrapper ----------
 
 // rawRun is the ceiling of any Go wrapper over the core's mock: each
-// server's messages sent through cluster_send_batch, rawBatch at a time,
-// and received with cluster_recv_batch, rawBatch at a time, payloads
-// checked where they are (no copy, no decoding, no channels).
-func rawRun(servers, count int) func() (time.Duration, error) {
+// server's messages sent through cluster_send_batch, rawBatch at a time
+// (perCall: with one cluster_send each, the ceiling of a wrapper that
+// makes a cgo call a message), and received with cluster_recv_batch,
+// rawBatch at a time, payloads checked where they are (no copy, no
+// decoding, no channels).
+func rawRun(servers, count int, perCall bool) func() (time.Duration, error) {
 	const rawBatch = 256
 	m, err := ffi.NewMock(fmt.Sprintf(`{"InboxSize": %d, "OutboxSize": %d}`, mockQueue, mockQueue), 0)
 	if err != nil {
@@ -417,6 +422,16 @@ func rawRun(servers, count int) func() (time.Duration, error) {
 		}
 	}
 	send := func(pid int) error {
+		if perCall {
+			s := ffi.NewSender()
+			defer s.Free()
+			for i := 0; i < count; i++ {
+				if err := s.Send(hs[pid], cluster.BROADCAST, int64(i), 1, []byte(mockMsg), -1); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		b := ffi.NewSendBatch(rawBatch)
 		defer b.Free()
 		for i := 0; i < count; {

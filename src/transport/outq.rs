@@ -64,6 +64,10 @@ struct State {
     /// the lock a send takes anyway rather than in shared atomics.
     sent: u64,
     sent_bytes: u64,
+    /// The queued frames are held back from the writer until then: a
+    /// sender that streams runs leaves them for its next run to write
+    /// together (see [`Outq::hold_small_run`]).
+    held_until: Option<Instant>,
 }
 
 impl Outq {
@@ -109,6 +113,50 @@ impl Outq {
         Ok(room)
     }
 
+    /// Queues a run of small frames (`wire` bytes on the wire) held back
+    /// from the writer until `until` (or an earlier hold's end), for the
+    /// sender's next run to write them with its own in one system call:
+    /// fewer, larger writes cost the sender and the peer's reader far less
+    /// a message. Queues nothing and returns false when the queued frames
+    /// and the run would make `chunk` bytes or more (the sender then writes
+    /// them all), when frames queued earlier are for the writer to take
+    /// now, or when there is no room for the whole run. The writer, if it
+    /// sleeps, is woken once a hold, to sleep until its end.
+    pub fn hold_small_run(
+        &self,
+        msgs: &[Outgoing<'_>],
+        wire: usize,
+        chunk: usize,
+        until: Instant,
+    ) -> bool {
+        let mut s = self.lock();
+        let room = self.cap - s.batch.frames() - s.writing;
+        if s.closed
+            || s.batch.wire_len() + wire >= chunk
+            || (s.held_until.is_none() && !s.batch.is_empty())
+            || room < msgs.len() as u64
+        {
+            return false;
+        }
+        let mut bytes = 0u64;
+        for m in msgs {
+            s.batch.push_small(m.msg_id, m.kind, m.data);
+            bytes += m.data.len() as u64;
+        }
+        s.sent += msgs.len() as u64;
+        s.sent_bytes += bytes;
+        let first = s.held_until.is_none();
+        if first {
+            s.held_until = Some(until);
+        }
+        let wake = first && std::mem::take(&mut s.writer_waits);
+        drop(s);
+        if wake {
+            self.bell.raise();
+        }
+        true
+    }
+
     /// The lock, once the queue has room for a frame (waiting up to `wait`).
     /// Fails with `Closed` once the queue is closed: a send that raced
     /// with `close` is refused rather than left unaccounted for.
@@ -143,6 +191,8 @@ impl Outq {
     fn pushed(&self, mut s: MutexGuard<'_, State>, n: u64, bytes: u64) {
         s.sent += n;
         s.sent_bytes += bytes;
+        // Whatever was held goes with it.
+        s.held_until = None;
         if !self.queued.load(Ordering::Relaxed) {
             self.queued.store(true, Ordering::Release);
         }
@@ -174,26 +224,38 @@ impl Outq {
             if s.closed {
                 break Wait::Closed;
             }
-            if !s.batch.is_empty() {
+            // Held frames wait for their hold to end (or for a push).
+            let held = s.held_until.filter(|&t| t > Instant::now());
+            if !s.batch.is_empty() && held.is_none() {
                 break Wait::Ready;
             }
             if std::mem::take(&mut s.nudged) {
                 break Wait::Idle;
             }
-            let ms = match end {
-                None => -1,
-                Some(end) => match end.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.as_millis().clamp(1, 1 << 30) as i32,
-                    _ => break Wait::Idle,
-                },
+            let now = Instant::now();
+            let left = match end {
+                Some(end) if end <= now => break Wait::Idle,
+                Some(end) => Some(end - now),
+                None => None,
+            };
+            let left = match held {
+                Some(t) => Some(left.map_or(t - now, |l| l.min(t - now))),
+                None => left,
             };
             // Senders ring the bell only while this is set, under the lock:
             // a frame queued from now on wakes the poll below.
             s.writer_waits = true;
             drop(s);
-            // SAFETY: two live pollfds (poll ignores the one of fd -1), for
-            // the length of the call.
-            unsafe { libc::poll(polls.as_mut_ptr(), 2, ms) };
+            let timeout = left.map(|d| libc::timespec {
+                tv_sec: d.as_secs().min(1 << 30) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            });
+            let timeout_ptr = timeout
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: two live pollfds (ppoll ignores the one of fd -1) and
+            // a timeout that outlive the call; no signal mask.
+            unsafe { libc::ppoll(polls.as_mut_ptr(), 2, timeout_ptr, std::ptr::null()) };
             self.bell.lower();
             s = self.lock();
             if polls[1].revents != 0 {
@@ -226,6 +288,7 @@ impl Outq {
         }
         std::mem::swap(into, &mut s.batch);
         s.writing = into.frames();
+        s.held_until = None;
         self.queued.store(false, Ordering::Release);
         Some(true)
     }

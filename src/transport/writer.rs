@@ -334,6 +334,8 @@ struct DirectState {
     record: Vec<u8>,
     /// A run written directly (kept for its capacity).
     run: Batch,
+    /// When a sender last wrote or held a run (see `try_write_run`).
+    last_run: Option<Instant>,
 }
 
 impl DirectState {
@@ -359,6 +361,18 @@ impl DirectState {
 
 /// Longest a direct write waits to finish a frame it has started.
 const DIRECT_FINISH: Duration = Duration::from_secs(1);
+/// A run that comes within this of the last one to the same peer is part
+/// of a stream: it is held in the queue (see [`Outq::hold_small_run`]) until
+/// the runs held make `STREAM_CHUNK` bytes, written then in one call, or
+/// for `STREAM_HOLD` at most, when the writer writes them. One write of
+/// 8 KiB a run of 256 small messages cost the sender and the reader more
+/// than the messages did (batched 16 B, runs of 256: 34 M msgs/s; written
+/// 32 KiB at a time: 44–47 M).
+const STREAM_GAP: Duration = Duration::from_micros(20);
+/// See `STREAM_GAP`.
+const STREAM_CHUNK: usize = 32 << 10;
+/// See `STREAM_GAP`: the longest a run of a stream that stops waits.
+const STREAM_HOLD: Duration = Duration::from_micros(50);
 
 impl Direct {
     fn lock(&self) -> MutexGuard<'_, DirectState> {
@@ -481,6 +495,14 @@ impl Direct {
         // socket has now: a sender then never waits on a peer that reads
         // slowly while the queue has room for its messages.
         let own: usize = msgs.iter().map(|m| HEADER_LEN + m.data.len()).sum();
+        let now = Instant::now();
+        let streaming = st
+            .last_run
+            .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
+        st.last_run = Some(now);
+        if streaming && queue.hold_small_run(msgs, own, STREAM_CHUNK, now + STREAM_HOLD) {
+            return true;
+        }
         let Some(room) = sockets::room(&stream).checked_sub(own) else {
             return false;
         };

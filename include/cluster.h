@@ -493,7 +493,10 @@ int cluster_try_send(const struct cluster_node_t *node,
  run of small messages to one peer may be written into its socket by the
  calling thread, only when the socket has room for it all; should the
  socket fill all the same, the call waits up to 1 s for room, then cuts
- that connection, counting what the peer had not acknowledged as lost.)
+ that connection, counting what the peer had not acknowledged as lost.
+ A run that follows another to the same peer within 20 us is held in the
+ peer's queue, to be written with the runs after it once they make
+ 32 KiB, or by the node's writer 50 us later at most.)
  */
 int cluster_send_batch(const struct cluster_node_t *node,
                        const struct cluster_envelope_t *envs,

@@ -332,6 +332,38 @@ fn runs_and_single_sends_keep_order(extra: &str) {
     assert_eq!(stat(&b, "/received"), total);
 }
 
+/// A stream of runs sent back to back, which its sender holds in the
+/// queue to write several at once, and which then stops: the runs still
+/// held go out without another send (the writer writes them once their
+/// hold ends), in order, each counted once. (A writer that leaves held
+/// frames until the next push fails this: the last runs never arrive.)
+#[test]
+fn a_stream_of_runs_that_stops_is_delivered_whole() {
+    const RUNS: i64 = 50;
+    const EACH: i64 = 64;
+    let (nodes, _) = cluster(2, "");
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let payload = |id: i64| vec![(id % 251) as u8; 16];
+    for round in 0..5 {
+        let first = round * RUNS * EACH;
+        for r in 0..RUNS {
+            let start = first + r * EACH;
+            send_batch(a, 2, start..start + EACH, payload);
+        }
+        for id in first..first + RUNS * EACH {
+            let e = recv(b);
+            assert_eq!(e.msg_id, id, "round {round} in order");
+            assert_eq!(e.data[..], payload(id)[..]);
+        }
+    }
+    let total = (5 * RUNS * EACH) as u64;
+    let peer = |k: &str| stat(a, &format!("/peers/0/{k}"));
+    wait_until(Duration::from_secs(10), "every frame acked", || {
+        peer("acked") == total
+    });
+    assert_eq!((peer("sent"), peer("written")), (total, total));
+}
+
 #[test]
 fn runs_written_by_their_senders_keep_order_and_counts() {
     runs_and_single_sends_keep_order(r#""InboxSize": 64, "OutboxSize": 64"#);

@@ -427,6 +427,58 @@ mod tests {
     }
 
     #[test]
+    fn held_frames_wait_for_their_hold_to_end_or_for_a_push() {
+        let q = Arc::new(Outq::new(64).unwrap());
+        let run: Vec<_> = (0..4)
+            .map(|i| Outgoing {
+                to: 2,
+                msg_id: i,
+                kind: 0,
+                data: b"abc",
+            })
+            .collect();
+        let wire = 4 * (crate::wire::HEADER_LEN + 3);
+        let later = Instant::now() + Duration::from_secs(3600);
+        assert!(q.hold_small_run(&run, wire, 1 << 10, later));
+        assert_eq!(q.counts().sent, 4, "held frames are accepted");
+        // Held for an hour: a writer with 20 ms of patience finds nothing.
+        assert_eq!(q.wait(Some(Duration::from_millis(20)), None), Wait::Idle);
+        // Held again, up to the chunk; then the sender writes them itself.
+        assert!(q.hold_small_run(&run, wire, 1 << 10, later));
+        assert!(!q.hold_small_run(&run, wire, 3 * wire, later));
+        // A push ends the hold: a sleeping writer wakes and takes them all.
+        let patience = Some(Duration::from_secs(30));
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| q.wait(patience, None));
+            while !q.lock().writer_waits {
+                std::thread::yield_now();
+            }
+            q.push(&env(8), Duration::ZERO).unwrap();
+            assert_eq!(writer.join().unwrap(), Wait::Ready);
+        });
+        let mut b = Batch::default();
+        assert!(q.take(&mut b));
+        assert_eq!(b.frames(), 9);
+        b.clear();
+        q.written();
+        // A hold that ends wakes a writer asleep for longer.
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| q.wait(patience, None));
+            while !q.lock().writer_waits {
+                std::thread::yield_now();
+            }
+            let soon = Instant::now() + Duration::from_millis(5);
+            assert!(q.hold_small_run(&run, wire, 1 << 10, soon));
+            assert_eq!(writer.join().unwrap(), Wait::Ready);
+        });
+        assert!(q.take(&mut b));
+        assert_eq!(b.frames(), 4);
+        // Frames queued for the writer now are never held back.
+        q.push(&env(9), Duration::ZERO).unwrap();
+        assert!(!q.hold_small_run(&run, wire, 1 << 10, later));
+    }
+
+    #[test]
     fn an_idle_writer_wakes_when_its_connection_has_news() {
         use std::io::Write;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

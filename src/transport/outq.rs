@@ -41,8 +41,9 @@ pub(crate) struct Outq {
     /// Signalled when the writer takes the frames while senders wait for room.
     room: Condvar,
     cap: u64,
-    /// Whether the batch holds frames, set and cleared under the lock: the
-    /// writer polls it without taking the lock the senders need.
+    /// Whether the batch holds frames for the writer to take now (held
+    /// frames do not count), set and cleared under the lock: the writer
+    /// polls it without taking the lock the senders need.
     queued: AtomicBool,
 }
 
@@ -203,9 +204,10 @@ impl Outq {
         }
     }
 
-    /// The writer's wait: until frames are queued, `patience` runs out (it
-    /// may be forever), the queue is closed, or `conn` (when given) is
-    /// readable, ended or failed. Takes nothing.
+    /// The writer's wait: until frames are queued and not held (a hold ends
+    /// at its deadline, give or take the system's timer slack, or with a
+    /// push), `patience` runs out (it may be forever), the queue is closed,
+    /// or `conn` (when given) is readable, ended or failed. Takes nothing.
     pub fn wait(&self, patience: Timeout, conn: Option<&TcpStream>) -> Wait {
         // A sender that is streaming refills the queue within a thread
         // hand-off: cheaper for both than a sleep and a wake-up.

@@ -371,7 +371,8 @@ const DIRECT_FINISH: Duration = Duration::from_secs(1);
 const STREAM_GAP: Duration = Duration::from_micros(20);
 /// See `STREAM_GAP`.
 const STREAM_CHUNK: usize = 32 << 10;
-/// See `STREAM_GAP`: the longest a run of a stream that stops waits.
+/// See `STREAM_GAP`: how long a run of a stream that stops waits (give or
+/// take the timer slack of the writer's sleep).
 const STREAM_HOLD: Duration = Duration::from_micros(50);
 
 impl Direct {

@@ -380,6 +380,19 @@ mod tests {
         Envelope::new(2, i, 0, b"x")
     }
 
+    /// What a writer's wait (with `patience`) that `act` ends once the
+    /// writer sleeps ends with.
+    fn woken_by(q: &Outq, patience: Timeout, act: impl FnOnce()) -> Wait {
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| q.wait(patience, None));
+            while !q.lock().writer_waits {
+                std::thread::yield_now();
+            }
+            act();
+            writer.join().unwrap()
+        })
+    }
+
     #[test]
     fn bounded_in_frames_and_a_take_makes_room_for_a_waiting_sender() {
         let q = Arc::new(Outq::new(2).unwrap());
@@ -412,13 +425,8 @@ mod tests {
     fn the_writer_wakes_for_a_frame_and_for_close() {
         let q = Arc::new(Outq::new(8).unwrap());
         assert_eq!(q.wait(Some(Duration::from_millis(1)), None), Wait::Idle);
-        let q2 = q.clone();
-        let writer = std::thread::spawn(move || q2.wait(None, None));
-        while !q.lock().writer_waits {
-            std::thread::yield_now();
-        }
-        q.push(&env(0), Duration::ZERO).unwrap();
-        assert_eq!(writer.join().unwrap(), Wait::Ready);
+        let push = || q.push(&env(0), Duration::ZERO).unwrap();
+        assert_eq!(woken_by(&q, None, push), Wait::Ready);
         let mut b = Batch::default();
         assert!(q.take(&mut b));
         assert!(!q.take(&mut Batch::default()));
@@ -450,29 +458,19 @@ mod tests {
         assert!(!q.hold_small_run(&run, wire, 3 * wire, later));
         // A push ends the hold: a sleeping writer wakes and takes them all.
         let patience = Some(Duration::from_secs(30));
-        std::thread::scope(|s| {
-            let writer = s.spawn(|| q.wait(patience, None));
-            while !q.lock().writer_waits {
-                std::thread::yield_now();
-            }
-            q.push(&env(8), Duration::ZERO).unwrap();
-            assert_eq!(writer.join().unwrap(), Wait::Ready);
-        });
+        let push = || q.push(&env(8), Duration::ZERO).unwrap();
+        assert_eq!(woken_by(&q, patience, push), Wait::Ready);
         let mut b = Batch::default();
         assert!(q.take(&mut b));
         assert_eq!(b.frames(), 9);
         b.clear();
         q.written();
         // A hold that ends wakes a writer asleep for longer.
-        std::thread::scope(|s| {
-            let writer = s.spawn(|| q.wait(patience, None));
-            while !q.lock().writer_waits {
-                std::thread::yield_now();
-            }
+        let hold = || {
             let soon = Instant::now() + Duration::from_millis(5);
             assert!(q.hold_small_run(&run, wire, 1 << 10, soon));
-            assert_eq!(writer.join().unwrap(), Wait::Ready);
-        });
+        };
+        assert_eq!(woken_by(&q, patience, hold), Wait::Ready);
         assert!(q.take(&mut b));
         assert_eq!(b.frames(), 4);
         // Frames queued for the writer now are never held back.

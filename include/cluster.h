@@ -496,7 +496,7 @@ int cluster_try_send(const struct cluster_node_t *node,
  that connection, counting what the peer had not acknowledged as lost.
  A run that follows another to the same peer within 20 us is held in the
  peer's queue, to be written with the runs after it once they make
- 32 KiB, or by the node's writer about 50 us later.)
+ 32 KiB, or by the node's writer 50-150 us later.)
  */
 int cluster_send_batch(const struct cluster_node_t *node,
                        const struct cluster_envelope_t *envs,

@@ -132,9 +132,13 @@ impl Outq {
     ) -> bool {
         let mut s = self.lock();
         let room = self.cap - s.batch.frames() - s.writing;
+        let held = s
+            .held_until
+            .filter(|_| !s.batch.is_empty())
+            .filter(|&t| t > Instant::now());
         if s.closed
             || s.batch.wire_len() + wire >= chunk
-            || (s.held_until.is_none() && !s.batch.is_empty())
+            || (held.is_none() && !s.batch.is_empty())
             || room < msgs.len() as u64
         {
             return false;
@@ -146,7 +150,10 @@ impl Outq {
         }
         s.sent += msgs.len() as u64;
         s.sent_bytes += bytes;
-        let first = s.held_until.is_none();
+        // A new hold (rung, so a writer asleep learns its end) unless one
+        // is live: one that ended, or that nothing was held under, counts
+        // for nothing.
+        let first = held.is_none();
         if first {
             s.held_until = Some(until);
         }
@@ -227,21 +234,22 @@ impl Outq {
                 break Wait::Closed;
             }
             // Held frames wait for their hold to end (or for a push).
-            let held = s.held_until.filter(|&t| t > Instant::now());
+            let now = Instant::now();
+            let held = s.held_until.map(|t| t.saturating_duration_since(now));
+            let held = held.filter(|left| !left.is_zero());
             if !s.batch.is_empty() && held.is_none() {
                 break Wait::Ready;
             }
             if std::mem::take(&mut s.nudged) {
                 break Wait::Idle;
             }
-            let now = Instant::now();
             let left = match end {
                 Some(end) if end <= now => break Wait::Idle,
                 Some(end) => Some(end - now),
                 None => None,
             };
             let left = match held {
-                Some(t) => Some(left.map_or(t - now, |l| l.min(t - now))),
+                Some(h) => Some(left.map_or(h, |l| l.min(h))),
                 None => left,
             };
             // Senders ring the bell only while this is set, under the lock:
@@ -365,6 +373,7 @@ impl Outq {
         let mut s = self.lock();
         let n = s.batch.frames();
         s.batch.clear();
+        s.held_until = None;
         self.queued.store(false, Ordering::Release);
         s.writing = 0;
         n
@@ -439,15 +448,7 @@ mod tests {
     #[test]
     fn held_frames_wait_for_their_hold_to_end_or_for_a_push() {
         let q = Arc::new(Outq::new(64).unwrap());
-        let run: Vec<_> = (0..4)
-            .map(|i| Outgoing {
-                to: 2,
-                msg_id: i,
-                kind: 0,
-                data: b"abc",
-            })
-            .collect();
-        let wire = 4 * (crate::wire::HEADER_LEN + 3);
+        let (run, wire) = small_run();
         let later = Instant::now() + Duration::from_secs(3600);
         assert!(q.hold_small_run(&run, wire, 1 << 10, later));
         assert_eq!(q.counts().sent, 4, "held frames are accepted");
@@ -476,6 +477,58 @@ mod tests {
         // Frames queued for the writer now are never held back.
         q.push(&env(9), Duration::ZERO).unwrap();
         assert!(!q.hold_small_run(&run, wire, 1 << 10, later));
+    }
+
+    /// A run of four 3-byte messages, and its size on the wire.
+    fn small_run() -> (Vec<Outgoing<'static>>, usize) {
+        let run = (0..4)
+            .map(|i| Outgoing {
+                to: 2,
+                msg_id: i,
+                kind: 0,
+                data: b"abc",
+            })
+            .collect();
+        (run, 4 * (crate::wire::HEADER_LEN + 3))
+    }
+
+    #[test]
+    fn a_hold_ends_by_itself_for_a_writer_asleep_with_no_patience() {
+        let q = Arc::new(Outq::new(64).unwrap());
+        let (run, wire) = small_run();
+        for round in 0..20 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let q2 = q.clone();
+            let writer = std::thread::spawn(move || tx.send(q2.wait(None, None)));
+            while !q.lock().writer_waits {
+                std::thread::yield_now();
+            }
+            let soon = Instant::now() + Duration::from_micros(50);
+            assert!(q.hold_small_run(&run, wire, 1 << 10, soon));
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(w) => assert_eq!(w, Wait::Ready, "round {round}"),
+                Err(_) => {
+                    q.close(); // lets the writer go before the test fails
+                    panic!("round {round}: held frames never reached the writer");
+                }
+            }
+            writer.join().unwrap().unwrap();
+            let mut b = Batch::default();
+            assert!(q.take(&mut b));
+            assert_eq!(b.frames(), 4);
+            q.written();
+        }
+    }
+
+    #[test]
+    fn holds_keep_to_the_bound() {
+        let q = Outq::new(6).unwrap();
+        let (run, wire) = small_run();
+        let later = Instant::now() + Duration::from_secs(3600);
+        assert!(q.hold_small_run(&run, wire, 1 << 10, later));
+        assert!(!q.hold_small_run(&run, wire, 1 << 10, later), "2 of 4 fit");
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.counts().sent, 4);
     }
 
     #[test]

@@ -336,6 +336,9 @@ struct DirectState {
     run: Batch,
     /// When a sender last wrote or held a run (see `try_write_run`).
     last_run: Option<Instant>,
+    /// The room the socket had at the last direct write (see
+    /// [`sockets::room`]): runs are held up to what will fit in it.
+    room_seen: usize,
 }
 
 impl DirectState {
@@ -371,8 +374,8 @@ const DIRECT_FINISH: Duration = Duration::from_secs(1);
 const STREAM_GAP: Duration = Duration::from_micros(20);
 /// See `STREAM_GAP`.
 const STREAM_CHUNK: usize = 32 << 10;
-/// See `STREAM_GAP`: how long a run of a stream that stops waits (give or
-/// take the timer slack of the writer's sleep).
+/// See `STREAM_GAP`: how long a run of a stream that stops waits, plus the
+/// writer's wake-up and the timer slack of its sleep (50–150 µs in all).
 const STREAM_HOLD: Duration = Duration::from_micros(50);
 
 impl Direct {
@@ -501,10 +504,14 @@ impl Direct {
             .last_run
             .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
         st.last_run = Some(now);
-        if streaming && queue.hold_small_run(msgs, own, STREAM_CHUNK, now + STREAM_HOLD) {
+        // Held up to what the socket will take with the next run (a chunk
+        // it cannot take would go to the writer after all).
+        let chunk = STREAM_CHUNK.min(st.room_seen.saturating_sub(own));
+        if streaming && queue.hold_small_run(msgs, own, chunk, now + STREAM_HOLD) {
             return true;
         }
-        let Some(room) = sockets::room(&stream).checked_sub(own) else {
+        st.room_seen = sockets::room(&stream);
+        let Some(room) = st.room_seen.checked_sub(own) else {
             return false;
         };
         // What other senders queued goes first, taken as the writer takes

@@ -99,6 +99,10 @@ impl Writer {
                 None => {}
             }
         }
+        // Closed first (`close` closes every queue only after the shutdown
+        // this writer saw): a send racing with the end is refused, not
+        // queued after the count below and never written nor counted.
+        self.queue.close();
         let left = self.queue.clear() + pending.frames();
         self.stats.dropped.closed.add(left);
         self.shared.stats.dropped.closed.add(left);

@@ -372,27 +372,38 @@ func wrapperRun(cl *mock.MockCluster, direct bool, count int) func() (time.Durat
 }
 
 // checkCounters checks that the library counted every message sent and
-// delivered and none dropped, and the wrapper no error.
+// delivered and none dropped, and the wrapper no error. A sender counts
+// what a send call delivered once the call has pushed it all, so the
+// receivers may have taken the last messages of a batch before it counts
+// them: sent is waited for, up to counterWait, as a user reading the
+// stats right after the last receive would.
 func checkCounters(cl *mock.MockCluster, count int) error {
 	want := uint64((len(cl.Servers) - 1) * count)
 	for pid, s := range cl.Servers {
-		text, err := s.Stats()
-		if err != nil {
-			return err
-		}
-		var st struct {
-			Sent, Delivered uint64
-			Dropped         map[string]uint64
-		}
-		if err := json.Unmarshal([]byte(text), &st); err != nil {
-			return err
-		}
-		dropped := uint64(0)
-		for _, n := range st.Dropped {
-			dropped += n
-		}
-		if st.Sent != want || st.Delivered != want || dropped != 0 {
-			return fmt.Errorf("server %d counted %d sent, %d delivered, %d dropped; want %d, %d, 0", pid, st.Sent, st.Delivered, dropped, want, want)
+		deadline := time.Now().Add(counterWait)
+		for {
+			text, err := s.Stats()
+			if err != nil {
+				return err
+			}
+			var st struct {
+				Sent, Delivered uint64
+				Dropped         map[string]uint64
+			}
+			if err := json.Unmarshal([]byte(text), &st); err != nil {
+				return err
+			}
+			dropped := uint64(0)
+			for _, n := range st.Dropped {
+				dropped += n
+			}
+			if st.Sent == want && st.Delivered == want && dropped == 0 {
+				break
+			}
+			if st.Sent > want || st.Delivered != want || dropped != 0 || time.Now().After(deadline) {
+				return fmt.Errorf("server %d counted %d sent, %d delivered, %d dropped; want %d, %d, 0", pid, st.Sent, st.Delivered, dropped, want, want)
+			}
+			time.Sleep(time.Millisecond)
 		}
 		if c := s.Counters(); c != (cluster.Counters{}) {
 			return fmt.Errorf("server %d: wrapper counters %+v", pid, c)
@@ -400,6 +411,9 @@ func checkCounters(cl *mock.MockCluster, count int) error {
 	}
 	return nil
 }
+
+// counterWait bounds checkCounters' wait for a sender's last count.
+const counterWait = 10 * time.Second
 
 // ---------- the core's mock through the C ABI, without the wrapper ----------
 

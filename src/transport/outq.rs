@@ -71,6 +71,25 @@ struct State {
     held_until: Option<Instant>,
 }
 
+impl State {
+    /// How much longer the queued frames are held back from the writer:
+    /// `None` if nothing is queued, or no hold is live.
+    fn hold_left(&self, now: Instant) -> Option<Duration> {
+        let t = self.held_until.filter(|_| !self.batch.is_empty())?;
+        Some(t.saturating_duration_since(now)).filter(|left| !left.is_zero())
+    }
+
+    /// Appends a run of small frames to the batch; their payload bytes.
+    fn append_small(&mut self, msgs: &[Outgoing<'_>]) -> u64 {
+        let mut bytes = 0;
+        for m in msgs {
+            self.batch.push_small(m.msg_id, m.kind, m.data);
+            bytes += m.data.len() as u64;
+        }
+        bytes
+    }
+}
+
 impl Outq {
     /// A queue of at most `cap` frames; fails only if the system has no
     /// descriptor left for its bell.
@@ -105,11 +124,7 @@ impl Outq {
         debug_assert!(!msgs.is_empty());
         let mut s = self.room_for_one(Duration::ZERO)?;
         let room = (self.cap - s.batch.frames() - s.writing).min(msgs.len() as u64) as usize;
-        let mut bytes = 0u64;
-        for m in &msgs[..room] {
-            s.batch.push_small(m.msg_id, m.kind, m.data);
-            bytes += m.data.len() as u64;
-        }
+        let bytes = s.append_small(&msgs[..room]);
         self.pushed(s, room as u64, bytes);
         Ok(room)
     }
@@ -132,28 +147,21 @@ impl Outq {
     ) -> bool {
         let mut s = self.lock();
         let room = self.cap - s.batch.frames() - s.writing;
-        let held = s
-            .held_until
-            .filter(|_| !s.batch.is_empty())
-            .filter(|&t| t > Instant::now());
+        let live = s.hold_left(Instant::now()).is_some();
         if s.closed
             || s.batch.wire_len() + wire >= chunk
-            || (held.is_none() && !s.batch.is_empty())
+            || (!live && !s.batch.is_empty())
             || room < msgs.len() as u64
         {
             return false;
         }
-        let mut bytes = 0u64;
-        for m in msgs {
-            s.batch.push_small(m.msg_id, m.kind, m.data);
-            bytes += m.data.len() as u64;
-        }
+        let bytes = s.append_small(msgs);
         s.sent += msgs.len() as u64;
         s.sent_bytes += bytes;
         // A new hold (rung, so a writer asleep learns its end) unless one
         // is live: one that ended, or that nothing was held under, counts
         // for nothing.
-        let first = held.is_none();
+        let first = !live;
         if first {
             s.held_until = Some(until);
         }
@@ -235,8 +243,7 @@ impl Outq {
             }
             // Held frames wait for their hold to end (or for a push).
             let now = Instant::now();
-            let held = s.held_until.map(|t| t.saturating_duration_since(now));
-            let held = held.filter(|left| !left.is_zero());
+            let held = s.hold_left(now);
             if !s.batch.is_empty() && held.is_none() {
                 break Wait::Ready;
             }
